@@ -1,0 +1,30 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+# Both create .venv and install agf into it first (only when pyproject.toml changed).
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+JOBS ?= 2
+
+.PHONY: demo test install bench clean-venv
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3 ...'" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/agf demo --out demo
+
+test: $(STAMP)
+	bash scripts/test-setup.sh
+	$(BIN)/python -m pytest -n $(JOBS) -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_prepare.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,270 @@
+"""The one typed configuration of agf: a section per pipeline stage, loaded from TOML.
+
+Every stage function takes its own section. Unknown keys are rejected by name, so a typo in a
+config file is an error, not a silently ignored setting. Defaults are the paper's values
+(see docs/architecture.md and the implementation notes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Where the tracks come from and how they are split."""
+
+    # fma: metadata_dir (tracks.csv, genres.csv) + audio_dir; manifest: the CSV;
+    # synth: the corpus is rendered into WORKDIR/corpus with [synth] settings, then read as FMA.
+    kind: Literal["fma", "manifest", "synth"] = "synth"
+    metadata_dir: str = ""
+    audio_dir: str = ""
+    manifest: str = ""
+    subset: Literal["small", "medium", "large", "full"] = "medium"
+    # official: FMA's artist-disjoint split (or the manifest's / corpus's own); random: the paper's
+    # stratified random split (not artist-disjoint); artist: a new artist-disjoint stratified split.
+    split: Literal["official", "random", "artist"] = "official"
+    val_fraction: float = 0.15
+    test_fraction: float = 0.0
+    seed: int = 0
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """The synthetic demo corpus (agf synth): a seeded generative model of a music collection."""
+
+    n_genres: int = 8
+    min_subgenres: int = 2
+    max_subgenres: int = 3
+    artists_per_genre: int = 6
+    albums_per_artist: int = 2
+    tracks_per_album: int = 5
+    clip_seconds: float = 10.0
+    # Share of albums whose genre label is wrong (FMA labels whole albums).
+    label_noise: float = 0.15
+    # Share of artists whose style mixes in a second genre.
+    straddle_fraction: float = 0.1
+    sample_rate: int = 44100
+    bitrate: int = 128000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Decoding and per-track features; every field is part of the feature-store key."""
+
+    sample_rate: int = 22050
+    n_fft: int = 1024
+    hop_length: int = 512
+    n_mels: int = 128
+    fmin: float = 0.0
+    fmax: float | None = None
+    top_db: float = 80.0
+    n_mfcc: int = 25
+    # A track shorter than this many frames cannot give one training patch: status too_short.
+    min_frames: int = 43
+    # A track whose RMS level is below this (dBFS) is flagged silent.
+    silence_rms_db: float = -60.0
+
+
+@dataclass(frozen=True)
+class FactorConfig:
+    """Artist Group Factors: dictionaries, artist bags of words and LDA (tasks m, d, e, s)."""
+
+    tasks: tuple[str, ...] = ("m", "d", "e", "s")
+    n_words: int = 2048
+    n_topics: int = 40
+    # Frames per track sampled for fitting the m/d dictionaries (0 = all frames).
+    frames_per_track: int = 0
+    kmeans_batch_size: int = 4096
+    lda_max_iter: int = 20
+    # The paper's leaky protocol fits dictionaries, normalisation and LDA on all tracks.
+    leaky: bool = False
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Source-net training (STN, MTN, wSTN)."""
+
+    epochs: int = 200
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    patch_frames: int = 43
+    # MTN: 'epoch' draws one task per epoch (the authors' code), 'batch' draws one per batch.
+    schedule: Literal["epoch", "batch"] = "epoch"
+    # wSTN width factor; 0 = computed to match the parameter count of the compared setup.
+    width_factor: float = 0.0
+    amp: bool = True
+    channels_last: bool = True
+    loader_workers: int = 1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """Window features of source nets -> MLP -> track probabilities."""
+
+    epochs: int = 50
+    hidden: int = 1024
+    dropout: float = 0.5
+    lr: float = 1e-3
+    batch_size: int = 256
+    window_hop: int = 21
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """Which task subsets and architectures to run, over which seeds."""
+
+    tasks: tuple[str, ...] = ("g", "m", "d", "e", "s")
+    archs: tuple[str, ...] = ("stn", "mtn", "wstn")
+    # Empty = all non-empty subsets of `tasks`; otherwise e.g. ["g", "gm", "gmdes"].
+    subsets: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = (0,)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Resources: where to run and how many processes."""
+
+    device: str = "auto"
+    workers: int = 2
+    workdir: str = "work"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole pipeline's settings."""
+
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    factors: FactorConfig = field(default_factory=FactorConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+    grid: GridConfig = field(default_factory=GridConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Check `value` against a field annotation; lists become tuples. Raise ConfigError on mismatch."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
+        return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported setting type {annotation!r}")
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    """Instantiate dataclass `cls` from a dict, rejecting unknown keys by their dotted name."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"[{prefix}]" if prefix else "the top level"
+        raise ConfigError(
+            f"unknown key {prefix + '.' if prefix else ''}{unknown[0]} in {where}; "
+            f"known keys: {', '.join(sorted(names))}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{prefix}.{name}" if prefix else name
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key}: expected a table [{key}]")
+            kwargs[name] = _build(hint, value, key)
+        else:
+            kwargs[name] = _coerce(value, hint, key)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Build a validated Config from nested dicts (as parsed from TOML)."""
+    return _build(Config, data, "")
+
+
+def load_config(path: str | Path) -> Config:
+    """Load and validate a TOML config file, or a preset name such as 'demo'."""
+    path = resolve_config_path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return config_from_dict(data)
+
+
+PRESETS_DIR = Path(__file__).parent / "presets"
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """A path to a TOML file, or the name of a preset shipped with agf."""
+    candidate = Path(path)
+    if candidate.is_file():
+        return candidate
+    preset = PRESETS_DIR / f"{path}.toml"
+    if preset.is_file():
+        return preset
+    names = ", ".join(sorted(p.stem for p in PRESETS_DIR.glob("*.toml")))
+    raise ConfigError(f"no config file {str(path)!r} and no preset of that name (presets: {names or 'none'})")
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A config (or one section) as plain nested dicts, tuples as lists; None values dropped (TOML has no null)."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items() if v is not None}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    return clean(dataclasses.asdict(config))

@@ -1,0 +1,74 @@
+"""The track table: one tidy row per track, the same for every dataset source.
+
+Columns (in this order, extra source-specific columns may follow):
+    track_id   str     unique, filesystem-safe ([A-Za-z0-9_.-]); FMA ids as decimal strings
+    audio_path str     absolute path of the audio file
+    artist_id  str
+    album_id   str     "" when unknown
+    genre      str     the (top-level) genre label used for training and evaluation
+    subgenres  object  list[str] of finer genre labels (may be empty)
+    split      str     "train" | "val" | "test"
+Optional well-known extras: true_genre (synthetic corpus: the genre before label noise).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+TRACK_COLUMNS: tuple[str, ...] = (
+    "track_id",
+    "audio_path",
+    "artist_id",
+    "album_id",
+    "genre",
+    "subgenres",
+    "split",
+)
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+class DatasetError(ValueError):
+    """A dataset is malformed; the message names the file, the row or column, and the fix."""
+
+
+def validate_track_table(tracks: pd.DataFrame, source: str = "track table") -> pd.DataFrame:
+    """Check the schema and invariants of a track table; return it with canonical column order and dtypes."""
+    missing = [c for c in TRACK_COLUMNS if c not in tracks.columns]
+    if missing:
+        raise DatasetError(f"{source}: missing column(s) {', '.join(missing)}")
+    tracks = tracks.copy()
+    for column in ("track_id", "audio_path", "artist_id", "album_id", "genre", "split"):
+        tracks[column] = tracks[column].astype(str)
+    tracks["subgenres"] = tracks["subgenres"].map(lambda v: list(v) if v is not None else [])
+    duplicated = tracks["track_id"][tracks["track_id"].duplicated()].unique()
+    if len(duplicated):
+        raise DatasetError(f"{source}: duplicate track id(s): {', '.join(map(str, duplicated[:10]))}")
+    unsafe = [t for t in tracks["track_id"] if not _SAFE_ID.match(t)]
+    if unsafe:
+        raise DatasetError(
+            f"{source}: track id(s) with characters other than letters, digits, '_', '.', '-': "
+            f"{', '.join(map(repr, unsafe[:10]))}"
+        )
+    bad_split = sorted(set(tracks["split"]) - set(SPLITS))
+    if bad_split:
+        raise DatasetError(f"{source}: unknown split value(s) {bad_split}; use train, val or test")
+    empty_genre = tracks["track_id"][tracks["genre"].str.len() == 0]
+    if len(empty_genre):
+        raise DatasetError(f"{source}: {len(empty_genre)} track(s) without a genre, e.g. {empty_genre.iloc[0]}")
+    train_genres = set(tracks.loc[tracks["split"] == "train", "genre"])
+    untrained = sorted(set(tracks["genre"]) - train_genres)
+    if untrained:
+        raise DatasetError(
+            f"{source}: genre(s) with no training tracks: {', '.join(untrained)}; "
+            "add training tracks for them or drop them from the collection"
+        )
+    extras = [c for c in tracks.columns if c not in TRACK_COLUMNS]
+    return tracks[list(TRACK_COLUMNS) + extras].reset_index(drop=True)
+
+
+def genre_list(tracks: pd.DataFrame) -> list[str]:
+    """The sorted genre vocabulary of a table: class index i is genre_list(...)[i] everywhere."""
+    return sorted(tracks["genre"].unique())

@@ -1,0 +1,88 @@
+"""Atomic writes and stable keys: the two rules that make every long job resumable.
+
+A file is written under a temporary name in its final directory, flushed, then renamed over
+the final name, so a reader sees either the old file, the new file or nothing: never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success it is renamed to `path`, else removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write bytes to `path` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write text (UTF-8) to `path` atomically."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """Write `obj` as indented JSON to `path` atomically."""
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def write_npy_atomic(path: str | Path, array: np.ndarray) -> None:
+    """Write a NumPy array as .npy to `path` atomically (readable with np.load(mmap_mode='r'))."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def write_parquet_atomic(path: str | Path, frame: Any) -> None:
+    """Write a pandas DataFrame as Parquet to `path` atomically."""
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file."""
+    return json.loads(Path(path).read_text())
+
+
+def stable_key(*parts: Any, length: int = 12) -> str:
+    """A short hex digest of JSON-serialisable parts (settings dicts, upstream keys)."""
+    blob = json.dumps(parts, sort_keys=True, default=_json_default, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:length]
+
+
+def _json_default(obj: Any) -> Any:
+    """JSON fallback for NumPy scalars/arrays, paths and tuples-as-sets."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (Path, os.PathLike)):
+        return str(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
