@@ -1,0 +1,182 @@
+"""`agf prepare`: decode every track once and store its log-mel, MFCCs and technical facts.
+
+Resumable and kill-safe: a track counts as finished only when its entry (written after its
+arrays) exists and still describes the same audio file, so re-running skips finished tracks and
+redoes anything a kill interrupted. Decoding failures are recorded per track, never fatal.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from agf.audio import AudioDecodeError, decode
+from agf.config import FeatureConfig
+from agf.features import SpectralExtractor
+from agf.parallel import map_unordered
+from agf.store import FeatureStore
+
+
+@dataclass(frozen=True)
+class TrackJob:
+    """One track to prepare: everything a worker process needs."""
+
+    track_id: str
+    audio_path: str
+    store_root: str
+    config: FeatureConfig
+    known_bad: bool = False
+
+
+@dataclass
+class PrepareSummary:
+    """What a prepare run did."""
+
+    total: int = 0
+    done: int = 0
+    skipped: int = 0
+    status: Counter = field(default_factory=Counter)
+    reasons: Counter = field(default_factory=Counter)
+
+    def format(self) -> str:
+        """A short human-readable report."""
+        lines = [
+            f"tracks: {self.total}  newly prepared: {self.done}  already done (skipped): {self.skipped}",
+            "status of prepared tracks: " + ", ".join(f"{k} {v}" for k, v in sorted(self.status.items())),
+        ]
+        if self.reasons:
+            lines.append("not usable, by reason:")
+            lines += [f"  {count:6d}  {reason}" for reason, count in self.reasons.most_common(20)]
+        return "\n".join(lines)
+
+
+_EXTRACTORS: dict[FeatureConfig, SpectralExtractor] = {}
+
+
+def _extractor(config: FeatureConfig) -> SpectralExtractor:
+    """One preloaded extractor per process and config (mel basis and DCT built once)."""
+    if config not in _EXTRACTORS:
+        _EXTRACTORS[config] = SpectralExtractor(config)
+    return _EXTRACTORS[config]
+
+
+def _file_facts(path: str) -> tuple[int, int]:
+    """(size, mtime_ns) of an audio file, or (-1, -1) when it is missing."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return -1, -1
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _level_db(value: float) -> float:
+    """A linear level in dBFS, floored at -200 dB."""
+    return float(20.0 * np.log10(max(value, 1e-10)))
+
+
+def prepare_track(job: TrackJob) -> dict:
+    """Decode one track, compute and store its features, write its entry; return the entry."""
+    store = FeatureStore(job.store_root, job.config)
+    size, mtime = _file_facts(job.audio_path)
+    entry: dict = {
+        "track_id": job.track_id,
+        "status": "ok",
+        "reason": "",
+        "audio_path": job.audio_path,
+        "file_size": size,
+        "file_mtime_ns": mtime,
+        "sample_rate": 0,
+        "channels": 0,
+        "duration": 0.0,
+        "frames": 0,
+        "peak_db": float("nan"),
+        "rms_db": float("nan"),
+        "decoder": "",
+    }
+    if job.known_bad:
+        entry.update(status="known_bad", reason="listed in FMA's known bad files")
+        store.write_entry(entry)
+        return entry
+    try:
+        samples, info = decode(job.audio_path, job.config.sample_rate)
+    except AudioDecodeError as exc:
+        entry.update(status="failed", reason=exc.reason)
+        store.write_entry(entry)
+        return entry
+    features = _extractor(job.config)(samples)
+    store.write_array("mel", job.track_id, features.mel)
+    store.write_array("mfcc", job.track_id, features.mfcc)
+    frames = int(features.mel.shape[0])
+    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if samples.size else 0.0
+    entry.update(
+        sample_rate=info.sample_rate,
+        channels=info.channels,
+        duration=info.duration,
+        frames=frames,
+        peak_db=_level_db(peak),
+        rms_db=_level_db(rms),
+        decoder=info.decoder,
+    )
+    if frames < job.config.min_frames:
+        entry.update(status="too_short", reason=f"{info.duration:.2f} s is shorter than one patch")
+    elif entry["rms_db"] < job.config.silence_rms_db:
+        entry.update(status="silent", reason=f"RMS level {entry['rms_db']:.1f} dBFS")
+    store.write_entry(entry)
+    return entry
+
+
+def is_finished(store: FeatureStore, track_id: str, audio_path: str, retry_failed: bool) -> bool:
+    """Whether a track's stored entry is complete and still matches its audio file."""
+    entry = store.read_entry(track_id)
+    if entry is None:
+        return False
+    if retry_failed and entry["status"] == "failed":
+        return False
+    if entry["audio_path"] != audio_path or (entry["file_size"], entry["file_mtime_ns"]) != _file_facts(audio_path):
+        return False
+    if entry["status"] in ("ok", "too_short", "silent"):
+        return store.has_array("mel", track_id) and store.has_array("mfcc", track_id)
+    return True
+
+
+def prepare_features(
+    tracks: pd.DataFrame,
+    store: FeatureStore,
+    workers: int = 1,
+    known_bad: frozenset[str] = frozenset(),
+    retry_failed: bool = False,
+    progress: bool = True,
+) -> PrepareSummary:
+    """Build the store for every track of a track table; skip finished tracks; index at the end."""
+    store.remove_temporaries()
+    summary = PrepareSummary(total=len(tracks))
+    jobs = []
+    for track_id, audio_path in zip(tracks["track_id"], tracks["audio_path"]):
+        if is_finished(store, track_id, audio_path, retry_failed):
+            summary.skipped += 1
+            continue
+        jobs.append(TrackJob(track_id, audio_path, str(store.root), store.config, track_id in known_bad))
+    for entry in map_unordered(prepare_track, jobs, workers, desc="prepare", progress=progress, unit="track"):
+        summary.done += 1
+        summary.status[entry["status"]] += 1
+        if entry["status"] != "ok":
+            summary.reasons[f"{entry['status']}: {entry['reason']}"] += 1
+    store.write_index()
+    return summary
+
+
+def usable_tracks(tracks: pd.DataFrame, store: FeatureStore) -> pd.DataFrame:
+    """The rows of a track table whose features are stored with status ok."""
+    ok = set(store.ok_ids())
+    return tracks[tracks["track_id"].isin(ok)].reset_index(drop=True)
+
+
+def default_workers() -> int:
+    """All cores but none beyond them."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+

@@ -1,0 +1,182 @@
+"""The feature store and `agf prepare`: statuses, resume after a kill, parallel == serial, settings."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from audio_cases import make_empty, make_random_bytes, make_truncated_mp3, music_like
+
+from agf.audio import write_audio
+from agf.config import FeatureConfig
+from agf.prepare import is_finished, prepare_features, prepare_track, TrackJob
+from agf.store import FeatureStore, StoreError, features_key
+
+SR = 22050
+
+
+def _table(rows: list[tuple[str, Path]]) -> pd.DataFrame:
+    return pd.DataFrame({"track_id": [r[0] for r in rows], "audio_path": [str(r[1]) for r in rows]})
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    """Good clips in several formats plus every kind of bad input."""
+    root = tmp_path_factory.mktemp("corpus")
+    rows = []
+    for i, (suffix, sr, channels) in enumerate([(".mp3", 44100, 2), (".wav", 48000, 1), (".flac", 22050, 2), (".ogg", 44100, 1)]):
+        path = root / f"good{i}{suffix}"
+        audio = music_like(2.0, sr, seed=i)
+        write_audio(path, np.stack([audio, audio]) if channels == 2 else audio, sr)
+        rows.append((f"good{i}", path))
+    write_audio(root / "short.wav", music_like(0.3, SR, seed=9), SR)
+    write_audio(root / "silence.wav", np.zeros(SR * 10, dtype=np.float32), SR)
+    rows += [
+        ("short", root / "short.wav"),
+        ("silence", root / "silence.wav"),
+        ("empty", make_empty(root / "empty.mp3")),
+        ("random", make_random_bytes(root / "random.mp3")),
+        ("truncated", make_truncated_mp3(root / "truncated.mp3")),
+        ("missing", root / "does-not-exist.mp3"),
+        ("bad1486", root / "good0.mp3"),
+    ]
+    return _table(rows)
+
+
+def test_statuses_and_facts(corpus: pd.DataFrame, tmp_path: Path) -> None:
+    store = FeatureStore.open(tmp_path, FeatureConfig())
+    summary = prepare_features(corpus, store, workers=1, known_bad=frozenset({"bad1486"}), progress=False)
+    index = store.index().set_index("track_id")
+    assert summary.done == len(corpus) and summary.skipped == 0
+    for i in range(4):
+        assert index.loc[f"good{i}", "status"] == "ok"
+    assert index.loc["good0", "sample_rate"] == 44100 and index.loc["good0", "channels"] == 2
+    assert index.loc["good1", "sample_rate"] == 48000 and index.loc["good1", "channels"] == 1
+    assert index.loc["good1", "duration"] == pytest.approx(2.0, abs=0.01)
+    assert index.loc["good1", "frames"] == 1 + (2 * SR) // 512
+    assert index.loc["short", "status"] == "too_short"
+    assert index.loc["silence", "status"] == "silent"
+    assert index.loc["bad1486", "status"] == "known_bad"
+    for bad in ("empty", "random", "missing"):
+        assert index.loc[bad, "status"] == "failed"
+        assert index.loc[bad, "reason"]
+    assert index.loc["truncated", "status"] in ("ok", "failed")
+    mel = store.mel("good0")
+    assert mel.dtype == np.float16 and mel.shape == (index.loc["good0", "frames"], 128)
+    assert store.mfcc("good0").shape == (mel.shape[0], 25)
+    assert store.dmfcc("good0").shape == (mel.shape[0] - 1, 25)
+    assert set(store.ok_ids()) >= {"good0", "good1", "good2", "good3"}
+    assert "failed" in summary.format()
+
+
+def test_rerun_skips_finished_and_redoes_changed_files(corpus: pd.DataFrame, tmp_path: Path) -> None:
+    store = FeatureStore.open(tmp_path, FeatureConfig())
+    prepare_features(corpus, store, workers=1, progress=False)
+    again = prepare_features(corpus, store, workers=1, progress=False)
+    assert again.skipped == len(corpus) and again.done == 0
+    retried = prepare_features(corpus, store, workers=1, retry_failed=True, progress=False)
+    assert retried.done == (store.index()["status"] == "failed").sum()
+    # A replaced audio file is detected and prepared again.
+    src = Path(corpus.set_index("track_id").loc["good1", "audio_path"])
+    moved = tmp_path / "replaced.wav"
+    write_audio(moved, music_like(3.0, 48000, seed=5), 48000)
+    table = corpus.copy()
+    table.loc[table["track_id"] == "good1", "audio_path"] = str(moved)
+    assert not is_finished(store, "good1", str(moved), retry_failed=False)
+    third = prepare_features(table, store, workers=1, progress=False)
+    assert third.done == 1
+    assert store.index().set_index("track_id").loc["good1", "duration"] == pytest.approx(3.0, abs=0.01)
+    assert src.exists()
+
+
+def test_half_written_track_is_redone(corpus: pd.DataFrame, tmp_path: Path) -> None:
+    """Arrays without an entry (a kill between the writes) and temp files never count as finished."""
+    config = FeatureConfig()
+    store = FeatureStore.open(tmp_path, config)
+    path = corpus.set_index("track_id").loc["good0", "audio_path"]
+    entry = prepare_track(TrackJob("good0", path, str(store.root), config))
+    store.entry_path("good0").unlink()
+    (store.array_path("mel", "good0").parent / ".good0.npy.abc.tmp").write_bytes(b"half")
+    assert not is_finished(store, "good0", path, retry_failed=False)
+    summary = prepare_features(corpus[corpus.track_id == "good0"], store, workers=1, progress=False)
+    assert summary.done == 1
+    assert store.read_entry("good0") == entry
+    assert not list(store.root.glob("*/*/.*.tmp"))
+
+
+def test_parallel_equals_serial(corpus: pd.DataFrame, tmp_path: Path) -> None:
+    serial = FeatureStore.open(tmp_path / "serial", FeatureConfig())
+    parallel = FeatureStore.open(tmp_path / "parallel", FeatureConfig())
+    prepare_features(corpus, serial, workers=1, progress=False)
+    prepare_features(corpus, parallel, workers=2, progress=False)
+    a = serial.index().drop(columns=["audio_path"])
+    b = parallel.index().drop(columns=["audio_path"])
+    pd.testing.assert_frame_equal(a, b)
+    for track_id in serial.ok_ids():
+        np.testing.assert_array_equal(serial.mel(track_id), parallel.mel(track_id))
+        np.testing.assert_array_equal(serial.mfcc(track_id), parallel.mfcc(track_id))
+
+
+def test_changed_settings_get_a_new_store(tmp_path: Path) -> None:
+    base = FeatureConfig()
+    changed = replace(base, n_mels=64)
+    assert features_key(base) != features_key(changed)
+    store = FeatureStore.open(tmp_path, base)
+    # A store folder whose recorded settings differ is refused, never mixed.
+    with pytest.raises(StoreError, match="other feature settings"):
+        FeatureStore(store.root, changed)
+
+
+def _manifest(corpus: pd.DataFrame, directory: Path, n: int) -> Path:
+    good = Path(corpus.set_index("track_id").loc["good1", "audio_path"])
+    rows = []
+    for i in range(n):
+        target = directory / f"clip{i}.wav"
+        write_audio(target, music_like(3.0, 44100, seed=100 + i), 44100)
+        rows.append({"path": target.name, "artist": f"a{i % 3}", "genre": ["rock", "jazz"][i % 2]})
+    assert good.exists()
+    frame = pd.DataFrame(rows)
+    frame["split"] = ["train"] * (n - 2) + ["val", "test"]
+    path = directory / "manifest.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _prepare_cmd(manifest: Path, workdir: Path, workers: int) -> list[str]:
+    return [sys.executable, "-m", "agf.cli", "prepare", "--manifest", str(manifest), "--workdir", str(workdir),
+            "--workers", str(workers), "--quiet"]
+
+
+def test_killed_prepare_resumes_to_the_same_store(corpus: pd.DataFrame, tmp_path: Path) -> None:
+    manifest = _manifest(corpus, tmp_path, n=30)
+    reference = tmp_path / "reference"
+    subprocess.run(_prepare_cmd(manifest, reference, 1), check=True, capture_output=True)
+
+    killed = tmp_path / "killed"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(_prepare_cmd(manifest, killed, 1), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(killed.glob("features/*/entries/*/*.json"))) < 3:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished_before = len(list(killed.glob("features/*/entries/*/*.json")))
+    assert 0 < finished_before < 30, "the kill should land mid-run"
+
+    result = subprocess.run(_prepare_cmd(manifest, killed, 1), check=True, capture_output=True, text=True)
+    assert f"already done (skipped): {finished_before}" in result.stdout
+    [ref_store] = list(reference.glob("features/*"))
+    [new_store] = list(killed.glob("features/*"))
+    ref_index = pd.read_parquet(ref_store / "index.parquet").drop(columns=["audio_path"])
+    new_index = pd.read_parquet(new_store / "index.parquet").drop(columns=["audio_path"])
+    pd.testing.assert_frame_equal(ref_index, new_index)
+    for mel in ref_store.glob("mel/*/*.npy"):
+        np.testing.assert_array_equal(np.load(mel), np.load(new_store / mel.relative_to(ref_store)))
