@@ -1,0 +1,123 @@
+"""Train / val / test splits of a track table.
+
+Two ways to make one: the paper's stratified random split (scikit-learn's train_test_split, not
+artist-disjoint) and a new artist-disjoint split stratified by genre. Both are seeded and deterministic,
+and both leave every genre with at least one training track.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from agf.datasets.table import DatasetError
+
+SPLIT_MODES: tuple[str, ...] = ("official", "random", "artist")
+
+
+def check_fractions(val_fraction: float, test_fraction: float) -> None:
+    """Raise DatasetError unless both fractions are >= 0 and leave a training share."""
+    if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
+        raise DatasetError(
+            f"dataset.val_fraction = {val_fraction} and dataset.test_fraction = {test_fraction}: "
+            "each must be >= 0 and together below 1"
+        )
+
+
+def assign_split(tracks: pd.DataFrame, mode: str, val_fraction: float, test_fraction: float, seed: int) -> pd.Series:
+    """The split column for `mode`: 'official' keeps tracks['split'], 'random' and 'artist' make a new one."""
+    if mode == "official":
+        return tracks["split"]
+    if mode == "random":
+        return stratified_random_split(tracks, val_fraction, test_fraction, seed)
+    if mode == "artist":
+        return artist_disjoint_split(tracks, val_fraction, test_fraction, seed)
+    raise DatasetError(f"dataset.split = {mode!r} is not a split mode; use one of {', '.join(SPLIT_MODES)}")
+
+
+def stratified_random_split(tracks: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int) -> pd.Series:
+    """The paper's split: 'train'/'val'/'test' per track, stratified by genre, NOT artist-disjoint.
+
+    The held-out share (val + test) is drawn with scikit-learn's train_test_split(stratify=genre), then
+    divided into val and test the same way. A genre with a single track keeps it in train; when the table
+    is too small to stratify, the draw is plain random and each genre is then given back one training track.
+    """
+    check_fractions(val_fraction, test_fraction)
+    genres = tracks["genre"].to_numpy()
+    held = _draw_holdout(np.arange(len(tracks)), genres, val_fraction + test_fraction, seed)
+    if not test_fraction:
+        test = held[:0]
+    elif not val_fraction:
+        test = held
+    else:
+        test = _draw_holdout(held, genres, test_fraction / (val_fraction + test_fraction), seed)
+    labels = np.full(len(tracks), "train", dtype=object)
+    labels[held] = "val"
+    labels[test] = "test"
+    return pd.Series(labels, index=tracks.index, name="split")
+
+
+def _draw_holdout(positions: np.ndarray, genres: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Sorted positions drawn out of `positions` for a share `fraction`; each genre keeps one undrawn."""
+    labels = genres[positions]
+    names, counts = np.unique(labels, return_counts=True)
+    candidates = positions[np.isin(labels, names[counts >= 2])]
+    n_held = min(math.ceil(fraction * len(candidates)), len(candidates) - 1)
+    if n_held < 1:
+        return positions[:0]
+    candidate_labels = genres[candidates]
+    n_classes = len(np.unique(candidate_labels))
+    stratify = candidate_labels if min(n_held, len(candidates) - n_held) >= n_classes else None
+    _, held = train_test_split(candidates, test_size=n_held, stratify=stratify, random_state=seed)
+    held_labels = genres[held]
+    kept_labels = set(genres[np.setdiff1d(positions, held)])
+    _, first_of_genre = np.unique(held_labels, return_index=True)
+    give_back = [held[i] for i in first_of_genre if held_labels[i] not in kept_labels]
+    return np.setdiff1d(held, give_back)
+
+
+def artist_disjoint_split(tracks: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int) -> pd.Series:
+    """A new split ('train'/'val'/'test' per track) in which every artist is in exactly one split.
+
+    Stratified by genre: each artist is filed under its most frequent genre; within a genre the artists
+    (shuffled with `seed`, then largest first) go one by one to the split furthest below its share of
+    that genre's tracks. Finally a genre left without training tracks gets its largest artist in it moved
+    to train (moving to train never takes training tracks from another genre).
+    """
+    check_fractions(val_fraction, test_fraction)
+    shares = {"train": 1 - val_fraction - test_fraction, "val": val_fraction, "test": test_fraction}
+    shares = {name: share for name, share in shares.items() if share > 0}
+    sizes = tracks["artist_id"].value_counts()
+    rng = np.random.default_rng(seed)
+    assignment: dict[str, str] = {}
+    primary = _primary_genres(tracks)
+    for _, artists in primary.groupby(primary, sort=True):
+        order = sorted(rng.permutation(np.sort(artists.index.to_numpy())), key=lambda a: -sizes[a])
+        total = sizes[order].sum()
+        filled = dict.fromkeys(shares, 0)
+        for artist in order:
+            target = max(shares, key=lambda name: shares[name] * total - filled[name])
+            assignment[artist] = target
+            filled[target] += sizes[artist]
+    split = tracks["artist_id"].map(assignment).astype(object)
+    for genre in sorted(set(tracks["genre"])):
+        in_genre = tracks["genre"] == genre
+        if not (split[in_genre] == "train").any():
+            split[tracks["artist_id"] == _largest_artist(tracks.loc[in_genre, "artist_id"])] = "train"
+    return split.rename("split")
+
+
+def _primary_genres(tracks: pd.DataFrame) -> pd.Series:
+    """Each artist's most frequent genre (ties: the alphabetically first), indexed by artist_id."""
+    counts = tracks.groupby(["artist_id", "genre"]).size().rename("n").reset_index()
+    counts = counts.sort_values(["artist_id", "n", "genre"], ascending=[True, False, True], kind="stable")
+    return counts.drop_duplicates("artist_id").set_index("artist_id")["genre"]
+
+
+def _largest_artist(artist_ids: pd.Series) -> str:
+    """The artist with the most entries in `artist_ids` (ties: the smallest id)."""
+    counts = artist_ids.value_counts()
+    return min(counts.index[counts == counts.max()])

@@ -1,0 +1,109 @@
+"""Split makers: the paper's stratified random split and the artist-disjoint stratified split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.model_selection import train_test_split
+
+from agf.datasets.splits import artist_disjoint_split, assign_split, stratified_random_split
+from agf.datasets.table import DatasetError
+
+
+def table(artist_genres: list[list[int]]) -> pd.DataFrame:
+    """A track table: artist i has one track per entry of artist_genres[i] (the entry is its genre index)."""
+    rows = []
+    for artist, genres in enumerate(artist_genres):
+        for genre in genres:
+            rows.append({"track_id": f"t{len(rows)}", "artist_id": f"a{artist}", "genre": f"g{genre}"})
+    return pd.DataFrame(rows)
+
+
+def collection(n_genres: int, artists_per_genre: int, seed: int) -> pd.DataFrame:
+    """A larger table: artists of 1..30 tracks, mostly of one genre, some straddling a second one."""
+    rng = np.random.default_rng(seed)
+    artist_genres = []
+    for artist in range(n_genres * artists_per_genre):
+        genre = artist % n_genres
+        other = (genre + 1) % n_genres if rng.random() < 0.2 else genre
+        artist_genres.append([genre if rng.random() < 0.8 else other for _ in range(rng.integers(1, 31))])
+    return table(artist_genres)
+
+
+artist_tables = st.lists(
+    st.lists(st.integers(0, 4), min_size=1, max_size=6), min_size=1, max_size=25
+).map(table)
+fractions = st.sampled_from([(0.15, 0.0), (0.1, 0.1), (0.0, 0.2), (0.3, 0.3), (0.5, 0.0)])
+
+
+@settings(max_examples=120, deadline=None)
+@given(tracks=artist_tables, shares=fractions, seed=st.integers(0, 2**16))
+def test_artist_split_properties(tracks: pd.DataFrame, shares: tuple[float, float], seed: int) -> None:
+    split = artist_disjoint_split(tracks, *shares, seed=seed)
+    assert split.index.equals(tracks.index)
+    assert (split.groupby(tracks["artist_id"]).nunique() == 1).all()
+    assert set(tracks["genre"]) == set(tracks.loc[split == "train", "genre"])
+    allowed = {"train"} | {name for name, share in zip(("val", "test"), shares) if share > 0}
+    assert set(split) <= allowed
+    assert split.equals(artist_disjoint_split(tracks, *shares, seed=seed))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_artist_split_is_stratified_close_to_the_fractions(seed: int) -> None:
+    tracks = collection(n_genres=8, artists_per_genre=25, seed=seed)
+    split = artist_disjoint_split(tracks, 0.15, 0.15, seed=seed)
+    shares = pd.crosstab(tracks["genre"], split, normalize="index")
+    assert (shares["val"] - 0.15).abs().max() < 0.06
+    assert (shares["test"] - 0.15).abs().max() < 0.06
+    assert not split.equals(artist_disjoint_split(tracks, 0.15, 0.15, seed=seed + 10))
+
+
+def test_random_split_is_sklearns_stratified_split() -> None:
+    tracks = collection(n_genres=6, artists_per_genre=10, seed=0)
+    split = stratified_random_split(tracks, 0.15, 0.0, seed=7)
+    _, expected_val = train_test_split(
+        np.arange(len(tracks)), test_size=0.15, stratify=tracks["genre"], random_state=7
+    )
+    assert sorted(np.flatnonzero(split == "val")) == sorted(expected_val)
+    assert set(split) == {"train", "val"}
+
+
+def test_random_split_three_ways_and_single_track_genre_stays_in_train() -> None:
+    tracks = pd.concat(
+        [collection(n_genres=4, artists_per_genre=10, seed=1), table([[9]]).assign(track_id="solo")],
+        ignore_index=True,
+    )
+    split = stratified_random_split(tracks, 0.1, 0.2, seed=0)
+    assert split.iloc[-1] == "train"
+    shares = pd.crosstab(tracks["genre"], split, normalize="index").drop(index="g9")
+    assert (shares["val"] - 0.1).abs().max() < 0.03
+    assert (shares["test"] - 0.2).abs().max() < 0.03
+    assert not (split.groupby(tracks["artist_id"]).nunique() == 1).all()  # not artist-disjoint
+
+
+@settings(max_examples=120, deadline=None)
+@given(tracks=artist_tables, shares=fractions, seed=st.integers(0, 2**16))
+def test_random_split_keeps_every_genre_in_train(tracks: pd.DataFrame, shares: tuple[float, float], seed: int) -> None:
+    split = stratified_random_split(tracks, *shares, seed=seed)
+    assert set(tracks["genre"]) == set(tracks.loc[split == "train", "genre"])
+    allowed = {"train"} | {name for name, share in zip(("val", "test"), shares) if share > 0}
+    assert set(split) <= allowed
+    assert split.equals(stratified_random_split(tracks, *shares, seed=seed))
+
+
+@pytest.mark.parametrize("shares", [(-0.1, 0.0), (0.5, 0.5), (0.0, 1.2)])
+def test_bad_fractions_are_rejected(shares: tuple[float, float]) -> None:
+    with pytest.raises(DatasetError, match="val_fraction"):
+        artist_disjoint_split(table([[0, 0]]), *shares, seed=0)
+
+
+def test_assign_split_modes() -> None:
+    tracks = collection(n_genres=3, artists_per_genre=6, seed=0).assign(split="train")
+    assert assign_split(tracks, "official", 0.15, 0.0, 0).equals(tracks["split"])
+    assert assign_split(tracks, "artist", 0.15, 0.0, 0).equals(artist_disjoint_split(tracks, 0.15, 0.0, 0))
+    assert assign_split(tracks, "random", 0.15, 0.0, 0).equals(stratified_random_split(tracks, 0.15, 0.0, 0))
+    with pytest.raises(DatasetError, match="'shuffled' is not a split mode"):
+        assign_split(tracks, "shuffled", 0.15, 0.0, 0)
