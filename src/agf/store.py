@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from agf.config import FeatureConfig, config_to_dict
+from agf.features import delta_mfcc
 from agf.fileio import read_json, stable_key, write_json_atomic, write_npy_atomic, write_parquet_atomic
 
 STORE_FORMAT = 1
@@ -113,7 +114,7 @@ class FeatureStore:
 
     def dmfcc(self, track_id: str) -> np.ndarray:
         """(frames - 1, n_mfcc) float32 first-order differences of consecutive MFCC frames."""
-        return np.diff(np.asarray(self.mfcc(track_id), dtype=np.float32), axis=0)
+        return delta_mfcc(np.asarray(self.mfcc(track_id)))
 
     # -- entries and the index ----------------------------------------------------------
     def entry_path(self, track_id: str) -> Path:
