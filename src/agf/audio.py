@@ -1,0 +1,153 @@
+"""Audio in and out: any MP3/OGG-Vorbis/FLAC/WAV file -> mono float32 at one sample rate, and back to a file.
+
+Decoding tries PyAV (FFmpeg) first and falls back to soundfile (libsndfile) when PyAV fails; a file that
+neither can read raises AudioDecodeError, whatever went wrong, so a bad file in a large collection is a
+status to record, never a crash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import librosa
+import numpy as np
+import soundfile
+
+from agf.fileio import atomic_path
+
+
+class AudioDecodeError(Exception):
+    """A file could not be decoded; `reason` says why in one line."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        """Pickle by (path, reason), so the error crosses process boundaries intact."""
+        return type(self), (self.path, self.reason)
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """Technical facts of a decoded input file."""
+
+    sample_rate: int  # of the input file
+    channels: int  # of the input file
+    duration: float  # true duration in seconds of the decoded input (not the header's claim)
+    decoder: str  # "pyav" or "soundfile"
+
+
+def decode(path: str | Path, sample_rate: int = 22050) -> tuple[np.ndarray, AudioInfo]:
+    """Any MP3/OGG-Vorbis/FLAC/WAV, any rate/channels -> mono float32 1-D at sample_rate."""
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    path = Path(path)
+    if not path.is_file():
+        raise AudioDecodeError(path, "no such file; check the audio directory and the track table's audio_path")
+    if path.stat().st_size == 0:
+        raise AudioDecodeError(path, "empty file (0 bytes); re-download or drop this track")
+    # Both decoders wrap C libraries that raise many exception types on bad input (FFmpegError subclasses,
+    # LibsndfileError, ValueError, RuntimeError, ...): any of them means "this decoder cannot read the file".
+    try:
+        samples, info = _decode_pyav(path, sample_rate)
+    except Exception as pyav_error:
+        try:
+            samples, info = _decode_soundfile(path, sample_rate)
+        except Exception as soundfile_error:
+            raise AudioDecodeError(
+                path, f"pyav: {_one_line(pyav_error)}; soundfile: {_one_line(soundfile_error)}"
+            ) from soundfile_error
+    if samples.size == 0:
+        raise AudioDecodeError(path, f"no audio samples decoded ({info.decoder}); the file holds no audio")
+    return samples, info
+
+
+def _decode_pyav(path: Path, sample_rate: int) -> tuple[np.ndarray, AudioInfo]:
+    """Decode the first audio stream with FFmpeg, resample it with FFmpeg's resampler, average the channels.
+
+    The channels are averaged here (as librosa and the soundfile fallback do) rather than by FFmpeg's
+    downmix, which scales stereo by 1/sqrt(2) per channel and would make the level depend on the decoder.
+    """
+    with av.open(str(path), metadata_errors="ignore") as container:
+        if not container.streams.audio:
+            raise ValueError("no audio stream")
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="fltp", rate=sample_rate)
+        chunks: list[np.ndarray] = []
+        input_samples = 0
+        for frame in container.decode(stream):
+            input_samples += frame.samples
+            chunks.extend(out.to_ndarray() for out in resampler.resample(frame))
+        chunks.extend(out.to_ndarray() for out in resampler.resample(None))
+        input_rate = stream.codec_context.sample_rate
+        input_channels = stream.codec_context.layout.nb_channels
+    if not input_rate:
+        raise ValueError("the audio stream has no sample rate")
+    samples = np.concatenate(chunks, axis=1).mean(axis=0, dtype=np.float32) if chunks else np.zeros(0, np.float32)
+    return samples, AudioInfo(input_rate, input_channels, input_samples / input_rate, "pyav")
+
+
+def _decode_soundfile(path: Path, sample_rate: int) -> tuple[np.ndarray, AudioInfo]:
+    """Decode with libsndfile, average the channels and resample with soxr (through librosa)."""
+    frames, input_rate = soundfile.read(path, dtype="float32", always_2d=True)
+    mono = frames.mean(axis=1, dtype=np.float32)
+    if input_rate != sample_rate and mono.size:
+        mono = librosa.resample(mono, orig_sr=input_rate, target_sr=sample_rate, res_type="soxr_hq")
+    info = AudioInfo(int(input_rate), int(frames.shape[1]), frames.shape[0] / input_rate, "soundfile")
+    return np.ascontiguousarray(mono, dtype=np.float32), info
+
+
+def _one_line(error: BaseException) -> str:
+    """An exception as one line: its type and its message."""
+    return " ".join(f"{type(error).__name__}: {error}".split())
+
+
+_MP3_LAYOUTS = {1: "mono", 2: "stereo"}
+_SOUNDFILE_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
+
+
+def write_audio(path: str | Path, samples: np.ndarray, sample_rate: int, bitrate: int | None = None) -> None:
+    """samples: (n,) mono or (channels, n) float in [-1,1]; format from suffix: .mp3 .ogg .flac .wav (atomic write).
+
+    `bitrate` (bit/s, constant) applies to .mp3 only (None: the encoder's default); .ogg is written at Vorbis's default
+    quality; .wav and .flac hold 16-bit PCM. Values outside [-1, 1] are clipped.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    planar = np.atleast_2d(np.asarray(samples, dtype=np.float32))
+    if planar.ndim != 2 or planar.shape[0] > 8:
+        raise ValueError(
+            f"{path}: samples must be (n,) or (channels, n) with at most 8 channels, got shape {np.shape(samples)}"
+        )
+    planar = np.clip(planar, -1.0, 1.0)
+    if suffix == ".mp3":
+        if planar.shape[0] not in _MP3_LAYOUTS:
+            raise ValueError(f"{path}: MP3 holds 1 or 2 channels, got {planar.shape[0]}")
+        with atomic_path(path) as tmp:
+            _write_mp3(tmp, planar, sample_rate, bitrate)
+        return
+    if suffix not in _SOUNDFILE_FORMATS:
+        raise ValueError(f"{path}: unknown audio format {suffix!r}; use .mp3, .ogg, .flac or .wav")
+    if bitrate is not None:
+        raise ValueError(f"{path}: bitrate applies to .mp3 only; pass bitrate=None for {suffix}")
+    file_format, subtype = _SOUNDFILE_FORMATS[suffix]
+    with atomic_path(path) as tmp:
+        soundfile.write(tmp, planar.T, sample_rate, subtype=subtype, format=file_format)
+
+
+def _write_mp3(path: Path, planar: np.ndarray, sample_rate: int, bitrate: int | None) -> None:
+    """Encode (1 or 2, n) float32 samples to MP3 with LAME (through PyAV)."""
+    layout = _MP3_LAYOUTS[planar.shape[0]]
+    with av.open(str(path), "w", format="mp3") as container:
+        stream = container.add_stream("libmp3lame", rate=sample_rate, layout=layout)
+        if bitrate is not None:
+            stream.codec_context.bit_rate = bitrate
+        if planar.shape[1]:  # FFmpeg cannot encode an empty frame; no frame gives a file without audio
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planar), format="fltp", layout=layout)
+            frame.sample_rate = sample_rate
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))

@@ -1,0 +1,155 @@
+"""Decoding every format/rate/layout to mono 22,050 Hz, the soundfile fallback, bad files, and writing."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from audio_cases import (
+    FORMATS,
+    make_empty,
+    make_random_bytes,
+    make_truncated_mp3,
+    make_zero_samples_wav,
+    write_case,
+)
+
+from agf import audio
+from agf.audio import AudioDecodeError, AudioInfo, decode, write_audio
+
+TARGET_RATE = 22050
+SECONDS = 2.0
+TONE_HZ = 1000.0
+TOLERANCE_S = 0.005
+
+
+def tone_peak(samples: np.ndarray, sample_rate: int) -> tuple[float, float]:
+    """The frequency (Hz) and sine amplitude of the strongest spectral peak."""
+    window = np.hanning(len(samples))
+    spectrum = np.abs(np.fft.rfft(samples * window))
+    peak = int(spectrum.argmax())
+    return peak * sample_rate / len(samples), 2 * spectrum[peak] / window.sum()
+
+
+def simulate_pyav_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the PyAV decoder fail as it does on a file FFmpeg cannot read."""
+
+    def fail(path: Path, sample_rate: int) -> tuple[np.ndarray, AudioInfo]:
+        raise ValueError("simulated FFmpeg failure")
+
+    monkeypatch.setattr(audio, "_decode_pyav", fail)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("sample_rate", [8000, 22050, 44100, 48000])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_decodes_every_format_rate_and_layout(tmp_path: Path, fmt: str, sample_rate: int, channels: int) -> None:
+    path = write_case(tmp_path, fmt, sample_rate, channels, SECONDS, freq=TONE_HZ)
+    samples, info = decode(path, TARGET_RATE)
+    assert samples.dtype == np.float32 and samples.ndim == 1
+    assert abs(len(samples) - SECONDS * TARGET_RATE) <= TOLERANCE_S * TARGET_RATE
+    assert info == AudioInfo(sample_rate, channels, info.duration, "pyav")
+    assert info.duration == pytest.approx(SECONDS, abs=TOLERANCE_S)
+    frequency, amplitude = tone_peak(samples, TARGET_RATE)
+    assert frequency == pytest.approx(TONE_HZ, abs=2.0)
+    # The channels are averaged (0.5 and 0.3 -> 0.4; an FFmpeg downmix would give 0.57); MP3 loses a few %.
+    assert amplitude == pytest.approx(0.5 if channels == 1 else 0.4, rel=0.1)
+
+
+def test_decodes_to_any_target_rate(tmp_path: Path) -> None:
+    path = write_case(tmp_path, "mp3", 44100, 2, SECONDS, freq=TONE_HZ)
+    samples, info = decode(path, 16000)
+    assert abs(len(samples) - SECONDS * 16000) <= TOLERANCE_S * 16000
+    assert tone_peak(samples, 16000)[0] == pytest.approx(TONE_HZ, abs=2.0)
+    assert info.sample_rate == 44100
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_soundfile_fallback_matches_pyav(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
+    path = write_case(tmp_path, fmt, 44100, 2, SECONDS, freq=TONE_HZ)
+    pyav_samples, _ = decode(path, TARGET_RATE)
+    simulate_pyav_failure(monkeypatch)
+    samples, info = decode(path, TARGET_RATE)
+    assert info == AudioInfo(44100, 2, info.duration, "soundfile")
+    assert info.duration == pytest.approx(SECONDS, abs=TOLERANCE_S)
+    assert samples.dtype == np.float32
+    assert abs(len(samples) - len(pyav_samples)) <= TOLERANCE_S * TARGET_RATE
+    assert tone_peak(samples, TARGET_RATE)[0] == pytest.approx(TONE_HZ, abs=2.0)
+    # Same downmix on both paths: the level does not depend on the decoder.
+    assert np.sqrt(np.mean(samples**2)) == pytest.approx(np.sqrt(np.mean(pyav_samples**2)), rel=0.01)
+
+
+def test_both_decoders_failing_names_both(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = make_random_bytes(tmp_path / "noise.mp3")
+    simulate_pyav_failure(monkeypatch)
+    with pytest.raises(AudioDecodeError) as caught:
+        decode(path)
+    message = str(caught.value)
+    assert message == f"{path}: {caught.value.reason}"
+    assert "pyav: ValueError: simulated FFmpeg failure" in message
+    assert "soundfile: " in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("name", "make_bad_file"),
+    [
+        ("empty.mp3", make_empty),
+        ("noise.mp3", make_random_bytes),
+        ("none.wav", make_zero_samples_wav),
+        ("missing.mp3", Path),
+    ],
+    ids=["empty", "random-bytes", "zero-samples", "missing"],
+)
+def test_bad_files_raise_audio_decode_error_naming_the_path(
+    tmp_path: Path, name: str, make_bad_file: Callable[[Path], Path]
+) -> None:
+    path = make_bad_file(tmp_path / name)
+    with pytest.raises(AudioDecodeError) as caught:
+        decode(path)
+    assert caught.value.path == str(path)
+    assert str(caught.value).startswith(f"{path}: ")
+    assert caught.value.reason
+    copy = pickle.loads(pickle.dumps(caught.value))  # crosses worker-process boundaries intact
+    assert (type(copy), copy.path, copy.reason) == (AudioDecodeError, str(path), caught.value.reason)
+
+
+@pytest.mark.timeout(60)
+def test_truncated_mp3_decodes_what_is_there(tmp_path: Path) -> None:
+    samples, info = decode(make_truncated_mp3(tmp_path / "truncated.mp3", seconds=4.0, fraction=0.5))
+    assert info.decoder == "pyav"
+    assert 1.7 < info.duration < 2.3
+    assert len(samples) == pytest.approx(info.duration * TARGET_RATE, abs=TOLERANCE_S * TARGET_RATE)
+    assert np.isfinite(samples).all()
+
+
+def test_write_audio_honours_mp3_bitrate_and_leaves_no_temporary_files(tmp_path: Path) -> None:
+    sizes = {
+        bitrate: write_case(tmp_path / str(bitrate), "mp3", 44100, 2, 4.0, music=True, bitrate=bitrate).stat().st_size
+        for bitrate in (64000, 192000)
+    }
+    for bitrate, size in sizes.items():
+        assert size * 8 / 4.0 == pytest.approx(bitrate, rel=0.1)
+        assert [p.name for p in (tmp_path / str(bitrate)).iterdir()] == ["music_44100_2ch_0.mp3"]
+
+
+def test_write_audio_rejects_unknown_format_and_misplaced_bitrate(tmp_path: Path) -> None:
+    samples = np.zeros(1000, np.float32)
+    with pytest.raises(ValueError, match=r"\.aac"):
+        write_audio(tmp_path / "x.aac", samples, 22050)
+    with pytest.raises(ValueError, match="bitrate"):
+        write_audio(tmp_path / "x.flac", samples, 22050, bitrate=128000)
+    with pytest.raises(ValueError, match="1 or 2 channels"):
+        write_audio(tmp_path / "x.mp3", np.zeros((3, 1000), np.float32), 22050)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_audio_clips_and_round_trips_lossless(tmp_path: Path) -> None:
+    samples = np.array([[0.0, 0.5, 1.5, -2.0], [0.25, -0.25, 0.0, 1.0]], np.float32)
+    write_audio(tmp_path / "x.wav", samples, 8000)
+    decoded, info = decode(tmp_path / "x.wav", 8000)
+    assert (info.sample_rate, info.channels) == (8000, 2)
+    np.testing.assert_allclose(decoded, np.clip(samples, -1, 1).mean(axis=0), atol=1e-4)
