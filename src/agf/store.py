@@ -94,7 +94,7 @@ class FeatureStore:
 
     def write_array(self, kind: str, track_id: str, array: np.ndarray) -> None:
         """Store an array atomically (a killed write leaves no readable half-file)."""
-        write_npy_atomic(self.array_path(kind, track_id), array)
+        write_npy_atomic(self.array_path(kind, track_id), array, durable=False)
 
     def read_array(self, kind: str, track_id: str, mmap: bool = True) -> np.ndarray:
         """Load a stored array, memory-mapped by default."""
@@ -123,16 +123,16 @@ class FeatureStore:
 
     def write_entry(self, entry: dict) -> None:
         """Record a finished track; call only after its arrays are written."""
-        write_json_atomic(self.entry_path(entry["track_id"]), entry)
+        write_json_atomic(self.entry_path(entry["track_id"]), entry, durable=False)
 
     def read_entry(self, track_id: str) -> dict | None:
-        """A track's entry, or None when the track was never finished."""
-        path = self.entry_path(track_id)
-        return read_json(path) if path.exists() else None
+        """A track's entry, or None when the track was never finished (or its entry is unreadable)."""
+        return _load_entry(self.entry_path(track_id))
 
     def entries(self) -> pd.DataFrame:
         """All finished entries, read from the per-track files."""
-        rows = [read_json(p) for p in sorted((self.root / "entries").glob("*/*.json"))]
+        loaded = (_load_entry(p) for p in sorted((self.root / "entries").glob("*/*.json")))
+        rows = [entry for entry in loaded if entry is not None]
         return pd.DataFrame(rows, columns=list(ENTRY_COLUMNS))
 
     def write_index(self) -> pd.DataFrame:
@@ -171,6 +171,14 @@ class FeatureStore:
             "tracks": len(index),
             "status": index["status"].value_counts().to_dict(),
         }
+
+
+def _load_entry(path: Path) -> dict | None:
+    """An entry file's content; None when it is absent or unreadable (then the track is redone)."""
+    try:
+        return read_json(path)
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def _newest_mtime(directory: Path) -> int:
