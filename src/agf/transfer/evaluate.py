@@ -1,0 +1,209 @@
+"""The evaluation run: every model on every split, against the given and (when known) the true genres.
+
+Models: each transfer MLP, each source net's own genre head (the 'genre STN softmax' of a genre STN, the
+'MTN genre head' of an MTN with task g), and the classical baseline (logistic regression on per-track MFCC
+mean/std, fitted on the training tracks). On each split every model is scored on the same tracks: those
+all models have a prediction for.
+
+out_dir receives
+    metrics.json                    genres, splits (track counts), per model and split: scores vs given/true labels
+    confusion/<model>.png           confusion matrix on the primary split (the last of `splits` with tracks)
+    confusion/<model>.true.png      the same against the true genres, when the table has them
+    per_genre_f1.csv / .png         per-genre F1 of every model on the primary split (given labels)
+    table.md                        the printed table
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from agf.datasets.table import genre_list, validate_track_table
+from agf.evaluation import (
+    classical_baseline,
+    confusion,
+    format_table,
+    mfcc_stats,
+    plot_confusion,
+    score_against,
+    write_metrics,
+)
+from agf.fileio import atomic_path, write_text_atomic
+from agf.store import FeatureStore
+from agf.transfer.mlp import load_transfer, model_slug
+from agf.transfer.sources import TransferError
+
+CLASSICAL = "classical: logreg on MFCC stats"
+
+
+@dataclass(frozen=True)
+class Model:
+    """One model's track probabilities: index track_id, one column per genre in class order."""
+
+    name: str
+    kind: str  # 'transfer', 'genre STN softmax', 'MTN genre head' or 'classical'
+    source: str
+    probs: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class EvaluationRun:
+    """What `evaluate` wrote: the metrics dict and the printable table."""
+
+    metrics: dict
+    table: str
+
+
+def _probability_frame(predictions: pd.DataFrame, genres: Sequence[str]) -> pd.DataFrame:
+    """A predictions table (track_id, split, genre columns) as probabilities indexed by track_id."""
+    return predictions.set_index(predictions["track_id"].astype(str))[list(genres)]
+
+
+def transfer_models(transfer_dirs: Sequence[str | Path], genres: Sequence[str]) -> list[Model]:
+    """The MLP and the genre-head baselines of each transfer directory (a baseline shared by several, once)."""
+    models: dict[str, Model] = {}
+    for directory in map(Path, transfer_dirs):
+        result = load_transfer(directory)
+        if result.genres != tuple(genres):
+            raise TransferError(
+                f"{directory}: trained on genres {', '.join(result.genres)}, but the track table has "
+                f"{', '.join(genres)}; evaluate with the track table it was trained on"
+            )
+        models.setdefault(
+            result.name, Model(result.name, "transfer", str(directory), _probability_frame(result.predictions, genres))
+        )
+        for baseline in result.baselines:
+            table = pd.read_parquet(directory / baseline.file)
+            models.setdefault(
+                baseline.name, Model(baseline.name, baseline.kind, baseline.source, _probability_frame(table, genres))
+            )
+    return list(models.values())
+
+
+def classical_model(
+    store: FeatureStore, tracks: pd.DataFrame, genres: Sequence[str], splits: Sequence[str], seed: int = 0
+) -> Model:
+    """Logistic regression on per-track MFCC mean/std: fitted on training tracks, predicting `splits`' tracks."""
+    ok = set(store.ok_ids())
+    usable = tracks[tracks["track_id"].isin(ok)]
+    train = usable[usable["split"] == "train"]
+    scored = usable[usable["split"].isin(splits)]
+    if train.empty or scored.empty:
+        raise TransferError(f"{store.root}: no usable training or evaluation tracks for the classical baseline")
+    index_of = {genre: i for i, genre in enumerate(genres)}
+    train_X = np.stack([mfcc_stats(store.mfcc(t)) for t in train["track_id"]])
+    eval_X = np.stack([mfcc_stats(store.mfcc(t)) for t in scored["track_id"]])
+    probs = classical_baseline(train_X, train["genre"].map(index_of).to_numpy(), eval_X, len(genres), seed)
+    frame = pd.DataFrame(probs, index=pd.Index(scored["track_id"], name="track_id"), columns=list(genres))
+    return Model(CLASSICAL, "classical", str(store.root), frame)
+
+
+def _labels(tracks: pd.DataFrame, ids: pd.Index, column: str, genres: Sequence[str]) -> np.ndarray:
+    """Class indices of a label column for the given track ids."""
+    return tracks.set_index("track_id").loc[ids, column].map({g: i for i, g in enumerate(genres)}).to_numpy()
+
+
+def plot_per_genre_f1(f1: pd.DataFrame, path: Path, title: str) -> None:
+    """Grouped horizontal bars: one group per genre (rows of `f1`), one bar per model (columns)."""
+    n_genres, n_models = f1.shape
+    figure = Figure(figsize=(8, 2 + 0.12 * n_genres * n_models + 0.15 * n_models), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    height = 0.8 / n_models
+    positions = np.arange(n_genres)
+    for i, model in enumerate(f1.columns):
+        axes.barh(positions + i * height, f1[model].to_numpy(), height=height, label=model)
+    axes.set_yticks(positions + 0.4 - height / 2, labels=list(f1.index))
+    axes.invert_yaxis()
+    axes.set_xlim(0, 1)
+    axes.set_xlabel("F1")
+    axes.set_title(title)
+    figure.legend(loc="outside lower center", fontsize=7)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+
+
+def _write_plots(
+    models: list[Model],
+    tracks: pd.DataFrame,
+    genres: Sequence[str],
+    split: str,
+    ids: pd.Index,
+    scores: dict[str, dict],
+    out_dir: Path,
+) -> None:
+    """Confusion matrices (given and true labels) and the per-genre F1 chart of the primary split."""
+    label_columns = {"given": "genre"}
+    if "true_genre" in tracks.columns:
+        label_columns["true"] = "true_genre"
+    for model in models:
+        predicted = model.probs.loc[ids].to_numpy().argmax(axis=1)
+        for labels, column in label_columns.items():
+            matrix = confusion(_labels(tracks, ids, column, genres), predicted, len(genres))
+            suffix = "" if labels == "given" else f".{labels}"
+            title = f"{model.name}\n{split}, {labels} labels"
+            plot_confusion(matrix, genres, out_dir / "confusion" / f"{model_slug(model.name)}{suffix}.png", title)
+    f1 = pd.DataFrame(
+        {m.name: [row["f1"] for row in scores[m.name][split]["given"]["per_class"]] for m in models},
+        index=pd.Index(list(genres), name="genre"),
+    )
+    write_text_atomic(out_dir / "per_genre_f1.csv", f1.to_csv())
+    plot_per_genre_f1(f1, out_dir / "per_genre_f1.png", f"per-genre F1, {split}, given labels")
+
+
+def evaluate(
+    transfer_dirs: Sequence[str | Path],
+    tracks: pd.DataFrame,
+    out_dir: str | Path,
+    store: FeatureStore | None = None,
+    splits: Sequence[str] = ("val", "test"),
+    seed: int = 0,
+) -> EvaluationRun:
+    """Score every model (see the module doc; the classical baseline needs `store`) and write the outputs."""
+    out_dir = Path(out_dir)
+    tracks = validate_track_table(tracks)
+    genres = genre_list(tracks)
+    models = transfer_models(transfer_dirs, genres)
+    if store is not None:
+        models.append(classical_model(store, tracks, genres, splits, seed))
+    if not models:
+        raise TransferError("nothing to evaluate: pass transfer directories or a feature store")
+    split_ids: dict[str, pd.Index] = {}
+    for split in splits:
+        ids = pd.Index(tracks.loc[tracks["split"] == split, "track_id"])
+        for model in models:
+            ids = ids.intersection(model.probs.index, sort=False)
+        if len(ids):
+            split_ids[split] = ids
+    if not split_ids:
+        raise TransferError(f"no track of split(s) {', '.join(splits)} has a prediction from every model")
+    scores = {
+        m.name: {split: score_against(tracks, m.probs.loc[ids], genres) for split, ids in split_ids.items()}
+        for m in models
+    }
+    primary = list(split_ids)[-1]
+    metrics = {
+        "genres": list(genres),
+        "primary_split": primary,
+        "splits": {split: {"n_tracks": len(ids)} for split, ids in split_ids.items()},
+        "models": {m.name: {"kind": m.kind, "source": m.source, "scores": scores[m.name]} for m in models},
+    }
+    sections = []
+    for split, ids in split_ids.items():
+        rows = [
+            {"model": m.name, "labels": labels, **result}
+            for m in models
+            for labels, result in scores[m.name][split].items()
+        ]
+        sections.append(f"{split} ({len(ids)} tracks)\n\n{format_table(rows)}")
+    table = "\n\n".join(sections)
+    _write_plots(models, tracks, genres, primary, split_ids[primary], scores, out_dir)
+    write_text_atomic(out_dir / "table.md", table + "\n")
+    write_metrics(out_dir / "metrics.json", metrics)
+    return EvaluationRun(metrics, table)

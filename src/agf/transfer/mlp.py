@@ -1,0 +1,360 @@
+"""The transfer MLP: source-net window features -> dropout, dense ELU, dropout, softmax over genres.
+
+Trained on the windows of training tracks only; after every epoch the validation tracks' log loss (of the
+mean of their window probabilities) is measured and the best epoch's weights are kept. A track's prediction
+is the mean of its window probabilities.
+
+out_dir (the transfer directory) receives
+    mlp.safetensors       the best epoch's MLP weights
+    mlp.json              sources, genres, input dimensions, best epoch, the baselines written
+    curves.csv            epoch, train_loss, val_log_loss, val_accuracy, seconds
+    predictions.parquet   track_id, split, one probability column per genre: every usable track of every split
+    baselines/*.parquet   the same for each source's own genre head (genre STN softmax, MTN genre head)
+    done.json             the request it answers (sources' weights, config, tracks): written last, so a rerun
+                          with the same request reuses everything and a killed run is redone
+Window features are cached per source net and hop in out_dir/../windows/<net dir name>/hop<hop>/, so
+transfers over different subsets of the same nets compute each net's features once.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from agf.config import TransferConfig, config_to_dict
+from agf.datasets.table import genre_list, validate_track_table
+from agf.evaluation import accuracy, log_loss, mean_window_probs
+from agf.fileio import atomic_path, read_json, stable_key, write_json_atomic, write_parquet_atomic, write_text_atomic
+from agf.models.nets import init_weights
+from agf.store import FeatureStore
+from agf.training.loop import resolve_device
+from agf.transfer.sources import SourceNet, TransferError, load_source
+from agf.transfer.windows import PATCH_FRAMES, WindowFeatures, net_window_features
+
+MLP_FORMAT = "agf-transfer/1"
+PREDICT_BATCH = 8192
+
+
+@dataclass(frozen=True)
+class WindowSet:
+    """Some rows of the window-feature matrix: their labels (the track's given genre) and track ids."""
+
+    features: torch.Tensor  # (n_all_windows, D) float16, shared by every WindowSet of one transfer
+    rows: torch.Tensor  # (n,) int64 rows of `features` in this set
+    labels: torch.Tensor  # (n,) int64 class index of each row's track
+    track_ids: np.ndarray  # (n,) str
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A source net's own genre head, averaged over windows like the MLP: one more model to evaluate."""
+
+    name: str
+    kind: str  # 'genre STN softmax' or 'MTN genre head'
+    source: str  # the net directory
+    file: str  # predictions parquet, relative to the transfer directory
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    """A fitted transfer: its predictions for every track and how training went."""
+
+    out_dir: Path
+    name: str
+    genres: tuple[str, ...]
+    predictions: pd.DataFrame  # track_id, split, one column per genre
+    curves: pd.DataFrame
+    best_epoch: int
+    baselines: tuple[Baseline, ...]
+
+
+def build_mlp(n_in: int, n_out: int, hidden: int = 1024, dropout: float = 0.5) -> nn.Sequential:
+    """dropout -> dense `hidden` ELU -> dropout -> dense n_out (logits; softmax in the loss). Glorot init."""
+    mlp = nn.Sequential(
+        nn.Dropout(dropout), nn.Linear(n_in, hidden), nn.ELU(), nn.Dropout(dropout), nn.Linear(hidden, n_out)
+    )
+    init_weights(mlp)
+    return mlp
+
+
+def check_train_only(window_track_ids: Sequence[str] | np.ndarray, tracks: pd.DataFrame) -> None:
+    """Raise TransferError unless every window comes from a track with split == 'train' (no leakage)."""
+    train_ids = set(tracks.loc[tracks["split"] == "train", "track_id"].astype(str))
+    leaked = sorted(set(map(str, window_track_ids)) - train_ids)
+    if leaked:
+        raise TransferError(
+            f"{len(leaked)} track(s) outside the training split would fit the transfer MLP, e.g. "
+            f"{', '.join(leaked[:5])}; only windows of split == 'train' tracks may train it"
+        )
+
+
+def usable_track_ids(tracks: pd.DataFrame, store: FeatureStore) -> list[str]:
+    """Tracks of the table (in table order) whose features are usable ('ok' in the store)."""
+    ok = set(store.ok_ids())
+    usable = [t for t in tracks["track_id"].astype(str) if t in ok]
+    if not set(usable) & set(tracks.loc[tracks["split"] == "train", "track_id"].astype(str)):
+        raise TransferError(f"{store.root}: no training track has usable features; run `agf prepare` first")
+    return usable
+
+
+def predict_windows(model: nn.Module, features: torch.Tensor, rows: torch.Tensor | None = None) -> np.ndarray:
+    """(n, K) float32 softmax probabilities of the given rows (all by default), eval mode, large batches."""
+    model.eval()
+    rows = torch.arange(len(features), device=features.device) if rows is None else rows
+    with torch.inference_mode():
+        parts = [torch.softmax(model(features[batch].float()), dim=1).cpu() for batch in rows.split(PREDICT_BATCH)]
+    return torch.cat(parts).numpy() if parts else np.zeros((0, model[-1].out_features), dtype=np.float32)
+
+
+def _track_scores(model: nn.Module, windows: WindowSet, track_labels: np.ndarray) -> tuple[float, float]:
+    """Track-level log loss and accuracy of a window set (window probabilities averaged per track)."""
+    track_probs = mean_window_probs(windows.track_ids, predict_windows(model, windows.features, windows.rows))
+    matrix = track_probs.to_numpy()
+    return log_loss(track_labels, matrix), accuracy(track_labels, matrix.argmax(axis=1))
+
+
+def _first_label_per_track(windows: WindowSet) -> np.ndarray:
+    """The label of each track of a window set, in order of first appearance (mean_window_probs' order)."""
+    labels = pd.Series(windows.labels.cpu().numpy(), index=windows.track_ids)
+    return labels.groupby(level=0, sort=False).first().to_numpy()
+
+
+def train_mlp(
+    model: nn.Module, train: WindowSet, val: WindowSet | None, config: TransferConfig, progress: bool = True
+) -> tuple[dict[str, torch.Tensor], pd.DataFrame, int]:
+    """Fit on `train` (reshuffled every epoch); return the best epoch's weights, the curves and that epoch.
+
+    The best epoch has the lowest track-level validation log loss; without validation tracks, the last.
+    """
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    shuffle = torch.Generator().manual_seed(config.seed)
+    val_labels = _first_label_per_track(val) if val is not None else None
+    best_loss, best_epoch, best_state = np.inf, 0, {}
+    curves = []
+    for epoch in tqdm(range(1, config.epochs + 1), desc="transfer MLP", unit="epoch", disable=not progress):
+        started = time.perf_counter()
+        model.train()
+        loss_sum = torch.zeros((), device=train.rows.device)
+        for batch in torch.randperm(len(train.rows), generator=shuffle).to(train.rows.device).split(config.batch_size):
+            loss = F.cross_entropy(model(train.features[train.rows[batch]].float()), train.labels[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * len(batch)
+        val_loss, val_accuracy = _track_scores(model, val, val_labels) if val is not None else (np.nan, np.nan)
+        curves.append(
+            {
+                "epoch": epoch,
+                "train_loss": loss_sum.item() / len(train.rows),
+                "val_log_loss": val_loss,
+                "val_accuracy": val_accuracy,
+                "seconds": time.perf_counter() - started,
+            }
+        )
+        if val is None or val_loss < best_loss:
+            best_loss, best_epoch = val_loss, epoch
+            best_state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+    return best_state, pd.DataFrame(curves), best_epoch
+
+
+def _window_set(features: torch.Tensor, labels: np.ndarray, track_ids: np.ndarray, mask: np.ndarray) -> WindowSet:
+    """The rows of `features` selected by a boolean mask."""
+    rows = np.flatnonzero(mask)
+    return WindowSet(
+        features=features,
+        rows=torch.from_numpy(rows).to(features.device),
+        labels=torch.from_numpy(labels[rows]).to(features.device),
+        track_ids=track_ids[rows],
+    )
+
+
+def model_slug(name: str) -> str:
+    """A file-name-safe version of a model name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
+
+
+def _track_table(
+    window_ids: np.ndarray, probs: np.ndarray, columns: Sequence[str], genres: Sequence[str], split_of: pd.Series
+) -> pd.DataFrame:
+    """track_id, split and one probability column per genre (class order `genres`): the window mean."""
+    missing = sorted(set(genres) - set(columns))
+    if missing:
+        raise TransferError(
+            f"no probability column for genre(s) {', '.join(missing)}; the net was trained on other genres"
+        )
+    frame = mean_window_probs(window_ids, probs, columns=list(columns))[list(genres)].reset_index()
+    frame.insert(1, "split", frame["track_id"].map(split_of))
+    return frame
+
+
+def _write_baselines(
+    out_dir: Path, sources: list[SourceNet], windows: list[WindowFeatures], genres: tuple[str, ...], split_of: pd.Series
+) -> tuple[Baseline, ...]:
+    """Track predictions of every source's own genre head, one parquet each under out_dir/baselines/."""
+    baselines = []
+    for source, window in zip(sources, windows):
+        if source.baseline is None or window.genre_probs is None:
+            continue
+        name = f"{source.baseline}: {source.label}"
+        file = f"baselines/{model_slug(name)}.parquet"
+        try:
+            table = _track_table(window.track_ids, window.genre_probs, window.head_genres, genres, split_of)
+        except TransferError as exc:
+            raise TransferError(f"{source.path}: {exc}") from None
+        write_parquet_atomic(out_dir / file, table)
+        baselines.append(Baseline(name=name, kind=source.baseline, source=str(source.path), file=file))
+    return tuple(baselines)
+
+
+def window_cache_dir(out_dir: Path, source: Path, hop: int) -> Path:
+    """Where a source net's window features are cached: shared by the transfers in out_dir's parent."""
+    return Path(out_dir).parent / "windows" / Path(source).name / f"hop{hop}"
+
+
+def transfer_dir(workdir: str | Path, sources: Sequence[str | Path], config: TransferConfig) -> Path:
+    """WORKDIR/transfer/<key>: the key hashes the source directory names (in order) and the config."""
+    key = stable_key("transfer", [Path(s).name for s in sources], config_to_dict(config))
+    return Path(workdir) / "transfer" / key
+
+
+def _request(
+    sources: list[SourceNet], config: TransferConfig, tracks: pd.DataFrame, usable: list[str], store: FeatureStore
+) -> dict:
+    """Everything a transfer's outputs depend on: reused only when all of it is unchanged."""
+    table = tracks[["track_id", "split", "genre"]].astype(str)
+    return {
+        "format": MLP_FORMAT,
+        "sources": [{"path": str(s.path.resolve()), "fingerprint": s.fingerprint} for s in sources],
+        "config": config_to_dict(config),
+        "tracks": stable_key(table.to_numpy().tolist()),
+        "usable": stable_key(usable),
+        "store": store.root.name,
+    }
+
+
+def _mlp_spec(
+    name: str,
+    sources: list[SourceNet],
+    windows: list[WindowFeatures],
+    genres: tuple[str, ...],
+    config: TransferConfig,
+    curves: pd.DataFrame,
+    best_epoch: int,
+    train: WindowSet,
+) -> dict:
+    """mlp.json: what the MLP was fitted on, its shape, the chosen epoch."""
+    best_val_loss = curves.loc[curves["epoch"] == best_epoch, "val_log_loss"].iloc[0]
+    return {
+        "format": MLP_FORMAT,
+        "name": name,
+        "sources": [
+            {"path": str(s.path), "label": s.label, "tasks": list(s.tasks), "dim": w.features.shape[1]}
+            for s, w in zip(sources, windows)
+        ],
+        "genres": list(genres),
+        "input_dim": int(sum(w.features.shape[1] for w in windows)),
+        "hidden": config.hidden,
+        "dropout": config.dropout,
+        "window_hop": config.window_hop,
+        "patch_frames": PATCH_FRAMES,
+        "best_epoch": best_epoch,
+        "best_val_log_loss": None if np.isnan(best_val_loss) else float(best_val_loss),
+        "n_train_tracks": int(len(set(train.track_ids))),
+        "n_train_windows": int(len(train.rows)),
+    }
+
+
+def fit_transfer(
+    sources: Sequence[str | Path],
+    store: FeatureStore,
+    tracks: pd.DataFrame,
+    config: TransferConfig,
+    out_dir: str | Path,
+    device: str = "auto",
+    progress: bool = True,
+) -> TransferResult:
+    """Train the transfer MLP on the concatenated window features of `sources` (in order); see the module doc."""
+    out_dir = Path(out_dir)
+    if not sources:
+        raise TransferError("no source nets given; pass one or more trained net directories")
+    tracks = validate_track_table(tracks)
+    genres = tuple(genre_list(tracks))
+    torch_device = resolve_device(device)
+    nets = [load_source(path, store.config.n_mels, torch_device) for path in sources]
+    usable = usable_track_ids(tracks, store)
+    request = _request(nets, config, tracks, usable, store)
+    if (out_dir / "done.json").exists() and read_json(out_dir / "done.json") == request:
+        return load_transfer(out_dir)
+    (out_dir / "done.json").unlink(missing_ok=True)
+
+    windows = [
+        net_window_features(
+            source.net, store, usable, config.window_hop, torch_device,
+            cache_path=window_cache_dir(out_dir, source.path, config.window_hop),
+            head_genres=source.head_genres, progress=progress,
+        )
+        for source in nets
+    ]
+    window_ids = windows[0].track_ids
+    split_of = tracks.set_index("track_id")["split"]
+    window_split = pd.Series(window_ids).map(split_of).to_numpy()
+    genre_index = tracks.set_index("track_id")["genre"].map({g: i for i, g in enumerate(genres)})
+    labels = pd.Series(window_ids).map(genre_index).to_numpy(dtype=np.int64)
+    features = torch.from_numpy(np.concatenate([np.asarray(w.features) for w in windows], axis=1)).to(torch_device)
+
+    train = _window_set(features, labels, window_ids, window_split == "train")
+    check_train_only(train.track_ids, tracks)
+    val = _window_set(features, labels, window_ids, window_split == "val") if (window_split == "val").any() else None
+    torch.manual_seed(config.seed)
+    model = build_mlp(features.shape[1], len(genres), config.hidden, config.dropout).to(torch_device)
+    best_state, curves, best_epoch = train_mlp(model, train, val, config, progress)
+    model.load_state_dict(best_state)
+
+    name = "transfer MLP: " + " + ".join(source.label for source in nets)
+    predictions = _track_table(window_ids, predict_windows(model, features), genres, genres, split_of)
+    baselines = _write_baselines(out_dir, nets, windows, genres, split_of)
+    spec = _mlp_spec(name, nets, windows, genres, config, curves, best_epoch, train)
+    with atomic_path(out_dir / "mlp.safetensors") as tmp:
+        save_file({k: v.cpu().contiguous() for k, v in best_state.items()}, str(tmp), metadata={"format": MLP_FORMAT})
+    write_json_atomic(out_dir / "mlp.json", {**spec, "baselines": [vars(b) for b in baselines]})
+    write_text_atomic(out_dir / "curves.csv", curves.to_csv(index=False))
+    write_parquet_atomic(out_dir / "predictions.parquet", predictions)
+    write_json_atomic(out_dir / "done.json", request)
+    return TransferResult(out_dir, name, genres, predictions, curves, best_epoch, baselines)
+
+
+def load_transfer(out_dir: str | Path) -> TransferResult:
+    """A finished transfer directory's results (raise TransferError when it is missing or unfinished)."""
+    out_dir = Path(out_dir)
+    if not (out_dir / "done.json").exists():
+        raise TransferError(f"{out_dir}: no finished transfer here (no done.json); run `agf transfer` first")
+    spec = read_json(out_dir / "mlp.json")
+    return TransferResult(
+        out_dir=out_dir,
+        name=spec["name"],
+        genres=tuple(spec["genres"]),
+        predictions=pd.read_parquet(out_dir / "predictions.parquet"),
+        curves=pd.read_csv(out_dir / "curves.csv"),
+        best_epoch=int(spec["best_epoch"]),
+        baselines=tuple(Baseline(**b) for b in spec["baselines"]),
+    )
+
+
+def load_mlp(out_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Sequential, dict]:
+    """The trained transfer MLP (eval mode) and its mlp.json, e.g. for prediction bundles."""
+    out_dir = Path(out_dir)
+    spec = read_json(out_dir / "mlp.json")
+    model = build_mlp(spec["input_dim"], len(spec["genres"]), spec["hidden"], spec["dropout"])
+    model.load_state_dict(load_file(str(out_dir / "mlp.safetensors")))
+    return model.to(device).eval(), spec

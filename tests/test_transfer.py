@@ -1,0 +1,328 @@
+"""Tests of agf.transfer: windows, cached window features, the leak-free transfer MLP, baselines and evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import agf.transfer.mlp as transfer_mlp
+from agf.config import TransferConfig
+from agf.evaluation import accuracy
+from agf.fileio import read_json
+from agf.models import MTN, STN, save_net
+from agf.store import FeatureStore
+from agf.transfer import (
+    CLASSICAL,
+    MTN_BASELINE,
+    STN_BASELINE,
+    TransferError,
+    check_train_only,
+    evaluate,
+    fit_transfer,
+    load_mlp,
+    load_source,
+    net_window_features,
+    window_batch,
+    window_starts,
+)
+from agf.transfer.mlp import predict_windows, window_cache_dir
+from store_fixtures import make_store as make_mel_store
+from store_fixtures import toy_mels
+
+GENRES = ["blues", "folk", "rock"]
+N_MELS = 128
+SPLIT_SIZES = {"train": 8, "val": 3, "test": 3}  # tracks per genre
+TOY_FRAMES = 86  # 2 s: windows at 0, 21, 42 and 43 (flush with the end)
+
+
+def make_store(root: Path, mels: dict[str, np.ndarray]) -> FeatureStore:
+    """A store of the given log-mels (store_fixtures) plus MFCC-like arrays for the classical baseline."""
+    store = make_mel_store(root, mels)
+    for track_id, mel in mels.items():
+        store.write_array("mfcc", track_id, np.asarray(mel[:, ::5], dtype=np.float32))
+    return store
+
+
+def toy_tracks() -> pd.DataFrame:
+    """A track table: every genre in every split; one val and one test track have a wrong given label (noise)."""
+    rows = []
+    for genre in GENRES:
+        for split, count in SPLIT_SIZES.items():
+            for i in range(count):
+                rows.append(
+                    {
+                        "track_id": f"{genre}-{split}-{i}",
+                        "audio_path": f"/nowhere/{genre}-{split}-{i}.mp3",
+                        "artist_id": f"{genre}-artist-{i % 2}",
+                        "album_id": "",
+                        "genre": genre,
+                        "subgenres": [],
+                        "split": split,
+                        "true_genre": genre,
+                    }
+                )
+    tracks = pd.DataFrame(rows)
+    tracks.loc[tracks["track_id"].isin(["blues-val-0", "folk-test-0"]), "true_genre"] = ["rock", "blues"]
+    return tracks
+
+
+def fitted_stn(n_out: int, mels: list[np.ndarray]) -> STN:
+    """A random (untrained) STN whose band statistics are fitted on the given log-mels."""
+    net = STN(n_out)
+    frames = np.concatenate(mels).astype(np.float32)
+    net.band_norm.set_stats(torch.from_numpy(frames.mean(0)), torch.from_numpy(frames.std(0) + 1e-3))
+    return net.eval()
+
+
+@pytest.fixture(autouse=True)
+def seeded() -> None:
+    torch.manual_seed(0)
+
+
+# -- windows -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("n_frames", "count", "last"),
+    [(43, 1, 0), (1292, 61, 1249), (10336, 492, 10293)],
+    ids=["1 s", "30 s", "4 min"],
+)
+def test_window_starts_for_paper_clip_lengths(n_frames: int, count: int, last: int) -> None:
+    starts = window_starts(n_frames, patch=43, hop=21)
+    assert len(starts) == count and starts[0] == 0 and starts[-1] == last
+    assert starts[-1] + 43 == n_frames  # the end of the clip is covered
+    steps = np.diff(starts)
+    assert np.all(steps[:-1] == 21) and (len(steps) == 0 or 1 <= steps[-1] <= 21)
+
+
+@settings(max_examples=200, deadline=None)
+@given(n_frames=st.integers(1, 3000), patch=st.integers(1, 64), hop_share=st.floats(0.01, 1.0))
+def test_windows_cover_every_frame(n_frames: int, patch: int, hop_share: float) -> None:
+    hop = max(1, int(patch * hop_share))
+    starts = window_starts(n_frames, patch, hop)
+    assert starts[0] == 0 and np.all(np.diff(starts) >= 1) and np.all(np.diff(starts) <= hop)
+    assert starts[-1] == max(n_frames - patch, 0)
+    covered = np.zeros(n_frames, dtype=bool)
+    for start in starts:
+        covered[start : start + patch] = True
+    assert covered.all()
+
+
+def test_window_batch_slices_and_pads_short_clips() -> None:
+    mel = np.arange(100 * 4, dtype=np.float16).reshape(100, 4) - 80
+    starts = window_starts(100, 43, 21)
+    batch = window_batch(mel, starts, 43)
+    assert batch.shape == (len(starts), 43, 4) and batch.dtype == np.float32
+    for window, start in zip(batch, starts):
+        np.testing.assert_array_equal(window, mel[start : start + 43])
+    short = window_batch(mel[:20], window_starts(20, 43, 21), 43)
+    assert short.shape == (1, 43, 4)
+    np.testing.assert_array_equal(short[0, :20], mel[:20])
+    assert np.all(short[0, 20:] == mel[:20].min())  # padded with the clip's floor (silence), not 0 dB
+
+
+# -- window features -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_store(tmp_path: Path) -> tuple[FeatureStore, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(1)
+    mels = {f"t{i}": rng.normal(-40.0, 6.0, size=(frames, N_MELS)) for i, frames in enumerate([43, 30, 100, 140])}
+    return make_store(tmp_path / "store", mels), mels
+
+
+def test_window_features_shape_values_and_cache(small_store, tmp_path: Path, monkeypatch) -> None:
+    store, mels = small_store
+    net = fitted_stn(3, list(mels.values()))
+    ids = list(mels)
+    cache = tmp_path / "cache"
+    first = net_window_features(net, store, ids, hop=21, device="cpu", batch_windows=4, cache_path=cache)
+    counts = [len(window_starts(len(m), 43, 21)) for m in mels.values()]
+    assert counts == [1, 1, 4, 6]
+    assert first.features.shape == (sum(counts), 256) and first.features.dtype == np.float16
+    assert first.track_ids.tolist() == np.repeat(ids, counts).tolist() and first.genre_probs is None
+    stored = store.mel("t3")
+    with torch.no_grad():
+        expected = net.features(torch.from_numpy(window_batch(stored, window_starts(140, 43, 21))).unsqueeze(1))
+    np.testing.assert_allclose(first.features[-6:], expected.numpy(), rtol=2e-3, atol=2e-3)
+    assert (cache / "done.json").exists()
+
+    def fail(x: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("the net ran although the cache holds its features")
+
+    monkeypatch.setattr(net, "features", fail)
+    again = net_window_features(net, store, ids, hop=21, device="cpu", cache_path=cache)
+    np.testing.assert_array_equal(again.features, first.features)
+    np.testing.assert_array_equal(again.starts, first.starts)
+    assert again.track_ids.tolist() == first.track_ids.tolist()
+    with pytest.raises(AssertionError, match="the net ran"):  # another hop is another request: recomputed
+        net_window_features(net, store, ids, hop=10, device="cpu", cache_path=cache)
+
+
+def test_genre_head_probabilities_of_stn_and_mtn(small_store) -> None:
+    store, mels = small_store
+    stn = fitted_stn(3, list(mels.values()))
+    mtn = MTN({"m": 5, "g": 3}).eval()
+    x = torch.from_numpy(window_batch(store.mel("t2"), window_starts(100, 43, 21))).unsqueeze(1)
+    for net, direct in ((stn, lambda: stn(x)), (mtn, lambda: mtn(x, "g"))):
+        result = net_window_features(net, store, ["t2"], hop=21, device="cpu", head_genres=GENRES)
+        assert result.genre_probs.shape == (4, 3) and result.head_genres == tuple(GENRES)
+        np.testing.assert_allclose(result.genre_probs.sum(axis=1), 1.0, rtol=1e-5)
+        with torch.no_grad():
+            np.testing.assert_allclose(result.genre_probs, torch.softmax(direct(), dim=1).numpy(), atol=1e-5)
+
+
+def test_check_train_only_rejects_validation_and_test_windows() -> None:
+    tracks = toy_tracks()
+    check_train_only(np.array(["blues-train-0", "rock-train-7", "blues-train-0"]), tracks)
+    with pytest.raises(TransferError, match="folk-val-1"):
+        check_train_only(np.array(["blues-train-0", "folk-val-1"]), tracks)
+    with pytest.raises(TransferError, match="rock-test-0"):
+        check_train_only(["rock-test-0"], tracks)
+
+
+# -- the transfer end to end ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def transfer_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A toy store, a genre STN and a g+m MTN, a transfer fitted on both (train_mlp spied on)."""
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("transfer")
+    tracks = toy_tracks()
+    rng = np.random.default_rng(0)
+    true_genres = tracks["true_genre"].map(GENRES.index).to_numpy()
+    mels = dict(zip(tracks["track_id"], toy_mels(true_genres, TOY_FRAMES, N_MELS, rng, separation=30.0)))
+    store = make_store(root / "features", mels)
+    train_mels = [mels[t] for t in tracks.loc[tracks["split"] == "train", "track_id"]]
+    save_net(root / "nets" / "stn-g", fitted_stn(3, train_mels), {"task_outputs": {"g": 3}, "genres": GENRES})
+    mtn = MTN({"g": 3, "m": 5})
+    mtn.band_norm.load_state_dict(fitted_stn(3, train_mels).band_norm.state_dict())
+    save_net(root / "nets" / "mtn-gm", mtn, {"task_outputs": {"g": 3, "m": 5}, "genres": GENRES})
+    save_net(root / "nets" / "stn-m", STN(5), {"task_outputs": {"m": 5}, "genres": GENRES})
+    sources = [root / "nets" / "stn-g", root / "nets" / "mtn-gm"]
+    config = TransferConfig(epochs=12, hidden=64, batch_size=32, seed=0)
+    fitted_on: list[np.ndarray] = []
+    real_train_mlp = transfer_mlp.train_mlp
+
+    def spy(model, train, *args, **kwargs):
+        fitted_on.append(train.track_ids.copy())
+        return real_train_mlp(model, train, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(transfer_mlp, "train_mlp", spy)
+        result = fit_transfer(sources, store, tracks, config, root / "transfer" / "run", device="cpu", progress=False)
+    return {
+        "root": root, "tracks": tracks, "store": store, "sources": sources, "config": config,
+        "result": result, "fitted_on": fitted_on,
+    }
+
+
+def test_mlp_is_fitted_on_training_windows_only(transfer_run: dict) -> None:
+    tracks = transfer_run["tracks"]
+    (fitted_ids,) = transfer_run["fitted_on"]
+    train_ids = set(tracks.loc[tracks["split"] == "train", "track_id"])
+    assert set(fitted_ids) == train_ids
+    assert not set(fitted_ids) & set(tracks.loc[tracks["split"] != "train", "track_id"])
+    assert len(fitted_ids) == 4 * len(train_ids)  # every window of every training track
+    spec = read_json(transfer_run["result"].out_dir / "mlp.json")
+    assert spec["n_train_tracks"] == len(train_ids) and spec["n_train_windows"] == len(fitted_ids)
+
+
+def test_transfer_learns_and_predicts_every_track(transfer_run: dict) -> None:
+    result, tracks = transfer_run["result"], transfer_run["tracks"]
+    predictions = result.predictions
+    assert predictions["track_id"].tolist() == tracks["track_id"].tolist()
+    assert predictions["split"].tolist() == tracks["split"].tolist()
+    assert list(predictions.columns) == ["track_id", "split", *GENRES]
+    probs = predictions[GENRES].to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    held_out = predictions["split"] != "train"
+    truth = tracks.loc[held_out, "genre"].map(GENRES.index).to_numpy()
+    assert accuracy(truth, probs[held_out.to_numpy()].argmax(axis=1)) > 0.6  # chance is 1/3
+    curves = result.curves
+    assert curves["epoch"].tolist() == list(range(1, 13))
+    assert result.best_epoch == int(curves.loc[curves["val_log_loss"].idxmin(), "epoch"])
+    for name in ("mlp.safetensors", "mlp.json", "curves.csv", "predictions.parquet", "done.json"):
+        assert (result.out_dir / name).exists()
+
+
+def test_track_prediction_is_the_mean_of_window_probabilities(transfer_run: dict) -> None:
+    result, store, tracks = transfer_run["result"], transfer_run["store"], transfer_run["tracks"]
+    model, spec = load_mlp(result.out_dir)
+    assert spec["input_dim"] == 256 + 512 and spec["genres"] == GENRES
+    parts = [
+        net_window_features(
+            load_source(path, N_MELS).net, store, tracks["track_id"], 21, "cpu",
+            cache_path=window_cache_dir(result.out_dir, path, 21),
+        )
+        for path in transfer_run["sources"]
+    ]
+    features = torch.from_numpy(np.concatenate([np.asarray(p.features) for p in parts], axis=1))
+    window_probs = predict_windows(model, features)
+    by_hand = np.stack([window_probs[4 * i : 4 * i + 4].mean(axis=0) for i in range(len(tracks))])
+    np.testing.assert_allclose(result.predictions[GENRES].to_numpy(), by_hand, atol=1e-6)
+
+
+def test_baselines_give_probability_rows(transfer_run: dict) -> None:
+    result = transfer_run["result"]
+    kinds = {b.kind: b for b in result.baselines}
+    assert set(kinds) == {STN_BASELINE, MTN_BASELINE}
+    for baseline in result.baselines:
+        table = pd.read_parquet(result.out_dir / baseline.file)
+        assert len(table) == len(transfer_run["tracks"])
+        np.testing.assert_allclose(table[GENRES].to_numpy().sum(axis=1), 1.0, rtol=1e-5)
+    assert load_source(transfer_run["root"] / "nets" / "stn-m", N_MELS).baseline is None
+
+
+def test_rerun_reuses_the_finished_transfer(transfer_run: dict, monkeypatch) -> None:
+    def fail(*args, **kwargs):
+        raise AssertionError("retrained although done.json matches the request")
+
+    monkeypatch.setattr(transfer_mlp, "train_mlp", fail)
+    run = transfer_run
+    again = fit_transfer(run["sources"], run["store"], run["tracks"], run["config"], run["result"].out_dir,
+                         device="cpu", progress=False)
+    pd.testing.assert_frame_equal(again.predictions, run["result"].predictions)
+    assert again.best_epoch == run["result"].best_epoch and again.name == run["result"].name
+
+
+def test_evaluate_scores_every_model_on_given_and_true_labels(transfer_run: dict, tmp_path: Path) -> None:
+    run = evaluate([transfer_run["result"].out_dir], transfer_run["tracks"], tmp_path / "eval",
+                   store=transfer_run["store"])
+    models = run.metrics["models"]
+    assert {m["kind"] for m in models.values()} == {"transfer", STN_BASELINE, MTN_BASELINE, "classical"}
+    assert CLASSICAL in models and transfer_run["result"].name in models
+    assert run.metrics["splits"] == {"val": {"n_tracks": 9}, "test": {"n_tracks": 9}}
+    assert run.metrics["primary_split"] == "test"
+    for entry in models.values():
+        for split in ("val", "test"):
+            assert set(entry["scores"][split]) == {"given", "true"}
+            assert entry["scores"][split]["given"]["n"] == 9
+    transfer_scores = models[transfer_run["result"].name]["scores"]
+    for split in ("val", "test"):  # the audio follows the true genre: the noisy given label costs accuracy
+        assert transfer_scores[split]["true"]["accuracy"] > transfer_scores[split]["given"]["accuracy"]
+    written = read_json(tmp_path / "eval" / "metrics.json")
+    assert written["models"][CLASSICAL]["scores"]["test"]["true"]["accuracy"] == pytest.approx(
+        models[CLASSICAL]["scores"]["test"]["true"]["accuracy"]
+    )
+    assert len(list((tmp_path / "eval" / "confusion").glob("*.png"))) == 2 * len(models)
+    assert (tmp_path / "eval" / "per_genre_f1.png").exists()
+    f1 = pd.read_csv(tmp_path / "eval" / "per_genre_f1.csv", index_col="genre")
+    assert list(f1.index) == GENRES and set(f1.columns) == set(models)
+    for name in models:
+        assert name in run.table
+
+
+def test_evaluate_rejects_a_transfer_of_other_genres(transfer_run: dict, tmp_path: Path) -> None:
+    tracks = transfer_run["tracks"].copy()
+    tracks["genre"] = tracks["genre"].str.upper()
+    tracks["true_genre"] = tracks["true_genre"].str.upper()
+    with pytest.raises(TransferError, match="trained on genres"):
+        evaluate([transfer_run["result"].out_dir], tracks, tmp_path / "eval")
