@@ -28,6 +28,7 @@ def atomic_path(path: str | Path, durable: bool = True) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o644)  # mkstemp makes 0600; outputs are meant to be shared and served
     try:
         yield tmp_path
         if durable:

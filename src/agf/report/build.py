@@ -1,0 +1,125 @@
+"""build_report: results.csv, tables.md, Figure 3 and the self-contained report.html in one directory."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from agf.fileio import write_text_atomic
+from agf.report.dataset import dataset_tables
+from agf.report.document import Block, Image, Section, read_png, render_html, render_markdown
+from agf.report.figures import figure3
+from agf.report.results import (
+    LABEL_KINDS, RESULT_SPLITS, TASK_ORDER, canonical_order, validate_results, write_results_csv,
+)
+from agf.report.tables import (
+    build_baselines_table, build_per_genre_table, build_table3, build_table4, build_table5, validate_baselines,
+)
+
+TASK_NAMES = {"m": "MFCC", "d": "delta MFCC", "e": "Essentia descriptors", "s": "subgenres"}
+
+
+@dataclass(frozen=True)
+class ReportImages:
+    """PNGs drawn by other stages: the best model's confusion matrix and the artist-group heatmaps per task."""
+
+    confusion: str | Path | None = None
+    heatmaps: Mapping[str, str | Path] = field(default_factory=dict)
+
+
+def result_kinds(results: pd.DataFrame) -> list[tuple[str, str]]:
+    """The (split, labels) pairs with results, test before val and given before true; (test, given) if none."""
+    present = set(zip(results["split"], results["labels"]))
+    kinds = [(split, labels) for split in RESULT_SPLITS for labels in LABEL_KINDS if (split, labels) in present]
+    return kinds or [("test", "given")]
+
+
+def _figure3_name(kind: tuple[str, str], primary: tuple[str, str]) -> str:
+    """figure3.png for the primary (split, labels); figure3-<split>-<labels>.png for the others."""
+    return "figure3.png" if kind == primary else f"figure3-{kind[0]}-{kind[1]}.png"
+
+
+def _results_section(results: pd.DataFrame, baselines: pd.DataFrame | None, kind: tuple[str, str],
+                     figure_path: Path) -> Section:
+    """Figure 3 and Tables 3-5 (plus the baselines) of one split and label kind."""
+    split, labels = kind
+    blocks = [
+        Image(figure_path, f"Figure 3: mean log loss and macro-F1 against the number of tasks, with and without "
+                           f"the genre task; error bars: std over seeds (split {split}, labels {labels})."),
+        build_table3(results, split, labels),
+        build_table4(results, split, labels),
+        build_table5(results, split, labels),
+    ]
+    if baselines is not None:
+        blocks.append(build_baselines_table(baselines, split, labels))
+    return Section(f"results-{split}-{labels}", f"Results: split {split}, labels {labels}", tuple(blocks))
+
+
+def _best_model_section(best_model_name: str, confusion: Path | None, per_genre: pd.DataFrame | None) -> Section:
+    """The best model's confusion matrix and per-genre scores."""
+    blocks: list[Block] = []
+    if confusion is not None:
+        blocks.append(Image(confusion, f"Confusion matrix of the best model ({best_model_name})."))
+    if per_genre is not None:
+        blocks.append(build_per_genre_table(per_genre, best_model_name))
+    return Section("best-model", f"Best model: {best_model_name}", tuple(blocks))
+
+
+def _heatmap_section(heatmaps: Mapping[str, Path]) -> Section:
+    """The artist-group heatmaps, in task order."""
+    order = sorted(heatmaps, key=lambda task: (task not in TASK_ORDER, TASK_ORDER.find(task), task))
+    blocks = tuple(
+        Image(heatmaps[task], f"Task {task} ({TASK_NAMES.get(task, task)}): mean artist-group mixture per genre.")
+        for task in order
+    )
+    return Section("artist-groups", "Artist group factors", blocks)
+
+
+def build_report(
+    out_dir: str | Path,
+    results: pd.DataFrame,
+    baselines: pd.DataFrame | None,
+    tracks: pd.DataFrame,
+    store_index: pd.DataFrame | None,
+    images: ReportImages,
+    best_model_name: str,
+    per_genre: pd.DataFrame | None,
+    title: str = "agf report",
+    notes: Sequence[str] = (),
+) -> dict[str, Path]:
+    """Write results.csv, tables.md, Figure 3 (one PNG per split and label kind) and report.html to `out_dir`.
+
+    Returns the paths: 'results', 'tables', 'html', 'figure3' (the first of test/val x given/true with
+    results) and 'figure3-<split>-<labels>' for the other kinds. Every input is checked before anything
+    is written, so a bad input leaves no half-written report.
+    """
+    out_dir = Path(out_dir)
+    results = canonical_order(validate_results(results))
+    if baselines is not None:
+        baselines = validate_baselines(baselines)
+    confusion = Path(images.confusion) if images.confusion is not None else None
+    heatmaps = {task: Path(path) for task, path in images.heatmaps.items()}
+    for path in [confusion, *heatmaps.values()]:
+        if path is not None:
+            read_png(path)
+
+    kinds = result_kinds(results)
+    figure_paths = {kind: out_dir / _figure3_name(kind, kinds[0]) for kind in kinds}
+    sections = [_results_section(results, baselines, kind, figure_paths[kind]) for kind in kinds]
+    if confusion is not None or per_genre is not None:
+        sections.append(_best_model_section(best_model_name, confusion, per_genre))
+    if heatmaps:
+        sections.append(_heatmap_section(heatmaps))
+    sections.append(Section("dataset", "Dataset", tuple(dataset_tables(tracks, store_index))))
+
+    paths = {"results": out_dir / "results.csv", "tables": out_dir / "tables.md", "html": out_dir / "report.html"}
+    write_results_csv(results, paths["results"])
+    for kind, figure_path in figure_paths.items():
+        figure3(results, figure_path, *kind)
+        paths[figure_path.stem] = figure_path
+    write_text_atomic(paths["tables"], render_markdown(title, notes, sections, out_dir))
+    write_text_atomic(paths["html"], render_html(title, notes, sections))
+    return paths

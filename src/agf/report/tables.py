@@ -1,0 +1,221 @@
+"""The paper's result tables (3, 4, 5), the baselines table and the best model's per-genre table.
+
+Cells are 'mean ± std' over seeds (sample std); '-' where the grid has no result. The builders return
+`Table`s (rendered to HTML by the report); table3/table4/table5 return their Markdown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pandas as pd
+
+from agf.report.markup import MISSING, Table, mean_std, number, to_markdown
+from agf.report.results import (
+    LABEL_KINDS, METRICS, RESULT_SPLITS, TASK_ORDER, ReportError, select, task_subsets, validate_results,
+)
+
+METRIC_NAMES = {"log_loss": "log loss", "macro_f1": "macro-F1", "accuracy": "accuracy"}
+PAPER_METRICS: tuple[str, ...] = ("log_loss", "macro_f1")
+NET_ARCHS: tuple[str, ...] = ("stn", "mtn")
+BASELINE_COLUMNS: tuple[str, ...] = ("model", "seed", "split", "labels", "metric", "value")
+PER_GENRE_COLUMNS: tuple[str, ...] = ("genre", "precision", "recall", "f1", "support")
+TASK_LETTERS_NOTE = "Tasks: g genre, m MFCC AGF, d delta-MFCC AGF, e Essentia AGF, s subgenre AGF."
+SHARED_N1_NOTE = "N = 1: a single task has a single net; the STN and the MTN are the same net, shown under both."
+METRIC_NOTE = "Log loss: lower is better. Macro-F1: higher is better."
+
+
+def _metric_columns(prefix: str) -> tuple[str, ...]:
+    """Column names '<prefix> log loss', '<prefix> macro-F1'."""
+    return tuple(f"{prefix} {METRIC_NAMES[m]}" for m in PAPER_METRICS)
+
+
+def _seed_note(frame: pd.DataFrame) -> str:
+    """How cells aggregate over the seeds found in `frame`."""
+    n_seeds = frame["seed"].nunique()
+    if n_seeds > 1:
+        return f"Cells: mean ± sample std over {n_seeds} seeds."
+    return "Cells: a single seed, so no spread is shown."
+
+
+def net_rows(results: pd.DataFrame, split: str, labels: str) -> pd.DataFrame:
+    """Validated STN and MTN rows of one split and label kind, the N = 1 STN rows repeated as MTN (same net)."""
+    frame = select(validate_results(results), split, labels)
+    nets = frame[frame["arch"].isin(NET_ARCHS)]
+    single = nets[(nets["arch"] == "stn") & (nets["n_tasks"] == 1)].assign(arch="mtn")
+    return pd.concat([nets, single], ignore_index=True)
+
+
+def wstn_rows(results: pd.DataFrame, split: str, labels: str) -> pd.DataFrame:
+    """Validated wSTN rows of one split and label kind."""
+    frame = select(validate_results(results), split, labels)
+    return frame[frame["arch"] == "wstn"]
+
+
+def subset_seed_means(nets: pd.DataFrame) -> pd.DataFrame:
+    """Per (arch, n_tasks, includes_genre, metric, seed): the mean value over that group's task subsets."""
+    keys = ["arch", "n_tasks", "includes_genre", "metric", "seed"]
+    return nets.groupby(keys, as_index=False)["value"].mean()
+
+
+def _values(frame: pd.DataFrame, **where: object) -> pd.Series:
+    """The `value` column of the rows matching every column == value condition."""
+    mask = pd.Series(True, index=frame.index)
+    for column, wanted in where.items():
+        mask &= frame[column] == wanted
+    return frame.loc[mask, "value"]
+
+
+def _genre_groups() -> Iterator[tuple[int, bool, int]]:
+    """(N, includes genre, number of possible subsets) for every group a 5-task grid can have."""
+    subsets = task_subsets()
+    for n in range(1, len(TASK_ORDER) + 1):
+        for with_genre in (True, False):
+            possible = sum(1 for t in subsets if len(t) == n and ("g" in t) == with_genre)
+            if possible:
+                yield n, with_genre, possible
+
+
+def build_table3(results: pd.DataFrame, split: str = "test", labels: str = "given") -> Table:
+    """Table 3: mean performance by number of tasks N, with and without the genre task, per architecture."""
+    nets = net_rows(results, split, labels)
+    means = subset_seed_means(nets)
+    rows = []
+    for n, with_genre, possible in _genre_groups():
+        present = nets.loc[(nets["n_tasks"] == n) & (nets["includes_genre"] == with_genre), "tasks"].nunique()
+        cells = [
+            mean_std(_values(means, arch=arch, n_tasks=n, includes_genre=with_genre, metric=metric))
+            for arch in NET_ARCHS
+            for metric in PAPER_METRICS
+        ]
+        rows.append((str(n), "with g" if with_genre else "without g", *cells, f"{present}/{possible}"))
+    return Table(
+        title=f"Table 3: mean performance by number of tasks N, with and without the genre task "
+        f"(split {split}, labels {labels})",
+        columns=("N", "genre task", *_metric_columns("STN"), *_metric_columns("MTN"), "subsets"),
+        rows=tuple(rows),
+        notes=(
+            "Each seed's value is the mean over the task subsets of that N and genre inclusion "
+            "('subsets': how many of the possible subsets have results).",
+            _seed_note(nets),
+            SHARED_N1_NOTE,
+            METRIC_NOTE,
+        ),
+    )
+
+
+def build_table4(results: pd.DataFrame, split: str = "test", labels: str = "given") -> Table:
+    """Table 4: every task combination with results, in the paper's order, STN vs MTN."""
+    nets = net_rows(results, split, labels)
+    present = set(nets["tasks"])
+    rows = tuple(
+        (tasks, str(len(tasks)), *(
+            mean_std(_values(nets, arch=arch, tasks=tasks, metric=metric))
+            for arch in NET_ARCHS
+            for metric in PAPER_METRICS
+        ))
+        for tasks in task_subsets()
+        if tasks in present
+    )
+    return Table(
+        title=f"Table 4: every combination of learning tasks (split {split}, labels {labels})",
+        columns=("tasks", "N", *_metric_columns("STN"), *_metric_columns("MTN")),
+        rows=rows,
+        notes=(TASK_LETTERS_NOTE, _seed_note(nets), SHARED_N1_NOTE, METRIC_NOTE),
+    )
+
+
+def _best_subset(nets: pd.DataFrame, arch: str, n: int) -> str | None:
+    """The subset of `arch` with N tasks whose mean log loss over seeds is lowest (first in paper order on ties)."""
+    losses = nets[(nets["arch"] == arch) & (nets["n_tasks"] == n) & (nets["metric"] == "log_loss")]
+    if losses.empty:
+        return None
+    mean_loss = losses.groupby("tasks")["value"].mean()
+    order = [t for t in task_subsets() if t in mean_loss.index]
+    return min(order, key=lambda tasks: mean_loss[tasks])
+
+
+def build_table5(results: pd.DataFrame, split: str = "test", labels: str = "given") -> Table:
+    """Table 5: for each N, the best STN and MTN subsets (by mean log loss) vs the wSTN matched to N."""
+    nets = net_rows(results, split, labels)
+    wide = wstn_rows(results, split, labels)
+    rows = []
+    for n in sorted(set(nets["n_tasks"]) | set(wide["n_tasks"])):
+        cells: list[str] = [str(n)]
+        for arch in NET_ARCHS:
+            best = _best_subset(nets, arch, n)
+            cells.append(best or MISSING)
+            cells += [mean_std(_values(nets, arch=arch, tasks=best, metric=m)) for m in PAPER_METRICS]
+        cells += [mean_std(_values(wide, n_tasks=n, metric=m)) for m in PAPER_METRICS]
+        rows.append(tuple(cells))
+    return Table(
+        title=f"Table 5: best STN and MTN for each number of tasks N vs the wide single-task net "
+        f"(split {split}, labels {labels})",
+        columns=("N", "best STN", *_metric_columns("STN"), "best MTN", *_metric_columns("MTN"),
+                 *_metric_columns("wSTN")),
+        rows=tuple(rows),
+        notes=(
+            "Best: the task subset with the lowest mean log loss over seeds.",
+            "wSTN: a genre-only net widened to the parameter count of the N-task setup it is matched to.",
+            _seed_note(pd.concat([nets, wide])),
+            SHARED_N1_NOTE,
+            METRIC_NOTE,
+        ),
+    )
+
+
+def table3(results: pd.DataFrame, split: str = "test", labels: str = "given") -> str:
+    """Table 3 as Markdown: rows N x (with g / without g), STN/MTN log loss and macro-F1, mean ± std."""
+    return to_markdown(build_table3(results, split, labels))
+
+
+def table4(results: pd.DataFrame, split: str = "test", labels: str = "given") -> str:
+    """Table 4 as Markdown: every task combination x STN/MTN log loss and macro-F1, mean ± std."""
+    return to_markdown(build_table4(results, split, labels))
+
+
+def table5(results: pd.DataFrame, split: str = "test", labels: str = "given") -> str:
+    """Table 5 as Markdown: per N, the best STN and MTN subsets vs the matched wSTN."""
+    return to_markdown(build_table5(results, split, labels))
+
+
+def validate_baselines(baselines: pd.DataFrame, source: str = "baselines") -> pd.DataFrame:
+    """Check the baselines frame (model, seed, split, labels, metric, value); return canonical columns."""
+    missing = [c for c in BASELINE_COLUMNS if c not in baselines.columns]
+    if missing:
+        raise ReportError(f"{source}: missing column(s) {', '.join(missing)}; expected {', '.join(BASELINE_COLUMNS)}")
+    frame = baselines[list(BASELINE_COLUMNS)].copy()
+    for column, allowed in (("split", RESULT_SPLITS), ("labels", LABEL_KINDS), ("metric", METRICS)):
+        unknown = sorted(set(frame[column].astype(str)) - set(allowed))
+        if unknown:
+            raise ReportError(f"{source}: unknown {column} value(s) {unknown}; use one of {', '.join(allowed)}")
+    return frame
+
+
+def build_baselines_table(baselines: pd.DataFrame, split: str = "test", labels: str = "given") -> Table:
+    """Baselines of one split and label kind: one row per model (first-seen order), every metric."""
+    frame = select(validate_baselines(baselines), split, labels)
+    rows = tuple(
+        (str(model), *(mean_std(_values(frame, model=model, metric=m)) for m in METRICS))
+        for model in frame["model"].unique()
+    )
+    return Table(
+        title=f"Baselines (split {split}, labels {labels})",
+        columns=("model", *(METRIC_NAMES[m] for m in METRICS)),
+        rows=rows,
+        notes=(_seed_note(frame),) if not frame.empty else (),
+    )
+
+
+def build_per_genre_table(per_genre: pd.DataFrame, model_name: str) -> Table:
+    """The best model's per-genre precision, recall, F1 and support."""
+    missing = [c for c in PER_GENRE_COLUMNS if c not in per_genre.columns]
+    if missing:
+        raise ReportError(
+            f"per_genre: missing column(s) {', '.join(missing)}; pass agf.evaluation.per_class_report's frame"
+        )
+    rows = tuple(
+        (str(row.genre), number(row.precision), number(row.recall), number(row.f1), str(int(row.support)))
+        for row in per_genre.itertuples(index=False)
+    )
+    return Table(title=f"Per-genre scores of the best model ({model_name})", columns=PER_GENRE_COLUMNS, rows=rows)

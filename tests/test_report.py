@@ -1,0 +1,362 @@
+"""Tests of agf.report: Tables 3-5 against independently computed numbers, partial grids, Figure 3,
+the dataset section and the self-contained report.html."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import statistics
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+
+from agf.evaluation import per_class_report, plot_confusion
+from agf.factors.plots import plot_genre_mixtures
+from agf.report import (
+    RESULTS_COLUMNS, ReportError, ReportImages, build_report, dataset_section, figure3, read_results_csv,
+    table3, table4, table5, task_subsets, write_results_csv,
+)
+
+METRICS = ("log_loss", "macro_f1", "accuracy")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def synthetic_results(
+    seeds: tuple[int, ...] = (0, 1),
+    subsets: tuple[str, ...] | None = None,
+    archs: tuple[str, ...] = ("stn", "mtn", "wstn"),
+    splits: tuple[str, ...] = ("val", "test"),
+    label_kinds: tuple[str, ...] = ("given", "true"),
+) -> pd.DataFrame:
+    """A results frame as the pipeline writes it, with random but seeded values."""
+    rng = np.random.default_rng(2018)
+    rows = []
+
+    def add(tasks: str, arch: str, n_tasks: int, seed: int, split: str, labels: str) -> None:
+        for metric in METRICS:
+            value = rng.uniform(0.9, 2.2) if metric == "log_loss" else rng.uniform(0.2, 0.8)
+            rows.append({"tasks": tasks, "arch": arch, "n_tasks": n_tasks, "includes_genre": "g" in tasks,
+                         "seed": seed, "split": split, "labels": labels, "metric": metric, "value": value})
+
+    for split, labels, seed in itertools.product(splits, label_kinds, seeds):
+        for tasks in subsets or task_subsets():
+            for arch in ("stn", "mtn"):
+                if arch in archs and not (arch == "mtn" and len(tasks) == 1):
+                    add(tasks, arch, len(tasks), seed, split, labels)
+        if "wstn" in archs:
+            for n_tasks in range(2, 6):
+                add("g", "wstn", n_tasks, seed, split, labels)
+    return pd.DataFrame(rows)
+
+
+def synthetic_baselines() -> pd.DataFrame:
+    """Two baseline models over two seeds, every split and label kind."""
+    rows = [
+        {"model": model, "seed": seed, "split": split, "labels": labels, "metric": metric,
+         "value": 0.1 * (i + 1) + 0.01 * seed}
+        for i, model in enumerate(("genre STN softmax", "classical: logreg on MFCC stats"))
+        for seed, split, labels, metric in itertools.product((0, 1), ("val", "test"), ("given", "true"), METRICS)
+    ]
+    return pd.DataFrame(rows)
+
+
+def synthetic_tracks() -> pd.DataFrame:
+    """12 tracks: 3 artists, 4 albums (one of them mixed-genre), one track without album, label noise."""
+    return pd.DataFrame({
+        "track_id": [f"t{i}" for i in range(12)],
+        "artist_id": ["a1"] * 6 + ["a2"] * 4 + ["a3"] * 2,
+        "album_id": ["x1", "x1", "x1", "x2", "x2", "x2", "y1", "y1", "y1", "y1", "z1", ""],
+        "genre": ["rock", "rock", "pop", "rock", "rock", "rock", "pop", "pop", "pop", "pop", "jazz", "jazz"],
+        "subgenres": [[] for _ in range(12)],
+        "split": ["train"] * 4 + ["val", "test"] + ["train"] * 3 + ["test", "train", "val"],
+        "true_genre": ["rock"] * 6 + ["pop"] * 3 + ["rock", "jazz", "jazz"],
+    })
+
+
+def synthetic_store_index() -> pd.DataFrame:
+    """The feature-store index of synthetic_tracks: two files flagged."""
+    status = ["ok"] * 10 + ["too_short", "failed"]
+    return pd.DataFrame({
+        "track_id": [f"t{i}" for i in range(12)],
+        "status": status,
+        "reason": ["" if s == "ok" else f"{s} reason" for s in status],
+        "sample_rate": [44100.0] * 8 + [22050.0, 22050.0, 44100.0, np.nan],
+        "channels": [2.0] * 8 + [1.0, 1.0, 2.0, np.nan],
+        "duration": [30.0] * 10 + [0.5, np.nan],
+    })
+
+
+def synthetic_images(directory: Path) -> ReportImages:
+    """A confusion matrix and two artist-group heatmaps drawn by the stages that make them."""
+    plot_confusion(np.array([[5, 1, 0], [2, 3, 0], [0, 1, 4]]), ["jazz", "pop", "rock"], directory / "cm.png", "cm")
+    heatmaps = {}
+    for task in ("s", "m"):
+        mixtures = pd.DataFrame(np.random.default_rng(0).dirichlet(np.ones(6), size=3), index=["jazz", "pop", "rock"])
+        heatmaps[task] = directory / f"heatmap_{task}.png"
+        plot_genre_mixtures(mixtures, heatmaps[task], f"task {task}")
+    return ReportImages(confusion=directory / "cm.png", heatmaps=heatmaps)
+
+
+def synthetic_per_genre() -> pd.DataFrame:
+    """A per-genre report as agf.evaluation makes it."""
+    return per_class_report(np.array([0, 0, 1, 2, 2]), np.array([0, 1, 1, 2, 0]), ["jazz", "pop", "rock"])
+
+
+def parse_table(markdown: str) -> list[dict[str, str]]:
+    """The rows of a Markdown table as dicts keyed by header."""
+    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    return [dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")))) for line in lines[2:]]
+
+
+def parse_cell(cell: str) -> tuple[float, float | None]:
+    """'m ± s' -> (m, s); 'm' -> (m, None)."""
+    mean, _, std = cell.partition(" ± ")
+    return float(mean), float(std) if std else None
+
+
+def expected_mean_std(per_seed: list[float]) -> tuple[float, float]:
+    """Mean and sample std of per-seed values, computed with the statistics module."""
+    return statistics.fmean(per_seed), statistics.stdev(per_seed)
+
+
+def records(results: pd.DataFrame, split: str = "test", labels: str = "given") -> list[dict]:
+    """The rows of one split and label kind as plain dicts."""
+    return [r for r in results.to_dict("records") if r["split"] == split and r["labels"] == labels]
+
+
+def assert_cell(cell: str, per_seed: list[float]) -> None:
+    """A 'mean ± std' cell equals the mean and sample std of per-seed values (to the 4 shown decimals)."""
+    mean, std = parse_cell(cell)
+    want_mean, want_std = expected_mean_std(per_seed)
+    assert mean == pytest.approx(want_mean, abs=6e-5)
+    assert std == pytest.approx(want_std, abs=6e-5)
+
+
+RESULTS = synthetic_results()
+
+
+@pytest.mark.parametrize(("split", "labels"), [("test", "given"), ("val", "true")])
+def test_table3_is_the_seed_spread_of_subset_means(split: str, labels: str) -> None:
+    rows = records(RESULTS, split, labels)
+    table = parse_table(table3(RESULTS, split, labels))
+    assert [(r["N"], r["genre task"]) for r in table] == [
+        ("1", "with g"), ("1", "without g"), ("2", "with g"), ("2", "without g"), ("3", "with g"),
+        ("3", "without g"), ("4", "with g"), ("4", "without g"), ("5", "with g"),
+    ]
+    for line in table:
+        n, with_genre = int(line["N"]), line["genre task"] == "with g"
+        for arch, metric, column in [("stn", "log_loss", "STN log loss"), ("stn", "macro_f1", "STN macro-F1"),
+                                     ("mtn", "log_loss", "MTN log loss"), ("mtn", "macro_f1", "MTN macro-F1")]:
+            source_arch = "stn" if n == 1 else arch  # N = 1: one net, shown under both columns
+            per_seed = [
+                statistics.fmean(r["value"] for r in rows if r["arch"] == source_arch and r["n_tasks"] == n
+                                 and ("g" in r["tasks"]) == with_genre and r["metric"] == metric and r["seed"] == s)
+                for s in (0, 1)
+            ]
+            assert_cell(line[column], per_seed)
+    with_g_3 = next(r for r in table if r["N"] == "3" and r["genre task"] == "with g")
+    assert with_g_3["subsets"] == "6/6"
+
+
+def test_table4_lists_every_combination_in_paper_order() -> None:
+    rows = records(RESULTS)
+    table = parse_table(table4(RESULTS))
+    assert [r["tasks"] for r in table] == task_subsets()
+    assert [r["tasks"] for r in table][:7] == ["g", "m", "d", "e", "s", "gm", "gd"]
+    for line in table:
+        tasks = line["tasks"]
+        assert line["N"] == str(len(tasks))
+        for arch, metric, column in [("stn", "log_loss", "STN log loss"), ("mtn", "macro_f1", "MTN macro-F1")]:
+            source_arch = "stn" if len(tasks) == 1 else arch
+            per_seed = [next(r["value"] for r in rows if r["tasks"] == tasks and r["arch"] == source_arch
+                             and r["metric"] == metric and r["seed"] == s) for s in (0, 1)]
+            assert_cell(line[column], per_seed)
+
+
+def test_table5_best_subsets_and_matched_wstn() -> None:
+    rows = records(RESULTS)
+    table = parse_table(table5(RESULTS))
+    assert [r["N"] for r in table] == ["1", "2", "3", "4", "5"]
+    for line in table:
+        n = int(line["N"])
+        for arch, prefix in (("stn", "STN"), ("mtn", "MTN")):
+            source_arch = "stn" if n == 1 else arch
+            mean_loss = {
+                tasks: statistics.fmean(r["value"] for r in rows if r["tasks"] == tasks and r["arch"] == source_arch
+                                        and r["metric"] == "log_loss")
+                for tasks in {r["tasks"] for r in rows if r["arch"] == source_arch and r["n_tasks"] == n}
+            }
+            best = min(mean_loss, key=mean_loss.get)
+            assert line[f"best {prefix}"] == best
+            assert parse_cell(line[f"{prefix} log loss"])[0] == pytest.approx(mean_loss[best], abs=6e-5)
+        if n == 1:
+            assert line["wSTN log loss"] == "-"
+        else:
+            per_seed = [next(r["value"] for r in rows if r["arch"] == "wstn" and r["n_tasks"] == n
+                             and r["metric"] == "macro_f1" and r["seed"] == s) for s in (0, 1)]
+            assert_cell(line["wSTN macro-F1"], per_seed)
+    assert table[4]["best STN"] == table[4]["best MTN"] == "gmdes"
+
+
+def test_partial_grid_shows_dashes_and_never_crashes() -> None:
+    partial = synthetic_results(subsets=("g", "gm", "md"), archs=("stn",), splits=("val",), label_kinds=("given",))
+    rows3 = {(r["N"], r["genre task"]): r for r in parse_table(table3(partial, "val"))}
+    assert rows3[("1", "with g")]["MTN log loss"] != "-"  # N = 1 is the STN, shown for MTN too
+    assert rows3[("2", "with g")]["MTN log loss"] == "-"
+    assert rows3[("2", "with g")]["subsets"] == "1/4"
+    assert rows3[("5", "with g")]["STN macro-F1"] == "-"
+    assert [r["tasks"] for r in parse_table(table4(partial, "val"))] == ["g", "gm", "md"]
+    rows5 = parse_table(table5(partial, "val"))
+    assert [r["N"] for r in rows5] == ["1", "2"]
+    two_task_loss = {tasks: statistics.fmean(r["value"] for r in records(partial, "val") if r["tasks"] == tasks
+                                             and r["metric"] == "log_loss") for tasks in ("gm", "md")}
+    assert rows5[1]["best STN"] == min(two_task_loss, key=two_task_loss.get)
+    assert rows5[1]["best MTN"] == "-" and rows5[1]["wSTN log loss"] == "-"
+    # A split without results: the fixed rows of Table 3 are all '-', Tables 4 and 5 say so.
+    assert all(r["STN log loss"] == "-" for r in parse_table(table3(partial, "test")))
+    assert "(no results)" in table4(partial, "test") and "(no results)" in table5(partial, "test")
+
+
+def test_single_seed_shows_no_spread() -> None:
+    single = synthetic_results(seeds=(3,))
+    text = table3(single) + table4(single) + table5(single)
+    assert "±" not in text
+    assert "a single seed" in text
+    value = next(r["value"] for r in records(single) if r["tasks"] == "gm" and r["arch"] == "mtn"
+                 and r["metric"] == "log_loss")
+    assert next(r for r in parse_table(table4(single)) if r["tasks"] == "gm")["MTN log loss"] == f"{value:.4f}"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda f: f.drop(columns="labels"), "missing column"),
+        (lambda f: f.assign(arch=f["arch"].replace("mtn", "mlp")), "unknown arch"),
+        (lambda f: f.assign(tasks=f["tasks"].replace("gm", "mg")), "in that order"),
+        (lambda f: f.assign(n_tasks=f["n_tasks"].where(f["tasks"] != "gm", 3)), "number of task letters"),
+        (lambda f: f.assign(includes_genre=False), "includes_genre"),
+        (lambda f: pd.concat([f, f[f["tasks"] == "m"].assign(arch="mtn")]), "one-task MTN"),
+        (lambda f: f.assign(n_tasks=f["n_tasks"].where(f["arch"] != "wstn", 6)), "wSTN"),
+        (lambda f: f.assign(value=f["value"].where(f["tasks"] != "gm", np.nan)), "missing or infinite"),
+        (lambda f: pd.concat([f, f.head(1)]), "duplicated"),
+    ],
+)
+def test_invalid_results_are_rejected_by_name(change, message: str, tmp_path: Path) -> None:
+    with pytest.raises(ReportError, match=message):
+        write_results_csv(change(RESULTS), tmp_path / "results.csv")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_results_csv_is_tidy_and_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "results.csv"
+    shuffled = RESULTS.sample(frac=1.0, random_state=0)
+    write_results_csv(shuffled, path)
+    assert path.read_text().splitlines()[0] == ",".join(RESULTS_COLUMNS)
+    back = read_results_csv(path)
+    assert len(back) == len(RESULTS)
+    assert back["tasks"].iloc[0] == "g" and back["split"].iloc[0] == "test"
+    key = ["tasks", "arch", "n_tasks", "seed", "split", "labels", "metric"]
+    merged = back.merge(RESULTS, on=key, suffixes=("", "_in"))
+    assert len(merged) == len(RESULTS)
+    np.testing.assert_allclose(merged["value"], merged["value_in"], rtol=1e-9)
+    assert table3(back) == table3(RESULTS)
+    with pytest.raises(ReportError, match="no results file"):
+        read_results_csv(tmp_path / "absent.csv")
+
+
+def test_figure3_writes_a_png_even_for_partial_grids(tmp_path: Path) -> None:
+    for name, frame in [("full.png", RESULTS), ("partial.png", synthetic_results(subsets=("gm",), archs=("mtn",))),
+                        ("empty.png", RESULTS.iloc[:0])]:
+        figure3(frame, tmp_path / name)
+        assert (tmp_path / name).read_bytes().startswith(PNG_SIGNATURE)
+        height, width, _ = matplotlib.image.imread(tmp_path / name).shape
+        assert width > 2 * height > 400
+
+
+def test_dataset_section_counts() -> None:
+    text = dataset_section(synthetic_tracks(), synthetic_store_index())
+    sections = text.split("**")
+
+    def table_titled(title: str) -> list[dict[str, str]]:
+        return parse_table(sections[sections.index(title) + 1])
+
+    genre_rows = {r["genre"]: r for r in table_titled("Tracks, artists and albums per genre and split")}
+    assert genre_rows["rock"]["train tracks"] == "3" and genre_rows["rock"]["all albums"] == "2"
+    assert genre_rows["pop"]["all artists"] == "2" and genre_rows["pop"]["all albums"] == "2"
+    assert genre_rows["all"]["all tracks"] == "12" and genre_rows["all"]["all albums"] == "4"
+    assert genre_rows["jazz"]["val tracks"] == "1" and genre_rows["jazz"]["all albums"] == "1"
+    per_artist = {r["tracks per artist"]: r["artists"] for r in table_titled("Tracks per artist")}
+    assert per_artist == {"1": "0", "2-4": "2", "5-9": "1", "10-19": "0", "20-49": "0", "50+": "0"}
+    mixed = table_titled("Albums whose tracks carry different genres")
+    assert [r["album"] for r in mixed] == ["x1"] and mixed[0]["genres"] == "rock (2), pop (1)"
+    assert "1 of 4 albums (25.0%)" in text
+    noise = {r["split"]: r["wrong label"] for r in table_titled("Given genre vs true genre")}
+    assert noise == {"train": "1", "val": "0", "test": "1", "all": "2"}
+    flagged = table_titled("Files flagged by prepare")
+    assert [(r["track"], r["status"]) for r in flagged] == [("t11", "failed"), ("t10", "too_short")]
+    assert "12 files: ok 10" in text
+    audio = table_titled("Audio files by sample rate and channels")
+    assert [(r["sample rate"], r["channels"], r["files"]) for r in audio] == [("22050", "1", "2"), ("44100", "2", "9")]
+
+
+def test_dataset_section_names_missing_columns() -> None:
+    with pytest.raises(ReportError, match="tracks: missing column.*album_id"):
+        dataset_section(synthetic_tracks().drop(columns="album_id"), None)
+
+
+def build_synthetic_report(out_dir: Path, results: pd.DataFrame = RESULTS) -> dict[str, Path]:
+    """A full report from the synthetic inputs (also used by the browser test)."""
+    return build_report(
+        out_dir, results, synthetic_baselines(), synthetic_tracks(), synthetic_store_index(),
+        synthetic_images(out_dir.parent), "MTN genre head (gmdes)", synthetic_per_genre(),
+        title="agf test report", notes=["Synthetic numbers for a test."],
+    )
+
+
+# Per split and label kind: Tables 3, 4, 5 and baselines; then per-genre; then 6 dataset tables.
+EXPECTED_TABLES = 4 * 4 + 1 + 6
+
+
+def test_build_report_writes_a_self_contained_page(tmp_path: Path) -> None:
+    paths = build_synthetic_report(tmp_path / "report")
+    assert set(paths) == {"results", "tables", "html", "figure3", "figure3-test-true", "figure3-val-given",
+                          "figure3-val-true"}
+    assert all(path.is_file() for path in paths.values())
+    page = paths["html"].read_text()
+    assert page.count("<table>") == EXPECTED_TABLES
+    for title in ("Table 3:", "Table 4:", "Table 5:", "Baselines (split val, labels true)", "Per-genre scores",
+                  "Tracks per artist", "Files flagged by prepare", "Albums whose tracks carry different genres"):
+        assert title in page
+    sources = re.findall(r'<img src="([^"]*)"', page)
+    assert len(sources) == 4 + 1 + 2  # Figure 3 per kind, confusion, two heatmaps
+    assert all(src.startswith("data:image/png;base64,") for src in sources)
+    assert "<script" not in page.lower()
+    assert not re.search(r'(src|href)="(?!data:|#)', page)
+    assert "http" not in page.replace("http-equiv", "")
+    markdown = paths["tables"].read_text()
+    assert markdown.count("**Table 3:") == 4 and "![Figure 3" in markdown and "(figure3.png)" in markdown
+    assert "Files flagged by prepare" in markdown
+
+
+def test_build_report_checks_inputs_before_writing(tmp_path: Path) -> None:
+    out_dir = tmp_path / "report"
+    missing = ReportImages(confusion=tmp_path / "absent.png")
+    with pytest.raises(ReportError, match="absent.png: image not found"):
+        build_report(out_dir, RESULTS, None, synthetic_tracks(), None, missing, "m", None)
+    with pytest.raises(ReportError, match="per_genre: missing column"):
+        build_report(out_dir, RESULTS, None, synthetic_tracks(), None, ReportImages(), "m",
+                     synthetic_per_genre().drop(columns="support"))
+    assert not out_dir.exists()
+
+
+def test_build_report_with_a_minimal_grid(tmp_path: Path) -> None:
+    single = synthetic_results(seeds=(0,), subsets=("g", "gm"), archs=("stn", "mtn"), splits=("val",),
+                               label_kinds=("given",))
+    paths = build_report(tmp_path, single, None, synthetic_tracks(), None, ReportImages(), "STN g", None)
+    assert set(paths) == {"results", "tables", "html", "figure3"}
+    page = paths["html"].read_text()
+    assert page.count("<table>") == 3 + 4 and "±" not in page
