@@ -37,7 +37,7 @@ def _single_thread_worker() -> None:
 
 
 @contextmanager
-def _single_thread_env() -> Iterator[None]:
+def single_thread_env() -> Iterator[None]:
     """Temporarily set thread-count variables so spawned children inherit them."""
     saved = {name: os.environ.get(name) for name in THREAD_ENV_VARS}
     os.environ.update({name: "1" for name in THREAD_ENV_VARS})
@@ -74,7 +74,7 @@ def map_unordered(
                 yield func(item)
                 bar.update(1)
             return
-        with _single_thread_env():
+        with single_thread_env():
             pool = ProcessPoolExecutor(
                 max_workers=workers,
                 mp_context=multiprocessing.get_context("spawn"),

@@ -1,0 +1,408 @@
+"""`agf factors`: the artist group factors of tasks m, d, e, s, built into a directory, resumably.
+
+Per task, under OUT_DIR/<task>/:
+    dictionary.npy          K-means centres (m, d: over frames; e: over quantile-normalised tracks)
+    quantiles.npy           e only: the QuantileTransformer's quantiles (n_quantiles, dims) ...
+    references.npy          ... and references (n_quantiles,), enough to rebuild the transform
+    descriptors.json        e only: the Essentia descriptor names kept (the columns of the dictionary)
+    vocabulary.json         s only: the genre labels that are the words
+    lda_components.npy      the LDA topic-word matrix (n_topics, n_words)
+    artist_topics.parquet   artist_id, topic_0..topic_{K-1} (rows sum to 1)
+    track_targets.parquet   track_id, topic_0..topic_{K-1}: the soft target of every fit track
+    heatmap.png             mean topic mixture per genre
+    summary.json            sizes, empty bags, perplexity, concentration, NMI with genre
+    done.json               the completion marker, written last, holding the key of the inputs
+
+Only plain arrays, Parquet and JSON are written: loading a model file never executes code.
+Fit tracks are the training tracks (FactorConfig.leaky = False) or all tracks (the paper's leaky
+protocol); dictionaries, normalisation and LDA see nothing else, and only fit tracks get targets.
+This module is the only one of agf.factors that touches the feature store.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+from sklearn.preprocessing import QuantileTransformer
+from tqdm.auto import tqdm
+
+from agf.config import FactorConfig
+from agf.datasets.table import validate_track_table
+from agf.factors.bags import artist_bags
+from agf.factors.dictionary import assign_words, fit_dictionary, sample_rows, words_per_array
+from agf.factors.errors import FactorError
+from agf.factors.essentia_features import essentia_unavailable_reason, extract_many
+from agf.factors.lda import fit_artist_topics
+from agf.factors.plots import plot_genre_mixtures
+from agf.factors.summary import genre_information, topic_concentration
+from agf.fileio import read_json, stable_key, write_json_atomic, write_npy_atomic, write_parquet_atomic
+
+logger = logging.getLogger(__name__)
+
+TASKS: tuple[str, ...] = ("m", "d", "e", "s")
+TASK_TITLES = {"m": "MFCC", "d": "delta-MFCC", "e": "Essentia", "s": "subgenres"}
+FORMAT = 1
+MARKER = "done.json"
+ESSENTIA_KIND = "essentia"
+
+
+class Store(Protocol):
+    """What the factors stage needs of agf.store.FeatureStore."""
+
+    root: Path
+
+    def ok_ids(self) -> list[str]: ...
+    def mfcc(self, track_id: str) -> np.ndarray: ...
+    def dmfcc(self, track_id: str) -> np.ndarray: ...
+    def has_array(self, kind: str, track_id: str) -> bool: ...
+    def write_array(self, kind: str, track_id: str, array: np.ndarray) -> None: ...
+    def read_array(self, kind: str, track_id: str) -> np.ndarray: ...
+
+
+@dataclass
+class FactorResult:
+    """One task's artist group factors: per artist, per fit track, and the summary."""
+
+    task: str
+    artist_topics: pd.DataFrame
+    track_targets: pd.DataFrame
+    summary: dict[str, Any]
+
+    @property
+    def available(self) -> bool:
+        """Whether the task was built (False when e.g. Essentia is unavailable)."""
+        return self.summary["status"] == "ok"
+
+
+class TaskUnavailable(Exception):
+    """A task cannot be built in this environment; the others go on."""
+
+
+@dataclass
+class Words:
+    """A task's vocabulary size and, lazily, the word indices of each fit track that has data."""
+
+    n_words: int
+    track_ids: list[str]
+    words: Iterable[np.ndarray]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def fit_tracks(tracks: pd.DataFrame, leaky: bool) -> pd.DataFrame:
+    """The tracks everything is fitted on: the training split, or all tracks when `leaky`."""
+    chosen = tracks if leaky else tracks[tracks["split"] == "train"]
+    return chosen.sort_values("track_id").reset_index(drop=True)
+
+
+def build_factors(
+    tracks: pd.DataFrame,
+    store: Store,
+    config: FactorConfig,
+    out_dir: Path,
+    workers: int = 2,
+    progress: bool = True,
+) -> dict[str, FactorResult]:
+    """Build (or load, when finished earlier with the same inputs) each task of `config.tasks`."""
+    unknown = sorted(set(config.tasks) - set(TASKS))
+    if unknown:
+        raise FactorError(f"factors.tasks: unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
+    if config.n_topics < 1 or config.n_words < 1:
+        raise FactorError(f"factors.n_topics and factors.n_words must be at least 1 (got {config.n_topics}, "
+                          f"{config.n_words})")
+    fit = fit_tracks(validate_track_table(tracks), config.leaky)
+    if fit.empty:
+        raise FactorError("the track table has no training tracks to fit artist group factors on; check its split")
+    return {
+        task: _build_or_load(task, fit, store, config, Path(out_dir) / task, workers, progress)
+        for task in config.tasks
+    }
+
+
+def _build_or_load(
+    task: str, fit: pd.DataFrame, store: Store, config: FactorConfig, task_dir: Path, workers: int, progress: bool
+) -> FactorResult:
+    """Load a finished task whose inputs are unchanged; otherwise build it, marker last."""
+    key = _task_key(task, fit, store, config)
+    marker = task_dir / MARKER
+    if marker.exists() and read_json(marker).get("key") == key:
+        logger.info("factors %s: finished earlier, loading %s", task, task_dir)
+        return _load_result(task, task_dir)
+    marker.unlink(missing_ok=True)
+    logger.info("factors %s: building into %s", task, task_dir)
+    try:
+        words = _BUILDERS[task](fit, store, config, task_dir, workers, progress)
+    except TaskUnavailable as exc:
+        logger.warning("factors %s: unavailable: %s", task, exc)
+        return _unavailable_result(task, str(exc))
+    result = _fit_groups(task, fit, words, config, task_dir)
+    _write_result(result, fit, task_dir)
+    write_json_atomic(marker, {"task": task, "key": key})
+    return result
+
+
+def _task_key(task: str, fit: pd.DataFrame, store: Store, config: FactorConfig) -> str:
+    """A hash of everything a task's output depends on: settings, fit tracks, and which have features."""
+    settings = {k: v for k, v in asdict(config).items() if k != "tasks"}
+    columns = ["track_id", "artist_id", "genre"] + (["subgenres"] if task == "s" else [])
+    inputs = {c: fit[c].tolist() for c in columns}
+    if task != "s":
+        inputs["with_features"] = _with_features(fit, store)
+    return stable_key("factors", FORMAT, task, settings, inputs)
+
+
+def _with_features(fit: pd.DataFrame, store: Store) -> list[str]:
+    """Fit track ids whose features are usable, in fit order."""
+    ok = set(store.ok_ids())
+    return [t for t in fit["track_id"] if t in ok]
+
+
+# -- vocabularies, one builder per task -------------------------------------------------
+
+
+def _frame_words(
+    task: str, read: Callable[[str], np.ndarray], fit: pd.DataFrame, store: Store, config: FactorConfig,
+    task_dir: Path, progress: bool,
+) -> Words:
+    """Tasks m and d: a K-means dictionary over (sampled) frames, then every frame of a track is a word."""
+    ids = _with_features(fit, store)
+    if not ids:
+        raise FactorError(f"task {task}: none of the {len(fit)} fit tracks has features in {store.root}; "
+                          "run `agf prepare` first")
+    rng = np.random.default_rng(config.seed)
+    samples = np.concatenate([
+        sample_rows(read(t), config.frames_per_track, rng)
+        for t in tqdm(ids, desc=f"{task}: frames", unit="track", disable=not progress, dynamic_ncols=True)
+    ])
+    logger.info("factors %s: K-means, %d words over %d frames", task, config.n_words, len(samples))
+    dictionary = fit_dictionary(samples, config.n_words, config.kmeans_batch_size, config.seed)
+    write_npy_atomic(task_dir / "dictionary.npy", dictionary.centres)
+    reads = (read(t) for t in tqdm(ids, desc=f"{task}: words", unit="track", disable=not progress,
+                                   dynamic_ncols=True))
+    info = {"dictionary_note": dictionary.note, "dictionary_samples": len(samples)}
+    return Words(dictionary.n_words, ids, words_per_array(reads, dictionary.centres), info)
+
+
+def _mfcc_words(fit: pd.DataFrame, store: Store, config: FactorConfig, task_dir: Path, workers: int,
+                progress: bool) -> Words:
+    """Task m: words over MFCC frames."""
+    return _frame_words("m", store.mfcc, fit, store, config, task_dir, progress)
+
+
+def _delta_words(fit: pd.DataFrame, store: Store, config: FactorConfig, task_dir: Path, workers: int,
+                 progress: bool) -> Words:
+    """Task d: words over delta-MFCC frames (its own dictionary)."""
+    return _frame_words("d", store.dmfcc, fit, store, config, task_dir, progress)
+
+
+def _essentia_words(fit: pd.DataFrame, store: Store, config: FactorConfig, task_dir: Path, workers: int,
+                    progress: bool) -> Words:
+    """Task e: Essentia vectors, NaN columns dropped, quantile-normalised, K-means over tracks: one word each."""
+    ids = _with_features(fit, store)
+    paths = fit.set_index("track_id")["audio_path"]
+    names, vectors, failures = _cached_essentia(store, [(t, paths[t]) for t in ids], workers, config.essentia_timeout_s, progress)
+    done = [t for t in ids if t in vectors]
+    if not done:
+        raise TaskUnavailable(f"no Essentia vectors for any of the {len(ids)} fit tracks "
+                              f"(failures listed in {_essentia_dir(store) / 'failures.json'})")
+    matrix = np.stack([vectors[t] for t in done])
+    keep = np.isfinite(matrix).all(axis=0)
+    normaliser = QuantileTransformer(
+        output_distribution="normal", n_quantiles=min(1000, len(done)), random_state=config.seed
+    )
+    normalised = normaliser.fit_transform(matrix[:, keep]).astype(np.float32)
+    dictionary = fit_dictionary(normalised, config.n_words, config.kmeans_batch_size, config.seed)
+    write_npy_atomic(task_dir / "dictionary.npy", dictionary.centres)
+    write_npy_atomic(task_dir / "quantiles.npy", normaliser.quantiles_)
+    write_npy_atomic(task_dir / "references.npy", normaliser.references_)
+    write_json_atomic(task_dir / "descriptors.json", [n for n, k in zip(names, keep) if k])
+    labels = assign_words(normalised, dictionary.centres)
+    info = {
+        "dictionary_note": dictionary.note,
+        "descriptors_total": len(names),
+        "descriptors_kept": int(keep.sum()),
+        "essentia_failed_tracks": len(failures),
+    }
+    return Words(dictionary.n_words, done, (labels[i : i + 1] for i in range(len(done))), info)
+
+
+def _subgenre_words(fit: pd.DataFrame, store: Store, config: FactorConfig, task_dir: Path, workers: int,
+                    progress: bool) -> Words:
+    """Task s: no dictionary; every (sub)genre label of a fit track is a word."""
+    vocabulary = sorted({label for labels in fit["subgenres"] for label in labels})
+    write_json_atomic(task_dir / "vocabulary.json", vocabulary)
+    index = {label: i for i, label in enumerate(vocabulary)}
+    words = (np.array([index[label] for label in labels], dtype=np.intp) for labels in fit["subgenres"])
+    note = "" if vocabulary else "no subgenre labels among the fit tracks: every bag is empty"
+    return Words(len(vocabulary), fit["track_id"].tolist(), words, {"dictionary_note": note})
+
+
+_BUILDERS: dict[str, Callable[..., Words]] = {
+    "m": _mfcc_words,
+    "d": _delta_words,
+    "e": _essentia_words,
+    "s": _subgenre_words,
+}
+
+
+# -- the Essentia cache in the feature store --------------------------------------------
+
+
+def _essentia_dir(store: Store) -> Path:
+    """Where the descriptor-name list and the failure log live, beside the cached vectors."""
+    return Path(store.root) / ESSENTIA_KIND
+
+
+def _cached_essentia(
+    store: Store, jobs: list[tuple[str, str]], workers: int, timeout_s: float, progress: bool
+) -> tuple[list[str], dict[str, np.ndarray], dict[str, str]]:
+    """Descriptor names, vectors by track id and failures by track id for `jobs`, extracting what is missing.
+
+    Vectors are cached with store.write_array('essentia', ...); the layout (names, sorted, fixed by
+    the first track analysed) is descriptors.json; failures.json holds the reason per failed track,
+    and those tracks are not retried (delete the file to retry them).
+    """
+    folder = _essentia_dir(store)
+    names_path, failures_path = folder / "descriptors.json", folder / "failures.json"
+    names: list[str] | None = read_json(names_path) if names_path.exists() else None
+    failures: dict[str, str] = read_json(failures_path) if failures_path.exists() else {}
+    pending = [(t, p) for t, p in jobs if t not in failures and not store.has_array(ESSENTIA_KIND, t)]
+    if pending:
+        reason = essentia_unavailable_reason()
+        if reason:
+            raise TaskUnavailable(reason)
+        for outcome in extract_many(pending, workers, timeout_s, progress):
+            if outcome.features is None:
+                logger.warning("essentia: skipping track %s: %s", outcome.track_id, outcome.error)
+                failures[outcome.track_id] = str(outcome.error)
+                write_json_atomic(failures_path, failures)
+                continue
+            if names is None:
+                names = sorted(outcome.features)
+                write_json_atomic(names_path, names)
+            vector = np.array([outcome.features.get(n, np.nan) for n in names], dtype=np.float32)
+            store.write_array(ESSENTIA_KIND, outcome.track_id, vector)
+    vectors = {t: np.asarray(store.read_array(ESSENTIA_KIND, t)) for t, _ in jobs
+               if store.has_array(ESSENTIA_KIND, t)}
+    if vectors and (names is None or any(len(v) != len(names) for v in vectors.values())):
+        raise FactorError(f"{names_path}: missing or not matching the cached Essentia vectors; delete the "
+                          f"'{ESSENTIA_KIND}' arrays of {store.root} and run again")
+    wanted = {t for t, _ in jobs}
+    return names or [], vectors, {t: r for t, r in failures.items() if t in wanted}
+
+
+# -- bags, LDA, targets, summary --------------------------------------------------------
+
+
+def _fit_groups(task: str, fit: pd.DataFrame, words: Words, config: FactorConfig, task_dir: Path) -> FactorResult:
+    """Artist bags -> LDA -> artist topics, per-track soft targets, summary and heatmap."""
+    artists = sorted(fit["artist_id"].unique())
+    artist_of = dict(zip(fit["track_id"], fit["artist_id"]))
+    bags, _ = artist_bags(artists, zip((artist_of[t] for t in words.track_ids), words.words), words.n_words)
+    logger.info("factors %s: LDA, %d topics over %d artists x %d words", task, config.n_topics, len(artists),
+                words.n_words)
+    model = fit_artist_topics(bags, config.n_topics, config.lda_max_iter, config.seed)
+    write_npy_atomic(task_dir / "lda_components.npy", model.components)
+    columns = [f"topic_{k}" for k in range(config.n_topics)]
+    artist_topics = pd.DataFrame(model.topics, index=pd.Index(artists, name="artist_id"), columns=columns)
+    track_targets = artist_topics.loc[fit["artist_id"]].set_axis(pd.Index(fit["track_id"], name="track_id"))
+    informed = ~pd.Series(model.empty, index=artists).loc[fit["artist_id"]].to_numpy()
+    summary = {
+        "task": task,
+        "title": TASK_TITLES[task],
+        "status": "ok",
+        "leaky": config.leaky,
+        "n_words": words.n_words,
+        "n_topics": config.n_topics,
+        "fit_tracks": len(fit),
+        "tracks_with_words": len(words.track_ids),
+        "artists": len(artists),
+        "empty_bags": int(model.empty.sum()),
+        "perplexity": model.perplexity,
+        **topic_concentration(model.topics[~model.empty]),
+        **genre_information(track_targets.to_numpy()[informed].argmax(axis=1), fit["genre"].to_numpy()[informed],
+                            seed=config.seed),
+        "target_tracks": len(track_targets),
+        **words.info,
+    }
+    return FactorResult(task, artist_topics, track_targets, _json_safe(summary))
+
+
+def _json_safe(summary: dict[str, Any]) -> dict[str, Any]:
+    """NaN floats as None (JSON has no NaN)."""
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in summary.items()}
+
+
+def _write_result(result: FactorResult, fit: pd.DataFrame, task_dir: Path) -> None:
+    """Write the tables, the heatmap and the summary of a built task (the marker comes after)."""
+    write_parquet_atomic(task_dir / "artist_topics.parquet", result.artist_topics.reset_index())
+    write_parquet_atomic(task_dir / "track_targets.parquet", result.track_targets.reset_index())
+    mixtures = result.track_targets.groupby(fit["genre"].to_numpy()).mean()
+    nmi = result.summary["nmi_genre"]
+    title = f"{result.task} ({TASK_TITLES[result.task]}): mean group mixture per genre"
+    plot_genre_mixtures(mixtures, task_dir / "heatmap.png", title + ("" if nmi is None else f", NMI {nmi:.2f}"))
+    write_json_atomic(task_dir / "summary.json", result.summary)
+
+
+def _load_result(task: str, task_dir: Path) -> FactorResult:
+    """A finished task read back from its directory."""
+    artist_topics = pd.read_parquet(task_dir / "artist_topics.parquet").set_index("artist_id")
+    return FactorResult(task, artist_topics, load_track_targets(task_dir.parent, task),
+                        read_json(task_dir / "summary.json"))
+
+
+def _unavailable_result(task: str, reason: str) -> FactorResult:
+    """The result of a task that could not be built here (no files are written, no marker)."""
+    summary = {"task": task, "title": TASK_TITLES[task], "status": f"unavailable: {reason}"}
+    return FactorResult(task, pd.DataFrame(index=pd.Index([], name="artist_id")),
+                        pd.DataFrame(index=pd.Index([], name="track_id")), summary)
+
+
+def load_track_targets(out_dir: Path, task: str) -> pd.DataFrame:
+    """The soft targets of a finished task: index track_id, one float column per artist group."""
+    task_dir = Path(out_dir) / task
+    if not (task_dir / MARKER).exists():
+        raise FactorError(f"{task_dir}: no finished artist group factors for task {task!r}; run `agf factors`")
+    return pd.read_parquet(task_dir / "track_targets.parquet").set_index("track_id")
+
+
+def format_summary(results: dict[str, FactorResult]) -> str:
+    """A plain-text table of the tasks' summaries, for the CLI."""
+    header = (f"{'task':<5}{'words':>7}{'artists':>9}{'empty':>7}{'perplexity':>12}{'max p':>7}"
+              f"{'rel H':>7}{'NMI':>7}{'shuffled':>10}")
+    lines = [header, "-" * len(header)]
+    notes = []
+    for task, result in results.items():
+        s = result.summary
+        if not result.available:
+            lines.append(f"{task:<5}{s['status']}")
+            continue
+        lines.append(
+            f"{task:<5}{s['n_words']:>7}{s['artists']:>9}{s['empty_bags']:>7}{_number(s['perplexity'], 12, 1)}"
+            f"{_number(s['mean_max_topic'], 7, 2)}{_number(s['mean_relative_entropy'], 7, 2)}"
+            f"{_number(s['nmi_genre'], 7, 3)}{_number(s['nmi_shuffled_p95'], 10, 3)}"
+        )
+        notes.extend(_notes(task, s))
+    legend = ("max p: mean largest group probability; rel H: mean entropy / log(groups); NMI: dominant group vs "
+              "genre on fit tracks; shuffled: 95th percentile with genres shuffled")
+    return "\n".join(lines + notes + [legend])
+
+
+def _number(value: float | None, width: int, digits: int) -> str:
+    """A right-aligned number, or '-' for a missing one."""
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
+
+
+def _notes(task: str, summary: dict[str, Any]) -> Iterator[str]:
+    """Footnotes of a task: dictionary reductions and Essentia dimensions."""
+    if summary.get("dictionary_note"):
+        yield f"  {task}: {summary['dictionary_note']}"
+    if "descriptors_kept" in summary:
+        yield (f"  {task}: {summary['descriptors_kept']} of {summary['descriptors_total']} Essentia dimensions kept, "
+               f"{summary['essentia_failed_tracks']} track(s) failed")

@@ -1,0 +1,286 @@
+"""Artist group factors: shapes, normalisation, determinism, no leakage, caching, and genre information.
+
+The corpus is generated per track: artists of a genre draw MFCC-like frames, Essentia-like vectors
+and subgenre labels from their genre's distribution, so every task's groups should know the genre.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from agf.config import FactorConfig
+from agf.factors import FactorError, build_factors, format_summary, load_track_targets
+from agf.factors import build as build_module
+from agf.factors import dictionary as dictionary_module
+from agf.factors.bags import artist_bags
+from agf.factors.dictionary import assign_words, fit_dictionary, sample_rows, words_per_array
+from agf.factors.lda import fit_artist_topics
+from agf.factors.summary import genre_information, topic_concentration
+from agf.fileio import write_json_atomic, write_npy_atomic
+
+CONFIG = FactorConfig(n_words=32, n_topics=6, kmeans_batch_size=256, lda_max_iter=10, seed=0)
+N_GENRES, TRAIN_ARTISTS, TRACKS_PER_ARTIST, FRAMES, DIMS, ESSENTIA_DIMS = 4, 4, 3, 120, 12, 30
+
+
+class FakeStore:
+    """The FeatureStore methods the factors stage uses, over in-memory MFCCs and .npy files under root."""
+
+    def __init__(self, root: Path, mfcc: dict[str, np.ndarray], ok: set[str] | None = None):
+        self.root = root
+        self.frames = mfcc
+        self.ok = set(mfcc) if ok is None else ok
+        self.reads = 0
+
+    def ok_ids(self) -> list[str]:
+        return sorted(self.ok)
+
+    def mfcc(self, track_id: str) -> np.ndarray:
+        self.reads += 1
+        return self.frames[track_id]
+
+    def dmfcc(self, track_id: str) -> np.ndarray:
+        return np.diff(self.mfcc(track_id), axis=0)
+
+    def array_path(self, kind: str, track_id: str) -> Path:
+        return self.root / kind / f"{track_id}.npy"
+
+    def has_array(self, kind: str, track_id: str) -> bool:
+        return self.array_path(kind, track_id).exists()
+
+    def write_array(self, kind: str, track_id: str, array: np.ndarray) -> None:
+        write_npy_atomic(self.array_path(kind, track_id), array)
+
+    def read_array(self, kind: str, track_id: str) -> np.ndarray:
+        return np.load(self.array_path(kind, track_id), allow_pickle=False)
+
+
+def make_corpus(root: Path, seed: int = 0, val_shift: float = 0.0) -> tuple[pd.DataFrame, FakeStore]:
+    """A track table and store: 4 genres x (4 train + 1 val) artists x 3 tracks.
+
+    Genre g has its own frame mean and spread (so deltas differ too), Essentia mean and subgenre
+    set. `val_shift` moves only the validation tracks' features and labels (for leakage tests).
+    """
+    genre_rng = np.random.default_rng(1234)
+    frame_means = genre_rng.normal(0, 3, (N_GENRES, DIMS))
+    spreads = np.array([0.3, 1.0, 2.0, 4.0])
+    essentia_means = genre_rng.normal(0, 2, (N_GENRES, ESSENTIA_DIMS))
+    rng = np.random.default_rng(seed)
+    rows, frames = [], {}
+    for genre in range(N_GENRES):
+        for artist in range(TRAIN_ARTISTS + 1):
+            split = "train" if artist < TRAIN_ARTISTS else "val"
+            shift = val_shift if split == "val" else 0.0
+            artist_mean = frame_means[genre] + rng.normal(0, 0.5, DIMS) + shift
+            favourite = int(rng.integers(3))
+            for track in range(TRACKS_PER_ARTIST):
+                track_id = f"t{genre}{artist}{track}"
+                frames[track_id] = (artist_mean + spreads[genre] * rng.normal(0, 1, (FRAMES, DIMS))).astype(np.float32)
+                labels = [f"g{genre}.s{favourite}"] + ([f"g{genre}.s{int(rng.integers(3))}"] if track else [])
+                rows.append({
+                    "track_id": track_id, "audio_path": f"/audio/{track_id}.mp3", "artist_id": f"a{genre}{artist}",
+                    "album_id": "", "genre": f"genre{genre}", "split": split,
+                    "subgenres": [f"v{val_shift}"] if shift else labels,
+                })
+    tracks = pd.DataFrame(rows)
+    store = FakeStore(root / "features", frames)
+    names = [f"lowlevel.x.{i:02d}" for i in range(ESSENTIA_DIMS)]
+    write_json_atomic(store.root / "essentia" / "descriptors.json", names)
+    for row in rows:
+        genre = int(row["genre"][-1])
+        vector = essentia_means[genre] + rng.normal(0, 0.7, ESSENTIA_DIMS) + (val_shift if row["split"] == "val" else 0)
+        if row["track_id"] == "t000":
+            vector[-1] = np.nan  # a descriptor missing on one training track: the column is dropped
+        store.write_array("essentia", row["track_id"], vector.astype(np.float32))
+    return tracks, store
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, FakeStore, Path, dict]:
+    """The corpus built once with every task."""
+    root = tmp_path_factory.mktemp("built")
+    tracks, store = make_corpus(root)
+    out_dir = root / "factors"
+    return tracks, store, out_dir, build_factors(tracks, store, CONFIG, out_dir, progress=False)
+
+
+def test_outputs_have_the_documented_shapes_and_rows_sum_to_one(built) -> None:
+    tracks, _, out_dir, results = built
+    train = tracks[tracks["split"] == "train"]
+    columns = [f"topic_{k}" for k in range(CONFIG.n_topics)]
+    assert list(results) == ["m", "d", "e", "s"]
+    for task, result in results.items():
+        assert result.available, result.summary
+        assert sorted(result.artist_topics.index) == sorted(train["artist_id"].unique())
+        assert list(result.artist_topics.columns) == columns
+        np.testing.assert_allclose(result.artist_topics.sum(axis=1), 1.0, atol=1e-9)
+        assert sorted(result.track_targets.index) == sorted(train["track_id"])
+        np.testing.assert_allclose(result.track_targets.sum(axis=1), 1.0, atol=1e-9)
+        artist_of = train.set_index("track_id")["artist_id"]
+        expected = result.artist_topics.loc[artist_of.loc[result.track_targets.index]].to_numpy()
+        np.testing.assert_array_equal(result.track_targets.to_numpy(), expected)
+        pd.testing.assert_frame_equal(load_track_targets(out_dir, task), result.track_targets)
+        task_dir = out_dir / task
+        assert (task_dir / "heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (task_dir / "done.json").exists() and (task_dir / "summary.json").exists()
+        for npy in task_dir.glob("*.npy"):
+            np.load(npy, allow_pickle=False)  # plain arrays only: loading never runs code
+    assert np.load(out_dir / "m" / "dictionary.npy").shape == (CONFIG.n_words, DIMS)
+    assert np.load(out_dir / "d" / "dictionary.npy").shape == (CONFIG.n_words, DIMS)
+    assert results["e"].summary["descriptors_kept"] == ESSENTIA_DIMS - 1
+    assert np.load(out_dir / "e" / "dictionary.npy").shape == (CONFIG.n_words, ESSENTIA_DIMS - 1)
+    assert np.load(out_dir / "e" / "quantiles.npy").shape == (len(train), ESSENTIA_DIMS - 1)
+    assert results["s"].summary["n_words"] == len({g for labels in train["subgenres"] for g in labels})
+    table = format_summary(results)
+    assert all(f"\n{task} " in table for task in "mdes")
+
+
+def test_each_task_groups_carry_genre_information_beyond_shuffled_genres(built) -> None:
+    for task, result in built[3].items():
+        summary = result.summary
+        assert summary["nmi_genre"] > summary["nmi_shuffled_p95"] + 0.1, (task, summary)
+        assert 1 / CONFIG.n_topics < summary["mean_max_topic"] <= 1.0
+
+
+def test_same_seed_gives_identical_factors_and_another_seed_differs(built, tmp_path: Path) -> None:
+    tracks, store, _, results = built
+    again = build_factors(tracks, store, CONFIG, tmp_path / "again", progress=False)
+    for task in results:
+        pd.testing.assert_frame_equal(again[task].artist_topics, results[task].artist_topics)
+    other = build_factors(tracks, store, dataclasses.replace(CONFIG, seed=1, tasks=("m",)), tmp_path / "other",
+                          progress=False)
+    assert not np.allclose(other["m"].artist_topics.to_numpy(), results["m"].artist_topics.to_numpy())
+
+
+def test_validation_tracks_never_influence_the_fit_unless_leaky(built, tmp_path: Path) -> None:
+    _, _, out_dir, results = built
+    shifted_tracks, shifted_store = make_corpus(tmp_path, val_shift=25.0)
+    shifted = build_factors(shifted_tracks, shifted_store, CONFIG, tmp_path / "clean", progress=False)
+    for task in results:
+        pd.testing.assert_frame_equal(shifted[task].artist_topics, results[task].artist_topics)
+        pd.testing.assert_frame_equal(shifted[task].track_targets, results[task].track_targets)
+        assert not set(shifted[task].track_targets.index) & set(shifted_tracks.query("split == 'val'")["track_id"])
+    np.testing.assert_array_equal(np.load(tmp_path / "clean" / "m" / "dictionary.npy"),
+                                  np.load(out_dir / "m" / "dictionary.npy"))
+    leaky_config = dataclasses.replace(CONFIG, leaky=True, tasks=("m", "s"))
+    leaky = build_factors(shifted_tracks, shifted_store, leaky_config, tmp_path / "leaky", progress=False)
+    for task in ("m", "s"):
+        assert sorted(leaky[task].track_targets.index) == sorted(shifted_tracks["track_id"])
+        assert leaky[task].summary["leaky"] is True
+    assert not np.allclose(np.load(tmp_path / "leaky" / "m" / "dictionary.npy"),
+                           np.load(out_dir / "m" / "dictionary.npy"))
+
+
+def test_finished_tasks_are_loaded_and_only_unfinished_ones_rebuilt(built, tmp_path: Path) -> None:
+    tracks, store, _, _ = built
+    config = dataclasses.replace(CONFIG, tasks=("m", "d", "s"))
+    first = build_factors(tracks, store, config, tmp_path, progress=False)
+    reads = store.reads
+    loaded = build_factors(tracks, store, config, tmp_path, progress=False)
+    assert store.reads == reads
+    for task in config.tasks:
+        pd.testing.assert_frame_equal(loaded[task].artist_topics, first[task].artist_topics)
+        assert loaded[task].summary == first[task].summary
+    (tmp_path / "d" / "done.json").unlink()  # as if killed while building d
+    m_written = (tmp_path / "m" / "artist_topics.parquet").stat().st_mtime_ns
+    build_factors(tracks, store, config, tmp_path, progress=False)
+    assert store.reads > reads
+    assert (tmp_path / "m" / "artist_topics.parquet").stat().st_mtime_ns == m_written
+    assert (tmp_path / "d" / "done.json").exists()
+    changed = build_factors(tracks, store, dataclasses.replace(config, n_topics=3, tasks=("s",)), tmp_path,
+                            progress=False)
+    assert changed["s"].track_targets.shape[1] == 3
+
+
+def test_artists_without_data_get_uniform_groups_and_are_counted(tmp_path: Path) -> None:
+    tracks, store = make_corpus(tmp_path)
+    store.ok -= {"t000", "t001", "t002"}  # artist a00 has no features
+    tracks["subgenres"] = [[] if a == "a01" else labels for a, labels in zip(tracks["artist_id"], tracks["subgenres"])]
+    results = build_factors(tracks, store, dataclasses.replace(CONFIG, tasks=("m", "s")), tmp_path / "f",
+                            progress=False)
+    uniform = np.full(CONFIG.n_topics, 1 / CONFIG.n_topics)
+    np.testing.assert_allclose(results["m"].artist_topics.loc["a00"], uniform)
+    np.testing.assert_allclose(results["s"].artist_topics.loc["a01"], uniform)
+    assert results["m"].summary["empty_bags"] == 1 and results["s"].summary["empty_bags"] == 1
+
+
+def test_tiny_corpus_shrinks_the_dictionary_and_says_so(tmp_path: Path) -> None:
+    tracks, store = make_corpus(tmp_path)
+    palette = np.random.default_rng(0).normal(size=(5, DIMS)).astype(np.float32)
+    store.frames = {t: palette[np.arange(FRAMES) % 5] for t in store.frames}
+    results = build_factors(tracks, store, dataclasses.replace(CONFIG, tasks=("m",)), tmp_path / "f", progress=False)
+    assert results["m"].summary["n_words"] == 5
+    assert "reduced from 32 to 5 words" in results["m"].summary["dictionary_note"]
+
+
+def test_missing_essentia_makes_task_e_unavailable_while_others_build(tmp_path: Path, monkeypatch) -> None:
+    tracks, store = make_corpus(tmp_path)
+    for path in (store.root / "essentia").glob("*.npy"):
+        path.unlink()
+    monkeypatch.setattr(build_module, "essentia_unavailable_reason", lambda: "essentia cannot be imported (test)")
+    results = build_factors(tracks, store, dataclasses.replace(CONFIG, tasks=("e", "s")), tmp_path / "f",
+                            progress=False)
+    assert results["e"].summary["status"] == "unavailable: essentia cannot be imported (test)"
+    assert not results["e"].available and results["s"].available
+    assert not (tmp_path / "f" / "e" / "done.json").exists()
+    assert "e    unavailable: essentia cannot be imported (test)" in format_summary(results)
+    with pytest.raises(FactorError, match="run `agf factors`"):
+        load_track_targets(tmp_path / "f", "e")
+
+
+def test_unknown_task_is_rejected_by_name(built, tmp_path: Path) -> None:
+    tracks, store, _, _ = built
+    with pytest.raises(FactorError, match="unknown task\\(s\\) x"):
+        build_factors(tracks, store, dataclasses.replace(CONFIG, tasks=("m", "x")), tmp_path, progress=False)
+
+
+def test_artist_bags_count_words_and_divide_by_track_count() -> None:
+    bags, n_tracks = artist_bags(["a", "b", "c"], [("a", np.array([0, 0, 2])), ("a", np.array([1])),
+                                                   ("b", np.array([2]))], n_words=3)
+    np.testing.assert_array_equal(bags, [[1.0, 0.5, 0.5], [0, 0, 1], [0, 0, 0]])
+    np.testing.assert_array_equal(n_tracks, [2, 1, 0])
+
+
+def test_words_are_assigned_in_chunks_exactly_as_at_once(monkeypatch) -> None:
+    rng = np.random.default_rng(0)
+    arrays = [rng.normal(size=(n, 4)).astype(np.float32) for n in (7, 0, 13, 5, 21)]
+    dictionary = fit_dictionary(np.concatenate(arrays), n_words=6, batch_size=16, seed=0)
+    monkeypatch.setattr(dictionary_module, "ASSIGN_CHUNK_ROWS", 10)
+    chunked = list(words_per_array(arrays, dictionary.centres))
+    assert [len(w) for w in chunked] == [7, 0, 13, 5, 21]
+    np.testing.assert_array_equal(np.concatenate(chunked), assign_words(np.concatenate(arrays), dictionary.centres))
+
+
+def test_sample_rows_keeps_time_order_and_is_seeded() -> None:
+    array = np.arange(100)[:, None]
+    first = sample_rows(array, 10, np.random.default_rng(3))
+    assert len(first) == 10 and np.all(np.diff(first[:, 0]) > 0)
+    np.testing.assert_array_equal(first, sample_rows(array, 10, np.random.default_rng(3)))
+    assert len(sample_rows(array, 0, np.random.default_rng(3))) == 100
+
+
+def test_lda_gives_uniform_rows_to_empty_bags_and_normalised_rows_elsewhere() -> None:
+    bags = np.zeros((5, 8))
+    bags[0, :4] = 10
+    bags[1, 4:] = 10
+    bags[3, ::2] = 3
+    model = fit_artist_topics(bags, n_topics=3, max_iter=10, seed=0)
+    np.testing.assert_array_equal(model.empty, [False, False, True, False, True])
+    np.testing.assert_allclose(model.topics[[2, 4]], 1 / 3)
+    np.testing.assert_allclose(model.topics.sum(axis=1), 1.0)
+    assert np.isfinite(model.perplexity)
+
+
+def test_concentration_and_genre_information_measures() -> None:
+    one_hot, uniform = np.eye(4), np.full((4, 4), 0.25)
+    assert topic_concentration(one_hot) == {"mean_max_topic": 1.0, "mean_relative_entropy": 0.0}
+    assert topic_concentration(uniform)["mean_max_topic"] == 0.25
+    assert topic_concentration(uniform)["mean_relative_entropy"] == pytest.approx(1.0)
+    genres = np.repeat(["a", "b", "c"], 30)
+    informative = genre_information(np.repeat([0, 1, 2], 30), genres)
+    assert informative["nmi_genre"] == pytest.approx(1.0)
+    assert informative["nmi_shuffled_p95"] < 0.2
