@@ -407,13 +407,19 @@ def run_pipeline(
     """Every stage, each reused when done with the same inputs: tracks, prepare, factors, nets, transfer,
     evaluate, report."""
     workdir = WorkDir(Path(config.run.workdir))
-    save_config(config, workdir)
-    loaded = stage_tracks(config, workdir, progress=progress)
-    for warning in loaded.warnings:
-        log(f"warning: {warning}")
-    store, summary = stage_prepare(config, workdir, loaded.tracks, progress=progress)
-    log(summary.format())
-    tracks = usable_tracks(loaded.tracks, store)
+    if require_done:
+        if not workdir.tracks.exists():
+            raise PipelineError(f"{workdir.tracks} not found; run `agf run` on this work directory first")
+        store = FeatureStore.open(workdir.root, config.features)
+        tracks = usable_tracks(pd.read_parquet(workdir.tracks), store)
+    else:
+        save_config(config, workdir)
+        loaded = stage_tracks(config, workdir, progress=progress)
+        for warning in loaded.warnings:
+            log(f"warning: {warning}")
+        store, summary = stage_prepare(config, workdir, loaded.tracks, progress=progress)
+        log(summary.format())
+        tracks = usable_tracks(loaded.tracks, store)
     grid = run_grid(config, workdir, tracks, store, progress=progress, log=log, require_done=require_done)
     report = stage_report(config, workdir, grid, tracks, store)
     results, baselines = collect_results(grid)

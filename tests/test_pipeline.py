@@ -1,0 +1,129 @@
+"""End to end: a tiny synthetic corpus through `agf run` (every stage), the reuse of a rerun, `agf report`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from agf.cli import main
+from agf.config import GridConfig, load_config
+from agf.pipeline import Case, grid_cases, grid_subsets
+
+TINY = """
+[dataset]
+kind = "synth"
+[synth]
+n_genres = 3
+artists_per_genre = 3
+albums_per_artist = 1
+tracks_per_album = 3
+clip_seconds = 3.0
+seed = 1
+[factors]
+tasks = ["m", "s"]
+n_words = 16
+n_topics = 4
+frames_per_track = 40
+[train]
+epochs = 1
+batch_size = 8
+loader_workers = 0
+[transfer]
+epochs = 2
+[grid]
+tasks = ["g", "m", "s"]
+archs = ["stn", "mtn", "wstn"]
+subsets = ["g", "m", "gm", "gms"]
+seeds = [0]
+[run]
+workers = 2
+"""
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("e2e")
+    config = root / "tiny.toml"
+    config.write_text(TINY)
+    assert main(["run", str(config), "--workdir", str(root / "work"), "--quiet"]) == 0
+    return root
+
+
+def test_every_report_file(finished_run: Path) -> None:
+    work = finished_run / "work"
+    report = work / "report"
+    for name in ("results.csv", "tables.md", "figure3.png", "report.html"):
+        assert (report / name).stat().st_size > 0, name
+    results = pd.read_csv(report / "results.csv")
+    cases = set(zip(results["arch"], results["tasks"], results["n_tasks"]))
+    assert cases == {
+        ("stn", "g", 1), ("stn", "m", 1), ("stn", "gm", 2), ("stn", "gms", 3),
+        ("mtn", "gm", 2), ("mtn", "gms", 3), ("wstn", "g", 2), ("wstn", "g", 3),
+    }
+    assert set(results["metric"]) == {"log_loss", "macro_f1", "accuracy"}
+    assert set(results["labels"]) == {"given", "true"}
+    assert results["value"].notna().all()
+    tables = (report / "tables.md").read_text()
+    for title in ("Table 3", "Table 4", "Table 5", "Baselines", "Dataset"):
+        assert title in tables
+    html = (report / "report.html").read_text()
+    assert "<img" in html and "src=\"http" not in html
+    # Nets are trained once per (arch, tasks): STN g, m, s; MTN gm, gms; two wSTNs.
+    nets = sorted(p.name.rsplit("-", 1)[0] for p in (work / "nets").iterdir())
+    assert nets == ["mtn-gm", "mtn-gms", "stn-g", "stn-m", "stn-s", "wstn-g", "wstn-g"]
+    for task in ("m", "s"):
+        assert list(work.glob(f"factors/*/{task}/heatmap.png"))
+    assert (work / "config.toml").exists()
+
+
+def test_rerun_reuses_every_stage_and_report_rebuilds(finished_run: Path, capsys: pytest.CaptureFixture) -> None:
+    work = finished_run / "work"
+    stamps = {p: p.stat().st_mtime_ns for p in work.glob("nets/*/model.safetensors")}
+    stamps |= {p: p.stat().st_mtime_ns for p in work.glob("transfer/*/mlp.safetensors")}
+    capsys.readouterr()
+    assert main(["run", str(finished_run / "tiny.toml"), "--workdir", str(work), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "training" not in out and "fitting" not in out
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    (work / "report" / "report.html").unlink()
+    assert main(["report", str(work), "--quiet"]) == 0
+    assert (work / "report" / "report.html").exists()
+
+
+def test_report_refuses_unfinished_work(finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    config = load_config(finished_run / "tiny.toml")
+    assert config.grid.seeds == (0,)
+    other = tmp_path / "work"
+    other.mkdir()
+    (other / "config.toml").write_text(TINY.replace("epochs = 2", "epochs = 3"))
+    assert main(["report", str(other), "--quiet"]) == 1
+    assert "run `agf run` on this work directory first" in capsys.readouterr().err
+
+
+def test_grid_cases_follow_the_paper() -> None:
+    grid = GridConfig()
+    subsets = grid_subsets(grid)
+    assert len(subsets) == 31 and subsets[0] == "g" and subsets[-1] == "gmdes"
+    cases = grid_cases(grid, subsets)
+    assert sum(c.arch == "stn" for c in cases) == 31
+    assert sum(c.arch == "mtn" for c in cases) == 26  # N = 1 is the same net as the STN
+    assert [c.n_tasks for c in cases if c.arch == "wstn"] == [2, 3, 4, 5]
+    seeds = grid_cases(GridConfig(seeds=(0, 1, 2)), subsets)
+    assert len(seeds) == 3 * len(cases)
+    assert Case("mtn", "gm", 2, 0) in cases
+
+
+def test_bad_grid_subset_is_named() -> None:
+    from agf.config import ConfigError
+
+    with pytest.raises(ConfigError, match="gx"):
+        grid_subsets(GridConfig(subsets=("gx",)))
+
+
+def test_config_toml_records_the_run(finished_run: Path) -> None:
+    recorded = load_config(finished_run / "work" / "config.toml")
+    assert recorded.grid.subsets == ("g", "m", "gm", "gms")
+    assert json.loads(json.dumps(recorded.factors.tasks)) == ["m", "s"]
