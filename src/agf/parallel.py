@@ -1,8 +1,8 @@
 """Per-item work over local worker processes, one BLAS/OpenMP/torch thread each.
 
 Oversubscription (every worker using every core's BLAS threads) made one pipeline 4x slower here,
-so worker processes are started with single-thread settings in their environment, before NumPy or
-torch load. With one worker the work runs in the calling process (no start-up cost, easy to debug).
+so worker processes are started with single-thread settings in their environment, which NumPy's BLAS
+and torch (intra-op threads follow OMP_NUM_THREADS) read when they load. With one worker the work runs in the calling process (no start-up cost, easy to debug).
 """
 
 from __future__ import annotations
@@ -26,14 +26,6 @@ THREAD_ENV_VARS = (
     "NUMEXPR_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS",
 )
-
-
-def _single_thread_worker() -> None:
-    """Pool initializer: pin torch (already imported by pickled callables or not) to one thread."""
-    import torch
-
-    torch.set_num_threads(1)
-    torch.set_num_interop_threads(1)
 
 
 @contextmanager
@@ -78,7 +70,6 @@ def map_unordered(
             pool = ProcessPoolExecutor(
                 max_workers=workers,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=_single_thread_worker,
             )
         with pool:
             pending: set[Future[Result]] = set()

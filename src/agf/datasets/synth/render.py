@@ -3,8 +3,8 @@
 Everything is vectorised over the whole clip. Pitched parts are monophonic wavetable voices whose
 phase is the running sum of the note frequencies, shaped by an attack/decay/sustain/release envelope
 that crossfades from a brighter attack colour to the steady tone (a plucked or struck sound). Drums
-are one-shot sounds (a pitch-swept sine kick, a tone-plus-noise snare, a high-passed noise hat) placed
-by convolving a velocity impulse train with the sound. The mix then goes through the genre's effects:
+are one-shot sounds (a pitch-swept sine kick, a tone-plus-noise snare, a high-passed noise hat) added
+at each hit, scaled by its velocity. The mix then goes through the genre's effects:
 saturation, a brightness low-pass, a noise floor and a decorrelated stereo reverb.
 """
 
@@ -118,13 +118,14 @@ def render_part(part: Part, tempo: float, swing: float, n_samples: int, sample_r
     velocities = np.concatenate([[0.0], velocities]).astype(np.float32)
     held = np.concatenate([[0.0], lengths * (15.0 / tempo)]).astype(np.float32)
     timbre = part.timbre
-    clock = np.arange(n_samples)
-    age = ((clock - onsets[note]) / sample_rate).astype(np.float32)
-    frequency = frequencies[note]
+    clock = np.arange(n_samples, dtype=np.float32)
+    age = (clock - onsets.astype(np.float32)[note]) * np.float32(1.0 / sample_rate)
+    cycles = (frequencies / sample_rate)[note]
     if part.vibrato:
-        frequency = frequency * (1.0 + part.vibrato * np.sin(2 * np.pi * 5.5 / sample_rate * clock))
-    cycles = np.cumsum(frequency / sample_rate)
-    position = ((cycles - np.floor(cycles)) * TABLE_SIZE).astype(np.int32) % TABLE_SIZE
+        cycles *= 1.0 + part.vibrato * np.sin(np.float32(2 * np.pi * 5.5 / sample_rate) * clock)
+    np.cumsum(cycles, out=cycles)
+    cycles -= np.floor(cycles)
+    position = (cycles * TABLE_SIZE).astype(np.int32)
     n_harmonics = int(0.45 * sample_rate / frequencies.max())
     steady = wavetable(timbre.harmonics, n_harmonics)[position]
     bright = wavetable(timbre.attack_harmonics, n_harmonics)[position]
@@ -141,11 +142,14 @@ def drum_sounds(kit: DrumKit, sample_rate: int, rng: np.random.Generator) -> lis
     t = np.arange(int(ONE_SHOT_SECONDS * sample_rate)) / sample_rate
     sweep = kit.kick_pitch * (1.0 + 2.5 * np.exp(-t / 0.025))
     kick = np.sin(2 * np.pi * np.cumsum(sweep) / sample_rate) * np.exp(-t / kit.kick_decay)
-    band = [kit.snare_color / 1.6, min(kit.snare_color * 1.6, 0.45 * sample_rate)]
-    rattle = signal.sosfilt(signal.butter(2, band, "bandpass", fs=sample_rate, output="sos"), rng.standard_normal(t.size))
+    top = 0.45 * sample_rate
+    band = [min(kit.snare_color, top) / 1.6, min(kit.snare_color * 1.6, top)]
+    bandpass = signal.butter(2, band, "bandpass", fs=sample_rate, output="sos")
+    rattle = signal.sosfilt(bandpass, rng.standard_normal(t.size))
     snare = 0.6 * np.sin(2 * np.pi * kit.snare_tone * t) * np.exp(-t / 0.04)
     snare = snare + rattle / rattle.std() * np.exp(-t / kit.snare_decay) * 0.5
-    hiss = signal.sosfilt(signal.butter(2, kit.hat_cutoff, "highpass", fs=sample_rate, output="sos"), rng.standard_normal(t.size))
+    highpass = signal.butter(2, min(kit.hat_cutoff, top), "highpass", fs=sample_rate, output="sos")
+    hiss = signal.sosfilt(highpass, rng.standard_normal(t.size))
     hat = hiss * np.exp(-t / kit.hat_decay)
     lengths = [7.0 * kit.kick_decay, 7.0 * max(kit.snare_decay, 0.04), 7.0 * kit.hat_decay]
     return [
@@ -207,7 +211,8 @@ def render_track(spec: TrackSpec, seconds: float, sample_rate: int) -> np.ndarra
     n_samples = int(round(seconds * sample_rate))
     tonal = np.zeros((2, n_samples), dtype=np.float32)
     for part in spec.parts:
-        add_panned(tonal, render_part(part, spec.tempo, spec.swing, n_samples, sample_rate) * np.float32(part.level), part.pan)
+        line = render_part(part, spec.tempo, spec.swing, n_samples, sample_rate)
+        add_panned(tonal, line * np.float32(part.level), part.pan)
     mix = saturate(tonal, spec.drive) + np.float32(spec.drum_level) * render_drums(spec, n_samples, sample_rate, rng)
     lowpass = signal.butter(2, min(spec.brightness, 0.45 * sample_rate), "lowpass", fs=sample_rate, output="sos")
     mix = signal.sosfilt(lowpass.astype(np.float32), mix, axis=-1)

@@ -21,7 +21,7 @@ from agf.datasets.synth.render import DrumKit, Part, Timbre, TrackSpec
 GENRE_SPREAD = 0.8
 # Standard deviations, in unit-interval terms, of the variations below a genre.
 SUBGENRE_SPREAD = 0.08
-ARTIST_SPREAD = 0.12
+ARTIST_SPREAD = 0.14
 ALBUM_SPREAD = 0.05
 # Probability that a sub-genre / artist swaps each discrete choice (drums, bass, pad) for another one.
 SUBGENRE_SWITCH = 0.25
@@ -32,11 +32,13 @@ INSTRUMENTS = ("bass", "pad", "lead")
 
 @dataclass(frozen=True)
 class Param:
-    """A style parameter's range; log ranges are interpolated geometrically."""
+    """A style parameter's range (log ranges are interpolated geometrically) and where in it
+    (0..1) a genre's value typically lies when its archetype does not fix it."""
 
     lo: float
     hi: float
     log: bool = False
+    typical: float = 0.5
 
     def value(self, unit: float) -> float:
         """The parameter value at position `unit` (0..1) of the range."""
@@ -86,10 +88,10 @@ PARAMS: dict[str, Param] = {
     "lead_density": Param(0.2, 0.75),  # share of 16th steps that start a motif note
     "width": Param(0.0, 0.8),  # stereo spread of the pad voices
     "brightness": Param(1500.0, 16000.0, log=True),
-    "drive": Param(0.0, 1.0),
-    "noise": Param(0.0, 0.3),
+    "drive": Param(0.0, 1.0, typical=0.1),
+    "noise": Param(0.0, 0.12, typical=0.25),
     "noise_color": Param(0.0, 0.98),
-    "reverb": Param(0.0, 0.6),
+    "reverb": Param(0.0, 0.6, typical=0.35),
     "reverb_time": Param(0.2, 2.5, log=True),
 }
 PARAM_INDEX = {name: i for i, name in enumerate(PARAMS)}
@@ -129,9 +131,13 @@ def _family(kick: dict[int, float], snare: dict[int, float], hat: dict[int, floa
 EIGHTHS = tuple(range(0, 16, 2))
 SIXTEENTHS = tuple(range(16))
 DRUM_FAMILIES: dict[str, np.ndarray] = {
-    "four on the floor": _family(_steps(0, 4, 8, 12), _steps(4, 12, p=0.9), {**_steps(*SIXTEENTHS, p=0.25), **_steps(2, 6, 10, 14)}),
+    "four on the floor": _family(
+        _steps(0, 4, 8, 12), _steps(4, 12, p=0.9), {**_steps(*SIXTEENTHS, p=0.25), **_steps(2, 6, 10, 14)}
+    ),
     "backbeat": _family({**_steps(0, 8), **_steps(6, 10, p=0.4)}, _steps(4, 12), _steps(*EIGHTHS)),
-    "breakbeat": _family({**_steps(0, 10), **_steps(3, 7, p=0.5)}, {**_steps(4, 12), **_steps(9, 15, p=0.3)}, _steps(*SIXTEENTHS, p=0.6)),
+    "breakbeat": _family(
+        {**_steps(0, 10), **_steps(3, 7, p=0.5)}, {**_steps(4, 12), **_steps(9, 15, p=0.3)}, _steps(*SIXTEENTHS, p=0.6)
+    ),
     "half-time": _family({**_steps(0), **_steps(7, 10, 11, p=0.6)}, _steps(8), _steps(*SIXTEENTHS, p=0.85)),
     "shuffle": _family(_steps(0, 8), _steps(4, 12), _steps(0, 3, 4, 7, 8, 11, 12, 15)),
     "sparse": _family({**_steps(0, p=0.7), **_steps(8, p=0.3)}, _steps(12, p=0.25), _steps(*EIGHTHS, p=0.2)),
@@ -173,11 +179,12 @@ ARCHETYPES: tuple[Archetype, ...] = (
     Archetype("Velvet Soul", "backbeat", "syncopated", "sustain", ("dorian", "major"), 16,
               {"tempo": 90, "swing": 0.12, "drive": 0.15, "pad_slope": 2.2, "brightness": 7000}),
     Archetype("Brass Swing", "shuffle", "walking", "stabs", ("major", "dorian"), 8,
-              {"tempo": 140, "swing": 0.3, "lead_slope": 1.0, "lead_odd": 0.2, "drum_level": 0.5}),
+              {"tempo": 140, "swing": 0.3, "drive": 0.05, "lead_slope": 1.0, "lead_odd": 0.2, "drum_level": 0.5}),
     Archetype("Tidal Ambient", "sparse", "sustain", "sustain", ("lydian", "major"), 32,
-              {"tempo": 75, "reverb": 0.55, "reverb_time": 2.2, "brightness": 3500, "drum_level": 0.12, "pad_attack": 0.5}),
+              {"tempo": 75, "drive": 0.0, "reverb": 0.55, "reverb_time": 2.2, "brightness": 3500, "drum_level": 0.12,
+               "pad_attack": 0.5}),
     Archetype("Frost Hop", "half-time", "sustain", "stabs", ("minor", "harmonic minor"), 16,
-              {"tempo": 86, "noise": 0.2, "noise_color": 0.9, "brightness": 4500, "bass_register": 29, "kick_decay": 0.4}),
+              {"tempo": 86, "noise": 0.1, "noise_color": 0.9, "brightness": 4500, "bass_register": 29, "kick_decay": 0.4}),
     Archetype("Coral Dub", "clave", "syncopated", "stabs", ("major", "mixolydian"), 16,
               {"tempo": 76, "reverb": 0.5, "reverb_time": 1.5, "bass_slope": 2.8, "brightness": 5500}),
     Archetype("Neon Trance", "four on the floor", "octave", "arpeggio", ("minor", "harmonic minor"), 16,
@@ -185,7 +192,7 @@ ARCHETYPES: tuple[Archetype, ...] = (
     Archetype("Rust Blues", "shuffle", "arpeggio", "stabs", ("mixolydian",), 16,
               {"tempo": 84, "swing": 0.28, "drive": 0.45, "lead_vibrato": 0.01, "brightness": 5000}),
     Archetype("Circuit Funk", "breakbeat", "syncopated", "stabs", ("dorian", "mixolydian"), 16,
-              {"tempo": 106, "swing": 0.08, "bass_pluck": 0.9, "lead_pluck": 0.8, "brightness": 10000}),
+              {"tempo": 106, "swing": 0.08, "drive": 0.3, "bass_pluck": 0.9, "lead_pluck": 0.8, "brightness": 10000}),
     Archetype("Moss Rock", "backbeat", "pulse", "sustain", ("major", "mixolydian"), 16,
               {"tempo": 128, "drive": 0.6, "pad_slope": 0.9, "brightness": 7500, "drum_level": 0.8}),
 )
@@ -209,8 +216,9 @@ class Style:
 
 
 def prototype_style(archetype: Archetype, rng: np.random.Generator) -> Style:
-    """A genre's style: anchored parameters fixed, the others spread around the middle of their range."""
-    units = 0.5 + GENRE_SPREAD * (rng.random(len(PARAMS)) - 0.5)
+    """A genre's style: anchored parameters fixed, the others spread around their typical values."""
+    typical = np.array([param.typical for param in PARAMS.values()])
+    units = np.clip(typical + GENRE_SPREAD * (rng.random(len(PARAMS)) - 0.5), 0.0, 1.0)
     for name, value in archetype.anchors.items():
         units[PARAM_INDEX[name]] = PARAMS[name].unit(value)
     chosen = rng.choice(len(PROGRESSIONS), size=3, replace=False)
@@ -316,17 +324,17 @@ def _tonic_in(register: float, key: int) -> int:
 def _timbre(style: Style, instrument: str, colour: np.ndarray) -> Timbre:
     """An instrument's Timbre from its style parameters and the artist's harmonic colour."""
     k = np.arange(1, N_HARMONICS + 1)
-    value = lambda field_name: style.value(f"{instrument}_{field_name}")  # noqa: E731
-    shape = np.where(k % 2 == 0, 1.0 - value("odd"), 1.0) * colour
+    value = {name: style.value(f"{instrument}_{name}") for name in ("odd", "slope", "pluck", "attack", "decay",
+                                                                   "sustain", "release")}
+    shape = np.where(k % 2 == 0, 1.0 - value["odd"], 1.0) * colour
     shape[0] = max(shape[0], 0.3)
-    slope = value("slope")
     return Timbre(
-        harmonics=k ** -slope * shape,
-        attack_harmonics=k ** -(slope * (1.0 - 0.75 * value("pluck"))) * shape,
-        attack=value("attack"),
-        decay=value("decay"),
-        sustain=value("sustain"),
-        release=value("release"),
+        harmonics=k ** -value["slope"] * shape,
+        attack_harmonics=k ** -(value["slope"] * (1.0 - 0.75 * value["pluck"])) * shape,
+        attack=value["attack"],
+        decay=value["decay"],
+        sustain=value["sustain"],
+        release=value["release"],
     )
 
 
@@ -366,7 +374,7 @@ def _bass(sig: Signature, grid: _Grid, tonic: int, rng: np.random.Generator) -> 
     return _notes(steps, np.tile(figure[:, 1], count), pitches, rng.uniform(0.8, 1.0, steps.size))
 
 
-def _pad_voices(sig: Signature, style: str, grid: _Grid, register: float, key: int,
+def _pad_voices(sig: Signature, pad_style: str, grid: _Grid, register: float, key: int,
                 rng: np.random.Generator) -> list[np.ndarray]:
     """Chord notes: held chords, rhythmic stabs, or one arpeggiated voice, folded into the pad register."""
     low = int(round(register))
@@ -375,12 +383,12 @@ def _pad_voices(sig: Signature, style: str, grid: _Grid, register: float, key: i
     def fold(pitches: np.ndarray) -> np.ndarray:
         return low + (pitches - low) % 12
 
-    if style == "arpeggio":
+    if pad_style == "arpeggio":
         steps = grid.bar_steps(np.arange(0, 16, 2, dtype=float))
         tones = np.array([0, 2, 4, 2])[(np.arange(steps.size)) % 4]
         pitches = fold(_pitches(tonic, sig.mode, grid.roots(steps) + tones))
         return [_notes(steps, 2.0, pitches, rng.uniform(0.6, 0.9, steps.size))]
-    if style == "stabs":
+    if pad_style == "stabs":
         steps, length = grid.bar_steps(sig.stab_steps), 1.5
     else:
         starts = np.arange(grid.first_bar * 16, (grid.last_bar + 1) * 16, grid.chord_steps, dtype=float)
