@@ -19,9 +19,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/agf demo --out demo
 
+# One BLAS/OpenMP/torch thread per test process: $(JOBS) processes share the cores (2 threads each on a
+# busy core made torch steps 20x slower here).
 test: $(STAMP)
 	bash scripts/test-setup.sh
-	$(BIN)/python -m pytest -n $(JOBS) -q
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_prepare.py

@@ -1,0 +1,141 @@
+"""Training data: crop plans drawn per epoch from seeded generators, and a DataLoader reading crops from memmaps.
+
+Every random choice (track order, crop offsets, the task of an epoch) is made in the main process from
+numpy Generators seeded by (seed, epoch), so a resumed run sees exactly the crops of an uninterrupted one;
+loader workers only read the planned crops.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+# Validation crops start at these fractions of a track's last possible offset (0.5 = the centre crop).
+VAL_CROP_FRACTIONS: tuple[float, ...] = (0.25, 0.5, 0.75)
+# Open memmaps kept per process.
+OPEN_MEMMAPS = 4096
+# Batches each loader worker prepares ahead.
+PREFETCH_BATCHES = 4
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch of one task: dataset rows and the first frame of each row's crop."""
+
+    task: str
+    rows: np.ndarray
+    offsets: np.ndarray
+
+
+@functools.lru_cache(maxsize=OPEN_MEMMAPS)
+def open_mel(path: str) -> np.ndarray:
+    """A (frames, n_mels) float16 memmap of one track, kept open in this process."""
+    return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+class CropDataset(Dataset):
+    """Crops of a fixed list of tracks with per-task target rows; an item is a whole Batch.
+
+    Returns (task, x float32 (B, 1, patch_frames, n_mels), y float32 (B, K)). Rows without targets for a
+    task hold NaN and are never planned for it.
+    """
+
+    def __init__(self, mel_paths: list[str], targets: dict[str, np.ndarray], patch_frames: int) -> None:
+        self.mel_paths = mel_paths
+        self.targets = targets
+        self.patch_frames = patch_frames
+
+    def __getitem__(self, batch: Batch) -> tuple[str, torch.Tensor, torch.Tensor]:
+        length = self.patch_frames
+        crops = np.stack(
+            [open_mel(self.mel_paths[row])[start : start + length] for row, start in zip(batch.rows, batch.offsets)]
+        ).astype(np.float32)
+        return batch.task, torch.from_numpy(crops).unsqueeze(1), torch.from_numpy(self.targets[batch.task][batch.rows])
+
+
+class PlanSampler(Sampler[Batch]):
+    """Yields the batches of the current plan; assign `plan` before each pass (works with persistent workers)."""
+
+    def __init__(self) -> None:
+        self.plan: list[Batch] = []
+
+    def __iter__(self):
+        return iter(self.plan)
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+
+def shuffled_batches(
+    rng: np.random.Generator, task: str, rows: np.ndarray, max_offsets: np.ndarray, batch_size: int
+) -> list[Batch]:
+    """The rows of one task in random order with one random crop each, cut into batches.
+
+    A last batch of one example is dropped: batch-norm cannot train on it.
+    """
+    order = rng.permutation(rows)
+    offsets = rng.integers(0, max_offsets[order] + 1)
+    batches = [
+        Batch(task, order[start : start + batch_size], offsets[start : start + batch_size])
+        for start in range(0, len(order), batch_size)
+    ]
+    return [batch for batch in batches if len(batch.rows) > 1]
+
+
+def epoch_plan(
+    rng: np.random.Generator,
+    task_rows: dict[str, np.ndarray],
+    max_offsets: np.ndarray,
+    batch_size: int,
+    schedule: Literal["epoch", "batch"],
+) -> list[Batch]:
+    """The batches of one epoch.
+
+    'epoch': one task drawn uniformly trains the whole epoch (the authors' code). 'batch': every task's rows
+    are batched and the batches of all tasks are interleaved at random (each batch trains one task).
+    """
+    tasks = sorted(task_rows)
+    if schedule == "epoch":
+        task = tasks[int(rng.integers(len(tasks)))]
+        return shuffled_batches(rng, task, task_rows[task], max_offsets, batch_size)
+    batches = [
+        batch for task in tasks for batch in shuffled_batches(rng, task, task_rows[task], max_offsets, batch_size)
+    ]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def fixed_offsets(max_offsets: np.ndarray) -> np.ndarray:
+    """(tracks, crops) validation crop offsets of tracks whose last possible crop starts at `max_offsets`."""
+    return np.rint(np.outer(max_offsets, VAL_CROP_FRACTIONS)).astype(np.int64)
+
+
+def validation_plan(task: str, rows: np.ndarray, max_offsets: np.ndarray, batch_size: int) -> list[Batch]:
+    """Fixed crops (VAL_CROP_FRACTIONS) of every validation row, track-major, in batches."""
+    crop_rows = np.repeat(rows, len(VAL_CROP_FRACTIONS))
+    offsets = fixed_offsets(max_offsets[rows]).ravel()
+    return [
+        Batch(task, crop_rows[start : start + batch_size], offsets[start : start + batch_size])
+        for start in range(0, len(crop_rows), batch_size)
+    ]
+
+
+def make_loader(dataset: CropDataset, sampler: PlanSampler, workers: int, pin_memory: bool) -> DataLoader:
+    """A DataLoader over planned batches; workers (if any) persist across epochs and prefetch.
+
+    Its own generator keeps the loader from drawing on torch's global RNG (dropout), so resuming is exact.
+    """
+    return DataLoader(
+        dataset,
+        sampler=sampler,
+        batch_size=None,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        prefetch_factor=PREFETCH_BATCHES if workers > 0 else None,
+        pin_memory=pin_memory,
+        generator=torch.Generator(),
+    )

@@ -1,0 +1,548 @@
+"""Training of the source nets (STN, MTN, wSTN): deterministic per seed, resumable, bf16 on CPU and CUDA.
+
+One call trains one net into one output directory:
+    checkpoint.pt        latest state, rewritten atomically after every epoch (resume point)
+    curves.csv           one row per (epoch, task): losses, genre accuracy, speed
+    tensorboard/         the same curves, when TensorBoard is installed
+    model.safetensors    the best epoch's weights, and net.json with the meta (via agf.models.save_net)
+    done.json            the completion marker, written last
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from agf.config import TrainConfig, config_to_dict
+from agf.datasets.table import genre_list
+from agf.fileio import read_json, stable_key, write_json_atomic, write_text_atomic
+from agf.models import MTN, STN, count_params, save_net, soft_cross_entropy
+from agf.store import FeatureStore
+from agf.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from agf.training.data import (
+    VAL_CROP_FRACTIONS,
+    Batch,
+    CropDataset,
+    PlanSampler,
+    epoch_plan,
+    make_loader,
+    validation_plan,
+)
+from agf.training.errors import TrainingDiverged, TrainingError
+from agf.training.normalization import fit_band_norm
+from agf.training.targets import GENRE_TASK
+
+ARCHS: tuple[str, ...] = ("stn", "mtn", "wstn")
+CURVES_FILE = "curves.csv"
+DONE_FILE = "done.json"
+CURVE_COLUMNS: tuple[str, ...] = (
+    "epoch",
+    "task",
+    "train_loss",
+    "val_loss",
+    "val_accuracy",
+    "val_tracks",
+    "patches_per_s",
+    "seconds",
+)
+# Validation batches are this many training batches (no gradients to keep).
+EVAL_BATCH_FACTOR = 4
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """Which net to train: 'stn' (one task), 'mtn' (tasks share the first block) or 'wstn' (genre only, widened).
+
+    `width` multiplies every layer size. A wSTN's width is matched to another setup's parameter count by the
+    caller (agf.training.command.wstn_spec), which records that count in `matched_params`.
+    """
+
+    arch: Literal["stn", "mtn", "wstn"]
+    tasks: tuple[str, ...]
+    width: float = 1.0
+    matched_params: int = 0
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown arch {self.arch!r}; use one of {', '.join(ARCHS)}")
+        if not self.tasks or len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(f"tasks must be distinct and not empty, got {self.tasks}")
+        if self.arch == "stn" and len(self.tasks) != 1:
+            raise ValueError(f"an STN trains one task, got {self.tasks}: train one STN per task or use arch 'mtn'")
+        if self.arch == "wstn" and self.tasks != (GENRE_TASK,):
+            raise ValueError(f"a wSTN trains the genre task only (tasks=('g',)), got {self.tasks}")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a train_net call left in out_dir."""
+
+    out_dir: Path
+    epochs_done: int
+    best_epoch: int
+    # The best epoch's selection score (mean validation loss over tasks with validation targets); NaN when
+    # no task has validation targets and the last epoch is taken.
+    best_score: float
+    param_count: int
+    finished: bool
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The tracks one net sees: a dataset row per track, per-task targets, and each task's train/val rows."""
+
+    track_ids: list[str]
+    mel_paths: list[str]
+    # Last valid crop start per row (frames - patch_frames).
+    max_offsets: np.ndarray
+    # task -> (rows, K) float32; NaN rows for tracks without a target of that task.
+    targets: dict[str, np.ndarray]
+    train_rows: dict[str, np.ndarray]
+    val_rows: dict[str, np.ndarray]
+    # Every usable training-split track: the tracks the band statistics are fitted on.
+    band_track_ids: list[str]
+
+    def digest(self) -> str:
+        """A hash of everything training reads from the data, so a checkpoint is only resumed on the same data."""
+        sha = hashlib.sha256("\n".join(self.track_ids).encode())
+        sha.update(self.max_offsets.tobytes())
+        for task in sorted(self.targets):
+            sha.update(task.encode())
+            sha.update(np.ascontiguousarray(self.targets[task]).tobytes())
+            sha.update(self.train_rows[task].tobytes())
+        return sha.hexdigest()[:16]
+
+
+@dataclass
+class RunState:
+    """Progress of a run: what the checkpoint restores besides the net and optimiser states."""
+
+    epoch: int = 0
+    best_epoch: int = 0
+    best_score: float = math.nan
+    best_model: dict[str, torch.Tensor] = field(default_factory=dict)
+    curves: list[dict[str, Any]] = field(default_factory=list)
+
+    def record(self, epoch: int, rows: list[dict[str, Any]], net: torch.nn.Module) -> None:
+        """Add an epoch's curve rows; keep the net's weights if the epoch is the best so far."""
+        self.epoch = epoch
+        self.curves.extend(rows)
+        score = selection_score(rows)
+        if self.best_epoch == 0 or math.isnan(score) or score < self.best_score:
+            self.best_epoch, self.best_score = epoch, score
+            self.best_model = {name: tensor.detach().clone() for name, tensor in net.state_dict().items()}
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when torch sees a GPU, else cpu; any other name as torch spells it ('cpu', 'cuda:1')."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise TrainingError(f"unknown device {name!r}; use auto, cpu or cuda") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"device {name!r} requested but torch sees no CUDA GPU; use --device cpu or auto")
+    return device
+
+
+def prepare_data(
+    store: FeatureStore,
+    tracks: pd.DataFrame,
+    targets: dict[str, pd.DataFrame],
+    tasks: tuple[str, ...],
+    patch_frames: int,
+) -> TrainingData:
+    """Align train/val tracks that are ok in the store (and long enough for a patch) with each task's targets."""
+    index = store.index()
+    usable = index[(index["status"] == "ok") & (index["frames"] >= patch_frames)]
+    frames = dict(zip(usable["track_id"], usable["frames"].astype(int)))
+    chosen = tracks[tracks["split"].isin(("train", "val")) & tracks["track_id"].isin(frames)]
+    track_ids = chosen["track_id"].tolist()
+    is_train = (chosen["split"] == "train").to_numpy()
+    arrays, train_rows, val_rows = {}, {}, {}
+    for task in tasks:
+        if task not in targets:
+            raise TrainingError(f"no targets given for task {task!r}; pass targets[{task!r}] (see task_targets)")
+        aligned = targets[task].reindex(pd.Index(track_ids)).to_numpy(dtype=np.float32)
+        has_target = ~np.isnan(aligned).any(axis=1)
+        train_rows[task] = np.flatnonzero(has_target & is_train)
+        val_rows[task] = np.flatnonzero(has_target & ~is_train)
+        if len(train_rows[task]) < 2:
+            raise TrainingError(
+                f"task {task!r}: {len(train_rows[task])} training track(s) with targets and ok features of at "
+                f"least {patch_frames} frames in {store.root} (2 needed); "
+                "check the split, `agf prepare` and the targets"
+            )
+        arrays[task] = aligned
+    return TrainingData(
+        track_ids=track_ids,
+        mel_paths=[str(store.array_path("mel", track_id)) for track_id in track_ids],
+        max_offsets=np.array([frames[t] for t in track_ids], dtype=np.int64) - patch_frames,
+        targets=arrays,
+        train_rows=train_rows,
+        val_rows=val_rows,
+        band_track_ids=[t for t, train in zip(track_ids, is_train) if train],
+    )
+
+
+def net_width(spec: NetSpec, config: TrainConfig) -> float:
+    """The width a net is built with: config.width_factor for a wSTN when set (> 0), else the spec's."""
+    return config.width_factor if spec.arch == "wstn" and config.width_factor > 0 else spec.width
+
+
+def build_net(spec: NetSpec, task_outputs: dict[str, int], width: float, n_mels: int) -> STN | MTN:
+    """An untrained net of the spec's architecture."""
+    if spec.arch == "mtn":
+        return MTN(task_outputs, width, n_mels)
+    return STN(task_outputs[spec.tasks[0]], width, n_mels)
+
+
+def task_logits(net: STN | MTN, x: torch.Tensor, task: str) -> torch.Tensor:
+    """Logits of one task (an STN has only its own)."""
+    return net(x, task) if isinstance(net, MTN) else net(x)
+
+
+def task_parameters(net: STN | MTN, task: str) -> list[torch.nn.Parameter]:
+    """The parameters a task's loss reaches: all of an STN; an MTN's shared ones plus the task's own branch."""
+    if not isinstance(net, MTN):
+        return list(net.parameters())
+    others = tuple(f"{part}.{other}." for other in net.task_outputs if other != task for part in ("trunks", "heads"))
+    return [param for name, param in net.named_parameters() if not name.startswith(others)]
+
+
+def make_optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Adam:
+    """Adam with the L2 term (weight_decay) on convolution and dense weights only, not on biases or batch-norm."""
+    weights = [p for p in params if p.ndim > 1]
+    others = [p for p in params if p.ndim <= 1]
+    groups = [{"params": weights, "weight_decay": config.weight_decay}, {"params": others, "weight_decay": 0.0}]
+    return torch.optim.Adam(groups, lr=config.lr)
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on the device's type (CPU or CUDA) when enabled."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def to_device(
+    x: torch.Tensor, y: torch.Tensor, device: torch.device, channels_last: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move a batch to the device (asynchronously from pinned memory), the input channels_last if asked."""
+    x = x.to(device, non_blocking=True)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y.to(device, non_blocking=True)
+
+
+def train_step(
+    net: STN | MTN, optimizer: torch.optim.Optimizer, task: str, x: torch.Tensor, y: torch.Tensor, amp: bool
+) -> float:
+    """One Adam step on one batch of one task; return the loss. A non-finite loss is returned without a step."""
+    with autocast(x.device, amp):
+        logits = task_logits(net, x, task)
+    loss = soft_cross_entropy(logits, y)
+    value = loss.item()
+    if math.isfinite(value):
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return value
+
+
+def train_epoch(
+    net: STN | MTN,
+    optimizers: dict[str, torch.optim.Optimizer],
+    loader: DataLoader,
+    device: torch.device,
+    config: TrainConfig,
+    epoch: int,
+    bar: tqdm,
+) -> dict[str, tuple[float, int]]:
+    """Train on every batch the loader yields; return task -> (mean loss, patches). NaN/inf loss: TrainingDiverged."""
+    net.train()
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    start = time.perf_counter()
+    for number, (task, x, y) in enumerate(loader, 1):
+        x, y = to_device(x, y, device, config.channels_last)
+        value = train_step(net, optimizers[task], task, x, y, config.amp)
+        if not math.isfinite(value):
+            raise TrainingDiverged(epoch, task, f"training batch {number}", value, config.lr)
+        sums[task] = sums.get(task, 0.0) + value * len(y)
+        counts[task] = counts.get(task, 0) + len(y)
+        rate = sum(counts.values()) / (time.perf_counter() - start)
+        bar.update()
+        bar.set_postfix(task=task, loss=f"{value:.3f}", patches_s=f"{rate:.0f}")
+    return {task: (sums[task] / counts[task], counts[task]) for task in sums}
+
+
+@torch.no_grad()
+def evaluate(
+    net: STN | MTN, loader: DataLoader, device: torch.device, config: TrainConfig, n_crops: int
+) -> tuple[float, float]:
+    """(mean loss over all crops, track accuracy) of the loader's batches, which hold n_crops crops per track.
+
+    A track's prediction is the argmax of its crops' mean probabilities; its truth, the argmax of its target.
+    Both are NaN when there is nothing to evaluate.
+    """
+    net.eval()
+    loss_sum, probs, targets = 0.0, [], []
+    for task, x, y in loader:
+        x, y = to_device(x, y, device, config.channels_last)
+        with autocast(device, config.amp):
+            logits = task_logits(net, x, task)
+        loss_sum += soft_cross_entropy(logits, y).item() * len(y)
+        probs.append(torch.softmax(logits.float(), dim=-1).cpu())
+        targets.append(y.cpu())
+    if not probs:
+        return math.nan, math.nan
+    crop_probs, crop_targets = torch.cat(probs), torch.cat(targets)
+    track_probs = crop_probs.view(-1, n_crops, crop_probs.shape[1]).mean(dim=1)
+    accuracy = (track_probs.argmax(dim=1) == crop_targets[::n_crops].argmax(dim=1)).float().mean().item()
+    return loss_sum / len(crop_probs), accuracy
+
+
+def selection_score(rows: list[dict[str, Any]]) -> float:
+    """Mean validation loss over the epoch's tasks that have validation targets (NaN when none has)."""
+    losses = [row["val_loss"] for row in rows if not math.isnan(row["val_loss"])]
+    return float(np.mean(losses)) if losses else math.nan
+
+
+def epoch_seeds(seed: int, epoch: int) -> tuple[np.random.Generator, int]:
+    """The epoch's numpy Generator (order, crops, task draw) and torch seed (dropout), from (seed, epoch) only."""
+    torch_seed = int(np.random.SeedSequence([seed, epoch, 1]).generate_state(1)[0])
+    return np.random.default_rng([seed, epoch]), torch_seed
+
+
+def training_settings(config: TrainConfig) -> dict[str, Any]:
+    """The settings that change what training computes (loader workers do not)."""
+    settings = config_to_dict(config)
+    settings.pop("loader_workers")
+    return settings
+
+
+def write_curves(out_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """curves.csv with every epoch's rows so far, written atomically."""
+    write_text_atomic(out_dir / CURVES_FILE, pd.DataFrame(rows, columns=list(CURVE_COLUMNS)).to_csv(index=False))
+
+
+def tensorboard_writer(out_dir: Path, first_epoch: int) -> Any:
+    """A TensorBoard SummaryWriter under out_dir/tensorboard (events from first_epoch on replaced), or None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out_dir / "tensorboard"), purge_step=first_epoch)
+
+
+def log_tensorboard(writer: Any, rows: list[dict[str, Any]]) -> None:
+    """Add an epoch's curve rows as scalars task/column."""
+    if writer is None:
+        return
+    for row in rows:
+        for column in ("train_loss", "val_loss", "val_accuracy", "patches_per_s"):
+            writer.add_scalar(f"{row['task']}/{column}", row[column], row["epoch"])
+    writer.flush()
+
+
+def restore(
+    state: dict[str, Any], run_key: str, net: STN | MTN, optimizers: dict[str, torch.optim.Optimizer], path: Path
+) -> RunState:
+    """Load a checkpoint's net and optimiser states; its RunState. TrainingError when it is another run's."""
+    if state["run_key"] != run_key:
+        raise TrainingError(
+            f"{path}: checkpoint of a run with other settings or data; use a new output directory or delete it"
+        )
+    net.load_state_dict(state["model"])
+    for task, optimizer in optimizers.items():
+        optimizer.load_state_dict(state["optimizers"][task])
+    return RunState(state["epoch"], state["best_epoch"], state["best_score"], state["best_model"], state["curves"])
+
+
+def checkpoint_state(
+    run: RunState, run_key: str, net: STN | MTN, optimizers: dict[str, torch.optim.Optimizer]
+) -> dict[str, Any]:
+    """What checkpoint.pt holds: the net, the optimisers (one per task), the best weights and the curves."""
+    return {
+        "run_key": run_key,
+        "epoch": run.epoch,
+        "model": net.state_dict(),
+        "optimizers": {task: optimizer.state_dict() for task, optimizer in optimizers.items()},
+        "best_epoch": run.best_epoch,
+        "best_score": run.best_score,
+        "best_model": run.best_model,
+        "curves": run.curves,
+    }
+
+
+def finished_result(out_dir: Path, run_key: str) -> TrainResult:
+    """The result recorded in done.json; TrainingError when it is another run's."""
+    done = read_json(out_dir / DONE_FILE)
+    if done["run_key"] != run_key:
+        raise TrainingError(
+            f"{out_dir / DONE_FILE}: a finished run with other settings or data; "
+            "use a new output directory or delete it"
+        )
+    score = math.nan if done["best_score"] is None else done["best_score"]
+    return TrainResult(out_dir, done["epochs"], done["best_epoch"], score, done["param_count"], True)
+
+
+def run_epoch(
+    epoch: int,
+    net: STN | MTN,
+    optimizers: dict[str, torch.optim.Optimizer],
+    loader: DataLoader,
+    sampler: PlanSampler,
+    data: TrainingData,
+    val_plans: dict[str, list[Batch]],
+    device: torch.device,
+    config: TrainConfig,
+    progress: bool,
+) -> list[dict[str, Any]]:
+    """Train one epoch, validate every task; return its curve rows (one per task)."""
+    rng, torch_seed = epoch_seeds(config.seed, epoch)
+    torch.manual_seed(torch_seed)
+    sampler.plan = epoch_plan(rng, data.train_rows, data.max_offsets, config.batch_size, config.schedule)
+    start = time.perf_counter()
+    description = f"epoch {epoch}/{config.epochs}"
+    with tqdm(total=len(sampler.plan), desc=description, unit="batch", disable=not progress) as bar:
+        trained = train_epoch(net, optimizers, loader, device, config, epoch, bar)
+    train_seconds = time.perf_counter() - start
+    patches_per_s = sum(patches for _, patches in trained.values()) / train_seconds
+    rows = []
+    for task, plan in val_plans.items():
+        sampler.plan = plan
+        val_loss, val_accuracy = evaluate(net, loader, device, config, len(VAL_CROP_FRACTIONS))
+        if plan and not math.isfinite(val_loss):
+            raise TrainingDiverged(epoch, task, "validation", val_loss, config.lr)
+        rows.append(
+            {
+                "epoch": epoch,
+                "task": task,
+                "train_loss": trained.get(task, (math.nan, 0))[0],
+                "val_loss": val_loss,
+                "val_accuracy": val_accuracy if task == GENRE_TASK else math.nan,
+                "val_tracks": len(data.val_rows[task]),
+                "patches_per_s": patches_per_s,
+            }
+        )
+    seconds = time.perf_counter() - start
+    return [{**row, "seconds": seconds} for row in rows]
+
+
+def net_meta(
+    spec: NetSpec,
+    net: STN | MTN,
+    tracks: pd.DataFrame,
+    data: TrainingData,
+    config: TrainConfig,
+    run: RunState,
+) -> dict[str, Any]:
+    """The meta saved in net.json: what was trained on what, and how the best epoch was chosen."""
+    without_val = [task for task in spec.tasks if len(data.val_rows[task]) == 0]
+    with_val = [task for task in spec.tasks if task not in without_val]
+    return {
+        "spec": asdict(spec),
+        "width": net.width,
+        "genres": genre_list(tracks),
+        "task_outputs": {task: int(data.targets[task].shape[1]) for task in spec.tasks},
+        "band_mean": net.band_norm.mean.tolist(),
+        "band_std": net.band_norm.std.tolist(),
+        "epochs": run.epoch,
+        "best_epoch": run.best_epoch,
+        "param_count": count_params(net),
+        "matched_params": spec.matched_params,
+        "selection": (
+            f"lowest mean validation loss over tasks {','.join(with_val)}"
+            if with_val
+            else "last epoch: no task has validation targets"
+        ),
+        "tasks_without_val_targets": without_val,
+        "train_tracks": {task: len(data.train_rows[task]) for task in spec.tasks},
+        "val_tracks": {task: len(data.val_rows[task]) for task in spec.tasks},
+        "train_config": config_to_dict(config),
+    }
+
+
+def train_net(
+    spec: NetSpec,
+    store: FeatureStore,
+    tracks: pd.DataFrame,
+    targets: dict[str, pd.DataFrame],
+    config: TrainConfig,
+    out_dir: Path,
+    device: str = "auto",
+    progress: bool = True,
+    stop_after_epoch: int | None = None,
+) -> TrainResult:
+    """Train one net on the 'train' tracks (ok in the store, with targets), validate on the 'val' ones.
+
+    Resumes from out_dir/checkpoint.pt; returns at once when out_dir/done.json exists. stop_after_epoch
+    returns right after that epoch's checkpoint (a simulated kill). See the module docstring for the files.
+    """
+    out_dir = Path(out_dir)
+    if config.epochs < 1:
+        raise TrainingError(f"train.epochs must be at least 1, got {config.epochs}")
+    data = prepare_data(store, tracks, targets, spec.tasks, config.patch_frames)
+    run_key = stable_key("train-net", asdict(spec), training_settings(config), data.digest())
+    if (out_dir / DONE_FILE).exists():
+        return finished_result(out_dir, run_key)
+    target_device = resolve_device(device)
+    torch.manual_seed(config.seed)
+    task_outputs = {task: int(data.targets[task].shape[1]) for task in spec.tasks}
+    net = build_net(spec, task_outputs, net_width(spec, config), store.config.n_mels)
+    checkpoint_path = out_dir / CHECKPOINT_FILE
+    resuming = checkpoint_path.exists()
+    if not resuming:
+        net.band_norm.set_stats(*fit_band_norm(store, data.band_track_ids))
+    memory_format = torch.channels_last if config.channels_last else torch.preserve_format
+    net = net.to(target_device, memory_format=memory_format)
+    optimizers = {task: make_optimizer(task_parameters(net, task), config) for task in spec.tasks}
+    run = RunState()
+    if resuming:
+        run = restore(load_checkpoint(checkpoint_path, target_device), run_key, net, optimizers, checkpoint_path)
+
+    sampler = PlanSampler()
+    dataset = CropDataset(data.mel_paths, data.targets, config.patch_frames)
+    loader = make_loader(dataset, sampler, config.loader_workers, pin_memory=target_device.type == "cuda")
+    eval_batch = config.batch_size * EVAL_BATCH_FACTOR
+    val_plans = {
+        task: validation_plan(task, data.val_rows[task], data.max_offsets, eval_batch) for task in spec.tasks
+    }
+    writer = tensorboard_writer(out_dir, run.epoch + 1)
+    try:
+        for epoch in range(run.epoch + 1, config.epochs + 1):
+            rows = run_epoch(epoch, net, optimizers, loader, sampler, data, val_plans, target_device, config, progress)
+            run.record(epoch, rows, net)
+            save_checkpoint(checkpoint_path, checkpoint_state(run, run_key, net, optimizers))
+            write_curves(out_dir, run.curves)
+            log_tensorboard(writer, rows)
+            if stop_after_epoch == epoch:
+                return TrainResult(out_dir, epoch, run.best_epoch, run.best_score, count_params(net), False)
+    finally:
+        if writer is not None:
+            writer.close()
+
+    net.load_state_dict(run.best_model)
+    save_net(out_dir, net, net_meta(spec, net, tracks, data, config, run))
+    score = None if math.isnan(run.best_score) else run.best_score
+    done = {
+        "run_key": run_key,
+        "epochs": run.epoch,
+        "best_epoch": run.best_epoch,
+        "best_score": score,
+        "param_count": count_params(net),
+    }
+    write_json_atomic(out_dir / DONE_FILE, done)
+    return finished_result(out_dir, run_key)

@@ -1,0 +1,375 @@
+"""Tests of source-net training: data plans, band statistics, schedules, checkpoints, resume, selection, divergence."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+from store_fixtures import artist_soft_targets, toy_collection
+
+from agf.config import Config, TrainConfig
+from agf.models import MTN, load_net, soft_cross_entropy
+from agf.training import (
+    NetSpec,
+    TrainingDiverged,
+    TrainingError,
+    fit_band_norm,
+    resolve_device,
+    task_targets,
+    train_net,
+)
+from agf.training.checkpoint import load_checkpoint
+from agf.training.command import (
+    add_train_arguments,
+    apply_train_arguments,
+    parse_tasks,
+    setup_params,
+    train_command,
+    wstn_spec,
+)
+from agf.training.data import CropDataset, epoch_plan, fixed_offsets, validation_plan
+from agf.training.loop import CURVE_COLUMNS, prepare_data, task_parameters
+
+WIDTH = 0.25
+SMALL_PATCHES = {"batch_size": 8, "patch_frames": 16, "loader_workers": 0}
+FAST = TrainConfig(epochs=3, amp=False, channels_last=False, **SMALL_PATCHES)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on a shared 2-core machine two OpenMP threads stall each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory: pytest.TempPathFactory):
+    return toy_collection(tmp_path_factory.mktemp("toy"))
+
+
+@pytest.fixture(scope="module")
+def targets(collection) -> dict[str, pd.DataFrame]:
+    """Genre one-hot for every track; artist-group targets ('m') for training tracks only (artist-disjoint case)."""
+    tracks = collection.tracks
+    return {"g": task_targets(tracks, "g", None), "m": task_targets(tracks, "m", artist_soft_targets(tracks, 5))}
+
+
+def train(collection, targets, out_dir: Path, spec: NetSpec, config: TrainConfig = FAST, **kwargs):
+    return train_net(spec, collection.store, collection.tracks, targets, config, out_dir, "cpu", False, **kwargs)
+
+
+def curves(out_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(out_dir / "curves.csv")
+
+
+def checkpoint(out_dir: Path) -> dict:
+    return load_checkpoint(out_dir / "checkpoint.pt", torch.device("cpu"))
+
+
+def assert_same_state(left: dict[str, torch.Tensor], right: dict[str, torch.Tensor]) -> None:
+    assert left.keys() == right.keys()
+    for name in left:
+        assert torch.equal(left[name], right[name]), name
+
+
+# -- targets, band statistics, plans, loading -------------------------------------------------------------
+
+
+def test_genre_targets_are_one_hot_in_genre_list_order(collection) -> None:
+    genre = task_targets(collection.tracks, "g", None)
+    assert list(genre.columns) == ["genre0", "genre1", "genre2"]
+    assert genre.loc["t0000"].tolist() == [1, 0, 0] and genre.loc["t0030"].tolist() == [0, 0, 1]
+    assert (genre.sum(axis=1) == 1).all()
+
+
+def test_factor_targets_must_be_distributions(collection) -> None:
+    soft = artist_soft_targets(collection.tracks, 4)
+    assert task_targets(collection.tracks, "m", soft).dtypes.eq(np.float32).all()
+    broken = soft.copy()
+    broken.iloc[3] = broken.iloc[3] * 2
+    with pytest.raises(TrainingError, match=f"track {broken.index[3]}"):
+        task_targets(collection.tracks, "m", broken)
+    with pytest.raises(TrainingError, match="agf factors"):
+        task_targets(collection.tracks, "d", None)
+
+
+def test_band_norm_streams_all_frames_of_training_tracks_only(tmp_path: Path) -> None:
+    toy = toy_collection(tmp_path)
+    train_ids = toy.tracks.loc[toy.tracks["split"] == "train", "track_id"].tolist()
+    val_id = toy.tracks.loc[toy.tracks["split"] == "val", "track_id"].iloc[0]
+    toy.store.write_array("mel", val_id, np.full((60, 32), 500.0, dtype=np.float16))
+    frames = np.concatenate([np.asarray(toy.store.mel(t), dtype=np.float64) for t in train_ids])
+    mean, std = fit_band_norm(toy.store, train_ids)
+    np.testing.assert_allclose(mean, frames.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(std, frames.std(axis=0), rtol=1e-10)
+
+    targets = {"g": task_targets(toy.tracks, "g", None)}
+    config = dataclasses.replace(FAST, epochs=1)
+    train_net(NetSpec("stn", ("g",), WIDTH), toy.store, toy.tracks, targets, config, tmp_path / "net", "cpu", False)
+    _, meta = load_net(tmp_path / "net")
+    np.testing.assert_allclose(meta["band_mean"], mean.astype(np.float32), rtol=1e-6)
+    np.testing.assert_allclose(meta["band_std"], std.astype(np.float32), rtol=1e-6)
+    assert max(meta["band_mean"]) < 0  # the +500 dB validation track did not move them
+
+
+def test_epoch_plan_is_seeded_and_covers_every_training_track_once() -> None:
+    rows = {"g": np.arange(0, 21), "m": np.arange(4, 30)}
+    max_offsets = np.arange(30) % 7
+    plan = epoch_plan(np.random.default_rng([3, 1]), rows, max_offsets, 8, "batch")
+    again = epoch_plan(np.random.default_rng([3, 1]), rows, max_offsets, 8, "batch")
+    other = epoch_plan(np.random.default_rng([3, 2]), rows, max_offsets, 8, "batch")
+    assert [(b.task, b.rows.tolist(), b.offsets.tolist()) for b in plan] == [
+        (b.task, b.rows.tolist(), b.offsets.tolist()) for b in again
+    ]
+    assert [b.rows.tolist() for b in plan] != [b.rows.tolist() for b in other]
+    for task, task_rows in rows.items():
+        planned = np.concatenate([b.rows for b in plan if b.task == task])
+        assert sorted(planned) == sorted(task_rows)  # 21 and 26 rows: no batch of one to drop here
+    for batch in plan:
+        assert np.all((batch.offsets >= 0) & (batch.offsets <= max_offsets[batch.rows]))
+    assert {b.task for b in plan} == {"g", "m"}
+    single = epoch_plan(np.random.default_rng(0), rows, max_offsets, 8, "epoch")
+    assert len({b.task for b in single}) == 1
+    nine = epoch_plan(np.random.default_rng(0), {"g": np.arange(9)}, max_offsets, 8, "epoch")
+    assert [len(b.rows) for b in nine] == [8]  # a last batch of one is dropped (batch-norm)
+
+
+def test_crops_are_the_planned_memmap_slices(collection, targets) -> None:
+    data = prepare_data(collection.store, collection.tracks, targets, ("g",), 16)
+    dataset = CropDataset(data.mel_paths, data.targets, 16)
+    plan = validation_plan("g", data.val_rows["g"][:2], data.max_offsets, 64)
+    task, x, y = dataset[plan[0]]
+    assert task == "g" and x.shape == (6, 1, 16, 32) and x.dtype == torch.float32 and y.shape == (6, 3)
+    row = data.val_rows["g"][1]
+    start = fixed_offsets(data.max_offsets[[row]])[0, 2]
+    expected = np.asarray(collection.store.mel(data.track_ids[row])[start : start + 16], dtype=np.float32)
+    np.testing.assert_array_equal(x[5, 0].numpy(), expected)
+    assert data.max_offsets[row] == 60 - 16 and fixed_offsets(np.array([44]))[0].tolist() == [11, 22, 33]
+
+
+# -- schedules and optimisers ------------------------------------------------------------------------------
+
+
+def test_epoch_schedule_trains_one_task_per_epoch_with_its_own_optimizer(collection, targets, tmp_path: Path) -> None:
+    spec = NetSpec("mtn", ("g", "m"), WIDTH)
+    train(collection, targets, tmp_path, spec, stop_after_epoch=1)
+    trained = curves(tmp_path).dropna(subset=["train_loss"])
+    assert len(trained) == 1
+    task = trained["task"].iloc[0]
+    other = "m" if task == "g" else "g"
+    state = checkpoint(tmp_path)
+    n_batches = math.ceil(24 / FAST.batch_size)  # 8 training tracks per genre
+    steps = {int(s["step"]) for s in state["optimizers"][task]["state"].values()}
+    assert steps == {n_batches}
+    assert state["optimizers"][other]["state"] == {}  # the other task's Adam state is untouched
+
+    torch.manual_seed(FAST.seed)
+    initial = MTN({"g": 3, "m": 5}, WIDTH, 32).state_dict()
+    model = state["model"]
+    untouched = [name for name in model if name.startswith((f"trunks.{other}.", f"heads.{other}."))]
+    assert untouched and all(torch.equal(model[name], initial[name]) for name in untouched)
+    assert not torch.equal(model["first_block.0.weight"], initial["first_block.0.weight"])
+    net = MTN({"g": 3, "m": 5}, WIDTH, 32)
+    shared = {id(p) for p in net.first_block.parameters()}
+    assert all(shared <= {id(p) for p in task_parameters(net, t)} for t in ("g", "m"))
+
+
+def test_epoch_schedule_draws_tasks_per_epoch(collection, targets, tmp_path: Path) -> None:
+    config = dataclasses.replace(FAST, epochs=6)
+    train(collection, targets, tmp_path, NetSpec("mtn", ("g", "m"), WIDTH), config)
+    table = curves(tmp_path)
+    per_epoch = table.dropna(subset=["train_loss"]).groupby("epoch")["task"].apply(list)
+    assert len(per_epoch) == 6 and all(len(tasks) == 1 for tasks in per_epoch)
+    assert set(per_epoch.str[0]) == {"g", "m"}
+    state = checkpoint(tmp_path)
+    for task in ("g", "m"):
+        epochs = (per_epoch.str[0] == task).sum()
+        steps = {int(s["step"]) for s in state["optimizers"][task]["state"].values()}
+        assert steps == {epochs * 3}
+
+
+def test_batch_schedule_trains_both_tasks_every_epoch(collection, targets, tmp_path: Path) -> None:
+    config = dataclasses.replace(FAST, schedule="batch")
+    train(collection, targets, tmp_path, NetSpec("mtn", ("g", "m"), WIDTH), config, stop_after_epoch=1)
+    assert curves(tmp_path)["train_loss"].notna().all()
+    state = checkpoint(tmp_path)
+    for task in ("g", "m"):
+        assert {int(s["step"]) for s in state["optimizers"][task]["state"].values()} == {3}
+
+
+# -- resume, completion, selection, curves -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spec, config",
+    [
+        (NetSpec("stn", ("g",), WIDTH), FAST),
+        (
+            NetSpec("mtn", ("g", "m"), WIDTH),
+            dataclasses.replace(FAST, amp=True, channels_last=True, loader_workers=1, schedule="batch"),
+        ),
+    ],
+    ids=["stn-fp32", "mtn-bf16-worker"],
+)
+def test_resume_equals_uninterrupted(collection, targets, tmp_path: Path, spec: NetSpec, config: TrainConfig) -> None:
+    whole = train(collection, targets, tmp_path / "whole", spec, config)
+    stopped = train(collection, targets, tmp_path / "killed", spec, config, stop_after_epoch=1)
+    assert not stopped.finished and stopped.epochs_done == 1
+    assert not (tmp_path / "killed" / "model.safetensors").exists()
+    resumed = train(collection, targets, tmp_path / "killed", spec, config)
+    assert resumed.finished and resumed.best_epoch == whole.best_epoch and resumed.epochs_done == 3
+    saved = [load_file(tmp_path / run / "model.safetensors") for run in ("whole", "killed")]
+    assert_same_state(*saved)
+    assert_same_state(checkpoint(tmp_path / "whole")["model"], checkpoint(tmp_path / "killed")["model"])
+    losses = ["epoch", "task", "train_loss", "val_loss", "val_accuracy"]
+    pd.testing.assert_frame_equal(curves(tmp_path / "whole")[losses], curves(tmp_path / "killed")[losses])
+
+
+def test_done_marker_makes_a_second_call_a_no_op(collection, targets, tmp_path: Path) -> None:
+    spec = NetSpec("stn", ("g",), WIDTH)
+    first = train(collection, targets, tmp_path, spec, dataclasses.replace(FAST, epochs=1))
+    stamps = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    second = train(collection, targets, tmp_path, spec, dataclasses.replace(FAST, epochs=1, loader_workers=2))
+    assert second == first and {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == stamps
+    with pytest.raises(TrainingError, match="other settings"):
+        train(collection, targets, tmp_path, spec, dataclasses.replace(FAST, epochs=1, lr=0.01))
+
+
+def test_checkpoint_of_other_settings_is_not_resumed(collection, targets, tmp_path: Path) -> None:
+    spec = NetSpec("stn", ("g",), WIDTH)
+    train(collection, targets, tmp_path, spec, stop_after_epoch=1)
+    with pytest.raises(TrainingError, match="checkpoint of a run with other settings"):
+        train(collection, targets, tmp_path, spec, dataclasses.replace(FAST, seed=1))
+
+
+def val_loss_of_saved_net(collection, genre: pd.DataFrame, out_dir: Path) -> float:
+    """The genre validation loss of the saved net, computed here from the fixed crops."""
+    net, _ = load_net(out_dir)
+    data = prepare_data(collection.store, collection.tracks, {"g": genre}, ("g",), 16)
+    rows = data.val_rows["g"]
+    crops, labels = [], []
+    for row, starts in zip(rows, fixed_offsets(data.max_offsets[rows])):
+        mel = np.asarray(collection.store.mel(data.track_ids[row]), dtype=np.float32)
+        crops += [mel[start : start + 16] for start in starts]
+        labels += [data.targets["g"][row]] * len(starts)
+    with torch.no_grad():
+        logits = net(torch.from_numpy(np.stack(crops)).unsqueeze(1))
+    return soft_cross_entropy(logits, torch.from_numpy(np.stack(labels))).item()
+
+
+def test_best_epoch_has_the_lowest_validation_loss(collection, tmp_path: Path) -> None:
+    genre = task_targets(collection.tracks, "g", None)
+    val_ids = collection.tracks.loc[collection.tracks["split"] == "val", "track_id"]
+    genre.loc[val_ids] = np.roll(genre.loc[val_ids].to_numpy(), 1, axis=1)  # wrong labels: learning hurts val
+    config = dataclasses.replace(FAST, epochs=4, lr=0.01)
+    result = train(collection, {"g": genre}, tmp_path, NetSpec("stn", ("g",), WIDTH), config)
+    table = curves(tmp_path)
+    best = int(table.loc[table["val_loss"].idxmin(), "epoch"])
+    assert result.best_epoch == best < 4 and result.best_score == pytest.approx(table["val_loss"].min())
+    assert val_loss_of_saved_net(collection, genre, tmp_path) == pytest.approx(table["val_loss"].min(), rel=1e-5)
+    _, meta = load_net(tmp_path)
+    assert meta["best_epoch"] == best and meta["epochs"] == 4 and meta["selection"].startswith("lowest")
+
+
+def test_curves_and_meta_of_an_mtn_without_artist_validation_targets(collection, targets, tmp_path: Path) -> None:
+    config = dataclasses.replace(FAST, schedule="batch")
+    result = train(collection, targets, tmp_path, NetSpec("mtn", ("g", "m"), WIDTH), config)
+    table = curves(tmp_path)
+    assert tuple(table.columns) == CURVE_COLUMNS
+    assert table[["epoch", "task"]].values.tolist() == [[e, t] for e in (1, 2, 3) for t in ("g", "m")]
+    genre, artist = table[table["task"] == "g"], table[table["task"] == "m"]
+    assert genre["val_loss"].notna().all() and genre["val_accuracy"].between(0, 1).all()
+    assert (genre["val_tracks"] == 12).all() and (artist["val_tracks"] == 0).all()
+    assert artist["val_loss"].isna().all() and artist["val_accuracy"].isna().all()
+    assert (table["patches_per_s"] > 0).all() and (table["seconds"] > 0).all() and table["train_loss"].notna().all()
+    net, meta = load_net(tmp_path)
+    assert isinstance(net, MTN) and meta["task_outputs"] == {"g": 3, "m": 5} and meta["genres"][0] == "genre0"
+    assert meta["tasks_without_val_targets"] == ["m"] and meta["selection"].endswith("tasks g")
+    assert meta["train_tracks"] == {"g": 24, "m": 24} and meta["param_count"] == result.param_count
+    assert json.loads((tmp_path / "done.json").read_text())["best_epoch"] == result.best_epoch
+
+
+def test_without_validation_targets_the_last_epoch_is_kept(collection, targets, tmp_path: Path) -> None:
+    result = train(collection, targets, tmp_path, NetSpec("stn", ("m",), WIDTH))
+    assert result.best_epoch == 3 and math.isnan(result.best_score)
+    _, meta = load_net(tmp_path)
+    assert meta["selection"] == "last epoch: no task has validation targets"
+    assert_same_state(load_file(tmp_path / "model.safetensors"), checkpoint(tmp_path)["model"])
+
+
+def test_nan_loss_stops_the_run_without_saving_a_model(collection, targets, tmp_path: Path) -> None:
+    config = dataclasses.replace(FAST, lr=1e30)
+    with pytest.raises(TrainingDiverged, match=r"epoch 1.*Lower the learning rate") as caught:
+        train(collection, targets, tmp_path, NetSpec("stn", ("g",), WIDTH), config)
+    assert caught.value.epoch == 1 and caught.value.task == "g"
+    assert not (tmp_path / "model.safetensors").exists() and not (tmp_path / "done.json").exists()
+
+
+def test_separable_genres_are_learned(tmp_path: Path) -> None:
+    toy = toy_collection(tmp_path, tracks_per_genre=16, separation=6.0, seed=1)
+    targets = {"g": task_targets(toy.tracks, "g", None)}
+    config = dataclasses.replace(FAST, epochs=6, amp=True, channels_last=True)
+    train_net(NetSpec("stn", ("g",), WIDTH), toy.store, toy.tracks, targets, config, tmp_path / "net", "cpu", False)
+    accuracy = curves(tmp_path / "net")["val_accuracy"]
+    assert accuracy.iloc[-1] >= 0.9 and accuracy.iloc[-1] > 1 / 3 + 0.4
+
+
+# -- specs, devices, CLI helpers ------------------------------------------------------------------------------
+
+
+def test_net_specs_are_validated() -> None:
+    with pytest.raises(ValueError, match="one STN per task"):
+        NetSpec("stn", ("g", "m"))
+    with pytest.raises(ValueError, match="genre task only"):
+        NetSpec("wstn", ("m",))
+    with pytest.raises(ValueError, match="unknown arch"):
+        NetSpec("cnn", ("g",))  # type: ignore[arg-type]
+
+
+def test_wstn_matches_the_compared_setup(capsys) -> None:
+    outputs = {"g": 16, "m": 40, "d": 40}
+    spec = wstn_spec("mtn", outputs, 128)
+    target = setup_params("mtn", outputs, 128)
+    assert spec.tasks == ("g",) and spec.width > 1.5 and spec.matched_params == target
+    assert setup_params("stn", outputs, 128) > target  # the STN set has three first blocks
+    printed = capsys.readouterr().out
+    assert f"{target:,}" in printed and f"{spec.width:.4f}" in printed
+
+
+def test_devices_and_task_lists() -> None:
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(TrainingError, match="unknown device"):
+        resolve_device("abacus")
+    if not torch.cuda.is_available():
+        with pytest.raises(TrainingError, match="no CUDA GPU"):
+            resolve_device("cuda")
+    assert parse_tasks("s,g,m") == ("g", "m", "s") and parse_tasks("gmdes") == ("g", "m", "d", "e", "s")
+    with pytest.raises(ValueError, match="use letters"):
+        parse_tasks("gx")
+
+
+def test_train_command_trains_one_stn_per_task(collection, tmp_path: Path, capsys) -> None:
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    args = parser.parse_args(["--tasks", "m,g", "--arch", "stn", "--epochs", "1", "--device", "cpu"])
+    config = apply_train_arguments(Config(), args)
+    assert config.train.epochs == 1 and config.run.device == "cpu" and config.train.seed == Config().train.seed
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, **SMALL_PATCHES))
+    factor_targets = {"m": artist_soft_targets(collection.tracks, 40)}
+    results = train_command(
+        config, args, collection.tracks, collection.store, factor_targets, tmp_path, "inputs", progress=False
+    )
+    assert [r.out_dir.name.split("-")[:2] for r in results] == [["stn", "g"], ["stn", "m"]]
+    assert all(r.finished and (r.out_dir / "done.json").exists() for r in results)
+    assert "training stn g" in capsys.readouterr().out
