@@ -76,6 +76,9 @@ def test_every_report_file(finished_run: Path) -> None:
     assert nets == ["mtn-gm", "mtn-gms", "stn-g", "stn-m", "stn-s", "wstn-g", "wstn-g"]
     for task in ("m", "s"):
         assert list(work.glob(f"factors/*/{task}/heatmap.png"))
+        # On the synthetic corpus, each task's artist groups say more about genre than shuffled genres do.
+        [summary] = [json.loads(p.read_text()) for p in work.glob(f"factors/*/{task}/summary.json")]
+        assert summary["nmi_genre"] > summary["nmi_shuffled_p95"], summary
     assert (work / "config.toml").exists()
 
 

@@ -260,7 +260,7 @@ def test_track_prediction_is_the_mean_of_window_probabilities(transfer_run: dict
     parts = [
         net_window_features(
             load_source(path, N_MELS).net, store, tracks["track_id"], 21, "cpu",
-            cache_path=window_cache_dir(result.out_dir, path, 21),
+            cache_path=window_cache_dir(result.out_dir, path, 21), amp=transfer_run["config"].amp,
         )
         for path in transfer_run["sources"]
     ]

@@ -228,7 +228,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise CommandError("give the config either as CONFIG or as --config, not both")
         args.config = args.config_file
     config = _grid_overrides(_dataset_config(_base_config(args), args), args)
-    run_pipeline(config, progress=not args.quiet)
+    run = run_pipeline(config, progress=not args.quiet)
+    print(f"report: {run.report['html']}")
     return 0
 
 
@@ -240,7 +241,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not config_path.exists():
         raise CommandError(f"{config_path} not found: is {args.workdir_arg} a work directory of `agf run`?")
     config = _replace(load_config(config_path), "run", workdir=args.workdir_arg)
-    run_pipeline(config, progress=not args.quiet, require_done=True)
+    run = run_pipeline(config, progress=not args.quiet, require_done=True)
+    print(f"report: {run.report['html']}")
     return 0
 
 

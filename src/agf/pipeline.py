@@ -423,7 +423,6 @@ def run_pipeline(
     grid = run_grid(config, workdir, tracks, store, progress=progress, log=log, require_done=require_done)
     report = stage_report(config, workdir, grid, tracks, store)
     results, baselines = collect_results(grid)
-    log(f"report: {report['html']}")
     return PipelineRun(grid, results, baselines, report)
 
 

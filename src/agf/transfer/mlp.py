@@ -302,7 +302,7 @@ def fit_transfer(
         net_window_features(
             source.net, store, usable, config.window_hop, torch_device,
             cache_path=window_cache_dir(out_dir, source.path, config.window_hop),
-            head_genres=source.head_genres, progress=progress,
+            head_genres=source.head_genres, progress=progress, amp=config.amp,
         )
         for source in nets
     ]

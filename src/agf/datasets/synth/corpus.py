@@ -33,7 +33,7 @@ MARKER = "agf-synth.json"
 METADATA_DIR = "fma_metadata"
 AUDIO_DIR = "audio"
 # Bump when the generative model changes, so an old corpus is not taken for a new one.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 # LAME algorithm quality: 7 encodes ~1.8x faster than the default at the same bitrate (encoding dominates render time).
 MP3_SPEED = 7
 SPLITS = ("training", "validation", "test")
