@@ -112,7 +112,7 @@ def prepare_track(job: TrackJob) -> dict:
     store.write_array("mfcc", job.track_id, features.mfcc)
     frames = int(features.mel.shape[0])
     peak = float(np.max(np.abs(samples))) if samples.size else 0.0
-    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if samples.size else 0.0
+    rms = float(np.sqrt(np.dot(samples, samples) / samples.size)) if samples.size else 0.0
     entry.update(
         sample_rate=info.sample_rate,
         channels=info.channels,

@@ -60,7 +60,7 @@ class SpectralExtractor:
             raise ValueError(f"samples must be 1-D mono, got shape {signal.shape}")
         # Centered frames, as librosa's center=True with pad_mode='constant' (also for input shorter than n_fft).
         half = self.config.n_fft // 2
-        padded = torch.nn.functional.pad(torch.tensor(signal), (half, half))
+        padded = torch.nn.functional.pad(torch.from_numpy(signal), (half, half))
         spectrum = torch.stft(
             padded,
             n_fft=self.config.n_fft,
