@@ -44,8 +44,10 @@ class SourceNet:
 
     @property
     def label(self) -> str:
-        """A readable name: kind, tasks and directory, e.g. 'STN[g] stn-g-0'."""
-        return f"{self.kind}[{''.join(self.tasks) or '?'}] {self.path.name}"
+        """A readable name: kind, tasks (in the paper's order g, m, d, e, s) and directory, e.g. 'STN[g] stn-g-0'."""
+        order = "gmdes"
+        tasks = sorted(self.tasks, key=lambda t: (order.find(t) if t in order else len(order), t))
+        return f"{self.kind}[{''.join(tasks) or '?'}] {self.path.name}"
 
     @property
     def baseline(self) -> str | None:
