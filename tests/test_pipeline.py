@@ -130,3 +130,22 @@ def test_config_toml_records_the_run(finished_run: Path) -> None:
     recorded = load_config(finished_run / "work" / "config.toml")
     assert recorded.grid.subsets == ("g", "m", "gm", "gms")
     assert json.loads(json.dumps(recorded.factors.tasks)) == ["m", "s"]
+
+
+def test_stage_commands_on_the_finished_workdir(finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """agf factors / train / transfer / evaluate one at a time, on the work directory `agf run` left."""
+    work = str(finished_run / "work")
+    config = str(finished_run / "tiny.toml")
+    common = ["-c", config, "-w", work, "--quiet"]
+    assert main(["factors", *common, "--tasks", "m"]) == 0
+    assert "artist group factors:" in capsys.readouterr().out
+    assert main(["train", *common, "--tasks", "g,s", "--arch", "mtn", "--epochs", "1", "--seed", "5"]) == 0
+    [net] = [line.split("net: ")[1] for line in capsys.readouterr().out.splitlines() if line.startswith("net: ")]
+    assert (Path(net) / "model.safetensors").exists()
+    assert main(["transfer", *common, net, "--epochs", "1"]) == 0
+    transfer = capsys.readouterr().out.split("predictions in ")[1].strip()
+    assert main(["evaluate", *common, transfer, "--out", str(tmp_path / "ev")]) == 0
+    assert "classical: logreg on MFCC stats" in capsys.readouterr().out
+    assert (tmp_path / "ev" / "metrics.json").exists()
+    assert main(["train", *common, "--tasks", "x"]) == 1
+    assert "use letters of g,m,d,e,s" in capsys.readouterr().err
