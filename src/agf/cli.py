@@ -125,6 +125,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def _workdir_inputs(config: Config):
     """The track table and feature store that `agf prepare` left in the config's work directory."""
+    import pandas as pd
+
     from agf.pipeline import WorkDir
     from agf.prepare import usable_tracks
     from agf.store import FeatureStore
@@ -132,8 +134,6 @@ def _workdir_inputs(config: Config):
     workdir = WorkDir(Path(config.run.workdir))
     if not workdir.tracks.exists():
         raise CommandError(f"{workdir.tracks} not found: run `agf prepare` with this work directory first")
-    import pandas as pd
-
     store = FeatureStore.open(workdir.root, config.features)
     tracks = usable_tracks(pd.read_parquet(workdir.tracks), store)
     if tracks.empty:

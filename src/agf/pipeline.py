@@ -362,9 +362,11 @@ def best_case(run: GridRun, results: pd.DataFrame, where: Callable[[Case], bool]
     return min(candidates, key=lambda item: item[0])[1] if candidates else None
 
 
-def stage_report(config: Config, workdir: WorkDir, run: GridRun, tracks: pd.DataFrame, store: FeatureStore) -> dict:
+def stage_report(
+    config: Config, workdir: WorkDir, run: GridRun, results: pd.DataFrame, baselines: pd.DataFrame,
+    tracks: pd.DataFrame, store: FeatureStore,
+) -> dict:
     """results.csv, tables, Figure 3, the best model's confusion and per-genre F1, heatmaps, report.html."""
-    results, baselines = collect_results(run)
     best = best_case(run, results)
     assert best is not None, "a grid run has at least one case"
     evaluation_dir = run.evaluations[best.seed]
@@ -421,8 +423,8 @@ def run_pipeline(
         log(summary.format())
         tracks = usable_tracks(loaded.tracks, store)
     grid = run_grid(config, workdir, tracks, store, progress=progress, log=log, require_done=require_done)
-    report = stage_report(config, workdir, grid, tracks, store)
     results, baselines = collect_results(grid)
+    report = stage_report(config, workdir, grid, results, baselines, tracks, store)
     return PipelineRun(grid, results, baselines, report)
 
 
