@@ -18,7 +18,8 @@ from audio_cases import (
 )
 
 from agf import audio
-from agf.audio import AudioDecodeError, AudioInfo, decode, write_audio
+from agf.audio import AudioInfo, decode, write_audio
+from agf.errors import AudioDecodeError
 
 TARGET_RATE = 22050
 SECONDS = 2.0

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agf.config import Config, ConfigError, config_from_dict, config_to_dict, load_config
-from agf.pipeline import dumps_toml
+from agf.config import Config, config_from_dict, config_to_toml, load_config
+from agf.errors import ConfigError
 
 
 def test_defaults_are_the_papers() -> None:
@@ -45,7 +45,7 @@ def test_toml_round_trip(tmp_path: Path) -> None:
     config = config_from_dict({"features": {"n_mels": 64, "fmax": 8000}, "grid": {"seeds": [0, 1, 2]}})
     assert config.features.fmax == 8000.0 and config.grid.seeds == (0, 1, 2)
     path = tmp_path / "c.toml"
-    path.write_text(dumps_toml(config_to_dict(config)))
+    path.write_text(config_to_toml(config))
     assert load_config(path) == config
 
 

@@ -11,7 +11,7 @@ from agf.config import DatasetConfig
 from agf.datasets import load_dataset
 from agf.datasets.fma import KNOWN_BAD_IDS, load_fma
 from agf.datasets.fma_layout import fma_audio_path, write_fma_metadata
-from agf.datasets.table import DatasetError
+from agf.errors import DatasetError
 
 # FMA's tracks.csv level-1 names per group, in the file's order (typed out from FMA-FORMAT / the real file).
 REAL_FMA_NAMES = {

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from agf.config import DatasetConfig
 from agf.datasets import load_dataset
 from agf.datasets.manifest import load_manifest
-from agf.datasets.table import DatasetError
+from agf.errors import DatasetError
 
 
 def write_manifest(folder: Path, rows: list[dict[str, str]], touch: bool = True) -> Path:

@@ -11,23 +11,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agf.evaluation import (
-    EvaluationError,
+from agf.errors import EvaluationError
+from agf.evaluation import classical_baseline, mfcc_stats, plot_confusion
+from agf.fileio import read_json, write_json_atomic
+from agf.metrics import (
     accuracy,
-    classical_baseline,
     confusion,
     format_table,
     log_loss,
     macro_f1,
     mean_window_probs,
-    mfcc_stats,
     per_class_report,
-    plot_confusion,
     score,
     score_against,
-    write_metrics,
 )
-from agf.fileio import read_json
 
 # Shared toy predictions: 5 tracks, 4 classes, class 3 absent from truth and predictions.
 Y_TRUE = np.array([0, 0, 1, 1, 2])
@@ -217,7 +214,7 @@ def test_classical_baseline_needs_two_classes() -> None:
 def test_write_metrics_round_trip(tmp_path) -> None:
     metrics = score(Y_TRUE, np.eye(4)[Y_PRED] * 0.9 + 0.025, GENRES)
     path = tmp_path / "metrics.json"
-    write_metrics(path, metrics)
+    write_json_atomic(path, metrics)
     assert read_json(path) == metrics
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -10,7 +11,7 @@ import pytest
 
 from agf.cli import main
 from agf.config import GridConfig, load_config
-from agf.pipeline import Case, grid_cases, grid_subsets
+from agf.grid import Case, grid_cases, grid_subsets
 
 TINY = """
 [dataset]
@@ -96,14 +97,50 @@ def test_rerun_reuses_every_stage_and_report_rebuilds(finished_run: Path, capsys
     assert (work / "report" / "report.html").exists()
 
 
+def test_workdir_reused_by_relative_path_and_after_a_move(
+    finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys never hash a path: the run's directory by a relative path, and a moved copy, reuse every stage."""
+    config = str(finished_run / "tiny.toml")
+    work = finished_run / "work"
+    outputs = ("nets/*/model.safetensors", "transfer/*/mlp.safetensors", "factors/*/*/done.json",
+               "evaluation/*/done.json", "features/*/entries/*/*.json")
+
+    def stamps(root: Path) -> dict[str, int]:
+        found = {str(p.relative_to(root)): p.stat().st_mtime_ns for pattern in outputs for p in root.glob(pattern)}
+        assert len(found) > 20
+        return found
+
+    before = stamps(work)
+    monkeypatch.chdir(finished_run)
+    capsys.readouterr()
+    assert main(["run", config, "--workdir", "work", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "newly prepared: 0" in out and "training" not in out and "fitting" not in out
+    assert stamps(work) == before
+    moved = tmp_path / "elsewhere" / "moved-work"
+    shutil.copytree(work, moved)  # copy2 keeps every file's modification time, as a move does
+    assert main(["run", config, "--workdir", str(moved), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "newly prepared: 0" in out and "training" not in out and "fitting" not in out
+    assert stamps(moved) == before
+
+
 def test_report_refuses_unfinished_work(finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    config = load_config(finished_run / "tiny.toml")
-    assert config.grid.seeds == (0,)
-    other = tmp_path / "work"
-    other.mkdir()
-    (other / "config.toml").write_text(TINY.replace("epochs = 2", "epochs = 3"))
+    """`agf report` trains nothing: an empty work directory, or one whose transfers are not finished, is an error."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "config.toml").write_text(TINY)
+    assert main(["report", str(empty), "--quiet"]) == 1
+    assert "tracks.parquet not found" in capsys.readouterr().err
+    other = tmp_path / "other"
+    shutil.copytree(finished_run / "work", other)
+    (other / "config.toml").write_text(TINY.replace("epochs = 2", "epochs = 3"))  # the MLPs' epochs
     assert main(["report", str(other), "--quiet"]) == 1
-    assert "run `agf run` on this work directory first" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "transfer STN g seed 0 is not finished" in err and "run `agf run` on this work directory first" in err
+    finished_transfers = len(list((finished_run / "work").glob("transfer/*/done.json")))
+    assert len(list(other.glob("transfer/*/done.json"))) == finished_transfers  # nothing was fitted
 
 
 def test_grid_cases_follow_the_paper() -> None:
@@ -120,7 +157,7 @@ def test_grid_cases_follow_the_paper() -> None:
 
 
 def test_bad_grid_subset_is_named() -> None:
-    from agf.config import ConfigError
+    from agf.errors import ConfigError
 
     with pytest.raises(ConfigError, match="gx"):
         grid_subsets(GridConfig(subsets=("gx",)))
@@ -149,3 +186,18 @@ def test_stage_commands_on_the_finished_workdir(finished_run: Path, tmp_path: Pa
     assert (tmp_path / "ev" / "metrics.json").exists()
     assert main(["train", *common, "--tasks", "x"]) == 1
     assert "use letters of g,m,d,e,s" in capsys.readouterr().err
+
+
+def test_user_errors_are_one_line_and_debug_shows_the_traceback(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                                finished_run: Path) -> None:
+    common = ["-c", str(finished_run / "tiny.toml"), "-w", str(finished_run / "work"), "--quiet"]
+    not_a_net = tmp_path / "not-a-net"
+    not_a_net.mkdir()
+    assert main(["transfer", *common, str(not_a_net)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "net.json" in err and "Traceback" not in err
+    assert main(["transfer", *common, str(not_a_net), "--debug"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0 and capsys.readouterr().out.startswith("agf ")

@@ -17,8 +17,9 @@ from audio_cases import make_empty, make_random_bytes, make_truncated_mp3, music
 
 from agf.audio import write_audio
 from agf.config import FeatureConfig
-from agf.prepare import is_finished, prepare_features, prepare_track, TrackJob
-from agf.store import FeatureStore, StoreError, features_key
+from agf.errors import StoreError
+from agf.prepare import TrackJob, is_finished, prepare_features, prepare_track
+from agf.store import FeatureStore, features_key
 
 SR = 22050
 

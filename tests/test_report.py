@@ -13,14 +13,24 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agf.evaluation import per_class_report, plot_confusion
+from agf.errors import ReportError
+from agf.evaluation import plot_confusion
 from agf.factors.plots import plot_genre_mixtures
+from agf.metrics import METRICS, per_class_report
 from agf.report import (
-    RESULTS_COLUMNS, ReportError, ReportImages, build_report, dataset_section, figure3, read_results_csv,
-    table3, table4, table5, task_subsets, write_results_csv,
+    RESULTS_COLUMNS,
+    ReportImages,
+    build_report,
+    dataset_section,
+    figure3,
+    read_results_csv,
+    table3,
+    table4,
+    table5,
+    write_results_csv,
 )
+from agf.tasks import task_subsets
 
-METRICS = ("log_loss", "macro_f1", "accuracy")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 

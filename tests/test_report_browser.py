@@ -22,7 +22,6 @@ from typing import Any
 import matplotlib.image
 import numpy as np
 import pytest
-
 from test_report import EXPECTED_TABLES, build_synthetic_report
 
 CHROMIUM_FLAGS = (

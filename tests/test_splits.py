@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from sklearn.model_selection import train_test_split
 
 from agf.datasets.splits import artist_disjoint_split, assign_split, stratified_random_split
-from agf.datasets.table import DatasetError
+from agf.errors import DatasetError
 
 
 def table(artist_genres: list[list[int]]) -> pd.DataFrame:

@@ -22,9 +22,10 @@ from sklearn.preprocessing import StandardScaler
 from agf.audio import decode
 from agf.config import SynthConfig
 from agf.datasets.fma import load_fma
-from agf.datasets.synth import SynthError, build_collection, corpus_summary, synthesize_corpus
+from agf.datasets.synth import build_collection, corpus_summary, synthesize_corpus
 from agf.datasets.synth.collection import check_synth_config
 from agf.datasets.synth.corpus import MARKER, render_job, render_jobs
+from agf.errors import SynthError
 
 # The reduced corpus of the tests: 6 genres x 4 artists x 2 albums x 3 tracks of 4 s = 144 clips.
 SMALL = SynthConfig(n_genres=6, artists_per_genre=4, albums_per_artist=2, tracks_per_album=3, clip_seconds=4.0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -15,28 +14,16 @@ import torch
 from safetensors.torch import load_file
 from store_fixtures import artist_soft_targets, toy_collection
 
-from agf.config import Config, TrainConfig
+from agf.config import TrainConfig
+from agf.device import resolve_device
+from agf.errors import ConfigError, TrainingDiverged, TrainingError
 from agf.models import MTN, load_net, soft_cross_entropy
-from agf.training import (
-    NetSpec,
-    TrainingDiverged,
-    TrainingError,
-    fit_band_norm,
-    resolve_device,
-    task_targets,
-    train_net,
-)
+from agf.tasks import parse_tasks
+from agf.training import NetSpec, fit_band_norm, net_specs, net_train_config, task_targets, train_net
 from agf.training.checkpoint import load_checkpoint
-from agf.training.command import (
-    add_train_arguments,
-    apply_train_arguments,
-    parse_tasks,
-    setup_params,
-    train_command,
-    wstn_spec,
-)
 from agf.training.data import CropDataset, epoch_plan, fixed_offsets, validation_plan
 from agf.training.loop import CURVE_COLUMNS, prepare_data, task_parameters
+from agf.training.spec import setup_params, wstn_spec
 
 WIDTH = 0.25
 SMALL_PATCHES = {"batch_size": 8, "patch_frames": 16, "loader_workers": 0}
@@ -64,8 +51,8 @@ def targets(collection) -> dict[str, pd.DataFrame]:
     return {"g": task_targets(tracks, "g", None), "m": task_targets(tracks, "m", artist_soft_targets(tracks, 5))}
 
 
-def train(collection, targets, out_dir: Path, spec: NetSpec, config: TrainConfig = FAST, **kwargs):
-    return train_net(spec, collection.store, collection.tracks, targets, config, out_dir, "cpu", False, **kwargs)
+def train(collection, targets, out_dir: Path, spec: NetSpec, config: TrainConfig = FAST, seed: int = 0, **kwargs):
+    return train_net(spec, collection.store, collection.tracks, targets, config, seed, out_dir, "cpu", False, **kwargs)
 
 
 def curves(out_dir: Path) -> pd.DataFrame:
@@ -115,7 +102,7 @@ def test_band_norm_streams_all_frames_of_training_tracks_only(tmp_path: Path) ->
 
     targets = {"g": task_targets(toy.tracks, "g", None)}
     config = dataclasses.replace(FAST, epochs=1)
-    train_net(NetSpec("stn", ("g",), WIDTH), toy.store, toy.tracks, targets, config, tmp_path / "net", "cpu", False)
+    train_net(NetSpec("stn", ("g",), WIDTH), toy.store, toy.tracks, targets, config, 0, tmp_path / "net", "cpu", False)
     _, meta = load_net(tmp_path / "net")
     np.testing.assert_allclose(meta["band_mean"], mean.astype(np.float32), rtol=1e-6)
     np.testing.assert_allclose(meta["band_std"], std.astype(np.float32), rtol=1e-6)
@@ -173,7 +160,7 @@ def test_epoch_schedule_trains_one_task_per_epoch_with_its_own_optimizer(collect
     assert steps == {n_batches}
     assert state["optimizers"][other]["state"] == {}  # the other task's Adam state is untouched
 
-    torch.manual_seed(FAST.seed)
+    torch.manual_seed(0)
     initial = MTN({"g": 3, "m": 5}, WIDTH, 32).state_dict()
     model = state["model"]
     untouched = [name for name in model if name.startswith((f"trunks.{other}.", f"heads.{other}."))]
@@ -249,7 +236,7 @@ def test_checkpoint_of_other_settings_is_not_resumed(collection, targets, tmp_pa
     spec = NetSpec("stn", ("g",), WIDTH)
     train(collection, targets, tmp_path, spec, stop_after_epoch=1)
     with pytest.raises(TrainingError, match="checkpoint of a run with other settings"):
-        train(collection, targets, tmp_path, spec, dataclasses.replace(FAST, seed=1))
+        train(collection, targets, tmp_path, spec, seed=1)
 
 
 def val_loss_of_saved_net(collection, genre: pd.DataFrame, out_dir: Path) -> float:
@@ -319,7 +306,7 @@ def test_separable_genres_are_learned(tmp_path: Path) -> None:
     toy = toy_collection(tmp_path, tracks_per_genre=16, separation=6.0, seed=1)
     targets = {"g": task_targets(toy.tracks, "g", None)}
     config = dataclasses.replace(FAST, epochs=6, amp=True, channels_last=True)
-    train_net(NetSpec("stn", ("g",), WIDTH), toy.store, toy.tracks, targets, config, tmp_path / "net", "cpu", False)
+    train_net(NetSpec("stn", ("g",), WIDTH), toy.store, toy.tracks, targets, config, 0, tmp_path / "net", "cpu", False)
     accuracy = curves(tmp_path / "net")["val_accuracy"]
     assert accuracy.iloc[-1] >= 0.9 and accuracy.iloc[-1] > 1 / 3 + 0.4
 
@@ -336,40 +323,33 @@ def test_net_specs_are_validated() -> None:
         NetSpec("cnn", ("g",))  # type: ignore[arg-type]
 
 
-def test_wstn_matches_the_compared_setup(capsys) -> None:
+def test_wstn_matches_the_compared_setup() -> None:
     outputs = {"g": 16, "m": 40, "d": 40}
     spec = wstn_spec("mtn", outputs, 128)
     target = setup_params("mtn", outputs, 128)
     assert spec.tasks == ("g",) and spec.width > 1.5 and spec.matched_params == target
     assert setup_params("stn", outputs, 128) > target  # the STN set has three first blocks
-    printed = capsys.readouterr().out
-    assert f"{target:,}" in printed and f"{spec.width:.4f}" in printed
+    assert net_specs("wstn", outputs, 128, match="stn")[0].matched_params == setup_params("stn", outputs, 128)
 
 
 def test_devices_and_task_lists() -> None:
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device("cpu") == torch.device("cpu")
-    with pytest.raises(TrainingError, match="unknown device"):
+    with pytest.raises(ConfigError, match="unknown device"):
         resolve_device("abacus")
     if not torch.cuda.is_available():
-        with pytest.raises(TrainingError, match="no CUDA GPU"):
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
             resolve_device("cuda")
     assert parse_tasks("s,g,m") == ("g", "m", "s") and parse_tasks("gmdes") == ("g", "m", "d", "e", "s")
-    with pytest.raises(ValueError, match="use letters"):
+    with pytest.raises(ConfigError, match="use letters"):
         parse_tasks("gx")
 
 
-def test_train_command_trains_one_stn_per_task(collection, tmp_path: Path, capsys) -> None:
-    parser = argparse.ArgumentParser()
-    add_train_arguments(parser)
-    args = parser.parse_args(["--tasks", "m,g", "--arch", "stn", "--epochs", "1", "--device", "cpu"])
-    config = apply_train_arguments(Config(), args)
-    assert config.train.epochs == 1 and config.run.device == "cpu" and config.train.seed == Config().train.seed
-    config = dataclasses.replace(config, train=dataclasses.replace(config.train, **SMALL_PATCHES))
-    factor_targets = {"m": artist_soft_targets(collection.tracks, 40)}
-    results = train_command(
-        config, args, collection.tracks, collection.store, factor_targets, tmp_path, "inputs", progress=False
-    )
-    assert [r.out_dir.name.split("-")[:2] for r in results] == [["stn", "g"], ["stn", "m"]]
-    assert all(r.finished and (r.out_dir / "done.json").exists() for r in results)
-    assert "training stn g" in capsys.readouterr().out
+def test_specs_of_an_architecture_and_mtn_epochs() -> None:
+    outputs = {"g": 3, "m": 5}
+    assert net_specs("stn", outputs, 32) == [NetSpec("stn", ("g",)), NetSpec("stn", ("m",))]
+    [mtn] = net_specs("mtn", outputs, 32)
+    assert mtn == NetSpec("mtn", ("g", "m"))
+    # As in the paper, an MTN trains the STN epochs x its number of tasks; STNs and wSTNs the epochs as set.
+    assert net_train_config(mtn, FAST).epochs == 2 * FAST.epochs
+    assert net_train_config(NetSpec("stn", ("g",)), FAST) == FAST

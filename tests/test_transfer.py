@@ -10,20 +10,21 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from store_fixtures import make_store as make_mel_store
+from store_fixtures import toy_mels
 
 import agf.transfer.mlp as transfer_mlp
-from agf.config import TransferConfig
-from agf.evaluation import accuracy
+from agf.config import PATCH_FRAMES, FeatureConfig, TransferConfig, config_to_dict
+from agf.errors import TransferError
+from agf.evaluation import CLASSICAL, evaluate
 from agf.fileio import read_json
+from agf.metrics import accuracy
 from agf.models import MTN, STN, save_net
 from agf.store import FeatureStore
 from agf.transfer import (
-    CLASSICAL,
     MTN_BASELINE,
     STN_BASELINE,
-    TransferError,
     check_train_only,
-    evaluate,
     fit_transfer,
     load_mlp,
     load_source,
@@ -32,8 +33,6 @@ from agf.transfer import (
     window_starts,
 )
 from agf.transfer.mlp import predict_windows, window_cache_dir
-from store_fixtures import make_store as make_mel_store
-from store_fixtures import toy_mels
 
 GENRES = ["blues", "folk", "rock"]
 N_MELS = 128
@@ -70,6 +69,12 @@ def toy_tracks() -> pd.DataFrame:
     tracks = pd.DataFrame(rows)
     tracks.loc[tracks["track_id"].isin(["blues-val-0", "folk-test-0"]), "true_genre"] = ["rock", "blues"]
     return tracks
+
+
+def net_meta(store: FeatureStore, outputs: dict[str, int]) -> dict:
+    """The meta agf's training writes that a transfer reads: the net's input settings, tasks and genres."""
+    return {"task_outputs": outputs, "genres": GENRES, "features": config_to_dict(store.config),
+            "patch_frames": PATCH_FRAMES}
 
 
 def fitted_stn(n_out: int, mels: list[np.ndarray]) -> STN:
@@ -142,14 +147,14 @@ def test_window_features_shape_values_and_cache(small_store, tmp_path: Path, mon
     net = fitted_stn(3, list(mels.values()))
     ids = list(mels)
     cache = tmp_path / "cache"
-    first = net_window_features(net, store, ids, hop=21, device="cpu", batch_windows=4, cache_path=cache)
+    first = net_window_features(net, store, ids, 43, hop=21, device="cpu", batch_windows=4, cache_path=cache)
     counts = [len(window_starts(len(m), 43, 21)) for m in mels.values()]
     assert counts == [1, 1, 4, 6]
     assert first.features.shape == (sum(counts), 256) and first.features.dtype == np.float16
     assert first.track_ids.tolist() == np.repeat(ids, counts).tolist() and first.genre_probs is None
     stored = store.mel("t3")
     with torch.no_grad():
-        expected = net.features(torch.from_numpy(window_batch(stored, window_starts(140, 43, 21))).unsqueeze(1))
+        expected = net.features(torch.from_numpy(window_batch(stored, window_starts(140, 43, 21), 43)).unsqueeze(1))
     np.testing.assert_allclose(first.features[-6:], expected.numpy(), rtol=2e-3, atol=2e-3)
     assert (cache / "done.json").exists()
 
@@ -157,21 +162,21 @@ def test_window_features_shape_values_and_cache(small_store, tmp_path: Path, mon
         raise AssertionError("the net ran although the cache holds its features")
 
     monkeypatch.setattr(net, "features", fail)
-    again = net_window_features(net, store, ids, hop=21, device="cpu", cache_path=cache)
+    again = net_window_features(net, store, ids, 43, hop=21, device="cpu", cache_path=cache)
     np.testing.assert_array_equal(again.features, first.features)
     np.testing.assert_array_equal(again.starts, first.starts)
     assert again.track_ids.tolist() == first.track_ids.tolist()
     with pytest.raises(AssertionError, match="the net ran"):  # another hop is another request: recomputed
-        net_window_features(net, store, ids, hop=10, device="cpu", cache_path=cache)
+        net_window_features(net, store, ids, 43, hop=10, device="cpu", cache_path=cache)
 
 
 def test_genre_head_probabilities_of_stn_and_mtn(small_store) -> None:
     store, mels = small_store
     stn = fitted_stn(3, list(mels.values()))
     mtn = MTN({"m": 5, "g": 3}).eval()
-    x = torch.from_numpy(window_batch(store.mel("t2"), window_starts(100, 43, 21))).unsqueeze(1)
+    x = torch.from_numpy(window_batch(store.mel("t2"), window_starts(100, 43, 21), 43)).unsqueeze(1)
     for net, direct in ((stn, lambda: stn(x)), (mtn, lambda: mtn(x, "g"))):
-        result = net_window_features(net, store, ["t2"], hop=21, device="cpu", head_genres=GENRES)
+        result = net_window_features(net, store, ["t2"], 43, hop=21, device="cpu", head_genres=GENRES)
         assert result.genre_probs.shape == (4, 3) and result.head_genres == tuple(GENRES)
         np.testing.assert_allclose(result.genre_probs.sum(axis=1), 1.0, rtol=1e-5)
         with torch.no_grad():
@@ -201,13 +206,13 @@ def transfer_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     mels = dict(zip(tracks["track_id"], toy_mels(true_genres, TOY_FRAMES, N_MELS, rng, separation=30.0)))
     store = make_store(root / "features", mels)
     train_mels = [mels[t] for t in tracks.loc[tracks["split"] == "train", "track_id"]]
-    save_net(root / "nets" / "stn-g", fitted_stn(3, train_mels), {"task_outputs": {"g": 3}, "genres": GENRES})
+    save_net(root / "nets" / "stn-g", fitted_stn(3, train_mels), net_meta(store, {"g": 3}))
     mtn = MTN({"g": 3, "m": 5})
     mtn.band_norm.load_state_dict(fitted_stn(3, train_mels).band_norm.state_dict())
-    save_net(root / "nets" / "mtn-gm", mtn, {"task_outputs": {"g": 3, "m": 5}, "genres": GENRES})
-    save_net(root / "nets" / "stn-m", STN(5), {"task_outputs": {"m": 5}, "genres": GENRES})
+    save_net(root / "nets" / "mtn-gm", mtn, net_meta(store, {"g": 3, "m": 5}))
+    save_net(root / "nets" / "stn-m", STN(5), net_meta(store, {"m": 5}))
     sources = [root / "nets" / "stn-g", root / "nets" / "mtn-gm"]
-    config = TransferConfig(epochs=12, hidden=64, batch_size=32, seed=0)
+    config = TransferConfig(epochs=12, hidden=64, batch_size=32)
     fitted_on: list[np.ndarray] = []
     real_train_mlp = transfer_mlp.train_mlp
 
@@ -217,7 +222,8 @@ def transfer_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(transfer_mlp, "train_mlp", spy)
-        result = fit_transfer(sources, store, tracks, config, root / "transfer" / "run", device="cpu", progress=False)
+        result = fit_transfer(sources, store, tracks, config, 0, root / "transfer" / "run", device="cpu",
+                              progress=False)
     return {
         "root": root, "tracks": tracks, "store": store, "sources": sources, "config": config,
         "result": result, "fitted_on": fitted_on,
@@ -259,7 +265,7 @@ def test_track_prediction_is_the_mean_of_window_probabilities(transfer_run: dict
     assert spec["input_dim"] == 256 + 512 and spec["genres"] == GENRES
     parts = [
         net_window_features(
-            load_source(path, N_MELS).net, store, tracks["track_id"], 21, "cpu",
+            load_source(path, store.config).net, store, tracks["track_id"], PATCH_FRAMES, 21, "cpu",
             cache_path=window_cache_dir(result.out_dir, path, 21), amp=transfer_run["config"].amp,
         )
         for path in transfer_run["sources"]
@@ -278,7 +284,7 @@ def test_baselines_give_probability_rows(transfer_run: dict) -> None:
         table = pd.read_parquet(result.out_dir / baseline.file)
         assert len(table) == len(transfer_run["tracks"])
         np.testing.assert_allclose(table[GENRES].to_numpy().sum(axis=1), 1.0, rtol=1e-5)
-    assert load_source(transfer_run["root"] / "nets" / "stn-m", N_MELS).baseline is None
+    assert load_source(transfer_run["root"] / "nets" / "stn-m", transfer_run["store"].config).baseline is None
 
 
 def test_rerun_reuses_the_finished_transfer(transfer_run: dict, monkeypatch) -> None:
@@ -287,7 +293,7 @@ def test_rerun_reuses_the_finished_transfer(transfer_run: dict, monkeypatch) -> 
 
     monkeypatch.setattr(transfer_mlp, "train_mlp", fail)
     run = transfer_run
-    again = fit_transfer(run["sources"], run["store"], run["tracks"], run["config"], run["result"].out_dir,
+    again = fit_transfer(run["sources"], run["store"], run["tracks"], run["config"], 0, run["result"].out_dir,
                          device="cpu", progress=False)
     pd.testing.assert_frame_equal(again.predictions, run["result"].predictions)
     assert again.best_epoch == run["result"].best_epoch and again.name == run["result"].name
@@ -326,3 +332,17 @@ def test_evaluate_rejects_a_transfer_of_other_genres(transfer_run: dict, tmp_pat
     tracks["true_genre"] = tracks["true_genre"].str.upper()
     with pytest.raises(TransferError, match="trained on genres"):
         evaluate([transfer_run["result"].out_dir], tracks, tmp_path / "eval")
+
+
+def test_a_net_carries_the_input_it_takes(transfer_run: dict, tmp_path: Path) -> None:
+    """Transfer reads the features and window length from net.json: other features or mixed lengths are refused."""
+    run = transfer_run
+    other = FeatureConfig(n_mels=N_MELS, hop_length=256)
+    with pytest.raises(TransferError, match="other features.*hop_length"):
+        load_source(run["sources"][0], other)
+    long = tmp_path / "stn-g-86"
+    save_net(long, STN(3), {**net_meta(run["store"], {"g": 3}), "patch_frames": 86})
+    assert load_source(long, run["store"].config).patch_frames == 86
+    with pytest.raises(TransferError, match="different lengths"):
+        fit_transfer([run["sources"][0], long], run["store"], run["tracks"], run["config"], 0, tmp_path / "t",
+                     device="cpu", progress=False)

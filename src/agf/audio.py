@@ -15,20 +15,8 @@ import librosa
 import numpy as np
 import soundfile
 
+from agf.errors import AudioDecodeError
 from agf.fileio import atomic_path
-
-
-class AudioDecodeError(Exception):
-    """A file could not be decoded; `reason` says why in one line."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
-
-    def __reduce__(self) -> tuple[type, tuple[str, str]]:
-        """Pickle by (path, reason), so the error crosses process boundaries intact."""
-        return type(self), (self.path, self.reason)
 
 
 @dataclass(frozen=True)

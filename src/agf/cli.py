@@ -1,7 +1,13 @@
 """The `agf` command line: one sub-command per pipeline stage, all reading one typed config.
 
-Every command takes `--config` (a TOML file or a preset name) and a few overrides; the resolved
-config is written to WORKDIR/config.toml so a run can always be reproduced.
+This module only parses arguments into a typed Config and calls the stage functions of agf.pipeline. Every
+command takes `--config` (a TOML file or a preset name) and a few overrides; `agf run` and `agf prepare` write
+the resolved config to WORKDIR/config.toml. Errors a user can cause (agf.errors.AgfError) print as one line;
+`--debug` shows the traceback.
+
+Seeds: `--seed` of train, transfer and evaluate is the run seed (default: the first of the config's grid.seeds);
+`--seeds` of run/grid lists the run seeds; `--split-seed` seeds generated splits (dataset.seed); `agf synth
+--seed` seeds the corpus (synth.seed).
 """
 
 from __future__ import annotations
@@ -9,20 +15,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from agf.config import Config, ConfigError, load_config
-from agf.datasets.table import DatasetError
-from agf.store import StoreError
+from agf import __version__
+from agf.config import Config, load_config
+from agf.errors import AgfError, ConfigError
+from agf.tasks import ARCHS, parse_tasks
 
-USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, DatasetError, StoreError)
-
-EXIT_USAGE = 2
-
-
-class CommandError(RuntimeError):
-    """A user-facing error: printed without a traceback, exit status 1."""
+EXIT_ERROR = 1
 
 
 def _replace(config: Config, section: str, **changes: object) -> Config:
@@ -36,15 +38,29 @@ def _replace(config: Config, section: str, **changes: object) -> Config:
 def _base_config(args: argparse.Namespace) -> Config:
     """The config named by --config (default: built-in defaults) with the common overrides applied."""
     config = load_config(args.config) if args.config else Config()
-    config = _replace(config, "run", workdir=args.workdir, workers=args.workers)
-    return config
+    return _replace(config, "run", workdir=args.workdir, workers=args.workers, device=getattr(args, "device", None))
+
+
+def _run_seed(config: Config, args: argparse.Namespace) -> int:
+    """--seed, or the first of the config's grid.seeds."""
+    return args.seed if args.seed is not None else config.grid.seeds[0]
+
+
+def _task_list(text: str | None) -> tuple[str, ...] | None:
+    """'g,m,d' or 'gmd' -> ('g', 'm', 'd'); None stays None."""
+    return None if text is None else parse_tasks(text)
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", help="TOML config file or preset name (demo, fma-medium, fma-medium-paper)")
     parser.add_argument("-w", "--workdir", help="work directory for all outputs (default: the config's, 'work')")
     parser.add_argument("-j", "--workers", type=int, help="worker processes (default: the config's, 2)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_output_options(parser)
 
 
 def _add_dataset_options(parser: argparse.ArgumentParser) -> None:
@@ -59,7 +75,7 @@ def _add_dataset_options(parser: argparse.ArgumentParser) -> None:
         help="official: the dataset's own split (FMA's artist-disjoint one); random: the paper's stratified "
         "random split; artist: a new artist-disjoint stratified split",
     )
-    group.add_argument("--seed", type=int, help="seed for generated splits")
+    group.add_argument("--split-seed", type=int, help="seed of generated splits (dataset.seed)")
     group.add_argument("--strict", action="store_true", default=None, help="missing audio files are an error")
 
 
@@ -71,7 +87,7 @@ def _dataset_config(config: Config, args: argparse.Namespace) -> Config:
     elif args.fma_metadata or args.fma_audio:
         kind = "fma"
         if not (args.fma_metadata and args.fma_audio):
-            raise CommandError("--fma-metadata and --fma-audio go together: give both folders")
+            raise ConfigError("--fma-metadata and --fma-audio go together: give both folders")
     return _replace(
         config,
         "dataset",
@@ -81,14 +97,36 @@ def _dataset_config(config: Config, args: argparse.Namespace) -> Config:
         manifest=args.manifest,
         subset=args.subset,
         split=args.split,
-        seed=args.seed,
+        seed=args.split_seed,
         strict=args.strict,
     )
 
 
+def _add_grid_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("grid (overrides the config's [grid])")
+    group.add_argument("--tasks", help="tasks of the grid, e.g. g,m,d,e,s")
+    group.add_argument("--archs", help="architectures, e.g. stn,mtn,wstn")
+    group.add_argument("--subsets", help="task subsets to run, e.g. g,gm,gmdes (default: all of --tasks)")
+    group.add_argument("--seeds", help="run seeds, e.g. 0,1,2: each trains every net and MLP once")
+
+
+def _grid_config(config: Config, args: argparse.Namespace) -> Config:
+    try:
+        seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
+    except ValueError:
+        raise ConfigError(f"--seeds {args.seeds!r}: give integers separated by commas, e.g. 0,1,2") from None
+    archs = tuple(a.strip() for a in args.archs.split(",")) if args.archs else None
+    subsets = tuple(s.strip() for s in args.subsets.split(",")) if args.subsets else None
+    return _replace(config, "grid", tasks=_task_list(args.tasks), archs=archs, subsets=subsets, seeds=seeds)
+
+
+# -- the commands ---------------------------------------------------------------------------------
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Build the feature store of a dataset."""
-    from agf.pipeline import WorkDir, save_config, stage_prepare, stage_tracks
+    from agf.pipeline import stage_prepare, stage_tracks
+    from agf.workdir import WorkDir, save_config
 
     config = _dataset_config(_base_config(args), args)
     workdir = WorkDir(Path(config.run.workdir))
@@ -123,100 +161,57 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _workdir_inputs(config: Config):
-    """The track table and feature store that `agf prepare` left in the config's work directory."""
-    import pandas as pd
-
-    from agf.pipeline import WorkDir
-    from agf.prepare import usable_tracks
-    from agf.store import FeatureStore
-
-    workdir = WorkDir(Path(config.run.workdir))
-    if not workdir.tracks.exists():
-        raise CommandError(f"{workdir.tracks} not found: run `agf prepare` with this work directory first")
-    store = FeatureStore.open(workdir.root, config.features)
-    tracks = usable_tracks(pd.read_parquet(workdir.tracks), store)
-    if tracks.empty:
-        raise CommandError(f"no prepared tracks in {store.root}: run `agf prepare` with the same feature settings")
-    return workdir, tracks, store
-
-
-def _task_list(text: str | None) -> tuple[str, ...] | None:
-    """'g,m,d' or 'gmd' -> ('g', 'm', 'd'); None stays None."""
-    if text is None:
-        return None
-    from agf.training.command import parse_tasks
-
-    try:
-        return parse_tasks(text)
-    except ValueError as exc:
-        raise CommandError(str(exc)) from None
-
-
 def cmd_factors(args: argparse.Namespace) -> int:
     """Build the artist group factors of the prepared dataset."""
     from agf.factors import format_summary
-    from agf.pipeline import stage_factors
+    from agf.pipeline import open_prepared, stage_factors
 
-    config = _base_config(args)
-    config = _replace(config, "factors", tasks=_task_list(args.tasks), leaky=args.leaky or None)
-    workdir, tracks, store = _workdir_inputs(config)
-    out_dir, results = stage_factors(config, workdir, tracks, store, config.factors.tasks, not args.quiet)
-    print(format_summary(results))
-    print(f"artist group factors: {out_dir}")
+    config = _replace(_base_config(args), "factors", tasks=_task_list(args.tasks), leaky=args.leaky or None)
+    factors = stage_factors(config, open_prepared(config), config.factors.tasks, not args.quiet)
+    print(format_summary(factors.results))
+    print(f"artist group factors: {factors.directory}")
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train source nets (STN per task, one MTN, or a wSTN)."""
-    from agf.factors import load_track_targets
-    from agf.pipeline import stable_key, stage_factors, tracks_fingerprint
-    from agf.store import features_key
-    from agf.training.command import apply_train_arguments, train_command
+    from agf.pipeline import open_prepared, stage_train
 
-    config = apply_train_arguments(_base_config(args), args)
-    workdir, tracks, store = _workdir_inputs(config)
-    tasks = _task_list(args.tasks) or ("g",)
-    factors_dir, results = stage_factors(config, workdir, tracks, store, tasks, not args.quiet)
-    targets = {t: load_track_targets(factors_dir, t) for t, r in results.items() if r.available}
-    inputs_key = stable_key(features_key(config.features), str(factors_dir), tracks_fingerprint(tracks))
-    for result in train_command(config, args, tracks, store, targets, workdir.root / "nets", inputs_key, not args.quiet):
-        print(f"net: {result.out_dir}")
+    config = _replace(_base_config(args), "train", epochs=args.epochs, schedule=args.schedule)
+    seed = _run_seed(config, args)
+    net_dirs = stage_train(
+        config, open_prepared(config), args.arch, parse_tasks(args.tasks), args.match, seed, not args.quiet
+    )
+    for net_dir in net_dirs:
+        print(f"net: {net_dir}")
     return 0
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
     """Fit the transfer MLP on the window features of trained nets."""
-    from agf.transfer import fit_transfer, transfer_dir
+    from agf.pipeline import open_prepared, stage_transfer
 
-    config = _base_config(args)
-    config = _replace(config, "transfer", epochs=args.epochs, seed=args.seed)
-    workdir, tracks, store = _workdir_inputs(config)
-    sources = [Path(s) for s in args.nets]
-    out_dir = transfer_dir(workdir.root, sources, config.transfer)
-    result = fit_transfer(sources, store, tracks, config.transfer, out_dir, config.run.device, not args.quiet)
-    print(f"{result.name}: best epoch {result.best_epoch}; predictions in {out_dir}")
+    config = _replace(_base_config(args), "transfer", epochs=args.epochs)
+    result = stage_transfer(
+        config, open_prepared(config), [Path(s) for s in args.nets], _run_seed(config, args), not args.quiet
+    )
+    print(f"{result.name}: best epoch {result.best_epoch}; predictions in {result.out_dir}")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Score transfers and baselines; write metrics.json and plots."""
-    from agf.transfer import evaluate
+    from agf.evaluation import evaluate
+    from agf.pipeline import open_prepared
 
     config = _base_config(args)
-    workdir, tracks, store = _workdir_inputs(config)
-    out_dir = Path(args.out) if args.out else workdir.root / "evaluation" / "manual"
-    run = evaluate([Path(d) for d in args.transfers], tracks, out_dir, store=store, seed=args.seed)
+    prepared = open_prepared(config)
+    out_dir = Path(args.out) if args.out else prepared.workdir.evaluation / "manual"
+    run = evaluate([Path(d) for d in args.transfers], prepared.tracks, out_dir, store=prepared.store,
+                   seed=_run_seed(config, args))
     print(run.table)
     print(f"metrics: {out_dir / 'metrics.json'}")
     return 0
-
-
-def _grid_overrides(config: Config, args: argparse.Namespace) -> Config:
-    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
-    archs = tuple(a.strip() for a in args.archs.split(",")) if args.archs else None
-    subsets = tuple(s.strip() for s in args.subsets.split(",")) if args.subsets else None
-    return _replace(config, "grid", tasks=_task_list(args.tasks), archs=archs, subsets=subsets, seeds=seeds)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -225,9 +220,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.config_file:
         if args.config:
-            raise CommandError("give the config either as CONFIG or as --config, not both")
+            raise ConfigError("give the config either as CONFIG or as --config, not both")
         args.config = args.config_file
-    config = _grid_overrides(_dataset_config(_base_config(args), args), args)
+    config = _grid_config(_dataset_config(_base_config(args), args), args)
     run = run_pipeline(config, progress=not args.quiet)
     print(f"report: {run.report['html']}")
     return 0
@@ -236,12 +231,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """Rebuild the report of a finished run from its work directory."""
     from agf.pipeline import run_pipeline
+    from agf.workdir import WorkDir
 
-    config_path = Path(args.workdir_arg) / "config.toml"
-    if not config_path.exists():
-        raise CommandError(f"{config_path} not found: is {args.workdir_arg} a work directory of `agf run`?")
-    config = _replace(load_config(config_path), "run", workdir=args.workdir_arg)
-    run = run_pipeline(config, progress=not args.quiet, require_done=True)
+    workdir = WorkDir(Path(args.workdir_arg))
+    if not workdir.config.exists():
+        raise ConfigError(f"{workdir.config} not found: is {args.workdir_arg} a work directory of `agf run`?")
+    config = _replace(load_config(workdir.config), "run", workdir=args.workdir_arg)
+    run = run_pipeline(config, progress=not args.quiet, must_be_done=True)
     print(f"report: {run.report['html']}")
     return 0
 
@@ -256,20 +252,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_grid_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("grid (overrides the config's [grid])")
-    group.add_argument("--tasks", help="tasks of the grid, e.g. g,m,d,e,s")
-    group.add_argument("--archs", help="architectures, e.g. stn,mtn,wstn")
-    group.add_argument("--subsets", help="task subsets to run, e.g. g,gm,gmdes (default: all of --tasks)")
-    group.add_argument("--seeds", help="seeds, e.g. 0,1,2")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     parser = argparse.ArgumentParser(
         prog="agf",
         description="Genre classifiers that learn from artist information (Artist Group Factors, Kim et al. 2018).",
     )
+    parser.add_argument("--version", action="version", version=f"agf {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     prepare = commands.add_parser(
@@ -298,9 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--tracks-per-album", type=int, help="tracks per album (default 5)")
     synth.add_argument("--seconds", type=float, help="clip length in seconds, up to 30 (default 10)")
     synth.add_argument("--label-noise", type=float, help="share of albums with a wrong genre label (default 0.15)")
-    synth.add_argument("--seed", type=int, help="random seed (default 0)")
+    synth.add_argument("--seed", type=int, help="seed of the corpus (default 0)")
     synth.add_argument("-j", "--workers", type=int, help="worker processes (default 2)")
-    synth.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_output_options(synth)
     synth.set_defaults(func=cmd_synth)
 
     factors = commands.add_parser(
@@ -314,8 +303,6 @@ def build_parser() -> argparse.ArgumentParser:
     factors.add_argument("--leaky", action="store_true", help="the paper's protocol: fit on ALL tracks (leaks)")
     factors.set_defaults(func=cmd_factors)
 
-    from agf.training.command import add_train_arguments
-
     train = commands.add_parser(
         "train",
         help="train source nets on 1-s log-mel patches",
@@ -323,7 +310,21 @@ def build_parser() -> argparse.ArgumentParser:
         "genre net as large as a multi-task setup. Resumes from the last checkpoint.",
     )
     _add_common(train)
-    add_train_arguments(train)
+    train.add_argument("--tasks", default="g", help="tasks to train, e.g. g or g,m,d,e,s (default g)")
+    train.add_argument(
+        "--arch",
+        choices=ARCHS,
+        default="stn",
+        help="stn: one net per task; mtn: one net sharing the first block; wstn: a genre net as large as --match",
+    )
+    train.add_argument(
+        "--match", choices=["mtn", "stn"], default="mtn", help="wstn: match the MTN or the STN set of --tasks"
+    )
+    train.add_argument("--epochs", type=int, help="epochs (default: the config's train.epochs; an MTN trains "
+                       "epochs x its number of tasks)")
+    train.add_argument("--seed", type=int, help="run seed (default: the first of the config's grid.seeds)")
+    train.add_argument("--schedule", choices=["epoch", "batch"], help="MTN task schedule (default: the config's)")
+    train.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the config's run.device)")
     train.set_defaults(func=cmd_train)
 
     transfer = commands.add_parser(
@@ -335,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(transfer)
     transfer.add_argument("nets", nargs="+", metavar="NET_DIR", help="trained net directories (WORKDIR/nets/...)")
     transfer.add_argument("--epochs", type=int, help="MLP epochs (default: the config's, 50)")
-    transfer.add_argument("--seed", type=int, help="MLP seed")
+    transfer.add_argument("--seed", type=int, help="run seed (default: the first of the config's grid.seeds)")
     transfer.set_defaults(func=cmd_transfer)
 
     evaluate = commands.add_parser(
@@ -347,7 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(evaluate)
     evaluate.add_argument("transfers", nargs="+", metavar="TRANSFER_DIR", help="directories made by agf transfer")
     evaluate.add_argument("--out", help="output folder (default WORKDIR/evaluation/manual)")
-    evaluate.add_argument("--seed", type=int, default=0, help="seed of the classical baseline")
+    evaluate.add_argument("--seed", type=int, help="run seed, of the classical baseline (default: the first of "
+                          "the config's grid.seeds)")
     evaluate.set_defaults(func=cmd_evaluate)
 
     for name, help_text in (
@@ -373,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
         "stages are finished (nothing is trained).",
     )
     report.add_argument("workdir_arg", metavar="WORKDIR", help="work directory of an `agf run`")
-    report.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_output_options(report)
     report.set_defaults(func=cmd_report)
 
     demo = commands.add_parser(
@@ -384,21 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--out", default="demo", help="work directory (default ./demo)")
     demo.add_argument("-j", "--workers", type=int, help="worker processes (default 2)")
-    demo.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_output_options(demo)
     demo.set_defaults(func=cmd_demo)
     return parser
-
-
-def _stage_errors() -> tuple[type[Exception], ...]:
-    """Typed errors of the stages: printed as messages, not tracebacks."""
-    from agf.evaluation import EvaluationError
-    from agf.factors import FactorError
-    from agf.pipeline import PipelineError
-    from agf.report import ReportError
-    from agf.training.errors import TrainingError
-    from agf.transfer import TransferError
-
-    return (EvaluationError, FactorError, PipelineError, ReportError, TrainingError, TransferError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -408,9 +398,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (CommandError, *USER_ERRORS, *_stage_errors()) as exc:
+    except AgfError as exc:
+        if args.debug:
+            traceback.print_exc()
         print(f"agf {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"agf {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

@@ -15,9 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from agf.errors import ConfigError
+from agf.tasks import ARCHS, FACTOR_TASKS, TASKS
 
-class ConfigError(ValueError):
-    """A configuration file or value is invalid; the message names the key."""
+# One 1-s patch: 43 frames of 512 samples at 22,050 Hz. The net input length and the shortest usable track.
+PATCH_FRAMES = 43
+# Keys that were removed, and where their setting lives now.
+MOVED_KEYS: dict[str, str] = {
+    "train.seed": "grid.seeds (the seeds of nets and transfer MLPs; `agf train/transfer --seed N`)",
+    "transfer.seed": "grid.seeds (the seeds of nets and transfer MLPs; `agf train/transfer --seed N`)",
+}
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,7 @@ class DatasetConfig:
     split: Literal["official", "random", "artist"] = "official"
     val_fraction: float = 0.15
     test_fraction: float = 0.0
+    # Seed of generated splits (random, artist).
     seed: int = 0
     strict: bool = False
 
@@ -57,6 +65,7 @@ class SynthConfig:
     straddle_fraction: float = 0.1
     sample_rate: int = 44100
     bitrate: int = 128000
+    # Seed of the whole corpus: genres, artists, albums, label noise and audio.
     seed: int = 0
 
 
@@ -73,7 +82,7 @@ class FeatureConfig:
     top_db: float = 80.0
     n_mfcc: int = 25
     # A track shorter than this many frames cannot give one training patch: status too_short.
-    min_frames: int = 43
+    min_frames: int = PATCH_FRAMES
     # A track whose RMS level is below this (dBFS) is flagged silent.
     silence_rms_db: float = -60.0
 
@@ -82,7 +91,7 @@ class FeatureConfig:
 class FactorConfig:
     """Artist Group Factors: dictionaries, artist bags of words and LDA (tasks m, d, e, s)."""
 
-    tasks: tuple[str, ...] = ("m", "d", "e", "s")
+    tasks: tuple[str, ...] = FACTOR_TASKS
     n_words: int = 2048
     n_topics: int = 40
     # Frames per track sampled for fitting the m/d dictionaries (0 = all frames).
@@ -94,6 +103,7 @@ class FactorConfig:
     essentia_timeout_s: float = 300.0
     # The paper's leaky protocol fits dictionaries, normalisation and LDA on all tracks.
     leaky: bool = False
+    # Seed of the dictionaries (K-means), the quantile normaliser and LDA.
     seed: int = 0
 
 
@@ -105,7 +115,7 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-5
-    patch_frames: int = 43
+    patch_frames: int = PATCH_FRAMES
     # MTN: 'epoch' draws one task per epoch (the authors' code), 'batch' draws one per batch.
     schedule: Literal["epoch", "batch"] = "epoch"
     # wSTN width factor; 0 = computed to match the parameter count of the compared setup.
@@ -113,7 +123,6 @@ class TrainConfig:
     amp: bool = True
     channels_last: bool = True
     loader_workers: int = 1
-    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -128,17 +137,18 @@ class TransferConfig:
     window_hop: int = 21
     # Window features under bf16 autocast with channels_last: 3.2x faster on CPU here, 0.5 % relative error.
     amp: bool = True
-    seed: int = 0
 
 
 @dataclass(frozen=True)
 class GridConfig:
     """Which task subsets and architectures to run, over which seeds."""
 
-    tasks: tuple[str, ...] = ("g", "m", "d", "e", "s")
-    archs: tuple[str, ...] = ("stn", "mtn", "wstn")
+    tasks: tuple[str, ...] = TASKS
+    archs: tuple[str, ...] = ARCHS
     # Empty = all non-empty subsets of `tasks`; otherwise e.g. ["g", "gm", "gmdes"].
     subsets: tuple[str, ...] = ()
+    # Run seeds: each seed trains every net and transfer MLP once (initialisation, crops, dropout, shuffling)
+    # and fits the classical baseline. Splits, corpus and factors have their own seeds (dataset, synth, factors).
     seeds: tuple[int, ...] = (0,)
 
 
@@ -214,6 +224,9 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
+        moved = MOVED_KEYS.get(f"{prefix}.{unknown[0]}")
+        if moved:
+            raise ConfigError(f"{prefix}.{unknown[0]} is no longer a setting: use {moved}")
         where = f"[{prefix}]" if prefix else "the top level"
         raise ConfigError(
             f"unknown key {prefix + '.' if prefix else ''}{unknown[0]} in {where}; "
@@ -273,3 +286,28 @@ def config_to_dict(config: Any) -> dict[str, Any]:
         return value
 
     return clean(dataclasses.asdict(config))
+
+
+def config_to_toml(config: Config) -> str:
+    """The config as TOML text that load_config reads back to an equal config."""
+
+    def value(v: object) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+    data = config_to_dict(config)
+    lines = [f"{k} = {value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    for name, section in data.items():
+        if isinstance(section, dict):
+            lines.append(f"\n[{name}]")
+            lines += [f"{k} = {value(v)}" for k, v in section.items()]
+    text = "\n".join(lines) + "\n"
+    tomllib.loads(text)  # what we write must read back
+    return text

@@ -1,125 +1,134 @@
-"""Evaluation: the WWW 2018 challenge metrics, track-level aggregation, the classical baseline and plots.
+"""The evaluation run: every model on every split, against the given and (when known) the true genres.
 
-Class index i is genres[i] everywhere (see agf.datasets.table.genre_list). Metrics follow the challenge
-(Defferrard et al., arXiv 1803.05337): log loss with natural log and one-hot truth, probabilities clipped
-at 1e-8 (the authors' value), and F1 as the unweighted mean of per-class F1 (macro-F1).
+Models: each transfer MLP, each source net's own genre head (the 'genre STN softmax' of a genre STN, the
+'MTN genre head' of an MTN with task g), and the classical baseline (logistic regression on per-track MFCC
+mean/std, fitted on the training tracks). On each split every model is scored on the same tracks: those
+all models have a prediction for.
+
+out_dir receives
+    metrics.json                    genres, splits (track counts), per model and split: scores vs given/true labels
+    confusion/<model>.png           confusion matrix on the primary split (the last of `splits` with tracks)
+    confusion/<model>.true.png      the same against the true genres, when the table has them
+    per_genre_f1.csv / .png         per-genre F1 of every model on the primary split (given labels)
+    table.md                        the printed table
+    done.json                       the completion marker (agf.workdir): the key of the transfers, tracks,
+                                    store and seed scored, written last
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from agf.fileio import atomic_path, write_json_atomic
+from agf.datasets.table import genre_list, tracks_fingerprint
+from agf.errors import EvaluationError, TransferError
+from agf.fileio import atomic_path, read_json, safe_name, stable_key, write_json_atomic, write_text_atomic
+from agf.metrics import check_labels, confusion, format_table, score_against
+from agf.store import FeatureStore
+from agf.transfer import load_transfer
+from agf.workdir import clear_done, is_done, mark_done, read_marker
 
-LOG_LOSS_EPS = 1e-8
-TABLE_COLUMNS: tuple[str, ...] = ("model", "labels", "log_loss", "macro_f1", "accuracy")
+CLASSICAL = "classical: logreg on MFCC stats"
 
 
-class EvaluationError(ValueError):
-    """Predictions or labels cannot be scored; the message names the offending values and the fix."""
+@dataclass(frozen=True)
+class Model:
+    """One model's track probabilities: index track_id, one column per genre in class order."""
+
+    name: str
+    kind: str  # 'transfer', 'genre STN softmax', 'MTN genre head' or 'classical'
+    source: str
+    probs: pd.DataFrame
 
 
-def _check_labels(y: np.ndarray, n_classes: int, name: str) -> np.ndarray:
-    """`y` as a 1-d int array of class indices in [0, n_classes); raise EvaluationError otherwise."""
-    labels = np.asarray(y)
-    if labels.ndim != 1 or labels.size == 0:
-        raise EvaluationError(f"{name}: expected a non-empty 1-d array of class indices, got shape {labels.shape}")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise EvaluationError(f"{name}: expected integer class indices, got dtype {labels.dtype}")
-    out_of_range = np.unique(labels[(labels < 0) | (labels >= n_classes)])
-    if out_of_range.size:
-        raise EvaluationError(
-            f"{name}: class index(es) {out_of_range[:10].tolist()} outside [0, {n_classes}); "
-            "map labels with the genre list used for training"
+@dataclass(frozen=True)
+class EvaluationRun:
+    """What `evaluate` wrote: the metrics dict and the printable table."""
+
+    metrics: dict
+    table: str
+
+
+def _probability_frame(predictions: pd.DataFrame, genres: Sequence[str]) -> pd.DataFrame:
+    """A predictions table (track_id, split, genre columns) as probabilities indexed by track_id."""
+    return predictions.set_index(predictions["track_id"].astype(str))[list(genres)]
+
+
+def transfer_models(transfer_dirs: Sequence[str | Path], genres: Sequence[str]) -> list[Model]:
+    """The MLP and the genre-head baselines of each transfer directory (a baseline shared by several, once)."""
+    models: dict[str, Model] = {}
+    for directory in map(Path, transfer_dirs):
+        result = load_transfer(directory)
+        if result.genres != tuple(genres):
+            raise TransferError(
+                f"{directory}: trained on genres {', '.join(result.genres)}, but the track table has "
+                f"{', '.join(genres)}; evaluate with the track table it was trained on"
+            )
+        models.setdefault(
+            result.name, Model(result.name, "transfer", str(directory), _probability_frame(result.predictions, genres))
         )
-    return labels.astype(np.int64)
+        for baseline in result.baselines:
+            table = pd.read_parquet(directory / baseline.file)
+            models.setdefault(
+                baseline.name, Model(baseline.name, baseline.kind, baseline.source, _probability_frame(table, genres))
+            )
+    return list(models.values())
 
 
-def _check_pair(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Validated truth and prediction index arrays of the same length."""
-    truth = _check_labels(y_true, n_classes, "y_true")
-    pred = _check_labels(y_pred, n_classes, "y_pred")
-    if truth.shape != pred.shape:
-        raise EvaluationError(f"y_true has {truth.size} labels but y_pred has {pred.size}; pass one per track")
-    return truth, pred
+def classical_model(
+    store: FeatureStore, tracks: pd.DataFrame, genres: Sequence[str], splits: Sequence[str], seed: int = 0
+) -> Model:
+    """Logistic regression on per-track MFCC mean/std: fitted on training tracks, predicting `splits`' tracks."""
+    train = tracks[tracks["split"] == "train"]
+    scored = tracks[tracks["split"].isin(splits)]
+    if train.empty or scored.empty:
+        raise TransferError(f"{store.root}: no usable training or evaluation tracks for the classical baseline")
+    index_of = {genre: i for i, genre in enumerate(genres)}
+    train_X = np.stack([mfcc_stats(store.mfcc(t)) for t in train["track_id"]])
+    eval_X = np.stack([mfcc_stats(store.mfcc(t)) for t in scored["track_id"]])
+    probs = classical_baseline(train_X, train["genre"].map(index_of).to_numpy(), eval_X, len(genres), seed)
+    frame = pd.DataFrame(probs, index=pd.Index(scored["track_id"], name="track_id"), columns=list(genres))
+    return Model(CLASSICAL, "classical", str(store.root), frame)
 
 
-def _check_probs(probs: np.ndarray, n_rows: int) -> np.ndarray:
-    """`probs` as a finite float64 (n_rows, K) array with K >= 1; raise EvaluationError otherwise."""
-    matrix = np.asarray(probs, dtype=np.float64)
-    if matrix.ndim != 2 or matrix.shape[0] != n_rows or matrix.shape[1] == 0:
-        raise EvaluationError(f"probs: expected shape ({n_rows}, n_classes), got {matrix.shape}; one row per label")
-    if not np.isfinite(matrix).all():
-        raise EvaluationError("probs: contains NaN or infinite values; check the model's outputs")
-    return matrix
+def mfcc_stats(mfcc_frames: np.ndarray) -> np.ndarray:
+    """Per-track summary (2n,): the mean of each of the n coefficients over frames, then their std."""
+    frames = np.asarray(mfcc_frames, dtype=np.float64)
+    if frames.ndim != 2 or frames.shape[0] == 0:
+        raise EvaluationError(f"mfcc_stats: expected (frames, coefficients) with frames >= 1, got {frames.shape}")
+    return np.concatenate([frames.mean(axis=0), frames.std(axis=0)])
 
 
-def _check_scored(y_true: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Validated truth indices and their (n, K) probability matrix."""
-    n_columns = np.shape(probs)[1] if np.ndim(probs) == 2 else 0
-    if n_columns == 0:
-        raise EvaluationError(f"probs: expected a (n_tracks, n_classes) matrix, got shape {np.shape(probs)}")
-    truth = _check_labels(y_true, n_columns, "y_true")
-    return truth, _check_probs(probs, truth.size)
+def classical_baseline(
+    train_X: np.ndarray,
+    train_y: np.ndarray,
+    eval_X: np.ndarray,
+    n_classes: int | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """The FMA-paper-style baseline: StandardScaler + logistic regression; returns (n_eval, K) probabilities.
 
-
-def log_loss(y_true: np.ndarray, probs: np.ndarray, eps: float = LOG_LOSS_EPS) -> float:
-    """Mean of -ln p[true class] over tracks, with probabilities clipped to [eps, 1].
-
-    The challenge metric: natural log, one-hot truth, clip 1e-8 (the authors' value). Rows are NOT
-    renormalised after clipping, so a 0 on the true class costs exactly -ln(eps) (18.42 for 1e-8).
+    K is `n_classes` (default: highest training label + 1); a class missing from train_y gets probability 0.
     """
-    truth, matrix = _check_scored(y_true, probs)
-    true_probs = np.clip(matrix[np.arange(truth.size), truth], eps, 1.0)
-    return float(-np.mean(np.log(true_probs)))
-
-
-def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
-    """The challenge F1: the unweighted mean of per-class F1 over classes present in y_true or y_pred.
-
-    A class absent from both is ignored; a class in the truth but never predicted (or predicted but never
-    true) has F1 0.
-    """
-    truth, pred = _check_pair(y_true, y_pred, n_classes)
-    present = np.union1d(truth, pred)
-    return float(f1_score(truth, pred, labels=present, average="macro", zero_division=0))
-
-
-def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Share of tracks whose predicted class equals the true class."""
-    truth = np.asarray(y_true)
-    pred = np.asarray(y_pred)
-    if truth.shape != pred.shape or truth.ndim != 1 or truth.size == 0:
-        raise EvaluationError(f"accuracy: y_true {truth.shape} and y_pred {pred.shape} must be equal non-empty 1-d")
-    return float(accuracy_score(truth, pred))
-
-
-def per_class_report(y_true: np.ndarray, y_pred: np.ndarray, genres: Sequence[str]) -> pd.DataFrame:
-    """One row per genre (all of them, in class order): genre, precision, recall, f1, support."""
-    truth, pred = _check_pair(y_true, y_pred, len(genres))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        truth, pred, labels=np.arange(len(genres)), zero_division=0
-    )
-    return pd.DataFrame(
-        {"genre": list(genres), "precision": precision, "recall": recall, "f1": f1, "support": support}
-    )
-
-
-def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """Counts (n_classes, n_classes): row = true class, column = predicted class."""
-    truth, pred = _check_pair(y_true, y_pred, n_classes)
-    return confusion_matrix(truth, pred, labels=np.arange(n_classes))
+    n_classes = int(np.max(train_y, initial=-1)) + 1 if n_classes is None else n_classes
+    labels = check_labels(train_y, n_classes, "train_y")
+    if np.unique(labels).size < 2:
+        raise EvaluationError("classical_baseline: train_y holds a single class; it needs at least two genres")
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, random_state=seed))
+    model.fit(np.asarray(train_X, dtype=np.float64), labels)
+    class_probs = model.predict_proba(np.asarray(eval_X, dtype=np.float64))
+    probs = np.zeros((class_probs.shape[0], n_classes))
+    probs[:, model.classes_] = class_probs
+    return probs
 
 
 def plot_confusion(matrix: np.ndarray, genres: Sequence[str], path: str | Path, title: str) -> None:
@@ -149,130 +158,126 @@ def plot_confusion(matrix: np.ndarray, genres: Sequence[str], path: str | Path, 
         figure.savefig(tmp, format="png", dpi=100)
 
 
-def score(y_true: np.ndarray, probs: np.ndarray, genres: Sequence[str]) -> dict[str, Any]:
-    """log_loss, macro_f1, accuracy, n and the per-class report (list of dicts); predicted = argmax probs."""
-    truth, matrix = _check_scored(y_true, probs)
-    if matrix.shape[1] != len(genres):
-        raise EvaluationError(f"probs has {matrix.shape[1]} columns but there are {len(genres)} genres")
-    pred = matrix.argmax(axis=1)
-    return {
-        "log_loss": log_loss(truth, matrix),
-        "macro_f1": macro_f1(truth, pred, len(genres)),
-        "accuracy": accuracy(truth, pred),
-        "n": int(truth.size),
-        "per_class": per_class_report(truth, pred, genres).to_dict(orient="records"),
-    }
+def _labels(tracks: pd.DataFrame, ids: pd.Index, column: str, genres: Sequence[str]) -> np.ndarray:
+    """Class indices of a label column for the given track ids."""
+    return tracks.set_index("track_id").loc[ids, column].map({g: i for i, g in enumerate(genres)}).to_numpy()
 
 
-def _genre_indices(labels: pd.Series, genres: Sequence[str], column: str) -> np.ndarray:
-    """Map genre names to class indices; unknown names are an EvaluationError naming them."""
-    index_of = {genre: i for i, genre in enumerate(genres)}
-    unknown = sorted(set(labels) - set(index_of))
-    if unknown:
-        raise EvaluationError(
-            f"tracks.{column}: label(s) {', '.join(map(str, unknown[:10]))} not in the genre list "
-            f"({', '.join(genres)}); score with the genre list the model was trained on"
-        )
-    return labels.map(index_of).to_numpy(dtype=np.int64)
+def plot_per_genre_f1(f1: pd.DataFrame, path: Path, title: str) -> None:
+    """Grouped horizontal bars: one group per genre (rows of `f1`), one bar per model (columns)."""
+    n_genres, n_models = f1.shape
+    figure = Figure(figsize=(8, 2 + 0.12 * n_genres * n_models + 0.15 * n_models), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    height = 0.8 / n_models
+    positions = np.arange(n_genres)
+    for i, model in enumerate(f1.columns):
+        axes.barh(positions + i * height, f1[model].to_numpy(), height=height, label=model)
+    axes.set_yticks(positions + 0.4 - height / 2, labels=list(f1.index))
+    axes.invert_yaxis()
+    axes.set_xlim(0, 1)
+    axes.set_xlabel("F1")
+    axes.set_title(title)
+    figure.legend(loc="outside lower center", fontsize=7)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
 
 
-def score_against(tracks: pd.DataFrame, probs: pd.DataFrame, genres: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Score track probabilities (index track_id, one column per genre) against the table's labels.
-
-    The scored tracks are the rows of `probs`; each must be in `tracks`. Returns {'given': vs tracks.genre}
-    plus {'true': vs tracks.true_genre} when the table has that column (the synthetic corpus does).
-    """
-    missing_columns = [g for g in genres if g not in probs.columns]
-    if missing_columns:
-        raise EvaluationError(f"probs: no column for genre(s) {', '.join(missing_columns)}")
-    by_id = tracks.set_index(tracks["track_id"].astype(str))
-    track_ids = probs.index.astype(str)
-    unknown_ids = [t for t in track_ids if t not in by_id.index]
-    if unknown_ids:
-        raise EvaluationError(
-            f"probs: {len(unknown_ids)} track id(s) not in the track table, e.g. {', '.join(unknown_ids[:5])}"
-        )
-    rows = by_id.loc[track_ids]
-    matrix = probs[list(genres)].to_numpy(dtype=np.float64)
-    results = {"given": score(_genre_indices(rows["genre"], genres, "genre"), matrix, genres)}
-    if "true_genre" in rows.columns:
-        results["true"] = score(_genre_indices(rows["true_genre"], genres, "true_genre"), matrix, genres)
-    return results
-
-
-def mean_window_probs(
-    window_track_ids: np.ndarray, window_probs: np.ndarray, columns: Sequence[str] | None = None
-) -> pd.DataFrame:
-    """Track-level probabilities: the mean of each track's window probabilities.
-
-    Index track_id in order of first appearance; columns are `columns` (e.g. the genres) or 0..K-1.
-    Rows sum to 1 when the window rows do.
-    """
-    ids = np.asarray(window_track_ids)
-    if ids.ndim != 1 or ids.size == 0:
-        raise EvaluationError(f"window_track_ids: expected a non-empty 1-d array, got shape {ids.shape}")
-    matrix = _check_probs(window_probs, ids.size)
-    if columns is not None and len(columns) != matrix.shape[1]:
-        raise EvaluationError(f"mean_window_probs: {len(columns)} column names for {matrix.shape[1]} classes")
-    frame = pd.DataFrame(matrix, columns=list(columns) if columns is not None else None)
-    frame.index = pd.Index(ids.astype(str), name="track_id")
-    return frame.groupby(level="track_id", sort=False).mean()
+def _write_plots(
+    models: list[Model],
+    tracks: pd.DataFrame,
+    genres: Sequence[str],
+    split: str,
+    ids: pd.Index,
+    scores: dict[str, dict],
+    out_dir: Path,
+) -> None:
+    """Confusion matrices (given and true labels) and the per-genre F1 chart of the primary split."""
+    label_columns = {"given": "genre"}
+    if "true_genre" in tracks.columns:
+        label_columns["true"] = "true_genre"
+    for model in models:
+        predicted = model.probs.loc[ids].to_numpy().argmax(axis=1)
+        for labels, column in label_columns.items():
+            matrix = confusion(_labels(tracks, ids, column, genres), predicted, len(genres))
+            suffix = "" if labels == "given" else f".{labels}"
+            title = f"{model.name}\n{split}, {labels} labels"
+            plot_confusion(matrix, genres, out_dir / "confusion" / f"{safe_name(model.name)}{suffix}.png", title)
+    f1 = pd.DataFrame(
+        {m.name: [row["f1"] for row in scores[m.name][split]["given"]["per_class"]] for m in models},
+        index=pd.Index(list(genres), name="genre"),
+    )
+    write_text_atomic(out_dir / "per_genre_f1.csv", f1.to_csv())
+    plot_per_genre_f1(f1, out_dir / "per_genre_f1.png", f"per-genre F1, {split}, given labels")
 
 
-def mfcc_stats(mfcc_frames: np.ndarray) -> np.ndarray:
-    """Per-track summary (2n,): the mean of each of the n coefficients over frames, then their std."""
-    frames = np.asarray(mfcc_frames, dtype=np.float64)
-    if frames.ndim != 2 or frames.shape[0] == 0:
-        raise EvaluationError(f"mfcc_stats: expected (frames, coefficients) with frames >= 1, got {frames.shape}")
-    return np.concatenate([frames.mean(axis=0), frames.std(axis=0)])
+def evaluation_key(
+    transfer_dirs: Sequence[str | Path], tracks: pd.DataFrame, store: FeatureStore | None, splits: Sequence[str],
+    seed: int,
+) -> str:
+    """What an evaluation scores: the finished transfers (their markers' keys), the tracks, the store, splits, seed."""
+    transfers = []
+    for directory in map(Path, transfer_dirs):
+        marker = read_marker(directory)
+        if marker is None:
+            raise TransferError(f"{directory}: no finished transfer here; run `agf transfer` first")
+        transfers.append(marker["key"])
+    store_key = store.root.name if store is not None else None
+    return stable_key("evaluate", transfers, tracks_fingerprint(tracks), store_key, list(splits), seed)
 
 
-def classical_baseline(
-    train_X: np.ndarray,
-    train_y: np.ndarray,
-    eval_X: np.ndarray,
-    n_classes: int | None = None,
+def evaluate(
+    transfer_dirs: Sequence[str | Path],
+    tracks: pd.DataFrame,
+    out_dir: str | Path,
+    store: FeatureStore | None = None,
+    splits: Sequence[str] = ("val", "test"),
     seed: int = 0,
-) -> np.ndarray:
-    """The FMA-paper-style baseline: StandardScaler + logistic regression; returns (n_eval, K) probabilities.
-
-    K is `n_classes` (default: highest training label + 1); a class missing from train_y gets probability 0.
-    """
-    n_classes = int(np.max(train_y, initial=-1)) + 1 if n_classes is None else n_classes
-    labels = _check_labels(train_y, n_classes, "train_y")
-    if np.unique(labels).size < 2:
-        raise EvaluationError("classical_baseline: train_y holds a single class; it needs at least two genres")
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, random_state=seed))
-    model.fit(np.asarray(train_X, dtype=np.float64), labels)
-    class_probs = model.predict_proba(np.asarray(eval_X, dtype=np.float64))
-    probs = np.zeros((class_probs.shape[0], n_classes))
-    probs[:, model.classes_] = class_probs
-    return probs
-
-
-def write_metrics(path: str | Path, metrics: dict[str, Any]) -> None:
-    """Write a metrics dict atomically as JSON."""
-    write_json_atomic(path, metrics)
-
-
-def _cell(value: Any) -> str:
-    """A table cell: floats with 4 decimals, missing values as '-'."""
-    if value is None:
-        return "-"
-    if isinstance(value, (float, np.floating)):
-        return f"{value:.4f}"
-    return str(value)
-
-
-def format_table(rows: list[dict[str, Any]]) -> str:
-    """A markdown table of (model, labels, log_loss, macro_f1, accuracy), columns padded to align."""
-    cells = [[_cell(row.get(column)) for column in TABLE_COLUMNS] for row in rows]
-    widths = [
-        max([len(column), *(len(line[i]) for line in cells)]) for i, column in enumerate(TABLE_COLUMNS)
-    ]
-
-    def line(values: Sequence[str]) -> str:
-        return "| " + " | ".join(value.ljust(width) for value, width in zip(values, widths)) + " |"
-
-    separator = "|" + "|".join("-" * (width + 2) for width in widths) + "|"
-    return "\n".join([line(TABLE_COLUMNS), separator, *(line(values) for values in cells)])
+) -> EvaluationRun:
+    """Score every model (see the module doc; the classical baseline, seeded by `seed`, needs `store`) on the
+    usable tracks `tracks`, and write the outputs; a finished evaluation of the same inputs is read back."""
+    out_dir = Path(out_dir)
+    key = evaluation_key(transfer_dirs, tracks, store, splits, seed)
+    if is_done(out_dir, key):
+        return EvaluationRun(read_json(out_dir / "metrics.json"), (out_dir / "table.md").read_text().rstrip("\n"))
+    clear_done(out_dir)
+    genres = genre_list(tracks)
+    models = transfer_models(transfer_dirs, genres)
+    if store is not None:
+        models.append(classical_model(store, tracks, genres, splits, seed))
+    if not models:
+        raise TransferError("nothing to evaluate: pass transfer directories or a feature store")
+    split_ids: dict[str, pd.Index] = {}
+    for split in splits:
+        ids = pd.Index(tracks.loc[tracks["split"] == split, "track_id"])
+        for model in models:
+            ids = ids.intersection(model.probs.index, sort=False)
+        if len(ids):
+            split_ids[split] = ids
+    if not split_ids:
+        raise TransferError(f"no track of split(s) {', '.join(splits)} has a prediction from every model")
+    scores = {
+        m.name: {split: score_against(tracks, m.probs.loc[ids], genres) for split, ids in split_ids.items()}
+        for m in models
+    }
+    primary = list(split_ids)[-1]
+    metrics = {
+        "genres": list(genres),
+        "primary_split": primary,
+        "splits": {split: {"n_tracks": len(ids)} for split, ids in split_ids.items()},
+        "models": {m.name: {"kind": m.kind, "source": m.source, "scores": scores[m.name]} for m in models},
+    }
+    sections = []
+    for split, ids in split_ids.items():
+        rows = [
+            {"model": m.name, "labels": labels, **result}
+            for m in models
+            for labels, result in scores[m.name][split].items()
+        ]
+        sections.append(f"{split} ({len(ids)} tracks)\n\n{format_table(rows)}")
+    table = "\n\n".join(sections)
+    _write_plots(models, tracks, genres, primary, split_ids[primary], scores, out_dir)
+    write_text_atomic(out_dir / "table.md", table + "\n")
+    write_json_atomic(out_dir / "metrics.json", metrics)
+    mark_done(out_dir, key)
+    return EvaluationRun(metrics, table)

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,6 +78,11 @@ def stable_key(*parts: Any, length: int = 12) -> str:
     """A short hex digest of JSON-serialisable parts (settings dicts, upstream keys)."""
     blob = json.dumps(parts, sort_keys=True, default=_json_default, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:length]
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe version of a name (runs of other characters become '_')."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
 
 
 def _json_default(obj: Any) -> Any:

@@ -1,101 +1,37 @@
-"""Pipeline stages over one work directory: each stage reads its config section and its inputs.
+"""The pipeline: every stage over one work directory (see agf.workdir), each computed once and passed down.
 
-WORKDIR/
-  config.toml          the resolved config of the last run
-  corpus/              the synthetic corpus (dataset kind 'synth')
-  tracks.parquet       the track table
-  missing.parquet      listed tracks whose audio file does not exist
-  features/<key>/      the feature store (see agf.store)
-  factors/<key>/<task>/  artist group factors (see agf.factors)
-  nets/<arch>-<tasks>-<key>/  trained source nets (see agf.training)
-  transfer/<key>/      transfer MLPs and their predictions; transfer/windows/: cached window features
-  evaluation/seed<N>-<key>/  metrics.json, confusion matrices, per-genre F1 of every model of a seed
-  report/              results.csv, tables.md, figure3.png, report.html
+tracks -> prepare -> factors -> nets -> transfers -> evaluations -> report. Each stage is reused when its
+output directory is finished for the same inputs; `agf run` and the single-stage commands (`agf factors`,
+`train`, `transfer`, `evaluate`) call the same stage functions.
 """
 
 from __future__ import annotations
 
-import tomllib
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 
-from agf.config import Config, ConfigError, GridConfig, TrainConfig, config_to_dict
+from agf.config import Config, config_to_dict
 from agf.datasets import LoadedDataset, load_dataset
 from agf.datasets.fma import KNOWN_BAD_IDS
-from agf.datasets.table import genre_list
-from agf.factors import TASKS as FACTOR_TASKS
+from agf.datasets.table import tracks_fingerprint
+from agf.errors import PipelineError
+from agf.evaluation import evaluate, evaluation_key
 from agf.factors import FactorResult, build_factors, format_summary, load_track_targets
-from agf.fileio import read_json, stable_key, write_json_atomic, write_parquet_atomic, write_text_atomic
-from agf.prepare import PrepareSummary, prepare_features, usable_tracks
+from agf.fileio import read_json, safe_name, stable_key, write_parquet_atomic
+from agf.grid import Case, case_specs, grid_cases, grid_subsets
+from agf.metrics import METRICS
+from agf.prepare import PrepareSummary, prepare_features
 from agf.report import ReportImages, build_report
-from agf.report.results import task_subsets
 from agf.store import FeatureStore, features_key
-from agf.training.command import net_dir, net_specs, wstn_spec
-from agf.training.loop import NetSpec, train_net
-from agf.training.targets import task_targets
-from agf.transfer import evaluate, fit_transfer, load_transfer, transfer_dir
-from agf.transfer.mlp import model_slug
+from agf.tasks import FACTOR_TASKS, GENRE_TASK
+from agf.training import NetSpec, net_dir, net_specs, net_train_config, task_targets, train_net
+from agf.transfer import TransferResult, fit_transfer, load_transfer, transfer_dir
+from agf.workdir import WorkDir, is_done, require_done, save_config
 
-ALL_TASKS: tuple[str, ...] = ("g", "m", "d", "e", "s")
-
-
-class PipelineError(RuntimeError):
-    """A stage cannot run as asked (e.g. the report of a run whose stages are not finished)."""
-
-
-@dataclass(frozen=True)
-class WorkDir:
-    """Paths of one work directory."""
-
-    root: Path
-
-    @property
-    def corpus(self) -> Path:
-        return self.root / "corpus"
-
-    @property
-    def tracks(self) -> Path:
-        return self.root / "tracks.parquet"
-
-    @property
-    def missing(self) -> Path:
-        return self.root / "missing.parquet"
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.toml"
-
-
-def save_config(config: Config, workdir: WorkDir) -> None:
-    """Record the resolved config of this run in the work directory."""
-    write_text_atomic(workdir.config, dumps_toml(config_to_dict(config)))
-
-
-def dumps_toml(data: dict) -> str:
-    """Serialise nested dicts of scalars and lists as TOML (tables for nested dicts)."""
-
-    def value(v: object) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return repr(v)
-        if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-    lines = [f"{k} = {value(v)}" for k, v in data.items() if not isinstance(v, dict)]
-    for name, section in data.items():
-        if isinstance(section, dict):
-            lines.append(f"\n[{name}]")
-            lines += [f"{k} = {value(v)}" for k, v in section.items()]
-    text = "\n".join(lines) + "\n"
-    tomllib.loads(text)  # what we write must read back
-    return text
+Log = Callable[[str], None]
 
 
 def stage_tracks(config: Config, workdir: WorkDir, progress: bool = True) -> LoadedDataset:
@@ -132,95 +68,133 @@ def stage_prepare(
     return store, summary
 
 
-# -- artist group factors -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Prepared:
+    """What every stage after prepare reads: the work directory, the usable tracks and their feature store."""
+
+    workdir: WorkDir
+    tracks: pd.DataFrame  # the rows of the track table with features stored as ok (FeatureStore.usable)
+    store: FeatureStore
 
 
-def tracks_fingerprint(tracks: pd.DataFrame) -> str:
-    """A key of what the later stages read from the track table (ids, artists, labels, splits)."""
-    columns = ["track_id", "artist_id", "genre", "split"]
-    table = tracks[columns].astype(str)
-    subgenres = tracks["subgenres"].map(lambda v: ";".join(v))
-    return stable_key("tracks", table.to_numpy().tolist(), subgenres.tolist())
+def open_prepared(config: Config) -> Prepared:
+    """The usable tracks and the feature store that `agf prepare` (or `agf run`) left in the work directory."""
+    workdir = WorkDir(Path(config.run.workdir))
+    if not workdir.tracks.exists():
+        raise PipelineError(f"{workdir.tracks} not found: run `agf prepare` (or `agf run`) on this work directory")
+    store = FeatureStore.open(workdir.root, config.features)
+    tracks = store.usable(pd.read_parquet(workdir.tracks))
+    if tracks.empty:
+        raise PipelineError(f"no prepared tracks in {store.root}: run `agf prepare` with the same feature settings")
+    return Prepared(workdir, tracks, store)
 
 
-def stage_factors(
-    config: Config, workdir: WorkDir, tracks: pd.DataFrame, store: FeatureStore, tasks: Sequence[str], progress: bool
-) -> tuple[Path | None, dict[str, FactorResult]]:
-    """Build the artist-group tasks among `tasks` (m, d, e, s); None when no such task is asked for."""
-    wanted = tuple(t for t in FACTOR_TASKS if t in tasks)
-    if not wanted:
-        return None, {}
-    factors = replace(config.factors, tasks=wanted)
-    out_dir = workdir.root / "factors" / stable_key("factors", config_to_dict(factors), features_key(config.features))
-    results = build_factors(tracks, store, factors, out_dir, workers=config.run.workers, progress=progress)
-    return out_dir, results
-
-
-# -- the grid: cases, nets, transfers --------------------------------------------------------------
+# -- artist group factors and targets ----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Case:
-    """One row of the paper's tables: an architecture over a task subset, for one seed."""
+class Factors:
+    """The artist group factors a run uses: their key (a hash of settings and inputs), folder and results."""
 
-    arch: str  # 'stn', 'mtn' or 'wstn'
-    tasks: str  # task letters in the order g, m, d, e, s; a wSTN has 'g'
-    n_tasks: int  # for a wSTN: the number of tasks of the setups it is matched to
-    seed: int
+    key: str | None
+    directory: Path | None
+    results: dict[str, FactorResult] = field(default_factory=dict)
 
     @property
-    def label(self) -> str:
-        return f"{self.arch.upper()} {self.tasks}" + (f" (N={self.n_tasks})" if self.arch == "wstn" else "")
+    def unavailable(self) -> set[str]:
+        """Tasks that could not be built here (e.g. e without Essentia)."""
+        return {task for task, result in self.results.items() if not result.available}
 
 
-def canonical_tasks(letters: Iterable[str]) -> str:
-    """Task letters in the canonical order g, m, d, e, s."""
-    letters = set(letters)
-    return "".join(t for t in ALL_TASKS if t in letters)
+def stage_factors(config: Config, prepared: Prepared, tasks: Sequence[str], progress: bool) -> Factors:
+    """Build the artist-group tasks among `tasks` (m, d, e, s); no factors when none is asked for."""
+    wanted = tuple(t for t in FACTOR_TASKS if t in tasks)
+    if not wanted:
+        return Factors(None, None)
+    settings = replace(config.factors, tasks=wanted)
+    key = stable_key("factors", config_to_dict(settings), features_key(config.features))
+    out_dir = prepared.workdir.factors / key
+    results = build_factors(prepared.tracks, prepared.store, settings, out_dir, config.run.workers, progress)
+    return Factors(key, out_dir, results)
 
 
-def grid_subsets(grid: GridConfig) -> list[str]:
-    """The task subsets to run: the config's list, or every non-empty subset of grid.tasks (paper order)."""
-    allowed = set(grid.tasks)
-    if grid.subsets:
-        subsets = [canonical_tasks(s) for s in grid.subsets]
-        bad = [s for s, c in zip(grid.subsets, subsets) if set(s) - allowed or len(c) != len(s) or not c]
-        if bad:
-            raise ConfigError(f"grid.subsets: {bad[0]!r} is not a subset of grid.tasks {''.join(grid.tasks)}")
-        return list(dict.fromkeys(subsets))
-    return [s for s in task_subsets() if set(s) <= allowed]
+@dataclass(frozen=True)
+class NetInputs:
+    """What every net of a run trains on: the prepared tracks, each available task's targets, and their key."""
+
+    prepared: Prepared
+    targets: dict[str, pd.DataFrame]
+    key: str  # features, factors and track table: part of every net directory's key
+
+    @property
+    def task_outputs(self) -> dict[str, int]:
+        """Outputs of each available task."""
+        return {task: targets.shape[1] for task, targets in self.targets.items()}
 
 
-def grid_cases(grid: GridConfig, subsets: Sequence[str]) -> list[Case]:
-    """Every case of the grid: STN for each subset, MTN for each subset of two or more tasks, a wSTN per N >= 2."""
-    unknown = sorted(set(grid.archs) - {"stn", "mtn", "wstn"})
-    if unknown:
-        raise ConfigError(f"grid.archs: unknown architecture(s) {', '.join(unknown)}; use stn, mtn, wstn")
-    cases = []
-    for seed in grid.seeds:
-        for subset in subsets:
-            if "stn" in grid.archs or len(subset) == 1:
-                cases.append(Case("stn", subset, len(subset), seed))
-            if "mtn" in grid.archs and len(subset) > 1:
-                cases.append(Case("mtn", subset, len(subset), seed))
-        if "wstn" in grid.archs:
-            for n in sorted({len(s) for s in subsets if len(s) > 1}):
-                cases.append(Case("wstn", "g", n, seed))
-    return cases
+def net_inputs(config: Config, prepared: Prepared, factors: Factors) -> NetInputs:
+    """The genre targets and those of every available artist-group task, keyed by content, never by a path."""
+    tracks = prepared.tracks
+    targets = {GENRE_TASK: task_targets(tracks, GENRE_TASK, None)}
+    for task in factors.results:
+        if task not in factors.unavailable:
+            targets[task] = task_targets(tracks, task, load_track_targets(factors.directory, task))
+    key = stable_key(features_key(config.features), factors.key, tracks_fingerprint(tracks))
+    return NetInputs(prepared, targets, key)
 
 
-def net_train_config(spec: NetSpec, train: TrainConfig, seed: int) -> TrainConfig:
-    """Training settings of one net: the seed, and (as in the paper) MTN epochs = STN epochs x tasks."""
-    epochs = train.epochs * len(spec.tasks) if spec.arch == "mtn" else train.epochs
-    return replace(train, seed=seed, epochs=epochs)
+def stage_net(
+    config: Config, inputs: NetInputs, spec: NetSpec, seed: int, progress: bool, log: Log, prefix: str = "",
+    must_be_done: bool = False,
+) -> Path:
+    """Train one net (or reuse it when finished); return its directory."""
+    train = net_train_config(spec, config.train)
+    out_dir = net_dir(inputs.prepared.workdir.nets, spec, train, seed, inputs.key)
+    what = f"net {spec.name} seed {seed}"
+    if must_be_done:
+        require_done(out_dir, what)
+    log(f"{prefix}{what}: {'reused' if is_done(out_dir) else 'training'}")
+    targets = {task: inputs.targets[task] for task in spec.tasks}
+    prepared = inputs.prepared
+    train_net(spec, prepared.store, prepared.tracks, targets, train, seed, out_dir, config.run.device, progress)
+    return out_dir
 
 
-def case_specs(case: Case, task_outputs: dict[str, int], grid_tasks: Sequence[str], n_mels: int) -> list[NetSpec]:
-    """The nets a case needs. A wSTN for N is matched to the MTN over the first N grid tasks (g first)."""
-    if case.arch == "wstn":
-        matched = canonical_tasks(grid_tasks)[: case.n_tasks]
-        return [wstn_spec("mtn", {t: task_outputs[t] for t in matched}, n_mels, report=lambda _: None)]
-    return net_specs(case.arch, {t: task_outputs[t] for t in case.tasks}, n_mels)  # type: ignore[arg-type]
+def stage_train(
+    config: Config, prepared: Prepared, arch: str, tasks: Sequence[str], match: str, seed: int, progress: bool,
+    log: Log = print,
+) -> list[Path]:
+    """`agf train`: the nets of one architecture over `tasks` (a wSTN matched to the `match` setup over them)."""
+    factors = stage_factors(config, prepared, tasks, progress)
+    if factors.unavailable:
+        raise PipelineError(f"task(s) {', '.join(sorted(factors.unavailable))} unavailable here: "
+                            + "; ".join(factors.results[t].summary["status"] for t in sorted(factors.unavailable)))
+    inputs = net_inputs(config, prepared, factors)
+    wanted = ((GENRE_TASK,) if arch == "wstn" else ()) + tuple(tasks)
+    outputs = {task: inputs.task_outputs[task] for task in dict.fromkeys(wanted)}
+    specs = net_specs(arch, outputs, prepared.store.config.n_mels, match)  # type: ignore[arg-type]
+    return [stage_net(config, inputs, spec, seed, progress, log) for spec in specs]
+
+
+def stage_transfer(
+    config: Config, prepared: Prepared, sources: Sequence[Path], seed: int, progress: bool
+) -> TransferResult:
+    """The transfer MLP over `sources` for one seed, in transfer/<key> (reused when finished)."""
+    out_dir = transfer_dir(prepared.workdir.transfer, sources, config.transfer, seed)
+    return fit_transfer(
+        sources, prepared.store, prepared.tracks, config.transfer, seed, out_dir, config.run.device, progress
+    )
+
+
+def stage_evaluate(prepared: Prepared, transfer_dirs: Sequence[Path], seed: int) -> Path:
+    """Score every transfer of one seed and the baselines into evaluation/seed<N>-<key> (reused when finished)."""
+    key = evaluation_key(transfer_dirs, prepared.tracks, prepared.store, ("val", "test"), seed)
+    out_dir = prepared.workdir.evaluation / f"seed{seed}-{key}"
+    evaluate(transfer_dirs, prepared.tracks, out_dir, store=prepared.store, seed=seed)
+    return out_dir
+
+
+# -- the grid ---------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -229,85 +203,49 @@ class GridRun:
 
     transfers: dict[Case, Path]
     evaluations: dict[int, Path]
-    factors_dir: Path | None
-    factor_results: dict[str, FactorResult]
-
-
-def _require_done(directory: Path, what: str) -> None:
-    """With require_done, an unfinished stage is an error instead of work."""
-    if not (directory / "done.json").exists():
-        raise PipelineError(f"{what} is not finished ({directory}); run `agf run` on this work directory first")
+    factors: Factors
 
 
 def run_grid(
-    config: Config, workdir: WorkDir, tracks: pd.DataFrame, store: FeatureStore, progress: bool = True,
-    log: Callable[[str], None] = print, require_done: bool = False,
+    config: Config, prepared: Prepared, progress: bool = True, log: Log = print, must_be_done: bool = False
 ) -> GridRun:
     """Factors, source nets (each trained once, reused by every case), transfers and evaluations."""
     subsets = grid_subsets(config.grid)
-    factors_dir, factor_results = stage_factors(config, workdir, tracks, store, "".join(subsets), progress)
-    if factor_results:
-        log(format_summary(factor_results))
-    unavailable = {t for t, r in factor_results.items() if not r.available}
-    if unavailable:
-        log(f"warning: task(s) {', '.join(sorted(unavailable))} unavailable; dropping the subsets that use them")
-        subsets = [s for s in subsets if not set(s) & unavailable]
-    grid_tasks = [t for t in config.grid.tasks if t not in unavailable]
+    factors = stage_factors(config, prepared, "".join(subsets), progress)
+    if factors.results:
+        log(format_summary(factors.results))
+    if factors.unavailable:
+        log(f"warning: task(s) {', '.join(sorted(factors.unavailable))} unavailable; "
+            "dropping the subsets that use them")
+        subsets = [s for s in subsets if not set(s) & factors.unavailable]
+    grid_tasks = [t for t in config.grid.tasks if t not in factors.unavailable]
     cases = grid_cases(config.grid, subsets)
-    genres = genre_list(tracks)
-    task_outputs = {"g": len(genres)}
-    targets = {"g": task_targets(tracks, "g", None)}
-    for task in factor_results:
-        if task not in unavailable:
-            targets[task] = task_targets(tracks, task, load_track_targets(factors_dir, task))
-            task_outputs[task] = targets[task].shape[1]
-    inputs_key = stable_key(features_key(config.features), str(factors_dir), tracks_fingerprint(tracks))
-    nets_root = workdir.root / "nets"
-    trained: dict[Path, None] = {}
+    inputs = net_inputs(config, prepared, factors)
+    trained: dict[tuple[NetSpec, int], Path] = {}
     transfers: dict[Case, Path] = {}
     for number, case in enumerate(cases, 1):
+        prefix = f"[{number}/{len(cases)}] "
         sources = []
-        for spec in case_specs(case, task_outputs, grid_tasks, store.config.n_mels):
-            train = net_train_config(spec, config.train, case.seed)
-            out_dir = net_dir(nets_root, spec, train, inputs_key)
-            if out_dir not in trained:
-                if require_done:
-                    _require_done(out_dir, f"net {spec.arch} {''.join(spec.tasks)} seed {case.seed}")
-                state = "reused" if (out_dir / "done.json").exists() else "training"
-                log(f"[{number}/{len(cases)}] net {spec.arch} {''.join(spec.tasks)} seed {case.seed}: {state}")
-                spec_targets = {t: targets[t] for t in spec.tasks}
-                train_net(spec, store, tracks, spec_targets, train, out_dir, config.run.device, progress)
-                trained[out_dir] = None
-            sources.append(out_dir)
-        transfer = replace(config.transfer, seed=case.seed)
-        out_dir = transfer_dir(workdir.root, sources, transfer)
-        if require_done:
-            _require_done(out_dir, f"transfer {case.label} seed {case.seed}")
-        state = "reused" if (out_dir / "done.json").exists() else "fitting"
-        log(f"[{number}/{len(cases)}] transfer {case.label} seed {case.seed}: {state}")
-        fit_transfer(sources, store, tracks, transfer, out_dir, device=config.run.device, progress=progress)
-        transfers[case] = out_dir
-    evaluations = {}
-    for seed in config.grid.seeds:
-        dirs = [d for c, d in transfers.items() if c.seed == seed]
-        evaluations[seed] = stage_evaluate(workdir, dirs, tracks, store, seed)
-    return GridRun(transfers, evaluations, factors_dir, factor_results)
-
-
-def stage_evaluate(workdir: WorkDir, transfer_dirs: Sequence[Path], tracks: pd.DataFrame, store: FeatureStore,
-                   seed: int) -> Path:
-    """Score every transfer of one seed and the baselines; reused when its inputs are unchanged."""
-    key = stable_key("evaluate", [d.name for d in transfer_dirs], tracks_fingerprint(tracks), store.root.name, seed)
-    out_dir = workdir.root / "evaluation" / f"seed{seed}-{key}"
-    if not (out_dir / "done.json").exists():
-        evaluate(transfer_dirs, tracks, out_dir, store=store, seed=seed)
-        write_json_atomic(out_dir / "done.json", {"key": key})
-    return out_dir
+        for spec in case_specs(case, inputs.task_outputs, grid_tasks, prepared.store.config.n_mels):
+            if (spec, case.seed) not in trained:
+                trained[spec, case.seed] = stage_net(
+                    config, inputs, spec, case.seed, progress, log, prefix, must_be_done
+                )
+            sources.append(trained[spec, case.seed])
+        out_dir = transfer_dir(prepared.workdir.transfer, sources, config.transfer, case.seed)
+        what = f"transfer {case.label} seed {case.seed}"
+        if must_be_done:
+            require_done(out_dir, what)
+        log(f"{prefix}{what}: {'reused' if is_done(out_dir) else 'fitting'}")
+        transfers[case] = stage_transfer(config, prepared, sources, case.seed, progress).out_dir
+    evaluations = {
+        seed: stage_evaluate(prepared, [d for c, d in transfers.items() if c.seed == seed], seed)
+        for seed in config.grid.seeds
+    }
+    return GridRun(transfers, evaluations, factors)
 
 
 # -- results and the report -----------------------------------------------------------------------
-
-METRICS: tuple[str, ...] = ("log_loss", "macro_f1", "accuracy")
 
 
 def _metrics(evaluation_dir: Path) -> dict:
@@ -327,8 +265,8 @@ def collect_results(run: GridRun) -> tuple[pd.DataFrame, pd.DataFrame]:
                 for labels, scores in by_labels.items():
                     rows += [
                         {"tasks": case.tasks, "arch": case.arch, "n_tasks": case.n_tasks,
-                         "includes_genre": "g" in case.tasks, "seed": seed, "split": split, "labels": labels,
-                         "metric": metric, "value": float(scores[metric])}
+                         "includes_genre": GENRE_TASK in case.tasks, "seed": seed, "split": split,
+                         "labels": labels, "metric": metric, "value": float(scores[metric])}
                         for metric in METRICS
                     ]
         for name, model in models.items():
@@ -363,8 +301,7 @@ def best_case(run: GridRun, results: pd.DataFrame, where: Callable[[Case], bool]
 
 
 def stage_report(
-    config: Config, workdir: WorkDir, run: GridRun, results: pd.DataFrame, baselines: pd.DataFrame,
-    tracks: pd.DataFrame, store: FeatureStore,
+    config: Config, prepared: Prepared, run: GridRun, results: pd.DataFrame, baselines: pd.DataFrame
 ) -> dict:
     """results.csv, tables, Figure 3, the best model's confusion and per-genre F1, heatmaps, report.html."""
     best = best_case(run, results)
@@ -374,12 +311,13 @@ def stage_report(
     name = load_transfer(run.transfers[best]).name
     primary = metrics["primary_split"]
     per_genre = pd.DataFrame(metrics["models"][name]["scores"][primary]["given"]["per_class"])
+    factors = run.factors
     heatmaps = {
-        task: run.factors_dir / task / "heatmap.png"
-        for task, result in run.factor_results.items()
-        if result.available and run.factors_dir is not None
+        task: factors.directory / task / "heatmap.png"
+        for task, result in factors.results.items()
+        if result.available and factors.directory is not None
     }
-    images = ReportImages(confusion=evaluation_dir / "confusion" / f"{model_slug(name)}.png", heatmaps=heatmaps)
+    images = ReportImages(confusion=evaluation_dir / "confusion" / f"{safe_name(name)}.png", heatmaps=heatmaps)
     notes = [
         f"dataset: {config.dataset.kind}, split mode {config.dataset.split}; artist groups "
         + ("fitted on ALL tracks (the paper's leaky protocol)" if config.factors.leaky else "fitted on training tracks only"),
@@ -388,8 +326,8 @@ def stage_report(
         f"best model: {best.label} (seed {best.seed})",
     ]
     return build_report(
-        workdir.root / "report", results, baselines if len(baselines) else None, tracks, store.index(), images,
-        f"{best.label}", per_genre, title="agf report", notes=notes,
+        prepared.workdir.report, results, baselines if len(baselines) else None, prepared.tracks,
+        prepared.store.index(), images, f"{best.label}", per_genre, title="agf report", notes=notes,
     )
 
 
@@ -403,36 +341,31 @@ class PipelineRun:
     report: dict
 
 
-def run_pipeline(
-    config: Config, progress: bool = True, log: Callable[[str], None] = print, require_done: bool = False
-) -> PipelineRun:
+def run_pipeline(config: Config, progress: bool = True, log: Log = print, must_be_done: bool = False) -> PipelineRun:
     """Every stage, each reused when done with the same inputs: tracks, prepare, factors, nets, transfer,
-    evaluate, report."""
-    workdir = WorkDir(Path(config.run.workdir))
-    if require_done:
-        if not workdir.tracks.exists():
-            raise PipelineError(f"{workdir.tracks} not found; run `agf run` on this work directory first")
-        store = FeatureStore.open(workdir.root, config.features)
-        tracks = usable_tracks(pd.read_parquet(workdir.tracks), store)
+    evaluate, report. With must_be_done (`agf report`), an unfinished net or transfer is an error, not work."""
+    if must_be_done:
+        prepared = open_prepared(config)
     else:
+        workdir = WorkDir(Path(config.run.workdir))
         save_config(config, workdir)
         loaded = stage_tracks(config, workdir, progress=progress)
         for warning in loaded.warnings:
             log(f"warning: {warning}")
         store, summary = stage_prepare(config, workdir, loaded.tracks, progress=progress)
         log(summary.format())
-        tracks = usable_tracks(loaded.tracks, store)
-    grid = run_grid(config, workdir, tracks, store, progress=progress, log=log, require_done=require_done)
+        prepared = Prepared(workdir, store.usable(loaded.tracks), store)
+    grid = run_grid(config, prepared, progress=progress, log=log, must_be_done=must_be_done)
     results, baselines = collect_results(grid)
-    report = stage_report(config, workdir, grid, results, baselines, tracks, store)
+    report = stage_report(config, prepared, grid, results, baselines)
     return PipelineRun(grid, results, baselines, report)
 
 
 def demo_summary(run: PipelineRun) -> str:
     """Genre-only transfer vs the best artist-group transfer, against the noisy and the true labels."""
     results = run.results
-    genre_only = next((c for c in run.grid.transfers if c.arch == "stn" and c.tasks == "g"), None)
-    best_agf = best_case(run.grid, results, lambda c: bool(set(c.tasks) - {"g"}))
+    genre_only = next((c for c in run.grid.transfers if c.arch == "stn" and c.tasks == GENRE_TASK), None)
+    best_agf = best_case(run.grid, results, lambda c: bool(set(c.tasks) - {GENRE_TASK}))
     split = "test" if (results["split"] == "test").any() else selection_split(results)
     lines = [f"Demo results on the {split} split (mean over seeds; best artist-group model chosen on validation):"]
     header = f"{'model':34s} {'labels':7s} {'log loss':>9s} {'macro-F1':>9s} {'accuracy':>9s}"
@@ -446,7 +379,7 @@ def demo_summary(run: PipelineRun) -> str:
             values = rows[rows["labels"] == labels].groupby("metric")["value"].mean()
             if values.empty:
                 continue
-            name = f"{title}: {case.label}" if case.tasks != "g" or case.arch != "stn" else title
+            name = f"{title}: {case.label}" if case.tasks != GENRE_TASK or case.arch != "stn" else title
             lines.append(f"{name:34s} {labels:7s} {values['log_loss']:9.3f} {values['macro_f1']:9.3f} "
                          f"{values['accuracy']:9.3f}")
     lines.append("labels: 'given' = the corpus's album-level genre labels (some albums mislabelled on purpose); "

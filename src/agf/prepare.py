@@ -137,7 +137,9 @@ def is_finished(store: FeatureStore, track_id: str, audio_path: str, retry_faile
         return False
     if retry_failed and entry["status"] == "failed":
         return False
-    if entry["audio_path"] != audio_path or (entry["file_size"], entry["file_mtime_ns"]) != _file_facts(audio_path):
+    # The file is identified by its size and modification time, not by how its path is spelled: a work
+    # directory (and the synthetic corpus in it) reached by another path or moved elsewhere is not redone.
+    if (entry["file_size"], entry["file_mtime_ns"]) != _file_facts(audio_path):
         return False
     if entry["status"] in ("ok", "too_short", "silent"):
         return store.has_array("mel", track_id) and store.has_array("mfcc", track_id)
@@ -168,12 +170,6 @@ def prepare_features(
             summary.reasons[f"{entry['status']}: {entry['reason']}"] += 1
     store.write_index()
     return summary
-
-
-def usable_tracks(tracks: pd.DataFrame, store: FeatureStore) -> pd.DataFrame:
-    """The rows of a track table whose features are stored with status ok."""
-    ok = set(store.ok_ids())
-    return tracks[tracks["track_id"].isin(ok)].reset_index(drop=True)
 
 
 def default_workers() -> int:

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from agf.config import FeatureConfig, config_to_dict
+from agf.errors import StoreError
 from agf.features import delta_mfcc
 from agf.fileio import read_json, stable_key, write_json_atomic, write_npy_atomic, write_parquet_atomic
 
@@ -44,10 +45,6 @@ ENTRY_COLUMNS: tuple[str, ...] = (
     "rms_db",
     "decoder",
 )
-
-
-class StoreError(RuntimeError):
-    """The feature store is missing, incomplete or was made with other settings."""
 
 
 def features_key(config: FeatureConfig) -> str:
@@ -153,6 +150,10 @@ class FeatureStore:
         """Ids of the tracks whose features are usable for training and evaluation."""
         index = self.index()
         return index.loc[index["status"] == "ok", "track_id"].tolist()
+
+    def usable(self, tracks: pd.DataFrame) -> pd.DataFrame:
+        """The rows of a track table whose features are stored with status ok: what every later stage reads."""
+        return tracks[tracks["track_id"].isin(set(self.ok_ids()))].reset_index(drop=True)
 
     def remove_temporaries(self) -> int:
         """Delete leftovers of writes killed midway; return how many were removed."""

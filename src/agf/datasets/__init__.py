@@ -14,7 +14,8 @@ import pandas as pd
 
 from agf.config import DatasetConfig
 from agf.datasets.splits import assign_split
-from agf.datasets.table import DatasetError, validate_track_table
+from agf.datasets.table import validate_track_table
+from agf.errors import DatasetError
 
 _EXAMPLES = 3
 _STRICT_LISTED = 10

@@ -14,7 +14,7 @@ import pandas as pd
 
 from agf.datasets import LoadedDataset, assemble_dataset
 from agf.datasets.fma_layout import fma_audio_path
-from agf.datasets.table import DatasetError
+from agf.errors import DatasetError
 
 # FMA clips with no audio at all, then clips far shorter than 30 s (FMA-FORMAT.md).
 KNOWN_BAD_IDS: frozenset[str] = frozenset(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from agf.datasets.table import DatasetError
+from agf.errors import DatasetError
 from agf.fileio import write_text_atomic
 
 # The 52 columns of FMA's tracks.csv, in the file's order (level 0, level 1).

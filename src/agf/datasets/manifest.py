@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from agf.datasets import LoadedDataset, assemble_dataset
-from agf.datasets.table import TRACK_COLUMNS, DatasetError
+from agf.datasets.table import TRACK_COLUMNS
+from agf.errors import DatasetError
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("path", "artist", "genre")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("track_id", "album", "subgenres", "split")

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from agf.datasets.table import DatasetError
+from agf.errors import DatasetError
 
 SPLIT_MODES: tuple[str, ...] = ("official", "random", "artist")
 

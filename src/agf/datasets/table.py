@@ -17,6 +17,9 @@ import re
 
 import pandas as pd
 
+from agf.errors import DatasetError
+from agf.fileio import stable_key
+
 TRACK_COLUMNS: tuple[str, ...] = (
     "track_id",
     "audio_path",
@@ -28,10 +31,8 @@ TRACK_COLUMNS: tuple[str, ...] = (
 )
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.\-]+$")
-
-
-class DatasetError(ValueError):
-    """A dataset is malformed; the message names the file, the row or column, and the fix."""
+# What the stages after prepare read of a track table (true_genre when present): its fingerprint hashes these.
+FINGERPRINT_COLUMNS: tuple[str, ...] = ("track_id", "artist_id", "genre", "split")
 
 
 def validate_track_table(tracks: pd.DataFrame, source: str = "track table") -> pd.DataFrame:
@@ -72,3 +73,11 @@ def validate_track_table(tracks: pd.DataFrame, source: str = "track table") -> p
 def genre_list(tracks: pd.DataFrame) -> list[str]:
     """The sorted genre vocabulary of a table: class index i is genre_list(...)[i] everywhere."""
     return sorted(tracks["genre"].unique())
+
+
+def tracks_fingerprint(tracks: pd.DataFrame) -> str:
+    """A key of what the stages after prepare read from a track table: ids, artists, labels, sub-genres, splits."""
+    columns = [*FINGERPRINT_COLUMNS, *(["true_genre"] if "true_genre" in tracks.columns else [])]
+    table = tracks[columns].astype(str)
+    subgenres = tracks["subgenres"].map(lambda labels: ";".join(labels))
+    return stable_key("tracks", columns, table.to_numpy().tolist(), subgenres.tolist())

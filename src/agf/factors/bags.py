@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from agf.factors.errors import FactorError
+from agf.errors import FactorError
 
 
 def artist_bags(

@@ -11,7 +11,7 @@ Per task, under OUT_DIR/<task>/:
     track_targets.parquet   track_id, topic_0..topic_{K-1}: the soft target of every fit track
     heatmap.png             mean topic mixture per genre
     summary.json            sizes, empty bags, perplexity, concentration, NMI with genre
-    done.json               the completion marker, written last, holding the key of the inputs
+    done.json               the completion marker (agf.workdir), written last, holding the key of the inputs
 
 Only plain arrays, Parquet and JSON are written: loading a model file never executes code.
 Fit tracks are the training tracks (FactorConfig.leaky = False) or all tracks (the paper's leaky
@@ -34,22 +34,20 @@ from sklearn.preprocessing import QuantileTransformer
 from tqdm.auto import tqdm
 
 from agf.config import FactorConfig
-from agf.datasets.table import validate_track_table
+from agf.errors import FactorError, TaskUnavailable
 from agf.factors.bags import artist_bags
 from agf.factors.dictionary import assign_words, fit_dictionary, sample_rows, words_per_array
-from agf.factors.errors import FactorError
 from agf.factors.essentia_features import essentia_unavailable_reason, extract_many
 from agf.factors.lda import fit_artist_topics
 from agf.factors.plots import plot_genre_mixtures
 from agf.factors.summary import genre_information, topic_concentration
 from agf.fileio import read_json, stable_key, write_json_atomic, write_npy_atomic, write_parquet_atomic
+from agf.tasks import FACTOR_TASKS, TASK_TITLES
+from agf.workdir import clear_done, is_done, mark_done
 
 logger = logging.getLogger(__name__)
 
-TASKS: tuple[str, ...] = ("m", "d", "e", "s")
-TASK_TITLES = {"m": "MFCC", "d": "delta-MFCC", "e": "Essentia", "s": "subgenres"}
 FORMAT = 1
-MARKER = "done.json"
 ESSENTIA_KIND = "essentia"
 
 
@@ -58,7 +56,6 @@ class Store(Protocol):
 
     root: Path
 
-    def ok_ids(self) -> list[str]: ...
     def mfcc(self, track_id: str) -> np.ndarray: ...
     def dmfcc(self, track_id: str) -> np.ndarray: ...
     def has_array(self, kind: str, track_id: str) -> bool: ...
@@ -79,10 +76,6 @@ class FactorResult:
     def available(self) -> bool:
         """Whether the task was built (False when e.g. Essentia is unavailable)."""
         return self.summary["status"] == "ok"
-
-
-class TaskUnavailable(Exception):
-    """A task cannot be built in this environment; the others go on."""
 
 
 @dataclass
@@ -109,14 +102,17 @@ def build_factors(
     workers: int = 2,
     progress: bool = True,
 ) -> dict[str, FactorResult]:
-    """Build (or load, when finished earlier with the same inputs) each task of `config.tasks`."""
-    unknown = sorted(set(config.tasks) - set(TASKS))
+    """Build (or load, when finished earlier with the same inputs) each task of `config.tasks` from the usable
+    tracks `tracks` (see FeatureStore.usable)."""
+    unknown = sorted(set(config.tasks) - set(FACTOR_TASKS))
     if unknown:
-        raise FactorError(f"factors.tasks: unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
+        raise FactorError(
+            f"factors.tasks: unknown task(s) {', '.join(unknown)}; choose from {', '.join(FACTOR_TASKS)}"
+        )
     if config.n_topics < 1 or config.n_words < 1:
         raise FactorError(f"factors.n_topics and factors.n_words must be at least 1 (got {config.n_topics}, "
                           f"{config.n_words})")
-    fit = fit_tracks(validate_track_table(tracks), config.leaky)
+    fit = fit_tracks(tracks, config.leaky)
     if fit.empty:
         raise FactorError("the track table has no training tracks to fit artist group factors on; check its split")
     return {
@@ -130,11 +126,10 @@ def _build_or_load(
 ) -> FactorResult:
     """Load a finished task whose inputs are unchanged; otherwise build it, marker last."""
     key = _task_key(task, fit, store, config)
-    marker = task_dir / MARKER
-    if marker.exists() and read_json(marker).get("key") == key:
+    if is_done(task_dir, key):
         logger.info("factors %s: finished earlier, loading %s", task, task_dir)
         return _load_result(task, task_dir)
-    marker.unlink(missing_ok=True)
+    clear_done(task_dir)
     logger.info("factors %s: building into %s", task, task_dir)
     try:
         words = _BUILDERS[task](fit, store, config, task_dir, workers, progress)
@@ -143,7 +138,7 @@ def _build_or_load(
         return _unavailable_result(task, str(exc))
     result = _fit_groups(task, fit, words, config, task_dir)
     _write_result(result, fit, task_dir)
-    write_json_atomic(marker, {"task": task, "key": key})
+    mark_done(task_dir, key, task=task)
     return result
 
 
@@ -153,14 +148,8 @@ def _task_key(task: str, fit: pd.DataFrame, store: Store, config: FactorConfig) 
     columns = ["track_id", "artist_id", "genre"] + (["subgenres"] if task == "s" else [])
     inputs = {c: fit[c].tolist() for c in columns}
     if task != "s":
-        inputs["with_features"] = _with_features(fit, store)
+        inputs["store"] = Path(store.root).name
     return stable_key("factors", FORMAT, task, settings, inputs)
-
-
-def _with_features(fit: pd.DataFrame, store: Store) -> list[str]:
-    """Fit track ids whose features are usable, in fit order."""
-    ok = set(store.ok_ids())
-    return [t for t in fit["track_id"] if t in ok]
 
 
 # -- vocabularies, one builder per task -------------------------------------------------
@@ -171,10 +160,7 @@ def _frame_words(
     task_dir: Path, progress: bool,
 ) -> Words:
     """Tasks m and d: a K-means dictionary over (sampled) frames, then every frame of a track is a word."""
-    ids = _with_features(fit, store)
-    if not ids:
-        raise FactorError(f"task {task}: none of the {len(fit)} fit tracks has features in {store.root}; "
-                          "run `agf prepare` first")
+    ids = fit["track_id"].tolist()
     rng = np.random.default_rng(config.seed)
     samples = np.concatenate([
         sample_rows(read(t), config.frames_per_track, rng)
@@ -204,7 +190,7 @@ def _delta_words(fit: pd.DataFrame, store: Store, config: FactorConfig, task_dir
 def _essentia_words(fit: pd.DataFrame, store: Store, config: FactorConfig, task_dir: Path, workers: int,
                     progress: bool) -> Words:
     """Task e: Essentia vectors, NaN columns dropped, quantile-normalised, K-means over tracks: one word each."""
-    ids = _with_features(fit, store)
+    ids = fit["track_id"].tolist()
     paths = fit.set_index("track_id")["audio_path"]
     names, vectors, failures = _cached_essentia(store, [(t, paths[t]) for t in ids], workers, config.essentia_timeout_s, progress)
     done = [t for t in ids if t in vectors]
@@ -367,7 +353,7 @@ def _unavailable_result(task: str, reason: str) -> FactorResult:
 def load_track_targets(out_dir: Path, task: str) -> pd.DataFrame:
     """The soft targets of a finished task: index track_id, one float column per artist group."""
     task_dir = Path(out_dir) / task
-    if not (task_dir / MARKER).exists():
+    if not is_done(task_dir):
         raise FactorError(f"{task_dir}: no finished artist group factors for task {task!r}; run `agf factors`")
     return pd.read_parquet(task_dir / "track_targets.parquet").set_index("track_id")
 

@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.metrics import pairwise_distances_argmin
 
-from agf.factors.errors import FactorError
+from agf.errors import FactorError
 
 # Frames assigned to words per call: large enough to amortise overhead, small enough for memory.
 ASSIGN_CHUNK_ROWS = 131_072

@@ -10,16 +10,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from agf.errors import ModelFileError
 from agf.fileio import atomic_path, write_json_atomic
 from agf.models.nets import MTN, STN
 
 WEIGHTS_FILE = "model.safetensors"
 SPEC_FILE = "net.json"
 FORMAT = "agf-net/1"
-
-
-class ModelFileError(ValueError):
-    """A saved net is missing, unreadable or does not match its architecture; the message names the file."""
 
 
 def save_net(directory: str | Path, net: STN | MTN, meta: dict[str, Any]) -> None:

@@ -4,13 +4,15 @@ from agf.report.build import ReportImages, build_report
 from agf.report.dataset import dataset_section, dataset_tables
 from agf.report.figures import figure3
 from agf.report.results import (
-    RESULTS_COLUMNS, ReportError, read_results_csv, task_subsets, validate_results, write_results_csv,
+    RESULTS_COLUMNS,
+    read_results_csv,
+    validate_results,
+    write_results_csv,
 )
 from agf.report.tables import table3, table4, table5
 
 __all__ = [
     "RESULTS_COLUMNS",
-    "ReportError",
     "ReportImages",
     "build_report",
     "dataset_section",
@@ -20,7 +22,6 @@ __all__ = [
     "table3",
     "table4",
     "table5",
-    "task_subsets",
     "validate_results",
     "write_results_csv",
 ]

@@ -13,13 +13,21 @@ from agf.report.dataset import dataset_tables
 from agf.report.document import Block, Image, Section, read_png, render_html, render_markdown
 from agf.report.figures import figure3
 from agf.report.results import (
-    LABEL_KINDS, RESULT_SPLITS, TASK_ORDER, canonical_order, validate_results, write_results_csv,
+    LABEL_KINDS,
+    RESULT_SPLITS,
+    canonical_order,
+    validate_results,
+    write_results_csv,
 )
 from agf.report.tables import (
-    build_baselines_table, build_per_genre_table, build_table3, build_table4, build_table5, validate_baselines,
+    build_baselines_table,
+    build_per_genre_table,
+    build_table3,
+    build_table4,
+    build_table5,
+    validate_baselines,
 )
-
-TASK_NAMES = {"m": "MFCC", "d": "delta MFCC", "e": "Essentia descriptors", "s": "subgenres"}
+from agf.tasks import TASK_TITLES, canonical_tasks
 
 
 @dataclass(frozen=True)
@@ -70,10 +78,9 @@ def _best_model_section(best_model_name: str, confusion: Path | None, per_genre:
 
 def _heatmap_section(heatmaps: Mapping[str, Path]) -> Section:
     """The artist-group heatmaps, in task order."""
-    order = sorted(heatmaps, key=lambda task: (task not in TASK_ORDER, TASK_ORDER.find(task), task))
     blocks = tuple(
-        Image(heatmaps[task], f"Task {task} ({TASK_NAMES.get(task, task)}): mean artist-group mixture per genre.")
-        for task in order
+        Image(heatmaps[task], f"Task {task} ({TASK_TITLES[task]}): mean artist-group mixture per genre.")
+        for task in canonical_tasks(heatmaps)
     )
     return Section("artist-groups", "Artist group factors", blocks)
 

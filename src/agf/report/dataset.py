@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from agf.datasets.table import SPLITS
+from agf.errors import ReportError
 from agf.report.markup import Table, number, to_markdown
-from agf.report.results import ReportError
 
 TRACK_FACT_COLUMNS: tuple[str, ...] = ("track_id", "artist_id", "album_id", "genre", "split")
 INDEX_COLUMNS: tuple[str, ...] = ("track_id", "status", "reason")

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agf import __version__
+from agf.errors import ReportError
 from agf.report.markup import Table, to_html, to_markdown
-from agf.report.results import ReportError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 STYLE = """

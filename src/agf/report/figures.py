@@ -12,8 +12,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from agf.fileio import atomic_path
-from agf.report.results import TASK_ORDER
 from agf.report.tables import METRIC_NAMES, PAPER_METRICS, net_rows, subset_seed_means, wstn_rows
+from agf.tasks import TASKS
 
 # (arch, includes genre) -> line style; STN and MTN differ by colour, with/without g by dash.
 LINES: dict[tuple[str, bool], dict[str, str]] = {
@@ -57,7 +57,7 @@ def figure3(results: pd.DataFrame, path: str | Path, split: str = "test", labels
                           color="black", marker="D", linestyle="none", capsize=3, label="wSTN (genre only)")
         if not axes.has_data():
             axes.text(0.5, 0.5, "no results", transform=axes.transAxes, ha="center", va="center")
-        axes.set_xticks(range(1, len(TASK_ORDER) + 1))
+        axes.set_xticks(range(1, len(TASKS) + 1))
         axes.set_xlabel("number of tasks N")
         axes.set_ylabel(f"mean {METRIC_NAMES[metric]}")
         axes.set_title(f"{METRIC_NAMES[metric]} ({'lower' if metric == 'log_loss' else 'higher'} is better)")

@@ -13,34 +13,24 @@ For N = 1 the STN and the MTN are the same net: only 'stn' rows exist for N = 1.
 from __future__ import annotations
 
 import re
-from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from agf.errors import ReportError
 from agf.fileio import atomic_path
+from agf.metrics import METRICS
+from agf.tasks import ARCHS, TASKS, task_subsets
 
-TASK_ORDER = "gmdes"
-ARCHS: tuple[str, ...] = ("stn", "mtn", "wstn")
 RESULT_SPLITS: tuple[str, ...] = ("test", "val")
 LABEL_KINDS: tuple[str, ...] = ("given", "true")
-METRICS: tuple[str, ...] = ("log_loss", "macro_f1", "accuracy")
 RESULTS_COLUMNS: tuple[str, ...] = (
     "tasks", "arch", "n_tasks", "includes_genre", "seed", "split", "labels", "metric", "value",
 )
 KEY_COLUMNS: tuple[str, ...] = ("tasks", "arch", "n_tasks", "seed", "split", "labels", "metric")
 _CANONICAL_TASKS = re.compile(r"^g?m?d?e?s?$")
-WSTN_N_RANGE = (2, len(TASK_ORDER))
-
-
-class ReportError(ValueError):
-    """Report inputs are malformed or missing; the message names the file or column and the fix."""
-
-
-def task_subsets() -> list[str]:
-    """All 31 non-empty task subsets in the paper's order: by N, then combination order of g, m, d, e, s."""
-    return ["".join(c) for n in range(1, len(TASK_ORDER) + 1) for c in combinations(TASK_ORDER, n)]
+WSTN_N_RANGE = (2, len(TASKS))
 
 
 def _fail_rows(source: str, mask: pd.Series, frame: pd.DataFrame, problem: str, fix: str) -> None:

@@ -10,10 +10,16 @@ from collections.abc import Iterator
 
 import pandas as pd
 
+from agf.errors import ReportError
+from agf.metrics import METRICS
 from agf.report.markup import MISSING, Table, mean_std, number, to_markdown
 from agf.report.results import (
-    LABEL_KINDS, METRICS, RESULT_SPLITS, TASK_ORDER, ReportError, select, task_subsets, validate_results,
+    LABEL_KINDS,
+    RESULT_SPLITS,
+    select,
+    validate_results,
 )
+from agf.tasks import TASKS, task_subsets
 
 METRIC_NAMES = {"log_loss": "log loss", "macro_f1": "macro-F1", "accuracy": "accuracy"}
 PAPER_METRICS: tuple[str, ...] = ("log_loss", "macro_f1")
@@ -69,7 +75,7 @@ def _values(frame: pd.DataFrame, **where: object) -> pd.Series:
 def _genre_groups() -> Iterator[tuple[int, bool, int]]:
     """(N, includes genre, number of possible subsets) for every group a 5-task grid can have."""
     subsets = task_subsets()
-    for n in range(1, len(TASK_ORDER) + 1):
+    for n in range(1, len(TASKS) + 1):
         for with_genre in (True, False):
             possible = sum(1 for t in subsets if len(t) == n and ("g" in t) == with_genre)
             if possible:

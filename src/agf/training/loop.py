@@ -4,8 +4,12 @@ One call trains one net into one output directory:
     checkpoint.pt        latest state, rewritten atomically after every epoch (resume point)
     curves.csv           one row per (epoch, task): losses, genre accuracy, speed
     tensorboard/         the same curves, when TensorBoard is installed
-    model.safetensors    the best epoch's weights, and net.json with the meta (via agf.models.save_net)
-    done.json            the completion marker, written last
+    model.safetensors    the best epoch's weights, and net.json with the meta (via agf.models.save_net): the
+                         net carries the settings its input needs (features, patch_frames, genres)
+    done.json            the completion marker (agf.workdir), written last
+
+The best epoch is the one with the lowest mean validation loss over the net's tasks (the last epoch when no
+task has validation tracks); only training tracks are fitted on.
 """
 
 from __future__ import annotations
@@ -14,9 +18,9 @@ import contextlib
 import hashlib
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,10 +30,13 @@ from tqdm.auto import tqdm
 
 from agf.config import TrainConfig, config_to_dict
 from agf.datasets.table import genre_list
-from agf.fileio import read_json, stable_key, write_json_atomic, write_text_atomic
+from agf.device import resolve_device
+from agf.errors import TrainingDiverged, TrainingError
+from agf.fileio import stable_key, write_text_atomic
 from agf.models import MTN, STN, count_params, save_net, soft_cross_entropy
 from agf.store import FeatureStore
-from agf.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from agf.tasks import GENRE_TASK
+from agf.training.checkpoint import CHECKPOINT_FILE, RunState, restore, save_checkpoint
 from agf.training.data import (
     VAL_CROP_FRACTIONS,
     Batch,
@@ -39,13 +46,11 @@ from agf.training.data import (
     make_loader,
     validation_plan,
 )
-from agf.training.errors import TrainingDiverged, TrainingError
 from agf.training.normalization import fit_band_norm
-from agf.training.targets import GENRE_TASK
+from agf.training.spec import NetSpec, build_net, net_width, training_settings
+from agf.workdir import clear_done, mark_done, read_marker
 
-ARCHS: tuple[str, ...] = ("stn", "mtn", "wstn")
 CURVES_FILE = "curves.csv"
-DONE_FILE = "done.json"
 CURVE_COLUMNS: tuple[str, ...] = (
     "epoch",
     "task",
@@ -58,30 +63,6 @@ CURVE_COLUMNS: tuple[str, ...] = (
 )
 # Validation batches are this many training batches (no gradients to keep).
 EVAL_BATCH_FACTOR = 4
-
-
-@dataclass(frozen=True)
-class NetSpec:
-    """Which net to train: 'stn' (one task), 'mtn' (tasks share the first block) or 'wstn' (genre only, widened).
-
-    `width` multiplies every layer size. A wSTN's width is matched to another setup's parameter count by the
-    caller (agf.training.command.wstn_spec), which records that count in `matched_params`.
-    """
-
-    arch: Literal["stn", "mtn", "wstn"]
-    tasks: tuple[str, ...]
-    width: float = 1.0
-    matched_params: int = 0
-
-    def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
-            raise ValueError(f"unknown arch {self.arch!r}; use one of {', '.join(ARCHS)}")
-        if not self.tasks or len(set(self.tasks)) != len(self.tasks):
-            raise ValueError(f"tasks must be distinct and not empty, got {self.tasks}")
-        if self.arch == "stn" and len(self.tasks) != 1:
-            raise ValueError(f"an STN trains one task, got {self.tasks}: train one STN per task or use arch 'mtn'")
-        if self.arch == "wstn" and self.tasks != (GENRE_TASK,):
-            raise ValueError(f"a wSTN trains the genre task only (tasks=('g',)), got {self.tasks}")
 
 
 @dataclass(frozen=True)
@@ -124,39 +105,6 @@ class TrainingData:
         return sha.hexdigest()[:16]
 
 
-@dataclass
-class RunState:
-    """Progress of a run: what the checkpoint restores besides the net and optimiser states."""
-
-    epoch: int = 0
-    best_epoch: int = 0
-    best_score: float = math.nan
-    best_model: dict[str, torch.Tensor] = field(default_factory=dict)
-    curves: list[dict[str, Any]] = field(default_factory=list)
-
-    def record(self, epoch: int, rows: list[dict[str, Any]], net: torch.nn.Module) -> None:
-        """Add an epoch's curve rows; keep the net's weights if the epoch is the best so far."""
-        self.epoch = epoch
-        self.curves.extend(rows)
-        score = selection_score(rows)
-        if self.best_epoch == 0 or math.isnan(score) or score < self.best_score:
-            self.best_epoch, self.best_score = epoch, score
-            self.best_model = {name: tensor.detach().clone() for name, tensor in net.state_dict().items()}
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when torch sees a GPU, else cpu; any other name as torch spells it ('cpu', 'cuda:1')."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise TrainingError(f"unknown device {name!r}; use auto, cpu or cuda") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(f"device {name!r} requested but torch sees no CUDA GPU; use --device cpu or auto")
-    return device
-
-
 def prepare_data(
     store: FeatureStore,
     tracks: pd.DataFrame,
@@ -195,18 +143,6 @@ def prepare_data(
         val_rows=val_rows,
         band_track_ids=[t for t, train in zip(track_ids, is_train) if train],
     )
-
-
-def net_width(spec: NetSpec, config: TrainConfig) -> float:
-    """The width a net is built with: config.width_factor for a wSTN when set (> 0), else the spec's."""
-    return config.width_factor if spec.arch == "wstn" and config.width_factor > 0 else spec.width
-
-
-def build_net(spec: NetSpec, task_outputs: dict[str, int], width: float, n_mels: int) -> STN | MTN:
-    """An untrained net of the spec's architecture."""
-    if spec.arch == "mtn":
-        return MTN(task_outputs, width, n_mels)
-    return STN(task_outputs[spec.tasks[0]], width, n_mels)
 
 
 def task_logits(net: STN | MTN, x: torch.Tensor, task: str) -> torch.Tensor:
@@ -288,7 +224,7 @@ def train_epoch(
 
 
 @torch.no_grad()
-def evaluate(
+def validate(
     net: STN | MTN, loader: DataLoader, device: torch.device, config: TrainConfig, n_crops: int
 ) -> tuple[float, float]:
     """(mean loss over all crops, track accuracy) of the loader's batches, which hold n_crops crops per track.
@@ -313,23 +249,10 @@ def evaluate(
     return loss_sum / len(crop_probs), accuracy
 
 
-def selection_score(rows: list[dict[str, Any]]) -> float:
-    """Mean validation loss over the epoch's tasks that have validation targets (NaN when none has)."""
-    losses = [row["val_loss"] for row in rows if not math.isnan(row["val_loss"])]
-    return float(np.mean(losses)) if losses else math.nan
-
-
 def epoch_seeds(seed: int, epoch: int) -> tuple[np.random.Generator, int]:
     """The epoch's numpy Generator (order, crops, task draw) and torch seed (dropout), from (seed, epoch) only."""
     torch_seed = int(np.random.SeedSequence([seed, epoch, 1]).generate_state(1)[0])
     return np.random.default_rng([seed, epoch]), torch_seed
-
-
-def training_settings(config: TrainConfig) -> dict[str, Any]:
-    """The settings that change what training computes (loader workers do not)."""
-    settings = config_to_dict(config)
-    settings.pop("loader_workers")
-    return settings
 
 
 def write_curves(out_dir: Path, rows: list[dict[str, Any]]) -> None:
@@ -356,43 +279,14 @@ def log_tensorboard(writer: Any, rows: list[dict[str, Any]]) -> None:
     writer.flush()
 
 
-def restore(
-    state: dict[str, Any], run_key: str, net: STN | MTN, optimizers: dict[str, torch.optim.Optimizer], path: Path
-) -> RunState:
-    """Load a checkpoint's net and optimiser states; its RunState. TrainingError when it is another run's."""
-    if state["run_key"] != run_key:
+def finished_result(out_dir: Path, run_key: str) -> TrainResult | None:
+    """The result its marker records; None when unfinished; TrainingError when it is another run's."""
+    done = read_marker(out_dir)
+    if done is None:
+        return None
+    if done["key"] != run_key:
         raise TrainingError(
-            f"{path}: checkpoint of a run with other settings or data; use a new output directory or delete it"
-        )
-    net.load_state_dict(state["model"])
-    for task, optimizer in optimizers.items():
-        optimizer.load_state_dict(state["optimizers"][task])
-    return RunState(state["epoch"], state["best_epoch"], state["best_score"], state["best_model"], state["curves"])
-
-
-def checkpoint_state(
-    run: RunState, run_key: str, net: STN | MTN, optimizers: dict[str, torch.optim.Optimizer]
-) -> dict[str, Any]:
-    """What checkpoint.pt holds: the net, the optimisers (one per task), the best weights and the curves."""
-    return {
-        "run_key": run_key,
-        "epoch": run.epoch,
-        "model": net.state_dict(),
-        "optimizers": {task: optimizer.state_dict() for task, optimizer in optimizers.items()},
-        "best_epoch": run.best_epoch,
-        "best_score": run.best_score,
-        "best_model": run.best_model,
-        "curves": run.curves,
-    }
-
-
-def finished_result(out_dir: Path, run_key: str) -> TrainResult:
-    """The result recorded in done.json; TrainingError when it is another run's."""
-    done = read_json(out_dir / DONE_FILE)
-    if done["run_key"] != run_key:
-        raise TrainingError(
-            f"{out_dir / DONE_FILE}: a finished run with other settings or data; "
-            "use a new output directory or delete it"
+            f"{out_dir}: holds a finished net of other settings or data; use a new output directory or delete it"
         )
     score = math.nan if done["best_score"] is None else done["best_score"]
     return TrainResult(out_dir, done["epochs"], done["best_epoch"], score, done["param_count"], True)
@@ -408,10 +302,11 @@ def run_epoch(
     val_plans: dict[str, list[Batch]],
     device: torch.device,
     config: TrainConfig,
+    seed: int,
     progress: bool,
 ) -> list[dict[str, Any]]:
     """Train one epoch, validate every task; return its curve rows (one per task)."""
-    rng, torch_seed = epoch_seeds(config.seed, epoch)
+    rng, torch_seed = epoch_seeds(seed, epoch)
     torch.manual_seed(torch_seed)
     sampler.plan = epoch_plan(rng, data.train_rows, data.max_offsets, config.batch_size, config.schedule)
     start = time.perf_counter()
@@ -423,7 +318,7 @@ def run_epoch(
     rows = []
     for task, plan in val_plans.items():
         sampler.plan = plan
-        val_loss, val_accuracy = evaluate(net, loader, device, config, len(VAL_CROP_FRACTIONS))
+        val_loss, val_accuracy = validate(net, loader, device, config, len(VAL_CROP_FRACTIONS))
         if plan and not math.isfinite(val_loss):
             raise TrainingDiverged(epoch, task, "validation", val_loss, config.lr)
         rows.append(
@@ -447,15 +342,19 @@ def net_meta(
     tracks: pd.DataFrame,
     data: TrainingData,
     config: TrainConfig,
+    seed: int,
+    store: FeatureStore,
     run: RunState,
 ) -> dict[str, Any]:
-    """The meta saved in net.json: what was trained on what, and how the best epoch was chosen."""
+    """The meta saved in net.json: the input it takes, what was trained on what, how the best epoch was chosen."""
     without_val = [task for task in spec.tasks if len(data.val_rows[task]) == 0]
     with_val = [task for task in spec.tasks if task not in without_val]
     return {
         "spec": asdict(spec),
         "width": net.width,
         "genres": genre_list(tracks),
+        "features": config_to_dict(store.config),
+        "patch_frames": config.patch_frames,
         "task_outputs": {task: int(data.targets[task].shape[1]) for task in spec.tasks},
         "band_mean": net.band_norm.mean.tolist(),
         "band_std": net.band_norm.std.tolist(),
@@ -472,6 +371,7 @@ def net_meta(
         "train_tracks": {task: len(data.train_rows[task]) for task in spec.tasks},
         "val_tracks": {task: len(data.val_rows[task]) for task in spec.tasks},
         "train_config": config_to_dict(config),
+        "seed": seed,
     }
 
 
@@ -481,25 +381,28 @@ def train_net(
     tracks: pd.DataFrame,
     targets: dict[str, pd.DataFrame],
     config: TrainConfig,
+    seed: int,
     out_dir: Path,
-    device: str = "auto",
+    device: str | torch.device = "auto",
     progress: bool = True,
     stop_after_epoch: int | None = None,
 ) -> TrainResult:
-    """Train one net on the 'train' tracks (ok in the store, with targets), validate on the 'val' ones.
+    """Train one net with the run seed `seed` on the 'train' tracks (ok in the store, with targets), validate on
+    the 'val' ones.
 
-    Resumes from out_dir/checkpoint.pt; returns at once when out_dir/done.json exists. stop_after_epoch
+    Resumes from out_dir/checkpoint.pt; returns at once when out_dir is finished. stop_after_epoch
     returns right after that epoch's checkpoint (a simulated kill). See the module docstring for the files.
     """
     out_dir = Path(out_dir)
     if config.epochs < 1:
         raise TrainingError(f"train.epochs must be at least 1, got {config.epochs}")
     data = prepare_data(store, tracks, targets, spec.tasks, config.patch_frames)
-    run_key = stable_key("train-net", asdict(spec), training_settings(config), data.digest())
-    if (out_dir / DONE_FILE).exists():
-        return finished_result(out_dir, run_key)
+    run_key = stable_key("train-net", asdict(spec), training_settings(config, seed), data.digest())
+    finished = finished_result(out_dir, run_key)
+    if finished is not None:
+        return finished
     target_device = resolve_device(device)
-    torch.manual_seed(config.seed)
+    torch.manual_seed(seed)
     task_outputs = {task: int(data.targets[task].shape[1]) for task in spec.tasks}
     net = build_net(spec, task_outputs, net_width(spec, config), store.config.n_mels)
     checkpoint_path = out_dir / CHECKPOINT_FILE
@@ -511,7 +414,7 @@ def train_net(
     optimizers = {task: make_optimizer(task_parameters(net, task), config) for task in spec.tasks}
     run = RunState()
     if resuming:
-        run = restore(load_checkpoint(checkpoint_path, target_device), run_key, net, optimizers, checkpoint_path)
+        run = restore(checkpoint_path, target_device, run_key, net, optimizers)
 
     sampler = PlanSampler()
     dataset = CropDataset(data.mel_paths, data.targets, config.patch_frames)
@@ -523,9 +426,11 @@ def train_net(
     writer = tensorboard_writer(out_dir, run.epoch + 1)
     try:
         for epoch in range(run.epoch + 1, config.epochs + 1):
-            rows = run_epoch(epoch, net, optimizers, loader, sampler, data, val_plans, target_device, config, progress)
+            rows = run_epoch(
+                epoch, net, optimizers, loader, sampler, data, val_plans, target_device, config, seed, progress
+            )
             run.record(epoch, rows, net)
-            save_checkpoint(checkpoint_path, checkpoint_state(run, run_key, net, optimizers))
+            save_checkpoint(checkpoint_path, run, run_key, net, optimizers)
             write_curves(out_dir, run.curves)
             log_tensorboard(writer, rows)
             if stop_after_epoch == epoch:
@@ -535,14 +440,9 @@ def train_net(
             writer.close()
 
     net.load_state_dict(run.best_model)
-    save_net(out_dir, net, net_meta(spec, net, tracks, data, config, run))
+    clear_done(out_dir)
+    save_net(out_dir, net, net_meta(spec, net, tracks, data, config, seed, store, run))
     score = None if math.isnan(run.best_score) else run.best_score
-    done = {
-        "run_key": run_key,
-        "epochs": run.epoch,
-        "best_epoch": run.best_epoch,
-        "best_score": score,
-        "param_count": count_params(net),
-    }
-    write_json_atomic(out_dir / DONE_FILE, done)
-    return finished_result(out_dir, run_key)
+    mark_done(out_dir, run_key, epochs=run.epoch, best_epoch=run.best_epoch, best_score=score,
+              param_count=count_params(net))
+    return TrainResult(out_dir, run.epoch, run.best_epoch, run.best_score, count_params(net), True)

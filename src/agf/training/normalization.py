@@ -6,8 +6,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from agf.errors import TrainingError
 from agf.store import FeatureStore
-from agf.training.errors import TrainingError
 
 # Floor of a band's standard deviation (dB): a constant band must not divide by zero.
 BAND_STD_FLOOR = 1e-3

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 
 from agf.datasets.table import genre_list
-from agf.training.errors import TrainingError
+from agf.errors import TrainingError
+from agf.tasks import GENRE_TASK
 
-GENRE_TASK = "g"
 # A target row must sum to one within this tolerance.
 SUM_TOLERANCE = 1e-3
 

@@ -10,15 +10,15 @@ out_dir (the transfer directory) receives
     curves.csv            epoch, train_loss, val_log_loss, val_accuracy, seconds
     predictions.parquet   track_id, split, one probability column per genre: every usable track of every split
     baselines/*.parquet   the same for each source's own genre head (genre STN softmax, MTN genre head)
-    done.json             the request it answers (sources' weights, config, tracks): written last, so a rerun
-                          with the same request reuses everything and a killed run is redone
+    done.json             the completion marker (agf.workdir): the key of the request it answers (sources'
+                          weights, config, seed, tracks), written last, so a rerun with the same request reuses
+                          everything and a killed run is redone
 Window features are cached per source net and hop in out_dir/../windows/<net dir name>/hop<hop>/, so
 transfers over different subsets of the same nets compute each net's features once.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,14 +33,24 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from agf.config import TransferConfig, config_to_dict
-from agf.datasets.table import genre_list, validate_track_table
-from agf.evaluation import accuracy, log_loss, mean_window_probs
-from agf.fileio import atomic_path, read_json, stable_key, write_json_atomic, write_parquet_atomic, write_text_atomic
+from agf.datasets.table import genre_list, tracks_fingerprint
+from agf.device import resolve_device
+from agf.errors import TransferError
+from agf.fileio import (
+    atomic_path,
+    read_json,
+    safe_name,
+    stable_key,
+    write_json_atomic,
+    write_parquet_atomic,
+    write_text_atomic,
+)
+from agf.metrics import accuracy, log_loss, mean_window_probs
 from agf.models.nets import init_weights
 from agf.store import FeatureStore
-from agf.training.loop import resolve_device
-from agf.transfer.sources import SourceNet, TransferError, load_source
-from agf.transfer.windows import PATCH_FRAMES, WindowFeatures, net_window_features
+from agf.transfer.sources import SourceNet, load_source
+from agf.transfer.windows import WindowFeatures, net_window_features
+from agf.workdir import clear_done, is_done, mark_done
 
 MLP_FORMAT = "agf-transfer/1"
 PREDICT_BATCH = 8192
@@ -99,13 +109,10 @@ def check_train_only(window_track_ids: Sequence[str] | np.ndarray, tracks: pd.Da
         )
 
 
-def usable_track_ids(tracks: pd.DataFrame, store: FeatureStore) -> list[str]:
-    """Tracks of the table (in table order) whose features are usable ('ok' in the store)."""
-    ok = set(store.ok_ids())
-    usable = [t for t in tracks["track_id"].astype(str) if t in ok]
-    if not set(usable) & set(tracks.loc[tracks["split"] == "train", "track_id"].astype(str)):
+def check_has_training_tracks(tracks: pd.DataFrame, store: FeatureStore) -> None:
+    """TransferError unless some of the (usable) tracks are training tracks."""
+    if not (tracks["split"] == "train").any():
         raise TransferError(f"{store.root}: no training track has usable features; run `agf prepare` first")
-    return usable
 
 
 def predict_windows(model: nn.Module, features: torch.Tensor, rows: torch.Tensor | None = None) -> np.ndarray:
@@ -131,14 +138,15 @@ def _first_label_per_track(windows: WindowSet) -> np.ndarray:
 
 
 def train_mlp(
-    model: nn.Module, train: WindowSet, val: WindowSet | None, config: TransferConfig, progress: bool = True
+    model: nn.Module, train: WindowSet, val: WindowSet | None, config: TransferConfig, seed: int,
+    progress: bool = True,
 ) -> tuple[dict[str, torch.Tensor], pd.DataFrame, int]:
-    """Fit on `train` (reshuffled every epoch); return the best epoch's weights, the curves and that epoch.
+    """Fit on `train` (reshuffled every epoch by `seed`); return the best epoch's weights, the curves and that epoch.
 
     The best epoch has the lowest track-level validation log loss; without validation tracks, the last.
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    shuffle = torch.Generator().manual_seed(config.seed)
+    shuffle = torch.Generator().manual_seed(seed)
     val_labels = _first_label_per_track(val) if val is not None else None
     best_loss, best_epoch, best_state = np.inf, 0, {}
     curves = []
@@ -179,11 +187,6 @@ def _window_set(features: torch.Tensor, labels: np.ndarray, track_ids: np.ndarra
     )
 
 
-def model_slug(name: str) -> str:
-    """A file-name-safe version of a model name."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
-
-
 def _track_table(
     window_ids: np.ndarray, probs: np.ndarray, columns: Sequence[str], genres: Sequence[str], split_of: pd.Series
 ) -> pd.DataFrame:
@@ -207,7 +210,7 @@ def _write_baselines(
         if source.baseline is None or window.genre_probs is None:
             continue
         name = f"{source.baseline}: {source.label}"
-        file = f"baselines/{model_slug(name)}.parquet"
+        file = f"baselines/{safe_name(name)}.parquet"
         try:
             table = _track_table(window.track_ids, window.genre_probs, window.head_genres, genres, split_of)
         except TransferError as exc:
@@ -222,23 +225,22 @@ def window_cache_dir(out_dir: Path, source: Path, hop: int) -> Path:
     return Path(out_dir).parent / "windows" / Path(source).name / f"hop{hop}"
 
 
-def transfer_dir(workdir: str | Path, sources: Sequence[str | Path], config: TransferConfig) -> Path:
-    """WORKDIR/transfer/<key>: the key hashes the source directory names (in order) and the config."""
-    key = stable_key("transfer", [Path(s).name for s in sources], config_to_dict(config))
-    return Path(workdir) / "transfer" / key
+def transfer_dir(transfer_root: str | Path, sources: Sequence[str | Path], config: TransferConfig, seed: int) -> Path:
+    """transfer/<key>: the key hashes the source directory names (in order), the config and the seed."""
+    key = stable_key("transfer", [Path(s).name for s in sources], config_to_dict(config), seed)
+    return Path(transfer_root) / key
 
 
 def _request(
-    sources: list[SourceNet], config: TransferConfig, tracks: pd.DataFrame, usable: list[str], store: FeatureStore
+    sources: list[SourceNet], config: TransferConfig, seed: int, tracks: pd.DataFrame, store: FeatureStore
 ) -> dict:
-    """Everything a transfer's outputs depend on: reused only when all of it is unchanged."""
-    table = tracks[["track_id", "split", "genre"]].astype(str)
+    """Everything a transfer's outputs depend on (never a path's spelling): reused only when all is unchanged."""
     return {
         "format": MLP_FORMAT,
-        "sources": [{"path": str(s.path.resolve()), "fingerprint": s.fingerprint} for s in sources],
+        "sources": [{"name": s.path.name, "fingerprint": s.fingerprint} for s in sources],
         "config": config_to_dict(config),
-        "tracks": stable_key(table.to_numpy().tolist()),
-        "usable": stable_key(usable),
+        "seed": seed,
+        "tracks": tracks_fingerprint(tracks),
         "store": store.root.name,
     }
 
@@ -249,6 +251,7 @@ def _mlp_spec(
     windows: list[WindowFeatures],
     genres: tuple[str, ...],
     config: TransferConfig,
+    seed: int,
     curves: pd.DataFrame,
     best_epoch: int,
     train: WindowSet,
@@ -267,7 +270,8 @@ def _mlp_spec(
         "hidden": config.hidden,
         "dropout": config.dropout,
         "window_hop": config.window_hop,
-        "patch_frames": PATCH_FRAMES,
+        "patch_frames": sources[0].patch_frames,
+        "seed": seed,
         "best_epoch": best_epoch,
         "best_val_log_loss": None if np.isnan(best_val_loss) else float(best_val_loss),
         "n_train_tracks": int(len(set(train.track_ids))),
@@ -280,27 +284,34 @@ def fit_transfer(
     store: FeatureStore,
     tracks: pd.DataFrame,
     config: TransferConfig,
+    seed: int,
     out_dir: str | Path,
-    device: str = "auto",
+    device: str | torch.device = "auto",
     progress: bool = True,
 ) -> TransferResult:
-    """Train the transfer MLP on the concatenated window features of `sources` (in order); see the module doc."""
+    """Train the transfer MLP with the run seed `seed` on the concatenated window features of `sources` (in order),
+    over the usable tracks `tracks` (see FeatureStore.usable); see the module doc."""
     out_dir = Path(out_dir)
     if not sources:
         raise TransferError("no source nets given; pass one or more trained net directories")
-    tracks = validate_track_table(tracks)
+    check_has_training_tracks(tracks, store)
     genres = tuple(genre_list(tracks))
     torch_device = resolve_device(device)
-    nets = [load_source(path, store.config.n_mels, torch_device) for path in sources]
-    usable = usable_track_ids(tracks, store)
-    request = _request(nets, config, tracks, usable, store)
-    if (out_dir / "done.json").exists() and read_json(out_dir / "done.json") == request:
+    nets = [load_source(path, store.config, torch_device) for path in sources]
+    patches = {source.patch_frames for source in nets}
+    if len(patches) > 1:
+        raise TransferError(f"the source nets take windows of different lengths ({sorted(patches)} frames); "
+                            "combine nets trained with the same train.patch_frames")
+    request = _request(nets, config, seed, tracks, store)
+    key = stable_key(request)
+    if is_done(out_dir, key):
         return load_transfer(out_dir)
-    (out_dir / "done.json").unlink(missing_ok=True)
+    clear_done(out_dir)
 
+    usable = tracks["track_id"].astype(str).tolist()
     windows = [
         net_window_features(
-            source.net, store, usable, config.window_hop, torch_device,
+            source.net, store, usable, source.patch_frames, config.window_hop, torch_device,
             cache_path=window_cache_dir(out_dir, source.path, config.window_hop),
             head_genres=source.head_genres, progress=progress, amp=config.amp,
         )
@@ -316,29 +327,29 @@ def fit_transfer(
     train = _window_set(features, labels, window_ids, window_split == "train")
     check_train_only(train.track_ids, tracks)
     val = _window_set(features, labels, window_ids, window_split == "val") if (window_split == "val").any() else None
-    torch.manual_seed(config.seed)
+    torch.manual_seed(seed)
     model = build_mlp(features.shape[1], len(genres), config.hidden, config.dropout).to(torch_device)
-    best_state, curves, best_epoch = train_mlp(model, train, val, config, progress)
+    best_state, curves, best_epoch = train_mlp(model, train, val, config, seed, progress)
     model.load_state_dict(best_state)
 
     name = "transfer MLP: " + " + ".join(source.label for source in nets)
     predictions = _track_table(window_ids, predict_windows(model, features), genres, genres, split_of)
     baselines = _write_baselines(out_dir, nets, windows, genres, split_of)
-    spec = _mlp_spec(name, nets, windows, genres, config, curves, best_epoch, train)
+    spec = _mlp_spec(name, nets, windows, genres, config, seed, curves, best_epoch, train)
     with atomic_path(out_dir / "mlp.safetensors") as tmp:
         save_file({k: v.cpu().contiguous() for k, v in best_state.items()}, str(tmp), metadata={"format": MLP_FORMAT})
     write_json_atomic(out_dir / "mlp.json", {**spec, "baselines": [vars(b) for b in baselines]})
     write_text_atomic(out_dir / "curves.csv", curves.to_csv(index=False))
     write_parquet_atomic(out_dir / "predictions.parquet", predictions)
-    write_json_atomic(out_dir / "done.json", request)
+    mark_done(out_dir, key, request=request)
     return TransferResult(out_dir, name, genres, predictions, curves, best_epoch, baselines)
 
 
 def load_transfer(out_dir: str | Path) -> TransferResult:
     """A finished transfer directory's results (raise TransferError when it is missing or unfinished)."""
     out_dir = Path(out_dir)
-    if not (out_dir / "done.json").exists():
-        raise TransferError(f"{out_dir}: no finished transfer here (no done.json); run `agf transfer` first")
+    if not is_done(out_dir):
+        raise TransferError(f"{out_dir}: no finished transfer here; run `agf transfer` first")
     spec = read_json(out_dir / "mlp.json")
     return TransferResult(
         out_dir=out_dir,

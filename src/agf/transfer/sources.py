@@ -1,7 +1,9 @@
 """Source nets of a transfer: a trained net directory, what it learned, and which baseline its genre head gives.
 
-The net.json meta written by training (agf.training.loop.net_meta) is read for two entries:
-    task_outputs  {task letter: outputs} of the tasks the net was trained on (an MTN's come from its architecture)
+A net carries the settings its input needs in net.json's meta (written by agf.training.loop.net_meta):
+    features      the feature settings of the log-mel it was trained on (must equal the feature store's)
+    patch_frames  the length of its input windows
+    task_outputs  {task letter: outputs} of the tasks it was trained on (an MTN's come from its architecture)
     genres        the class order of its genre head, required when the tasks include 'g'
 """
 
@@ -13,16 +15,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from agf.config import FeatureConfig, config_to_dict
+from agf.errors import ModelFileError, TransferError
 from agf.models import MTN, load_net
 from agf.models.io import SPEC_FILE
-from agf.transfer.windows import GENRE_TASK, net_fingerprint
+from agf.tasks import GENRE_TASK, canonical_tasks
+from agf.transfer.windows import net_fingerprint
 
 STN_BASELINE = "genre STN softmax"
 MTN_BASELINE = "MTN genre head"
-
-
-class TransferError(RuntimeError):
-    """Transfer inputs are inconsistent (nets, genres, splits); the message names the file or ids and the fix."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class SourceNet:
     net: nn.Module
     tasks: tuple[str, ...]
     head_genres: tuple[str, ...] | None  # class order of its genre head; None when it has none
+    patch_frames: int
     fingerprint: str
 
     @property
@@ -44,10 +46,8 @@ class SourceNet:
 
     @property
     def label(self) -> str:
-        """A readable name: kind, tasks (in the paper's order g, m, d, e, s) and directory, e.g. 'STN[g] stn-g-0'."""
-        order = "gmdes"
-        tasks = sorted(self.tasks, key=lambda t: (order.find(t) if t in order else len(order), t))
-        return f"{self.kind}[{''.join(tasks) or '?'}] {self.path.name}"
+        """A readable name: kind, tasks (in the order g, m, d, e, s) and directory, e.g. 'STN[g] stn-g-0'."""
+        return f"{self.kind}[{canonical_tasks(self.tasks) or '?'}] {self.path.name}"
 
     @property
     def baseline(self) -> str | None:
@@ -63,27 +63,32 @@ def _head_genres(path: Path, net: nn.Module, tasks: tuple[str, ...], meta: dict)
         return None
     genres = meta.get("genres")
     if not genres:
-        raise TransferError(
-            f"{path / SPEC_FILE}: the net has a genre task but its meta has no 'genres' list; "
-            "save it with meta['genres'] = the genre list it was trained with"
+        raise ModelFileError(
+            f"{path / SPEC_FILE}: the net has a genre task but its meta has no 'genres' list; train it with agf"
         )
     n_out = net.task_outputs[GENRE_TASK] if isinstance(net, MTN) else net.n_out
     if len(genres) != n_out:
-        raise TransferError(
-            f"{path / SPEC_FILE}: meta lists {len(genres)} genres but the genre head has {n_out} outputs; "
-            "re-save the net"
+        raise ModelFileError(
+            f"{path / SPEC_FILE}: meta lists {len(genres)} genres but the genre head has {n_out} outputs"
         )
     return tuple(str(g) for g in genres)
 
 
-def load_source(path: str | Path, n_mels: int, device: str | torch.device = "cpu") -> SourceNet:
-    """Load a trained net directory (model.safetensors + net.json) as a transfer source for n_mels-band input."""
+def load_source(path: str | Path, features: FeatureConfig, device: str | torch.device = "cpu") -> SourceNet:
+    """Load a trained net directory (model.safetensors + net.json) as a transfer source for log-mels made with
+    `features`; TransferError when the net was trained on other features."""
     path = Path(path)
     net, meta = load_net(path, map_location=device)
-    if net.n_mels != n_mels:
+    if "features" not in meta or "patch_frames" not in meta:
+        raise ModelFileError(
+            f"{path / SPEC_FILE}: the meta does not record the net's input (features, patch_frames); "
+            "train the net with this version of agf"
+        )
+    if meta["features"] != config_to_dict(features):
+        differing = sorted(k for k in meta["features"] if meta["features"][k] != config_to_dict(features).get(k))
         raise TransferError(
-            f"{path / SPEC_FILE}: the net takes {net.n_mels} mel bands but the feature store has {n_mels}; "
-            "use nets trained on this feature store"
+            f"{path / SPEC_FILE}: the net was trained on other features (differing: {', '.join(differing) or 'keys'}) "
+            "than the feature store's; use nets trained on this feature store"
         )
     tasks = tuple(net.task_outputs) if isinstance(net, MTN) else tuple(str(t) for t in meta.get("task_outputs", {}))
     return SourceNet(
@@ -91,5 +96,6 @@ def load_source(path: str | Path, n_mels: int, device: str | torch.device = "cpu
         net=net,
         tasks=tasks,
         head_genres=_head_genres(path, net, tasks, meta),
+        patch_frames=int(meta["patch_frames"]),
         fingerprint=net_fingerprint(net),
     )

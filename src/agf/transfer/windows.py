@@ -1,4 +1,4 @@
-"""Window features: a source net's penultimate activation for every 43-frame window of every clip, cached.
+"""Window features: a source net's penultimate activation for every patch-long window of every clip, cached.
 
 A clip of T frames gives windows starting at 0, hop, 2*hop, ... while the window fits, plus a last window
 flush with the end when the tail would be left uncovered; a clip shorter than one patch gives one window,
@@ -8,7 +8,8 @@ Cache layout (one directory per net and hop, written by net_window_features):
     features.npy      (n_windows, D) float16 penultimate activations
     windows.parquet   track_id, start: which window each row is
     genre_probs.npy   (n_windows, G) float32 softmax of the net's genre head (only for nets with one)
-    done.json         the request the files answer (net fingerprint, hop, patch, store, track ids): written last
+    done.json         the completion marker (agf.workdir): the key of the request the files answer (net
+                      fingerprint, hop, patch, store, track ids), written last
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from agf.fileio import read_json, stable_key, write_json_atomic, write_npy_atomic, write_parquet_atomic
+from agf.fileio import stable_key, write_npy_atomic, write_parquet_atomic
 from agf.models import MTN
 from agf.store import FeatureStore
+from agf.tasks import GENRE_TASK
+from agf.workdir import clear_done, is_done, mark_done
 
-PATCH_FRAMES = 43
-GENRE_TASK = "g"
 CACHE_FORMAT = 1
 
 
@@ -44,7 +45,7 @@ class WindowFeatures:
     head_genres: tuple[str, ...] | None  # the genre of each genre_probs column
 
 
-def window_starts(n_frames: int, patch: int = PATCH_FRAMES, hop: int = 21) -> np.ndarray:
+def window_starts(n_frames: int, patch: int, hop: int) -> np.ndarray:
     """First frames of the windows covering a clip of n_frames: every `hop` frames, plus one flush with the end."""
     if n_frames < 1 or patch < 1 or hop < 1:
         raise ValueError(f"window_starts needs n_frames, patch and hop >= 1; got {n_frames}, {patch}, {hop}")
@@ -56,7 +57,7 @@ def window_starts(n_frames: int, patch: int = PATCH_FRAMES, hop: int = 21) -> np
     return starts
 
 
-def window_batch(mel: np.ndarray, starts: np.ndarray, patch: int = PATCH_FRAMES) -> np.ndarray:
+def window_batch(mel: np.ndarray, starts: np.ndarray, patch: int) -> np.ndarray:
     """(n_windows, patch, n_mels) float32 windows of a (frames, n_mels) clip; a short clip is padded at the end."""
     frames = np.asarray(mel, dtype=np.float32)
     if frames.ndim != 2 or frames.shape[0] == 0:
@@ -155,25 +156,25 @@ def _load_cache(cache_path: Path, head_genres: tuple[str, ...] | None) -> Window
 
 def _write_cache(cache_path: Path, result: WindowFeatures, request: dict) -> None:
     """Write the cache files, the completion marker last (removed first, so a killed write is redone)."""
-    (cache_path / "done.json").unlink(missing_ok=True)
+    clear_done(cache_path)
     write_npy_atomic(cache_path / "features.npy", result.features)
     windows = pd.DataFrame({"track_id": result.track_ids, "start": result.starts})
     write_parquet_atomic(cache_path / "windows.parquet", windows)
     if result.genre_probs is not None:
         write_npy_atomic(cache_path / "genre_probs.npy", result.genre_probs)
-    write_json_atomic(cache_path / "done.json", request)
+    mark_done(cache_path, stable_key(request), request=request)
 
 
 def net_window_features(
     net: nn.Module,
     store: FeatureStore,
     track_ids: Sequence[str],
+    patch: int,
     hop: int,
     device: str | torch.device,
     batch_windows: int = 1024,
     cache_path: str | Path | None = None,
     head_genres: Sequence[str] | None = None,
-    patch: int = PATCH_FRAMES,
     progress: bool = False,
     amp: bool = False,
 ) -> WindowFeatures:
@@ -197,7 +198,7 @@ def net_window_features(
         "amp": amp,
     }
     cache = Path(cache_path) if cache_path is not None else None
-    if cache is not None and (cache / "done.json").exists() and read_json(cache / "done.json") == request:
+    if cache is not None and is_done(cache, stable_key(request)):
         return _load_cache(cache, head)
     starts = [window_starts(store.mel(t).shape[0], patch, hop) for t in track_ids]
     features, probs = _compute(

@@ -28,7 +28,7 @@ from agf.datasets.synth.style import (
     prototype_style,
     vary_style,
 )
-from agf.datasets.table import DatasetError
+from agf.errors import SynthError
 
 SUBGENRE_PREFIXES = ("Deep", "Lo-fi", "Hard", "Nu", "Dream", "Acid", "Dark", "Bright", "Raw", "Slow", "Future", "Classic")
 SYLLABLES = (
@@ -41,10 +41,6 @@ HELD_OUT = (("validation", 0.1), ("test", 0.1))
 STRADDLE_WEIGHT = (0.3, 0.5)
 # Independent random streams of one seed.
 STYLE_STREAM, NAME_STREAM, LABEL_STREAM, SPLIT_STREAM = range(1, 5)
-
-
-class SynthError(DatasetError):
-    """The synthetic corpus cannot be built as asked; the message names the setting or file and the fix."""
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,10 @@ import pandas as pd
 from agf.audio import write_audio
 from agf.config import SynthConfig, config_to_dict
 from agf.datasets.fma_layout import fma_audio_path, write_fma_metadata
-from agf.datasets.synth.collection import Collection, SynthError, build_collection
+from agf.datasets.synth.collection import Collection, build_collection
 from agf.datasets.synth.render import TrackSpec, render_track
 from agf.datasets.synth.style import track_spec
+from agf.errors import SynthError
 from agf.fileio import read_json, write_json_atomic
 from agf.parallel import map_unordered
 

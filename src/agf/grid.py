@@ -1,0 +1,66 @@
+"""The experiment grid of the paper: cases (an architecture over a task subset, for one seed) and their nets.
+
+STN for each subset, MTN for each subset of two or more tasks (for one task the STN and the MTN are the same
+net), and per N >= 2 a wSTN matched to the MTN over the first N grid tasks. Each net is trained once and
+shared by every case that uses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from agf.config import GridConfig
+from agf.errors import ConfigError
+from agf.tasks import canonical_tasks, check_archs, task_subsets
+from agf.training.spec import NetSpec, net_specs, wstn_spec
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row of the paper's tables: an architecture over a task subset, for one seed."""
+
+    arch: str  # 'stn', 'mtn' or 'wstn'
+    tasks: str  # task letters in the order g, m, d, e, s; a wSTN has 'g'
+    n_tasks: int  # for a wSTN: the number of tasks of the setups it is matched to
+    seed: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.arch.upper()} {self.tasks}" + (f" (N={self.n_tasks})" if self.arch == "wstn" else "")
+
+
+def grid_subsets(grid: GridConfig) -> list[str]:
+    """The task subsets to run: the config's list, or every non-empty subset of grid.tasks (paper order)."""
+    allowed = set(grid.tasks)
+    if grid.subsets:
+        subsets = [canonical_tasks(s) for s in grid.subsets]
+        bad = [s for s, c in zip(grid.subsets, subsets) if set(s) - allowed or len(c) != len(s) or not c]
+        if bad:
+            raise ConfigError(f"grid.subsets: {bad[0]!r} is not a subset of grid.tasks {''.join(grid.tasks)}")
+        return list(dict.fromkeys(subsets))
+    return task_subsets(grid.tasks)
+
+
+def grid_cases(grid: GridConfig, subsets: Sequence[str]) -> list[Case]:
+    """Every case of the grid, seed by seed."""
+    archs = check_archs(grid.archs, "grid.archs")
+    cases = []
+    for seed in grid.seeds:
+        for subset in subsets:
+            if "stn" in archs or len(subset) == 1:
+                cases.append(Case("stn", subset, len(subset), seed))
+            if "mtn" in archs and len(subset) > 1:
+                cases.append(Case("mtn", subset, len(subset), seed))
+        if "wstn" in archs:
+            for n in sorted({len(s) for s in subsets if len(s) > 1}):
+                cases.append(Case("wstn", "g", n, seed))
+    return cases
+
+
+def case_specs(case: Case, task_outputs: Mapping[str, int], grid_tasks: Sequence[str], n_mels: int) -> list[NetSpec]:
+    """The nets a case needs. A wSTN for N is matched to the MTN over the first N grid tasks (g first)."""
+    if case.arch == "wstn":
+        matched = canonical_tasks(grid_tasks)[: case.n_tasks]
+        return [wstn_spec("mtn", {t: task_outputs[t] for t in matched}, n_mels)]
+    return net_specs(case.arch, {t: task_outputs[t] for t in case.tasks}, n_mels)  # type: ignore[arg-type]

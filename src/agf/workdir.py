@@ -1,0 +1,115 @@
+"""The work directory: where each stage writes, the one completion-marker protocol, the saved config.
+
+WORKDIR/
+  config.toml                 the resolved config of the last run (the values really used)
+  corpus/                     the synthetic corpus (dataset kind 'synth')
+  tracks.parquet              the track table; missing.parquet: listed tracks whose audio file does not exist
+  features/<key>/             the feature store (agf.store)
+  factors/<key>/<task>/       artist group factors (agf.factors)
+  nets/<arch>-<tasks>-<key>/  trained source nets (agf.training)
+  transfer/<key>/             transfer MLPs and predictions; transfer/windows/: cached window features
+  evaluation/seed<N>-<key>/   metrics.json and plots of every model of one seed (agf.evaluation)
+  report/                     results.csv, tables.md, figure3.png, report.html (agf.report)
+
+Keys hash settings and the content of inputs, never a path: the same directory reached by a relative or an
+absolute path, or moved elsewhere, reuses everything. A stage's output directory is finished when its marker
+(done.json) exists and records the key the stage computed for its inputs now; the marker is written last and
+removed before a rebuild, so a killed stage is simply redone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agf.config import Config, config_to_toml
+from agf.errors import PipelineError
+from agf.fileio import read_json, write_json_atomic, write_text_atomic
+
+MARKER = "done.json"
+
+
+@dataclass(frozen=True)
+class WorkDir:
+    """Paths of one work directory."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def corpus(self) -> Path:
+        return self.root / "corpus"
+
+    @property
+    def tracks(self) -> Path:
+        return self.root / "tracks.parquet"
+
+    @property
+    def missing(self) -> Path:
+        return self.root / "missing.parquet"
+
+    @property
+    def factors(self) -> Path:
+        return self.root / "factors"
+
+    @property
+    def nets(self) -> Path:
+        return self.root / "nets"
+
+    @property
+    def transfer(self) -> Path:
+        return self.root / "transfer"
+
+    @property
+    def evaluation(self) -> Path:
+        return self.root / "evaluation"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+
+def save_config(config: Config, workdir: WorkDir) -> None:
+    """Record the resolved config of this run in the work directory."""
+    write_text_atomic(workdir.config, config_to_toml(config))
+
+
+# -- the completion marker ------------------------------------------------------------------------
+
+
+def read_marker(directory: Path) -> dict[str, Any] | None:
+    """The marker of a stage's output directory; None when absent or unreadable (then the stage is redone)."""
+    try:
+        marker = read_json(Path(directory) / MARKER)
+    except (FileNotFoundError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) else None
+
+
+def is_done(directory: Path, key: str | None = None) -> bool:
+    """Whether the directory holds finished output (of the inputs `key` names, when given)."""
+    marker = read_marker(directory)
+    return marker is not None and (key is None or marker.get("key") == key)
+
+
+def clear_done(directory: Path) -> None:
+    """Remove the marker before rewriting a directory's outputs (a kill midway then leaves it unfinished)."""
+    (Path(directory) / MARKER).unlink(missing_ok=True)
+
+
+def mark_done(directory: Path, key: str, **record: Any) -> None:
+    """Write the marker, last: the outputs of `directory` answer the inputs `key` names."""
+    write_json_atomic(Path(directory) / MARKER, {"key": key, **record})
+
+
+def require_done(directory: Path, what: str) -> None:
+    """PipelineError when a stage that should be finished is not (e.g. for `agf report`)."""
+    if not is_done(directory):
+        raise PipelineError(f"{what} is not finished ({directory}); run `agf run` on this work directory first")
