@@ -14,7 +14,12 @@ from test_factors import FakeStore
 from agf.config import FactorConfig
 from agf.factors import build as build_module
 from agf.factors import build_factors
-from agf.factors.essentia_features import PITCH_CLASSES, essentia_unavailable_reason, extract_many, flatten_pool
+from agf.factors.essentia_features import (
+    PITCH_CLASSES,
+    essentia_unavailable_reason,
+    extract_many,
+    flatten_pool,
+)
 from agf.fileio import read_json
 
 pytestmark = pytest.mark.skipif(essentia_unavailable_reason() is not None, reason="essentia is not importable")

@@ -16,6 +16,7 @@ from agf.evaluation import classical_baseline, mfcc_stats, plot_confusion
 from agf.fileio import read_json, write_json_atomic
 from agf.metrics import (
     accuracy,
+    challenge_macro_f1,
     confusion,
     format_table,
     log_loss,
@@ -60,6 +61,17 @@ def test_macro_f1_ignores_absent_class_and_scores_unpredicted_as_zero() -> None:
     # class 2: in truth, never predicted -> F1 0; class 3: absent from both -> ignored
     expected = (0.5 + 0.8 + 0.0) / 3
     assert macro_f1(Y_TRUE, Y_PRED, 4) == pytest.approx(expected)
+
+
+def test_macro_f1_scores_the_genres_present_in_the_truth_only() -> None:
+    """Predicting a genre absent from the split once must not cost a whole class of F1 (the challenge's union did)."""
+    truth = np.array([0, 0, 1, 1])
+    pred = np.array([0, 0, 1, 3])  # class 3 has no track in this split
+    # class 0: F1 1; class 1: TP 1, FN 1 -> P 1, R 1/2, F1 2/3; class 3: not in the truth -> not scored
+    assert macro_f1(truth, pred, 4) == pytest.approx((1.0 + 2 / 3) / 2)
+    assert challenge_macro_f1(truth, pred, 4) == pytest.approx((1.0 + 2 / 3 + 0.0) / 3)
+    result = score(truth, np.eye(4)[pred], GENRES)
+    assert result["absent_genres"] == ["c", "d"] and result["macro_f1_challenge"] < result["macro_f1"]
 
 
 def test_accuracy_hand_computed() -> None:
@@ -150,8 +162,9 @@ def test_score_against_with_true_genre() -> None:
     # true: t3 is jazz (p=0.1, predicted rock) -> accuracy 2/3
     assert results["true"]["log_loss"] == pytest.approx(-(math.log(0.8) + math.log(0.1) + math.log(0.6)) / 3)
     assert results["true"]["accuracy"] == pytest.approx(2 / 3)
-    # true F1: jazz TP1 FN1 -> 2/3; pop 1; rock predicted once, never true -> 0: mean (2/3 + 1 + 0) / 3
-    assert results["true"]["macro_f1"] == pytest.approx((2 / 3 + 1.0 + 0.0) / 3)
+    # true F1: jazz TP1 FN1 -> 2/3; pop 1; rock predicted once but never true -> not scored: mean (2/3 + 1) / 2
+    assert results["true"]["macro_f1"] == pytest.approx((2 / 3 + 1.0) / 2)
+    assert results["true"]["macro_f1_challenge"] == pytest.approx((2 / 3 + 1.0 + 0.0) / 3)
 
 
 def test_score_against_without_true_genre() -> None:

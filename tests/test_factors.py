@@ -19,7 +19,12 @@ from agf.factors import build as build_module
 from agf.factors import build_factors, format_summary, load_track_targets
 from agf.factors import dictionary as dictionary_module
 from agf.factors.bags import artist_bags
-from agf.factors.dictionary import assign_words, fit_dictionary, sample_rows, words_per_array
+from agf.factors.dictionary import (
+    assign_words,
+    fit_dictionary,
+    sample_rows,
+    words_per_array,
+)
 from agf.factors.lda import fit_artist_topics
 from agf.factors.summary import genre_information, topic_concentration
 from agf.fileio import write_json_atomic, write_npy_atomic
@@ -168,9 +173,13 @@ def test_validation_tracks_never_influence_the_fit_unless_leaky(built, tmp_path:
     np.testing.assert_array_equal(np.load(tmp_path / "clean" / "m" / "dictionary.npy"),
                                   np.load(out_dir / "m" / "dictionary.npy"))
     leaky_config = dataclasses.replace(CONFIG, leaky=True, tasks=("m", "s"))
+    # The authors' leaky protocol fits on training and validation tracks, never on test tracks.
+    some_val = shifted_tracks.index[shifted_tracks["split"] == "val"][:3]
+    shifted_tracks.loc[some_val, "split"] = "test"
     leaky = build_factors(shifted_tracks, shifted_store, leaky_config, tmp_path / "leaky", progress=False)
     for task in ("m", "s"):
-        assert sorted(leaky[task].track_targets.index) == sorted(shifted_tracks["track_id"])
+        fitted = shifted_tracks.loc[shifted_tracks["split"] != "test", "track_id"]
+        assert sorted(leaky[task].track_targets.index) == sorted(fitted)
         assert leaky[task].summary["leaky"] is True
     assert not np.allclose(np.load(tmp_path / "leaky" / "m" / "dictionary.npy"),
                            np.load(out_dir / "m" / "dictionary.npy"))
@@ -283,3 +292,35 @@ def test_concentration_and_genre_information_measures() -> None:
     informative = genre_information(np.repeat([0, 1, 2], 30), genres)
     assert informative["nmi_genre"] == pytest.approx(1.0)
     assert informative["nmi_shuffled_p95"] < 0.2
+
+
+def test_binary_essentia_columns_are_not_quantile_outliers() -> None:
+    """One-hot key/scale columns: quantile normalisation makes them +-5.2 outliers; standardised they have unit
+    variance like the continuous columns; dropped they are gone."""
+    from agf.factors.build import normalise_descriptors
+
+    rng = np.random.default_rng(0)
+    continuous = rng.normal(size=(200, 3))
+    key = (rng.random(200) < 0.1).astype(float)
+    matrix = np.column_stack([continuous, key, np.full(200, np.nan)])
+    quantile, keep, _, _ = normalise_descriptors(matrix, "quantile", 0)
+    assert keep.tolist() == [True, True, True, True, False] and np.abs(quantile[:, 3]).max() > 5
+    standard, _, quantiled, _ = normalise_descriptors(matrix, "standardise", 0)
+    assert quantiled.tolist() == [True, True, True, False, False]
+    assert standard[:, 3].std() == pytest.approx(1.0, abs=1e-5) and np.abs(standard[:, 3]).max() < 3.5
+    assert standard[:, :3].std(axis=0) == pytest.approx([1.0] * 3, abs=0.15)
+    dropped, keep, _, _ = normalise_descriptors(matrix, "drop", 0)
+    assert dropped.shape == (200, 3) and keep.tolist() == [True, True, True, False, False]
+
+
+def test_counted_bags_give_concentrated_groups_where_divided_ones_give_the_prior(tmp_path: Path) -> None:
+    """One word per track (task e) or per label (s): divided by the track count, an artist's bag holds about one
+    word and LDA returns near its prior; counted (the default for e and s), the groups are concentrated."""
+    assert "e" not in FactorConfig().divide_bags and "s" not in FactorConfig().divide_bags
+    tracks, store = make_corpus(tmp_path)
+    concentration = {}
+    for divide in ((), ("s",)):
+        config = dataclasses.replace(CONFIG, tasks=("s",), divide_bags=divide)
+        result = build_factors(tracks, store, config, tmp_path / f"divide-{divide}", progress=False)["s"]
+        concentration[divide] = result.summary["mean_max_topic"]
+    assert concentration[()] > concentration[("s",)] + 0.1, concentration

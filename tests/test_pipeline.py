@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -72,6 +73,9 @@ def test_every_report_file(finished_run: Path) -> None:
         assert title in tables
     html = (report / "report.html").read_text()
     assert "<img" in html and "src=\"http" not in html
+    assert (report / "curves.png").stat().st_size > 0 and "Training curves of the best model" in html
+    assert "true labels." in html  # the best model's confusion matrix against the synthetic corpus's true genres
+    assert "STN accuracy" in tables and "highest mean validation accuracy" in tables
     # Nets are trained once per (arch, tasks): STN g, m, s; MTN gm, gms; two wSTNs.
     nets = sorted(p.name.rsplit("-", 1)[0] for p in (work / "nets").iterdir())
     assert nets == ["mtn-gm", "mtn-gms", "stn-g", "stn-m", "stn-s", "wstn-g", "wstn-g"]
@@ -201,3 +205,37 @@ def test_user_errors_are_one_line_and_debug_shows_the_traceback(tmp_path: Path, 
     with pytest.raises(SystemExit) as exited:
         main(["--version"])
     assert exited.value.code == 0 and capsys.readouterr().out.startswith("agf ")
+
+
+def test_demo_summary_chooses_on_validation_and_compares_with_the_seed_spread() -> None:
+    """The artist-group model of the summary is chosen on validation: poisoned test numbers change no choice."""
+    from agf.pipeline import Factors, GridRun, PipelineRun, best_case, demo_summary
+
+    cases = [Case(arch, tasks, len(tasks), seed) for seed in (0, 1, 2) for arch, tasks in
+             (("stn", "g"), ("stn", "gm"), ("stn", "e"), ("mtn", "gm"))]
+    rng = np.random.default_rng(0)
+    rows = []
+    for case in cases:
+        # On validation, 'STN gm' has the best accuracy, 'STN e' the best (hedging) log loss.
+        val_accuracy = {"g": 0.8, "gm": 0.9, "e": 0.7}[case.tasks] - (0.05 if case.arch == "mtn" else 0.0)
+        val_loss = {"g": 1.0, "gm": 1.2, "e": 0.6}[case.tasks]
+        for split, labels in (("val", "given"), ("test", "given"), ("test", "true")):
+            values = {"accuracy": val_accuracy, "log_loss": val_loss, "macro_f1": 0.5}
+            if split == "test":
+                values = {m: float(rng.uniform(0.1, 1.0)) for m in values}
+            rows += [{"tasks": case.tasks, "arch": case.arch, "n_tasks": case.n_tasks,
+                      "includes_genre": "g" in case.tasks, "seed": case.seed, "split": split, "labels": labels,
+                      "metric": metric, "value": value} for metric, value in values.items()]
+    results = pd.DataFrame(rows)
+    grid = GridRun({case: Path(f"/t/{i}") for i, case in enumerate(cases)}, {}, Factors(None, None))
+    run = PipelineRun(grid, results, pd.DataFrame(), {"html": "report.html"})
+    chosen = best_case(grid, results, lambda c: c.tasks != "g")
+    assert (chosen.arch, chosen.tasks, chosen.seed) == ("stn", "gm", 0)
+    summary = demo_summary(run)
+    assert "best with artist groups: STN gm" in summary and "highest mean validation accuracy" in summary
+    assert "spread over 3 seeds" in summary
+    poisoned = results.copy()
+    test = poisoned["split"] == "test"
+    poisoned.loc[test, "value"] = rng.permutation(poisoned.loc[test, "value"].to_numpy())
+    assert best_case(grid, poisoned, lambda c: c.tasks != "g") == chosen
+    assert "best with artist groups: STN gm" in demo_summary(PipelineRun(grid, poisoned, pd.DataFrame(), run.report))

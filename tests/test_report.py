@@ -187,7 +187,18 @@ def test_table4_lists_every_combination_in_paper_order() -> None:
             assert_cell(line[column], per_seed)
 
 
-def test_table5_best_subsets_and_matched_wstn() -> None:
+def chosen_subset(rows: list[dict], arch: str, n: int) -> str:
+    """The selection rule by hand: the highest mean validation accuracy (given labels), then the lower log loss."""
+    def mean(tasks: str, metric: str) -> float:
+        return statistics.fmean(r["value"] for r in rows if r["tasks"] == tasks and r["arch"] == arch
+                                and r["metric"] == metric and r["split"] == "val" and r["labels"] == "given")
+
+    subsets = {r["tasks"] for r in rows if r["arch"] == arch and r["n_tasks"] == n}
+    return min(subsets, key=lambda tasks: (-mean(tasks, "accuracy"), mean(tasks, "log_loss")))
+
+
+def test_table5_best_subsets_are_chosen_on_validation_and_reported_on_test() -> None:
+    all_rows = RESULTS.to_dict("records")
     rows = records(RESULTS)
     table = parse_table(table5(RESULTS))
     assert [r["N"] for r in table] == ["1", "2", "3", "4", "5"]
@@ -195,21 +206,37 @@ def test_table5_best_subsets_and_matched_wstn() -> None:
         n = int(line["N"])
         for arch, prefix in (("stn", "STN"), ("mtn", "MTN")):
             source_arch = "stn" if n == 1 else arch
-            mean_loss = {
-                tasks: statistics.fmean(r["value"] for r in rows if r["tasks"] == tasks and r["arch"] == source_arch
-                                        and r["metric"] == "log_loss")
-                for tasks in {r["tasks"] for r in rows if r["arch"] == source_arch and r["n_tasks"] == n}
-            }
-            best = min(mean_loss, key=mean_loss.get)
+            best = chosen_subset(all_rows, source_arch, n)
             assert line[f"best {prefix}"] == best
-            assert parse_cell(line[f"{prefix} log loss"])[0] == pytest.approx(mean_loss[best], abs=6e-5)
+            test_loss = statistics.fmean(r["value"] for r in rows if r["tasks"] == best and r["arch"] == source_arch
+                                         and r["metric"] == "log_loss")
+            assert parse_cell(line[f"{prefix} log loss"])[0] == pytest.approx(test_loss, abs=6e-5)
         if n == 1:
             assert line["wSTN log loss"] == "-"
         else:
             per_seed = [next(r["value"] for r in rows if r["arch"] == "wstn" and r["n_tasks"] == n
                              and r["metric"] == "macro_f1" and r["seed"] == s) for s in (0, 1)]
             assert_cell(line["wSTN macro-F1"], per_seed)
-    assert table[4]["best STN"] == table[4]["best MTN"] == "gmdes"
+    assert "chosen by the highest mean validation accuracy" in table5(RESULTS)
+
+
+def test_poisoned_test_split_changes_no_choice() -> None:
+    """Replacing every test (and true-label) number changes the numbers shown, never the subsets chosen."""
+    poisoned = RESULTS.copy()
+    reported = (poisoned["split"] == "test") | (poisoned["labels"] == "true")
+    poisoned.loc[reported, "value"] = np.random.default_rng(7).permutation(poisoned.loc[reported, "value"].to_numpy())
+    for labels in ("given", "true"):
+        before, after = parse_table(table5(RESULTS, "test", labels)), parse_table(table5(poisoned, "test", labels))
+        assert [(r["best STN"], r["best MTN"]) for r in before] == [(r["best STN"], r["best MTN"]) for r in after]
+    assert table5(RESULTS) != table5(poisoned)  # the numbers shown did change
+    # Nor do the labels shown choose (an oracle choice on true labels picked other subsets before).
+    test_choice = {r["N"]: r["best STN"] for r in parse_table(table5(RESULTS, "test", "true"))}
+    assert test_choice == {r["N"]: r["best STN"] for r in parse_table(table5(RESULTS, "test", "given"))}
+
+
+def test_validation_tables_say_they_are_selection_biased() -> None:
+    assert "selection-biased" in table3(RESULTS, "val") + table4(RESULTS, "val") + table5(RESULTS, "val")
+    assert "selection-biased" not in table3(RESULTS, "test") + table4(RESULTS, "test") + table5(RESULTS, "test")
 
 
 def test_partial_grid_shows_dashes_and_never_crashes() -> None:
@@ -222,9 +249,7 @@ def test_partial_grid_shows_dashes_and_never_crashes() -> None:
     assert [r["tasks"] for r in parse_table(table4(partial, "val"))] == ["g", "gm", "md"]
     rows5 = parse_table(table5(partial, "val"))
     assert [r["N"] for r in rows5] == ["1", "2"]
-    two_task_loss = {tasks: statistics.fmean(r["value"] for r in records(partial, "val") if r["tasks"] == tasks
-                                             and r["metric"] == "log_loss") for tasks in ("gm", "md")}
-    assert rows5[1]["best STN"] == min(two_task_loss, key=two_task_loss.get)
+    assert rows5[1]["best STN"] == chosen_subset(partial.to_dict("records"), "stn", 2)
     assert rows5[1]["best MTN"] == "-" and rows5[1]["wSTN log loss"] == "-"
     # A split without results: the fixed rows of Table 3 are all '-', Tables 4 and 5 say so.
     assert all(r["STN log loss"] == "-" for r in parse_table(table3(partial, "test")))
@@ -285,6 +310,21 @@ def test_figure3_writes_a_png_even_for_partial_grids(tmp_path: Path) -> None:
         assert (tmp_path / name).read_bytes().startswith(PNG_SIGNATURE)
         height, width, _ = matplotlib.image.imread(tmp_path / name).shape
         assert width > 2 * height > 400
+
+
+def test_figure3_plots_the_table3_means_and_breaks_lines_at_missing_n(tmp_path: Path) -> None:
+    partial = synthetic_results(subsets=("g", "gm", "gmde"), archs=("stn",))
+    figure = figure3(partial, tmp_path / "f.png")
+    log_loss_panel = figure.axes[0]
+    [series] = [c for c in log_loss_panel.containers if c.get_label() == "STN with g"]
+    x, y = (np.asarray(values, dtype=float) for values in series.lines[0].get_data())
+    assert np.round(x).tolist() == [1, 2, 3, 4, 5]
+    assert np.isnan(y[[2, 4]]).all() and not np.isnan(y[[0, 1, 3]]).any()  # no result for N = 3 and 5
+    rows = records(partial)
+    for n, tasks in ((1, "g"), (2, "gm"), (4, "gmde")):
+        expected = statistics.fmean(r["value"] for r in rows if r["tasks"] == tasks and r["arch"] == "stn"
+                                    and r["metric"] == "log_loss")
+        assert y[n - 1] == pytest.approx(expected)
 
 
 def test_dataset_section_counts() -> None:
@@ -370,3 +410,25 @@ def test_build_report_with_a_minimal_grid(tmp_path: Path) -> None:
     assert set(paths) == {"results", "tables", "html", "figure3"}
     page = paths["html"].read_text()
     assert page.count("<table>") == 3 + 4 and "±" not in page
+
+
+def test_per_genre_table_lists_absent_genres_instead_of_scoring_them() -> None:
+    from agf.report.tables import build_per_genre_table
+
+    per_genre = per_class_report(np.array([0, 0, 1]), np.array([0, 2, 1]), ["jazz", "pop", "rock"])
+    table = build_per_genre_table(per_genre, "STN g")
+    assert [row[0] for row in table.rows] == ["jazz", "pop"]
+    assert any("rock" in note and "not scored" in note for note in table.notes)
+
+
+def test_split_warnings_name_missing_genres_and_thin_splits() -> None:
+    from agf.report.dataset import split_warnings
+
+    rows = [("train", g, f"{g}-a{i}") for g in ("jazz", "pop", "rock") for i in range(6)]
+    rows += [("val", g, f"{g}-v{i}") for g in ("jazz", "pop", "rock") for i in range(5)]
+    rows += [("test", g, f"{g}-t{i}") for g in ("jazz", "pop") for i in range(5 if g == "jazz" else 2)]
+    tracks = pd.DataFrame(rows, columns=["split", "genre", "artist_id"])
+    warnings = split_warnings(tracks)
+    assert len(warnings) == 2 and all(w.startswith("warning: the test split") for w in warnings)
+    assert "1 of 3 genres (rock)" in warnings[0] and "(pop 2)" in warnings[1]
+    assert split_warnings(tracks[tracks["split"] != "test"]) == []

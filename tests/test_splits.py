@@ -9,7 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.model_selection import train_test_split
 
-from agf.datasets.splits import artist_disjoint_split, assign_split, stratified_random_split
+from agf.datasets.splits import (
+    artist_disjoint_split,
+    assign_split,
+    stratified_random_split,
+)
 from agf.errors import DatasetError
 
 

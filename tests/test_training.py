@@ -19,7 +19,14 @@ from agf.device import resolve_device
 from agf.errors import ConfigError, TrainingDiverged, TrainingError
 from agf.models import MTN, load_net, soft_cross_entropy
 from agf.tasks import parse_tasks
-from agf.training import NetSpec, fit_band_norm, net_specs, net_train_config, task_targets, train_net
+from agf.training import (
+    NetSpec,
+    fit_band_norm,
+    net_specs,
+    net_train_config,
+    task_targets,
+    train_net,
+)
 from agf.training.checkpoint import load_checkpoint
 from agf.training.data import CropDataset, epoch_plan, fixed_offsets, validation_plan
 from agf.training.loop import CURVE_COLUMNS, prepare_data, task_parameters
@@ -353,3 +360,31 @@ def test_specs_of_an_architecture_and_mtn_epochs() -> None:
     # As in the paper, an MTN trains the STN epochs x its number of tasks; STNs and wSTNs the epochs as set.
     assert net_train_config(mtn, FAST).epochs == 2 * FAST.epochs
     assert net_train_config(NetSpec("stn", ("g",)), FAST) == FAST
+
+
+def test_fixed_epoch_budget_keeps_the_last_epoch(collection, targets, tmp_path: Path) -> None:
+    config = dataclasses.replace(FAST, select_epoch="last")
+    result = train(collection, targets, tmp_path, NetSpec("stn", ("g",), WIDTH), config)
+    assert result.best_epoch == result.epochs_done == config.epochs
+    assert_same_state(load_file(tmp_path / "model.safetensors"), checkpoint(tmp_path)["model"])
+    _, meta = load_net(tmp_path)
+    assert "last epoch" in meta["selection"]
+
+
+def test_test_labels_never_change_a_net(tmp_path: Path) -> None:
+    """Poisoned test labels: the trained net, its curves and its best epoch are unchanged."""
+    results = {}
+    for name, poison in (("clean", False), ("poisoned", True)):
+        toy = toy_collection(tmp_path / name)
+        tracks = toy.tracks.copy()
+        test = tracks.index[tracks["split"] == "val"][::2]
+        tracks.loc[test, "split"] = "test"
+        if poison:
+            tracks.loc[test, "genre"] = np.random.default_rng(3).permutation(tracks.loc[test, "genre"].to_numpy())
+        genre = task_targets(tracks, "g", None)
+        results[name] = train_net(NetSpec("stn", ("g",), WIDTH), toy.store, tracks, {"g": genre}, FAST, 0,
+                                  tmp_path / name / "net", "cpu", False)
+    assert results["clean"].best_epoch == results["poisoned"].best_epoch
+    assert_same_state(*(load_file(tmp_path / name / "net" / "model.safetensors") for name in results))
+    pd.testing.assert_frame_equal(*(curves(tmp_path / name / "net").drop(columns=["patches_per_s", "seconds"])
+                                    for name in results))

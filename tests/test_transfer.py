@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -346,3 +347,42 @@ def test_a_net_carries_the_input_it_takes(transfer_run: dict, tmp_path: Path) ->
     with pytest.raises(TransferError, match="different lengths"):
         fit_transfer([run["sources"][0], long], run["store"], run["tracks"], run["config"], 0, tmp_path / "t",
                      device="cpu", progress=False)
+
+
+def test_poisoned_test_labels_change_no_mlp_choice(transfer_run: dict, tmp_path: Path) -> None:
+    """Shuffled test labels: the MLP's curves, best epoch and validation predictions are unchanged."""
+    run = transfer_run
+    tracks = run["tracks"].copy()
+    test = tracks.index[tracks["split"] == "test"]
+    tracks.loc[test, "genre"] = np.random.default_rng(5).permutation(tracks.loc[test, "genre"].to_numpy())
+    poisoned = fit_transfer(run["sources"], run["store"], tracks, run["config"], 0, tmp_path / "poisoned",
+                            device="cpu", progress=False)
+    clean = run["result"]
+    assert poisoned.best_epoch == clean.best_epoch
+    columns = ["epoch", "train_loss", "val_log_loss", "val_accuracy"]
+    pd.testing.assert_frame_equal(poisoned.curves[columns], clean.curves[columns])
+    pd.testing.assert_frame_equal(poisoned.predictions, clean.predictions)
+
+
+def test_fixed_epoch_budget_keeps_the_last_mlp_epoch(transfer_run: dict, tmp_path: Path) -> None:
+    run = transfer_run
+    config = dataclasses.replace(run["config"], epochs=4, select_epoch="last")
+    result = fit_transfer(run["sources"], run["store"], run["tracks"], config, 0, tmp_path / "last", device="cpu",
+                          progress=False)
+    assert result.best_epoch == 4
+
+
+def test_model_names_are_plain_and_never_merge_two_nets(transfer_run: dict, tmp_path: Path) -> None:
+    import shutil
+
+    from agf.errors import EvaluationError
+
+    run = transfer_run
+    assert run["result"].name == "transfer MLP: STN[g] + MTN[gm]"  # no directory hashes in names
+    other_net = tmp_path / "stn-g-other-seed"
+    shutil.copytree(run["sources"][0], other_net)
+    other = fit_transfer([other_net, run["sources"][1]], run["store"], run["tracks"], run["config"], 0,
+                         tmp_path / "other", device="cpu", progress=False)
+    assert other.name == run["result"].name
+    with pytest.raises(EvaluationError, match="one seed at a time"):
+        evaluate([run["result"].out_dir, other.out_dir], run["tracks"], tmp_path / "eval")

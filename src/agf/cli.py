@@ -46,6 +46,11 @@ def _run_seed(config: Config, args: argparse.Namespace) -> int:
     return args.seed if args.seed is not None else config.grid.seeds[0]
 
 
+def _add_run_seed(parser: argparse.ArgumentParser, seeds_what: str) -> None:
+    parser.add_argument("--seed", type=int, help=f"run seed, which seeds {seeds_what} (default: the first of the "
+                        "config's grid.seeds)")
+
+
 def _task_list(text: str | None) -> tuple[str, ...] | None:
     """'g,m,d' or 'gmd' -> ('g', 'm', 'd'); None stays None."""
     return None if text is None else parse_tasks(text)
@@ -322,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--epochs", type=int, help="epochs (default: the config's train.epochs; an MTN trains "
                        "epochs x its number of tasks)")
-    train.add_argument("--seed", type=int, help="run seed (default: the first of the config's grid.seeds)")
+    _add_run_seed(train, "training: initialisation, crops, dropout")
     train.add_argument("--schedule", choices=["epoch", "batch"], help="MTN task schedule (default: the config's)")
     train.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the config's run.device)")
     train.set_defaults(func=cmd_train)
@@ -336,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(transfer)
     transfer.add_argument("nets", nargs="+", metavar="NET_DIR", help="trained net directories (WORKDIR/nets/...)")
     transfer.add_argument("--epochs", type=int, help="MLP epochs (default: the config's, 50)")
-    transfer.add_argument("--seed", type=int, help="run seed (default: the first of the config's grid.seeds)")
+    _add_run_seed(transfer, "the MLP: initialisation, shuffling, dropout")
     transfer.set_defaults(func=cmd_transfer)
 
     evaluate = commands.add_parser(
@@ -348,8 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(evaluate)
     evaluate.add_argument("transfers", nargs="+", metavar="TRANSFER_DIR", help="directories made by agf transfer")
     evaluate.add_argument("--out", help="output folder (default WORKDIR/evaluation/manual)")
-    evaluate.add_argument("--seed", type=int, help="run seed, of the classical baseline (default: the first of "
-                          "the config's grid.seeds)")
+    _add_run_seed(evaluate, "the classical baseline")
     evaluate.set_defaults(func=cmd_evaluate)
 
     for name, help_text in (

@@ -20,6 +20,9 @@ from agf.tasks import ARCHS, FACTOR_TASKS, TASKS
 
 # One 1-s patch: 43 frames of 512 samples at 22,050 Hz. The net input length and the shortest usable track.
 PATCH_FRAMES = 43
+# Chosen by measurement (docs/factors.md, "Artist bags"): informative artist-group targets.
+DIVIDE_BAGS_DEFAULT: tuple[str, ...] = ("m", "d")
+ESSENTIA_BINARY_DEFAULT = "standardise"
 # Keys that were removed, and where their setting lives now.
 MOVED_KEYS: dict[str, str] = {
     "train.seed": "grid.seeds (the seeds of nets and transfer MLPs; `agf train/transfer --seed N`)",
@@ -99,9 +102,18 @@ class FactorConfig:
     kmeans_batch_size: int = 4096
     # scikit-learn's default, as in the authors' code; 10 fits LDA over 5,000 artists in under a minute.
     lda_max_iter: int = 10
+    # Tasks whose artist bags are divided by the artist's number of tracks (the authors divided m, d and s and
+    # counted e). Dividing leaves an e or s bag of about one word, so LDA returns its prior: near-uniform targets.
+    divide_bags: tuple[str, ...] = DIVIDE_BAGS_DEFAULT
+    # Binary Essentia columns (the one-hot keys and scales): 'standardise' (z-scores, the spread of a
+    # quantile-normalised column), 'drop', or 'quantile' (the authors': mapped to about +-5.2, outliers that
+    # dominate the K-means distances).
+    essentia_binary: Literal["standardise", "drop", "quantile"] = ESSENTIA_BINARY_DEFAULT
     # A track whose Essentia extraction runs longer than this is recorded as failed and skipped.
     essentia_timeout_s: float = 300.0
-    # The paper's leaky protocol fits dictionaries, normalisation and LDA on all tracks.
+    # The authors' leaky protocol: dictionaries, normalisation and LDA are fitted on the training AND validation
+    # tracks (their labels and audio), so the validation split that selects models has seen the artist groups.
+    # The test split is never fitted on.
     leaky: bool = False
     # Seed of the dictionaries (K-means), the quantile normaliser and LDA.
     seed: int = 0
@@ -116,6 +128,9 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-5
     patch_frames: int = PATCH_FRAMES
+    # The weights kept: 'best_val', the epoch of the lowest mean validation loss (early stopping on the
+    # validation split); 'last', the last epoch (a fixed epoch budget, no selection: the paper's protocol).
+    select_epoch: Literal["best_val", "last"] = "best_val"
     # MTN: 'epoch' draws one task per epoch (the authors' code), 'batch' draws one per batch.
     schedule: Literal["epoch", "batch"] = "epoch"
     # wSTN width factor; 0 = computed to match the parameter count of the compared setup.
@@ -135,6 +150,8 @@ class TransferConfig:
     lr: float = 1e-3
     batch_size: int = 256
     window_hop: int = 21
+    # 'best_val': the MLP epoch of the lowest validation log loss; 'last': the last epoch (no selection).
+    select_epoch: Literal["best_val", "last"] = "best_val"
     # Window features under bf16 autocast with channels_last: 3.2x faster on CPU here, 0.5 % relative error.
     amp: bool = True
 

@@ -31,7 +31,14 @@ from sklearn.preprocessing import StandardScaler
 
 from agf.datasets.table import genre_list, tracks_fingerprint
 from agf.errors import EvaluationError, TransferError
-from agf.fileio import atomic_path, read_json, safe_name, stable_key, write_json_atomic, write_text_atomic
+from agf.fileio import (
+    atomic_path,
+    read_json,
+    safe_name,
+    stable_key,
+    write_json_atomic,
+    write_text_atomic,
+)
 from agf.metrics import check_labels, confusion, format_table, score_against
 from agf.store import FeatureStore
 from agf.transfer import load_transfer
@@ -63,6 +70,16 @@ def _probability_frame(predictions: pd.DataFrame, genres: Sequence[str]) -> pd.D
     return predictions.set_index(predictions["track_id"].astype(str))[list(genres)]
 
 
+def _add_model(models: dict[str, Model], model: Model) -> None:
+    """Add a model under its name; a baseline shared by several transfers (same source net) is added once."""
+    known = models.setdefault(model.name, model)
+    if Path(known.source).name != Path(model.source).name:
+        raise EvaluationError(
+            f"two models are named {model.name!r} ({known.source} and {model.source}); evaluate the transfers "
+            "of one seed at a time"
+        )
+
+
 def transfer_models(transfer_dirs: Sequence[str | Path], genres: Sequence[str]) -> list[Model]:
     """The MLP and the genre-head baselines of each transfer directory (a baseline shared by several, once)."""
     models: dict[str, Model] = {}
@@ -73,14 +90,10 @@ def transfer_models(transfer_dirs: Sequence[str | Path], genres: Sequence[str]) 
                 f"{directory}: trained on genres {', '.join(result.genres)}, but the track table has "
                 f"{', '.join(genres)}; evaluate with the track table it was trained on"
             )
-        models.setdefault(
-            result.name, Model(result.name, "transfer", str(directory), _probability_frame(result.predictions, genres))
-        )
+        _add_model(models, Model(result.name, "transfer", str(directory), _probability_frame(result.predictions, genres)))
         for baseline in result.baselines:
             table = pd.read_parquet(directory / baseline.file)
-            models.setdefault(
-                baseline.name, Model(baseline.name, baseline.kind, baseline.source, _probability_frame(table, genres))
-            )
+            _add_model(models, Model(baseline.name, baseline.kind, baseline.source, _probability_frame(table, genres)))
     return list(models.values())
 
 
@@ -203,10 +216,11 @@ def _write_plots(
             suffix = "" if labels == "given" else f".{labels}"
             title = f"{model.name}\n{split}, {labels} labels"
             plot_confusion(matrix, genres, out_dir / "confusion" / f"{safe_name(model.name)}{suffix}.png", title)
+    present = [row["support"] > 0 for row in scores[models[0].name][split]["given"]["per_class"]]
     f1 = pd.DataFrame(
         {m.name: [row["f1"] for row in scores[m.name][split]["given"]["per_class"]] for m in models},
         index=pd.Index(list(genres), name="genre"),
-    )
+    )[present]  # a genre with no track in the split has no F1
     write_text_atomic(out_dir / "per_genre_f1.csv", f1.to_csv())
     plot_per_genre_f1(f1, out_dir / "per_genre_f1.png", f"per-genre F1, {split}, given labels")
 

@@ -2,7 +2,10 @@
 
 Class index i is genres[i] everywhere (see agf.datasets.table.genre_list). Metrics follow the challenge
 (Defferrard et al., arXiv 1803.05337): log loss with natural log and one-hot truth, probabilities clipped
-at 1e-8 (the authors' value), and F1 as the unweighted mean of per-class F1 (macro-F1).
+at 1e-8 (the authors' value), and F1 as the unweighted mean of per-class F1 (macro-F1). agf's macro-F1 averages
+over the genres present in the evaluated tracks' truth: a genre absent from a split is not scored (the
+challenge's scikit-learn call averaged over the union of true and predicted classes, so predicting an absent
+genre once counted an F1 of 0; `challenge_macro_f1` keeps that definition, recorded beside it).
 """
 
 from __future__ import annotations
@@ -12,7 +15,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
 
 from agf.errors import EvaluationError
 
@@ -78,14 +86,19 @@ def log_loss(y_true: np.ndarray, probs: np.ndarray, eps: float = LOG_LOSS_EPS) -
 
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
-    """The challenge F1: the unweighted mean of per-class F1 over classes present in y_true or y_pred.
+    """The unweighted mean of per-class F1 over the classes present in y_true.
 
-    A class absent from both is ignored; a class in the truth but never predicted (or predicted but never
-    true) has F1 0.
+    A class in the truth but never predicted has F1 0; a class absent from the truth is not scored, even when
+    predicted (those wrong predictions still lower the recall of the true classes they were taken from).
     """
     truth, pred = _check_pair(y_true, y_pred, n_classes)
-    present = np.union1d(truth, pred)
-    return float(f1_score(truth, pred, labels=present, average="macro", zero_division=0))
+    return float(f1_score(truth, pred, labels=np.unique(truth), average="macro", zero_division=0))
+
+
+def challenge_macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    """The WWW 2018 challenge's F1: the mean of per-class F1 over classes present in y_true OR y_pred."""
+    truth, pred = _check_pair(y_true, y_pred, n_classes)
+    return float(f1_score(truth, pred, labels=np.union1d(truth, pred), average="macro", zero_division=0))
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -115,7 +128,8 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndar
 
 
 def score(y_true: np.ndarray, probs: np.ndarray, genres: Sequence[str]) -> dict[str, Any]:
-    """log_loss, macro_f1, accuracy, n and the per-class report (list of dicts); predicted = argmax probs."""
+    """log_loss, macro_f1, accuracy, n, macro_f1_challenge, the genres absent from the truth and the per-class
+    report (list of dicts, every genre; an absent one has support 0); predicted = argmax probs."""
     truth, matrix = _check_scored(y_true, probs)
     if matrix.shape[1] != len(genres):
         raise EvaluationError(f"probs has {matrix.shape[1]} columns but there are {len(genres)} genres")
@@ -125,6 +139,8 @@ def score(y_true: np.ndarray, probs: np.ndarray, genres: Sequence[str]) -> dict[
         "macro_f1": macro_f1(truth, pred, len(genres)),
         "accuracy": accuracy(truth, pred),
         "n": int(truth.size),
+        "macro_f1_challenge": challenge_macro_f1(truth, pred, len(genres)),
+        "absent_genres": [genre for i, genre in enumerate(genres) if i not in set(truth.tolist())],
         "per_class": per_class_report(truth, pred, genres).to_dict(orient="records"),
     }
 

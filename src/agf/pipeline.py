@@ -25,9 +25,22 @@ from agf.grid import Case, case_specs, grid_cases, grid_subsets
 from agf.metrics import METRICS
 from agf.prepare import PrepareSummary, prepare_features
 from agf.report import ReportImages, build_report
+from agf.report.results import (
+    SELECTION_BIAS_NOTE,
+    SELECTION_RULE,
+    rank_by_selection,
+    selection_split,
+)
 from agf.store import FeatureStore, features_key
 from agf.tasks import FACTOR_TASKS, GENRE_TASK
-from agf.training import NetSpec, net_dir, net_specs, net_train_config, task_targets, train_net
+from agf.training import (
+    NetSpec,
+    net_dir,
+    net_specs,
+    net_train_config,
+    task_targets,
+    train_net,
+)
 from agf.transfer import TransferResult, fit_transfer, load_transfer, transfer_dir
 from agf.workdir import WorkDir, is_done, require_done, save_config
 
@@ -282,22 +295,36 @@ def collect_results(run: GridRun) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.DataFrame(rows), pd.DataFrame(baseline_rows)
 
 
-def selection_split(results: pd.DataFrame) -> str:
-    """Models are chosen on validation scores when there are any (never on test)."""
-    return "val" if (results["split"] == "val").any() else str(results["split"].iloc[0])
+CASE_KEYS = ["arch", "tasks", "n_tasks"]
 
 
 def best_case(run: GridRun, results: pd.DataFrame, where: Callable[[Case], bool] = lambda c: True) -> Case | None:
-    """The case with the lowest mean validation log loss (given labels) over seeds, among cases `where` accepts."""
-    split = selection_split(results)
-    chosen = results[(results["split"] == split) & (results["labels"] == "given") & (results["metric"] == "log_loss")]
-    means = chosen.groupby(["arch", "tasks", "n_tasks"])["value"].mean()
-    candidates = [
-        (means[(case.arch, case.tasks, case.n_tasks)], case)
-        for case in run.transfers
-        if where(case) and (case.arch, case.tasks, case.n_tasks) in means.index
-    ]
-    return min(candidates, key=lambda item: item[0])[1] if candidates else None
+    """The case chosen by the selection rule (on validation, given labels, over seeds) among those `where`
+    accepts; of that setup, the case of the first seed."""
+    cases = {(c.arch, c.tasks, c.n_tasks): c for c in reversed(list(run.transfers)) if where(c)}
+    rows = results[pd.Series(list(zip(*(results[k] for k in CASE_KEYS))), index=results.index).isin(set(cases))]
+    ranked = rank_by_selection(rows, CASE_KEYS) if len(rows) else []
+    return cases[ranked[0]] if ranked else None
+
+
+def _spread_note(results: pd.DataFrame, first: Case, second: Case, split: str) -> str:
+    """Whether the test accuracy difference of two setups (true labels when known) exceeds the spread over seeds."""
+    labels = "true" if (results["labels"] == "true").any() else "given"
+
+    def per_seed(case: Case) -> pd.Series:
+        rows = results[(results["arch"] == case.arch) & (results["tasks"] == case.tasks)
+                       & (results["n_tasks"] == case.n_tasks) & (results["split"] == split)
+                       & (results["labels"] == labels) & (results["metric"] == "accuracy")]
+        return rows.set_index("seed")["value"]
+
+    a, b = per_seed(first), per_seed(second)
+    difference = b.mean() - a.mean()
+    what = f"accuracy ({split}, {labels} labels) difference {difference:+.3f}"
+    if len(a) < 2 or len(b) < 2:
+        return f"{what}; one seed: no spread to compare with (run more seeds: agf run demo --seeds 0,1,2)"
+    spread = max(a.std(), b.std())
+    verdict = "within" if abs(difference) <= spread else "beyond"
+    return f"{what} is {verdict} the spread over {min(len(a), len(b))} seeds (largest std {spread:.3f})"
 
 
 def stage_report(
@@ -317,17 +344,28 @@ def stage_report(
         for task, result in factors.results.items()
         if result.available and factors.directory is not None
     }
-    images = ReportImages(confusion=evaluation_dir / "confusion" / f"{safe_name(name)}.png", heatmaps=heatmaps)
+    confusion = evaluation_dir / "confusion" / f"{safe_name(name)}.png"
+    confusion_true = confusion.with_suffix(".true.png")
+    images = ReportImages(confusion, heatmaps, confusion_true if confusion_true.exists() else None)
+    transfer = run.transfers[best]
+    curves = {
+        source["label"]: pd.read_csv(prepared.workdir.nets / Path(source["path"]).name / "curves.csv")
+        for source in read_json(transfer / "mlp.json")["sources"]
+    } | {"transfer MLP": pd.read_csv(transfer / "curves.csv")}
     notes = [
         f"dataset: {config.dataset.kind}, split mode {config.dataset.split}; artist groups "
         + ("fitted on ALL tracks (the paper's leaky protocol)" if config.factors.leaky else "fitted on training tracks only"),
         f"source nets: {config.train.epochs} epochs (MTN: x number of tasks), seeds {list(config.grid.seeds)}; "
-        f"transfer MLP {config.transfer.epochs} epochs; best model chosen on {selection_split(results)} log loss",
+        f"transfer MLP {config.transfer.epochs} epochs; epochs kept: nets {config.train.select_epoch}, "
+        f"MLP {config.transfer.select_epoch}; best model chosen by the {SELECTION_RULE} "
+        f"(split {selection_split(results)})",
         f"best model: {best.label} (seed {best.seed})",
     ]
+    if not (results["split"] == "test").any():
+        notes.append(SELECTION_BIAS_NOTE)
     return build_report(
         prepared.workdir.report, results, baselines if len(baselines) else None, prepared.tracks,
-        prepared.store.index(), images, f"{best.label}", per_genre, title="agf report", notes=notes,
+        prepared.store.index(), images, f"{best.label}", per_genre, title="agf report", notes=notes, curves=curves,
     )
 
 
@@ -367,7 +405,8 @@ def demo_summary(run: PipelineRun) -> str:
     genre_only = next((c for c in run.grid.transfers if c.arch == "stn" and c.tasks == GENRE_TASK), None)
     best_agf = best_case(run.grid, results, lambda c: bool(set(c.tasks) - {GENRE_TASK}))
     split = "test" if (results["split"] == "test").any() else selection_split(results)
-    lines = [f"Demo results on the {split} split (mean over seeds; best artist-group model chosen on validation):"]
+    lines = [f"Demo results on the {split} split (mean over seeds); the artist-group model is chosen by the "
+             f"{SELECTION_RULE}:"]
     header = f"{'model':34s} {'labels':7s} {'log loss':>9s} {'macro-F1':>9s} {'accuracy':>9s}"
     lines += [header, "-" * len(header)]
     for title, case in (("genre only (STN g)", genre_only), ("best with artist groups", best_agf)):
@@ -382,6 +421,8 @@ def demo_summary(run: PipelineRun) -> str:
             name = f"{title}: {case.label}" if case.tasks != GENRE_TASK or case.arch != "stn" else title
             lines.append(f"{name:34s} {labels:7s} {values['log_loss']:9.3f} {values['macro_f1']:9.3f} "
                          f"{values['accuracy']:9.3f}")
+    if genre_only is not None and best_agf is not None:
+        lines.append(_spread_note(results, genre_only, best_agf, split))
     lines.append("labels: 'given' = the corpus's album-level genre labels (some albums mislabelled on purpose); "
                  "'true' = the genre each track was rendered from")
     lines.append(f"report: {run.report['html']}")

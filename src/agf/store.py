@@ -26,7 +26,13 @@ import pandas as pd
 from agf.config import FeatureConfig, config_to_dict
 from agf.errors import StoreError
 from agf.features import delta_mfcc
-from agf.fileio import read_json, stable_key, write_json_atomic, write_npy_atomic, write_parquet_atomic
+from agf.fileio import (
+    read_json,
+    stable_key,
+    write_json_atomic,
+    write_npy_atomic,
+    write_parquet_atomic,
+)
 
 STORE_FORMAT = 1
 STATUSES: tuple[str, ...] = ("ok", "failed", "too_short", "silent", "known_bad")

@@ -7,8 +7,10 @@ concatenated), mtn (tasks share the first block), wstn (a genre net as large as 
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Iterable
 from itertools import combinations
+from typing import Literal
 
 from agf.errors import ConfigError
 
@@ -16,7 +18,8 @@ GENRE_TASK = "g"
 TASKS: tuple[str, ...] = ("g", "m", "d", "e", "s")
 FACTOR_TASKS: tuple[str, ...] = TASKS[1:]
 TASK_TITLES: dict[str, str] = {"g": "genre", "m": "MFCC", "d": "delta-MFCC", "e": "Essentia", "s": "subgenres"}
-ARCHS: tuple[str, ...] = ("stn", "mtn", "wstn")
+Arch = Literal["stn", "mtn", "wstn"]
+ARCHS: tuple[str, ...] = typing.get_args(Arch)
 
 
 def canonical_tasks(letters: Iterable[str]) -> str:

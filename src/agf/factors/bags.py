@@ -1,4 +1,4 @@
-"""Artist bags of words: per artist, the word counts of its tracks divided by its number of tracks."""
+"""Artist bags of words: per artist, the word counts of its tracks (optionally divided by its number of tracks)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from agf.errors import FactorError
 
 
 def artist_bags(
-    artists: Sequence[str], tracks: Iterable[tuple[str, np.ndarray]], n_words: int
+    artists: Sequence[str], tracks: Iterable[tuple[str, np.ndarray]], n_words: int, divide: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Bags (len(artists), n_words) and track counts (len(artists),) from (artist_id, word indices) per track.
 
-    Every word occurrence (a frame for m/d, a track for e, a genre label for s) counts once; an
-    artist's counts are divided by how many of its tracks were given. Artists without tracks, or
+    Every word occurrence (a frame for m/d, a track for e, a genre label for s) counts once; with `divide`,
+    an artist's counts are divided by how many of its tracks were given. Artists without tracks, or
     whose tracks hold no words, get an all-zero (empty) bag.
     """
     row_of = {artist: i for i, artist in enumerate(artists)}
@@ -27,4 +27,6 @@ def artist_bags(
         row = row_of[artist]
         counts[row] += np.bincount(np.asarray(words, dtype=np.intp), minlength=n_words)
         n_tracks[row] += 1
-    return counts / np.maximum(n_tracks, 1)[:, None], n_tracks
+    if divide:
+        counts /= np.maximum(n_tracks, 1)[:, None]
+    return counts, n_tracks

@@ -4,7 +4,8 @@ Per task, under OUT_DIR/<task>/:
     dictionary.npy          K-means centres (m, d: over frames; e: over quantile-normalised tracks)
     quantiles.npy           e only: the QuantileTransformer's quantiles (n_quantiles, dims) ...
     references.npy          ... and references (n_quantiles,), enough to rebuild the transform
-    descriptors.json        e only: the Essentia descriptor names kept (the columns of the dictionary)
+    descriptors.json        e only: the Essentia descriptor names kept (the columns of the dictionary) and
+                            which of them were quantile-normalised
     vocabulary.json         s only: the genre labels that are the words
     lda_components.npy      the LDA topic-word matrix (n_topics, n_words)
     artist_topics.parquet   artist_id, topic_0..topic_{K-1} (rows sum to 1)
@@ -14,8 +15,9 @@ Per task, under OUT_DIR/<task>/:
     done.json               the completion marker (agf.workdir), written last, holding the key of the inputs
 
 Only plain arrays, Parquet and JSON are written: loading a model file never executes code.
-Fit tracks are the training tracks (FactorConfig.leaky = False) or all tracks (the paper's leaky
-protocol); dictionaries, normalisation and LDA see nothing else, and only fit tracks get targets.
+Fit tracks are the training tracks (FactorConfig.leaky = False) or the training and validation tracks (the
+authors' leaky protocol); dictionaries, normalisation and LDA see nothing else, and only fit tracks get
+targets. Test tracks are never fitted on.
 This module is the only one of agf.factors that touches the feature store.
 """
 
@@ -36,12 +38,23 @@ from tqdm.auto import tqdm
 from agf.config import FactorConfig
 from agf.errors import FactorError, TaskUnavailable
 from agf.factors.bags import artist_bags
-from agf.factors.dictionary import assign_words, fit_dictionary, sample_rows, words_per_array
+from agf.factors.dictionary import (
+    assign_words,
+    fit_dictionary,
+    sample_rows,
+    words_per_array,
+)
 from agf.factors.essentia_features import essentia_unavailable_reason, extract_many
 from agf.factors.lda import fit_artist_topics
 from agf.factors.plots import plot_genre_mixtures
 from agf.factors.summary import genre_information, topic_concentration
-from agf.fileio import read_json, stable_key, write_json_atomic, write_npy_atomic, write_parquet_atomic
+from agf.fileio import (
+    read_json,
+    stable_key,
+    write_json_atomic,
+    write_npy_atomic,
+    write_parquet_atomic,
+)
 from agf.tasks import FACTOR_TASKS, TASK_TITLES
 from agf.workdir import clear_done, is_done, mark_done
 
@@ -88,9 +101,13 @@ class Words:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+LEAKY_SPLITS: tuple[str, ...] = ("train", "val")
+
+
 def fit_tracks(tracks: pd.DataFrame, leaky: bool) -> pd.DataFrame:
-    """The tracks everything is fitted on: the training split, or all tracks when `leaky`."""
-    chosen = tracks if leaky else tracks[tracks["split"] == "train"]
+    """The tracks everything is fitted on: the training split, or training + validation when `leaky` (the
+    authors' protocol); never the test split."""
+    chosen = tracks[tracks["split"].isin(LEAKY_SPLITS if leaky else ("train",))]
     return chosen.sort_values("track_id").reset_index(drop=True)
 
 
@@ -189,7 +206,8 @@ def _delta_words(fit: pd.DataFrame, store: Store, config: FactorConfig, task_dir
 
 def _essentia_words(fit: pd.DataFrame, store: Store, config: FactorConfig, task_dir: Path, workers: int,
                     progress: bool) -> Words:
-    """Task e: Essentia vectors, NaN columns dropped, quantile-normalised, K-means over tracks: one word each."""
+    """Task e: Essentia vectors, NaN columns dropped, continuous columns quantile-normalised and binary ones as
+    factors.essentia_binary says, K-means over tracks: one word each."""
     ids = fit["track_id"].tolist()
     paths = fit.set_index("track_id")["audio_path"]
     names, vectors, failures = _cached_essentia(store, [(t, paths[t]) for t in ids], workers, config.essentia_timeout_s, progress)
@@ -198,24 +216,53 @@ def _essentia_words(fit: pd.DataFrame, store: Store, config: FactorConfig, task_
         raise TaskUnavailable(f"no Essentia vectors for any of the {len(ids)} fit tracks "
                               f"(failures listed in {_essentia_dir(store) / 'failures.json'})")
     matrix = np.stack([vectors[t] for t in done])
-    keep = np.isfinite(matrix).all(axis=0)
-    normaliser = QuantileTransformer(
-        output_distribution="normal", n_quantiles=min(1000, len(done)), random_state=config.seed
-    )
-    normalised = normaliser.fit_transform(matrix[:, keep]).astype(np.float32)
+    normalised, keep, quantiled, normaliser = normalise_descriptors(matrix, config.essentia_binary, config.seed)
     dictionary = fit_dictionary(normalised, config.n_words, config.kmeans_batch_size, config.seed)
     write_npy_atomic(task_dir / "dictionary.npy", dictionary.centres)
     write_npy_atomic(task_dir / "quantiles.npy", normaliser.quantiles_)
     write_npy_atomic(task_dir / "references.npy", normaliser.references_)
-    write_json_atomic(task_dir / "descriptors.json", [n for n, k in zip(names, keep) if k])
+    write_json_atomic(task_dir / "descriptors.json", {
+        "kept": [n for n, k in zip(names, keep) if k],
+        "quantile_normalised": [n for n, q in zip(names, quantiled) if q],
+    })
     labels = assign_words(normalised, dictionary.centres)
     info = {
         "dictionary_note": dictionary.note,
         "descriptors_total": len(names),
         "descriptors_kept": int(keep.sum()),
+        "descriptors_binary": int((keep & ~quantiled).sum()) if config.essentia_binary == "standardise" else 0,
+        "essentia_binary": config.essentia_binary,
         "essentia_failed_tracks": len(failures),
     }
     return Words(dictionary.n_words, done, (labels[i : i + 1] for i in range(len(done))), info)
+
+
+def normalise_descriptors(
+    matrix: np.ndarray, binary: str, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, QuantileTransformer]:
+    """Essentia vectors (tracks x descriptors) -> (normalised kept columns, kept mask, quantile-normalised mask,
+    the fitted QuantileTransformer).
+
+    Columns with a NaN or infinite value are dropped. Continuous columns are quantile-normalised to a standard
+    normal. Binary columns (only 0 and 1: the one-hot keys and scales) as `binary` says: 'standardise' gives
+    z-scores (unit variance, like a normalised continuous column), 'drop' leaves them out, 'quantile' maps them
+    like the others (the authors'; 0/1 become about -5.2/+5.2).
+    """
+    keep = np.isfinite(matrix).all(axis=0)
+    is_binary = keep & np.array([np.isin(column, (0.0, 1.0)).all() for column in matrix.T], dtype=bool)
+    if binary == "drop":
+        keep &= ~is_binary
+    quantiled = keep & ~is_binary if binary == "standardise" else keep
+    normaliser = QuantileTransformer(output_distribution="normal", n_quantiles=min(1000, len(matrix)),
+                                     random_state=seed)
+    normalised = np.zeros((len(matrix), int(keep.sum())), dtype=np.float32)
+    kept_quantiled = quantiled[keep]
+    normalised[:, kept_quantiled] = normaliser.fit_transform(matrix[:, quantiled])
+    if not kept_quantiled.all():  # standardised binary columns; a constant one becomes zeros
+        values = matrix[:, keep & ~quantiled]
+        spread = values.std(axis=0)
+        normalised[:, ~kept_quantiled] = (values - values.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+    return normalised, keep, quantiled, normaliser
 
 
 def _subgenre_words(fit: pd.DataFrame, store: Store, config: FactorConfig, task_dir: Path, workers: int,
@@ -290,7 +337,8 @@ def _fit_groups(task: str, fit: pd.DataFrame, words: Words, config: FactorConfig
     """Artist bags -> LDA -> artist topics, per-track soft targets, summary and heatmap."""
     artists = sorted(fit["artist_id"].unique())
     artist_of = dict(zip(fit["track_id"], fit["artist_id"]))
-    bags, _ = artist_bags(artists, zip((artist_of[t] for t in words.track_ids), words.words), words.n_words)
+    pairs = zip((artist_of[t] for t in words.track_ids), words.words)
+    bags, _ = artist_bags(artists, pairs, words.n_words, divide=task in config.divide_bags)
     logger.info("factors %s: LDA, %d topics over %d artists x %d words", task, config.n_topics, len(artists),
                 words.n_words)
     model = fit_artist_topics(bags, config.n_topics, config.lda_max_iter, config.seed)

@@ -9,9 +9,16 @@ from pathlib import Path
 import pandas as pd
 
 from agf.fileio import write_text_atomic
-from agf.report.dataset import dataset_tables
-from agf.report.document import Block, Image, Section, read_png, render_html, render_markdown
-from agf.report.figures import figure3
+from agf.report.dataset import dataset_tables, split_warnings
+from agf.report.document import (
+    Block,
+    Image,
+    Section,
+    read_png,
+    render_html,
+    render_markdown,
+)
+from agf.report.figures import figure3, training_curves
 from agf.report.results import (
     LABEL_KINDS,
     RESULT_SPLITS,
@@ -32,10 +39,12 @@ from agf.tasks import TASK_TITLES, canonical_tasks
 
 @dataclass(frozen=True)
 class ReportImages:
-    """PNGs drawn by other stages: the best model's confusion matrix and the artist-group heatmaps per task."""
+    """PNGs drawn by other stages: the best model's confusion matrices (given labels; true labels where the
+    dataset has them) and the artist-group heatmaps per task."""
 
     confusion: str | Path | None = None
     heatmaps: Mapping[str, str | Path] = field(default_factory=dict)
+    confusion_true: str | Path | None = None
 
 
 def result_kinds(results: pd.DataFrame) -> list[tuple[str, str]]:
@@ -66,13 +75,16 @@ def _results_section(results: pd.DataFrame, baselines: pd.DataFrame | None, kind
     return Section(f"results-{split}-{labels}", f"Results: split {split}, labels {labels}", tuple(blocks))
 
 
-def _best_model_section(best_model_name: str, confusion: Path | None, per_genre: pd.DataFrame | None) -> Section:
-    """The best model's confusion matrix and per-genre scores."""
+def _best_model_section(best_model_name: str, confusions: Sequence[tuple[Path, str]], per_genre: pd.DataFrame | None,
+                        curves: Path | None) -> Section:
+    """The best model's confusion matrices, per-genre scores and training curves."""
     blocks: list[Block] = []
-    if confusion is not None:
-        blocks.append(Image(confusion, f"Confusion matrix of the best model ({best_model_name})."))
+    for path, labels in confusions:
+        blocks.append(Image(path, f"Confusion matrix of the best model ({best_model_name}), {labels} labels."))
     if per_genre is not None:
         blocks.append(build_per_genre_table(per_genre, best_model_name))
+    if curves is not None:
+        blocks.append(Image(curves, f"Training curves of the best model's nets and MLP ({best_model_name})."))
     return Section("best-model", f"Best model: {best_model_name}", tuple(blocks))
 
 
@@ -96,28 +108,33 @@ def build_report(
     per_genre: pd.DataFrame | None,
     title: str = "agf report",
     notes: Sequence[str] = (),
+    curves: Mapping[str, pd.DataFrame] | None = None,
 ) -> dict[str, Path]:
-    """Write results.csv, tables.md, Figure 3 (one PNG per split and label kind) and report.html to `out_dir`.
+    """Write results.csv, tables.md, Figure 3 (one PNG per split and label kind), the training curves of the best
+    model (`curves`: model name -> its curves.csv) and report.html to `out_dir`.
 
     Returns the paths: 'results', 'tables', 'html', 'figure3' (the first of test/val x given/true with
-    results) and 'figure3-<split>-<labels>' for the other kinds. Every input is checked before anything
-    is written, so a bad input leaves no half-written report.
+    results), 'figure3-<split>-<labels>' for the other kinds and 'curves' when given. Every input is checked
+    before anything is written, so a bad input leaves no half-written report. Warnings about the splits
+    (genres missing, few artists per genre) open the report.
     """
     out_dir = Path(out_dir)
     results = canonical_order(validate_results(results))
     if baselines is not None:
         baselines = validate_baselines(baselines)
-    confusion = Path(images.confusion) if images.confusion is not None else None
+    confusions = [(Path(path), labels) for path, labels in ((images.confusion, "given"), (images.confusion_true, "true"))
+                  if path is not None]
     heatmaps = {task: Path(path) for task, path in images.heatmaps.items()}
-    for path in [confusion, *heatmaps.values()]:
-        if path is not None:
-            read_png(path)
+    for path in [*(path for path, _ in confusions), *heatmaps.values()]:
+        read_png(path)
+    notes = [*split_warnings(tracks), *notes]
+    curves_path = out_dir / "curves.png" if curves else None
 
     kinds = result_kinds(results)
     figure_paths = {kind: out_dir / _figure3_name(kind, kinds[0]) for kind in kinds}
     sections = [_results_section(results, baselines, kind, figure_paths[kind]) for kind in kinds]
-    if confusion is not None or per_genre is not None:
-        sections.append(_best_model_section(best_model_name, confusion, per_genre))
+    if confusions or per_genre is not None or curves_path is not None:
+        sections.append(_best_model_section(best_model_name, confusions, per_genre, curves_path))
     if heatmaps:
         sections.append(_heatmap_section(heatmaps))
     sections.append(Section("dataset", "Dataset", tuple(dataset_tables(tracks, store_index))))
@@ -127,6 +144,9 @@ def build_report(
     for kind, figure_path in figure_paths.items():
         figure3(results, figure_path, *kind)
         paths[figure_path.stem] = figure_path
+    if curves_path is not None:
+        training_curves(curves, curves_path)
+        paths["curves"] = curves_path
     write_text_atomic(paths["tables"], render_markdown(title, notes, sections, out_dir))
     write_text_atomic(paths["html"], render_html(title, notes, sections))
     return paths

@@ -18,6 +18,8 @@ INDEX_COLUMNS: tuple[str, ...] = ("track_id", "status", "reason")
 TRACKS_PER_ARTIST_EDGES = (1, 2, 5, 10, 20, 50)
 MAX_LISTED_ALBUMS = 20
 MAX_LISTED_FILES = 50
+# Fewer artists of a genre in a split than this make its per-genre scores a statement about a few artists.
+MIN_ARTISTS_PER_GENRE = 5
 
 
 def _require(frame: pd.DataFrame, columns: tuple[str, ...], name: str, fix: str) -> None:
@@ -35,6 +37,28 @@ def _known_albums(tracks: pd.DataFrame) -> pd.DataFrame:
 def _percent(part: int, whole: int) -> str:
     """A share as '12.3%' ('-' of nothing)."""
     return number(100.0 * part / whole, 1) + "%" if whole else "-"
+
+
+def split_warnings(tracks: pd.DataFrame) -> list[str]:
+    """One line per evaluated split (val, test) that lacks genres of the training split or has fewer than
+    MIN_ARTISTS_PER_GENRE artists in one of its genres."""
+    genres = sorted(tracks.loc[tracks["split"] == "train", "genre"].unique())
+    warnings = []
+    for split in ("val", "test"):
+        part = tracks[tracks["split"] == split]
+        if part.empty:
+            continue
+        absent = [g for g in genres if g not in set(part["genre"])]
+        if absent:
+            warnings.append(f"warning: the {split} split has no track of {len(absent)} of {len(genres)} genres "
+                            f"({', '.join(absent)}): they are not scored there")
+        artists = part.groupby("genre")["artist_id"].nunique()
+        few = artists[artists < MIN_ARTISTS_PER_GENRE]
+        if len(few):
+            listed = ", ".join(f"{genre} {count}" for genre, count in few.items())
+            warnings.append(f"warning: the {split} split has fewer than {MIN_ARTISTS_PER_GENRE} artists in "
+                            f"{len(few)} genre(s) ({listed}): its per-genre scores describe a few artists")
+    return warnings
 
 
 def genre_split_table(tracks: pd.DataFrame) -> Table:

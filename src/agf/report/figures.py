@@ -1,10 +1,12 @@
-"""Figure 3: mean log loss and macro-F1 against the number of tasks, with and without the genre task.
+"""Figure 3 (mean log loss and macro-F1 against the number of tasks, with and without the genre task) and the
+training curves of the best model.
 
 Built with matplotlib's object API and the Agg canvas (no pyplot, no global backend state).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -12,9 +14,16 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from agf.fileio import atomic_path
-from agf.report.tables import METRIC_NAMES, PAPER_METRICS, net_rows, subset_seed_means, wstn_rows
+from agf.report.tables import (
+    METRIC_NAMES,
+    net_rows,
+    subset_seed_means,
+    wstn_rows,
+)
 from agf.tasks import TASKS
 
+# The panels of the paper's Figure 3.
+PAPER_METRICS: tuple[str, ...] = ("log_loss", "macro_f1")
 # (arch, includes genre) -> line style; STN and MTN differ by colour, with/without g by dash.
 LINES: dict[tuple[str, bool], dict[str, str]] = {
     ("stn", True): {"color": "tab:blue", "linestyle": "-", "marker": "o", "label": "STN with g"},
@@ -33,11 +42,13 @@ def seed_spread(seed_values: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=1).fillna(0.0)}).reset_index()
 
 
-def figure3(results: pd.DataFrame, path: str | Path, split: str = "test", labels: str = "given") -> None:
-    """Write Figure 3 as PNG: two panels (log loss, macro-F1) vs N; STN/MTN x with/without g, wSTN markers.
+def figure3(results: pd.DataFrame, path: str | Path, split: str = "test", labels: str = "given") -> Figure:
+    """Write Figure 3 as PNG and return it: two panels (log loss, macro-F1) vs N; STN/MTN x with/without g,
+    wSTN markers.
 
     Each point is the mean over seeds of the per-seed mean over the task subsets of that group (as in
-    Table 3); error bars are the sample std over seeds. N = 1 is one net, drawn for both STN and MTN.
+    Table 3); error bars are the sample std over seeds. N = 1 is one net, drawn for both STN and MTN. A line
+    breaks where the grid has no result for an N instead of joining its neighbours.
     """
     by_n = seed_spread(subset_seed_means(net_rows(results, split, labels)),
                        ["arch", "n_tasks", "includes_genre", "metric"])
@@ -49,7 +60,8 @@ def figure3(results: pd.DataFrame, path: str | Path, split: str = "test", labels
         for (arch, with_genre), style in LINES.items():
             points = by_n[(by_n["arch"] == arch) & (by_n["includes_genre"] == with_genre) & (by_n["metric"] == metric)]
             if not points.empty:
-                axes.errorbar(points["n_tasks"] + OFFSETS[(arch, with_genre)], points["mean"], yerr=points["std"],
+                every_n = points.set_index("n_tasks").reindex(range(1, len(TASKS) + 1))  # NaN breaks the line
+                axes.errorbar(every_n.index + OFFSETS[(arch, with_genre)], every_n["mean"], yerr=every_n["std"],
                               capsize=3, **style)
         wide_points = wide[wide["metric"] == metric]
         if not wide_points.empty:
@@ -68,3 +80,30 @@ def figure3(results: pd.DataFrame, path: str | Path, split: str = "test", labels
     figure.suptitle(f"Figure 3: mean performance by number of tasks (split {split}, labels {labels})")
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=100)
+    return figure
+
+
+def training_curves(curves: Mapping[str, pd.DataFrame], path: str | Path) -> Figure:
+    """Write one panel per trained model (name -> its curves.csv) and return the figure: training and validation
+    loss per epoch (per task for a multi-task net; the MLP's validation log loss)."""
+    figure = Figure(figsize=(11, 3.2 * ((len(curves) + 1) // 2)), layout="constrained")
+    FigureCanvasAgg(figure)
+    panels = figure.subplots((len(curves) + 1) // 2, 2, squeeze=False).ravel()
+    for axes, (name, frame) in zip(panels, curves.items()):
+        validation = "val_loss" if "val_loss" in frame.columns else "val_log_loss"
+        tasks = frame.groupby("task") if "task" in frame.columns else [("", frame)]
+        for task, rows in tasks:
+            suffix = f" {task}" if task else ""
+            trained = rows.dropna(subset=["train_loss"])
+            axes.plot(trained["epoch"], trained["train_loss"], marker=".", label=f"train{suffix}")
+            axes.plot(rows["epoch"], rows[validation], marker=".", linestyle="--", label=f"validation{suffix}")
+        axes.set_title(name, fontsize=9)
+        axes.set_xlabel("epoch")
+        axes.set_ylabel("loss")
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=7)
+    for axes in panels[len(curves):]:
+        axes.set_visible(False)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    return figure

@@ -33,6 +33,29 @@ _CANONICAL_TASKS = re.compile(r"^g?m?d?e?s?$")
 WSTN_N_RANGE = (2, len(TASKS))
 
 
+# Every choice (best subset, best model) is made on the validation split against the given labels, never on
+# the split or labels reported: the highest mean accuracy over seeds, ties broken by the lower mean log loss.
+SELECTION_SPLIT = "val"
+SELECTION_LABELS = "given"
+SELECTION_RULE = ("highest mean validation accuracy (given labels) over seeds, ties broken by the lower mean "
+                  "validation log loss")
+SELECTION_BIAS_NOTE = ("These numbers are on the validation split, which also chose the best epochs and models: "
+                       "they are selection-biased (optimistic). Add a test split for unbiased numbers.")
+
+
+def selection_split(results: pd.DataFrame) -> str:
+    """The split choices are made on: validation; without validation rows, the only split there is."""
+    return SELECTION_SPLIT if (results["split"] == SELECTION_SPLIT).any() else str(results["split"].iloc[0])
+
+
+def rank_by_selection(results: pd.DataFrame, keys: list[str]) -> list[tuple]:
+    """The groups of `keys` (e.g. arch, tasks, n_tasks) best first by the selection rule, on the selection split."""
+    chosen = select(results, selection_split(results), SELECTION_LABELS)
+    means = chosen.pivot_table(index=keys, columns="metric", values="value", aggfunc="mean")
+    ranked = means.assign(_accuracy=-means["accuracy"]).sort_values(["_accuracy", "log_loss"], kind="stable")
+    return [key if isinstance(key, tuple) else (key,) for key in ranked.index]
+
+
 def _fail_rows(source: str, mask: pd.Series, frame: pd.DataFrame, problem: str, fix: str) -> None:
     """Raise ReportError naming the first offending row when `mask` selects any."""
     if mask.any():

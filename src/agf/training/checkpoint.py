@@ -27,12 +27,13 @@ class RunState:
     best_model: dict[str, torch.Tensor] = field(default_factory=dict)
     curves: list[dict[str, Any]] = field(default_factory=list)
 
-    def record(self, epoch: int, rows: list[dict[str, Any]], net: torch.nn.Module) -> None:
-        """Add an epoch's curve rows; keep the net's weights if the epoch is the best so far."""
+    def record(self, epoch: int, rows: list[dict[str, Any]], net: torch.nn.Module, select: bool = True) -> None:
+        """Add an epoch's curve rows; keep the net's weights if the epoch is the best so far (with `select`,
+        by validation loss; without, every epoch replaces the last: the last epoch is kept)."""
         self.epoch = epoch
         self.curves.extend(rows)
         score = selection_score(rows)
-        if self.best_epoch == 0 or math.isnan(score) or score < self.best_score:
+        if not select or self.best_epoch == 0 or math.isnan(score) or score < self.best_score:
             self.best_epoch, self.best_score = epoch, score
             self.best_model = {name: tensor.detach().clone() for name, tensor in net.state_dict().items()}
 

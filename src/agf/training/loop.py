@@ -112,10 +112,10 @@ def prepare_data(
     tasks: tuple[str, ...],
     patch_frames: int,
 ) -> TrainingData:
-    """Align train/val tracks that are ok in the store (and long enough for a patch) with each task's targets."""
+    """Align the usable train/val tracks long enough for a patch with each task's targets."""
     index = store.index()
-    usable = index[(index["status"] == "ok") & (index["frames"] >= patch_frames)]
-    frames = dict(zip(usable["track_id"], usable["frames"].astype(int)))
+    long_enough = index[index["frames"] >= patch_frames]
+    frames = dict(zip(long_enough["track_id"], long_enough["frames"].astype(int)))
     chosen = tracks[tracks["split"].isin(("train", "val")) & tracks["track_id"].isin(frames)]
     track_ids = chosen["track_id"].tolist()
     is_train = (chosen["split"] == "train").to_numpy()
@@ -363,7 +363,9 @@ def net_meta(
         "param_count": count_params(net),
         "matched_params": spec.matched_params,
         "selection": (
-            f"lowest mean validation loss over tasks {','.join(with_val)}"
+            "last epoch: train.select_epoch = 'last' (a fixed epoch budget)"
+            if config.select_epoch == "last"
+            else f"lowest mean validation loss over tasks {','.join(with_val)}"
             if with_val
             else "last epoch: no task has validation targets"
         ),
@@ -429,7 +431,7 @@ def train_net(
             rows = run_epoch(
                 epoch, net, optimizers, loader, sampler, data, val_plans, target_device, config, seed, progress
             )
-            run.record(epoch, rows, net)
+            run.record(epoch, rows, net, select=config.select_epoch == "best_val")
             save_checkpoint(checkpoint_path, run, run_key, net, optimizers)
             write_curves(out_dir, run.curves)
             log_tensorboard(writer, rows)

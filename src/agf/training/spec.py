@@ -17,7 +17,7 @@ import torch
 from agf.config import TrainConfig, config_to_dict
 from agf.fileio import stable_key
 from agf.models import MTN, STN, count_params, width_for_params
-from agf.tasks import ARCHS, GENRE_TASK
+from agf.tasks import ARCHS, GENRE_TASK, Arch
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class NetSpec:
     (wstn_spec), which records that count in `matched_params`.
     """
 
-    arch: Literal["stn", "mtn", "wstn"]
+    arch: Arch
     tasks: tuple[str, ...]
     width: float = 1.0
     matched_params: int = 0
@@ -65,7 +65,7 @@ def wstn_spec(setup: Literal["mtn", "stn"], task_outputs: Mapping[str, int], n_m
 
 
 def net_specs(
-    arch: Literal["stn", "mtn", "wstn"],
+    arch: Arch,
     task_outputs: Mapping[str, int],
     n_mels: int,
     match: Literal["mtn", "stn"] = "mtn",

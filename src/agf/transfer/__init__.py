@@ -16,7 +16,12 @@ from agf.transfer.mlp import (
     transfer_dir,
 )
 from agf.transfer.sources import MTN_BASELINE, STN_BASELINE, SourceNet, load_source
-from agf.transfer.windows import WindowFeatures, net_window_features, window_batch, window_starts
+from agf.transfer.windows import (
+    WindowFeatures,
+    net_window_features,
+    window_batch,
+    window_starts,
+)
 
 __all__ = [
     "MTN_BASELINE",

@@ -1,8 +1,8 @@
 """The transfer MLP: source-net window features -> dropout, dense ELU, dropout, softmax over genres.
 
 Trained on the windows of training tracks only; after every epoch the validation tracks' log loss (of the
-mean of their window probabilities) is measured and the best epoch's weights are kept. A track's prediction
-is the mean of its window probabilities.
+mean of their window probabilities) is measured and the best epoch's weights are kept (or the last epoch's,
+with TransferConfig.select_epoch = 'last'). A track's prediction is the mean of its window probabilities.
 
 out_dir (the transfer directory) receives
     mlp.safetensors       the best epoch's MLP weights
@@ -143,7 +143,8 @@ def train_mlp(
 ) -> tuple[dict[str, torch.Tensor], pd.DataFrame, int]:
     """Fit on `train` (reshuffled every epoch by `seed`); return the best epoch's weights, the curves and that epoch.
 
-    The best epoch has the lowest track-level validation log loss; without validation tracks, the last.
+    The best epoch has the lowest track-level validation log loss; without validation tracks, or with
+    select_epoch = 'last', it is the last.
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     shuffle = torch.Generator().manual_seed(seed)
@@ -170,7 +171,7 @@ def train_mlp(
                 "seconds": time.perf_counter() - started,
             }
         )
-        if val is None or val_loss < best_loss:
+        if val is None or config.select_epoch == "last" or val_loss < best_loss:
             best_loss, best_epoch = val_loss, epoch
             best_state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
     return best_state, pd.DataFrame(curves), best_epoch

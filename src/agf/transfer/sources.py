@@ -46,8 +46,12 @@ class SourceNet:
 
     @property
     def label(self) -> str:
-        """A readable name: kind, tasks (in the order g, m, d, e, s) and directory, e.g. 'STN[g] stn-g-0'."""
-        return f"{self.kind}[{canonical_tasks(self.tasks) or '?'}] {self.path.name}"
+        """A plain name: kind and tasks (in the order g, m, d, e, s), a wSTN's width, e.g. 'STN[g]', 'wSTN[g] x1.53'.
+
+        Unique among the nets of one seed; the directory (with its hash) is recorded beside it, not in it.
+        """
+        width = f" x{self.net.width:.2f}" if self.kind == "wSTN" else ""
+        return f"{self.kind}[{canonical_tasks(self.tasks) or '?'}]{width}"
 
     @property
     def baseline(self) -> str | None:

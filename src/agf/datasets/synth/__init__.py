@@ -7,7 +7,12 @@ See docs/synthetic-corpus.md for the generative model.
 """
 
 from agf.datasets.synth.collection import Collection, build_collection
-from agf.datasets.synth.corpus import CorpusSummary, corpus_summary, metadata_frames, synthesize_corpus
+from agf.datasets.synth.corpus import (
+    CorpusSummary,
+    corpus_summary,
+    metadata_frames,
+    synthesize_corpus,
+)
 from agf.errors import SynthError
 
 __all__ = [
