@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agf.config import Config, config_from_dict, config_to_toml, load_config
 from agf.errors import ConfigError
@@ -56,3 +59,49 @@ def test_bad_toml_and_unknown_preset(tmp_path: Path) -> None:
         load_config(path)
     with pytest.raises(ConfigError, match="no preset"):
         load_config("no-such-preset")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"features": {"n_mels": -1}}, "features.n_mels = -1: must be at least 32"),
+        ({"features": {"sample_rate": 0}}, "features.sample_rate = 0: must be at least 1000"),
+        ({"features": {"hop_length": 0}}, "features.hop_length = 0: must be at least 1"),
+        ({"train": {"batch_size": 0}}, "train.batch_size = 0: must be at least 1"),
+        ({"train": {"lr": -1.0}}, "train.lr = -1.0: must be more than 0"),
+        ({"transfer": {"dropout": 1.0}}, r"transfer.dropout = 1.0: must be in \[0, 1\)"),
+        ({"run": {"workers": 0}}, "run.workers = 0: must be at least 1"),
+        ({"run": {"workers": -3}}, "run.workers = -3: must be at least 1"),
+        ({"dataset": {"val_fraction": 0.6, "test_fraction": 0.5}}, "val_fraction \\+ dataset.test_fraction = 1.1"),
+        ({"features": {"fmax": 20000.0}}, "features.fmax = 20000.0: must be above fmin"),
+        ({"grid": {"archs": ["stn", "cnn"]}}, "grid.archs = \\['stn', 'cnn'\\]: use one or more of stn, mtn, wstn"),
+        ({"grid": {"seeds": []}}, "grid.seeds = \\[\\]: give at least one run seed"),
+        ({"factors": {"divide_bags": ["x"]}}, "factors.divide_bags"),
+    ],
+)
+def test_values_out_of_range_name_the_key_and_the_range(data: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(data)
+
+
+def test_every_problem_is_reported_at_once_and_overrides_are_checked_too() -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict({"features": {"hop_length": 0}, "train": {"epochs": 0}, "run": {"workers": 0}})
+    assert [p.split(" =")[0] for p in str(caught.value).split("; ")] == ["features.hop_length", "train.epochs",
+                                                                           "run.workers"]
+    with pytest.raises(ConfigError, match="run.workers = 0"):
+        dataclasses.replace(Config().run, workers=0)  # what the CLI's -j 0 does
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(min_value=-10**6, max_value=10**6), st.floats(allow_nan=False, allow_infinity=False, width=32))
+def test_ranges_accept_exactly_the_values_they_describe(batch_size: int, lr: float) -> None:
+    """Property: a value is accepted iff it lies in the documented range; a rejection names the key."""
+    data = {"train": {"batch_size": batch_size, "lr": lr}}
+    if batch_size >= 1 and lr > 0:
+        assert config_from_dict(data).train.batch_size == batch_size
+    else:
+        with pytest.raises(ConfigError) as caught:
+            config_from_dict(data)
+        assert ("train.batch_size" in str(caught.value)) == (batch_size < 1)
+        assert ("train.lr" in str(caught.value)) == (lr <= 0)

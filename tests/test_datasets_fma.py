@@ -228,8 +228,9 @@ def test_load_dataset_dispatches_fma_and_synth(fma_dirs: tuple[Path, Path], tmp_
     synth_dir = tmp_path / "corpus"
     write_fma_metadata(synth_dir / "fma_metadata", fma_tracks(), GENRES)
     (synth_dir / "audio").mkdir()
-    synth = load_dataset(DatasetConfig(kind="synth", subset="small"), synth_dir=synth_dir)
-    assert len(synth.missing) == 64 and synth.tracks.empty
+    # An audio folder with none of the listed files is an error, not an empty dataset (which exited 0 before).
+    with pytest.raises(DatasetError, match="none of the 64 listed audio files exists"):
+        load_dataset(DatasetConfig(kind="synth", subset="small"), synth_dir=synth_dir)
     with pytest.raises(DatasetError, match="dataset.metadata_dir is empty"):
         load_dataset(DatasetConfig(kind="fma"))
 
@@ -239,3 +240,12 @@ def test_blank_text_columns_read_as_empty_strings(tmp_path: Path) -> None:
     dirs = write_fixture(tmp_path, fma_tracks().assign(title="", artist_name=""))
     tracks = load_fma(*dirs, subset="small").tracks
     assert set(tracks["title"]) == {""} and set(tracks["artist_name"]) == {""}
+
+
+def test_truncated_tracks_csv_with_garbage_is_one_dataset_error(tmp_path: Path) -> None:
+    metadata, audio = write_fixture(tmp_path, fma_tracks())
+    tracks_csv = metadata / "tracks.csv"
+    text = tracks_csv.read_bytes()
+    tracks_csv.write_bytes(text[: len(text) // 3] + b'\x00\xff"garbage,,,\n\x9c')
+    with pytest.raises(DatasetError, match="tracks.csv"):
+        load_fma(metadata, audio, subset="small")

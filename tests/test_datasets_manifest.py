@@ -139,3 +139,21 @@ def test_load_dataset_dispatches_manifest(tmp_path: Path) -> None:
     assert len(loaded.tracks) == 20 and set(loaded.tracks["split"]) == {"train", "val"}
     with pytest.raises(DatasetError, match="dataset.manifest is empty"):
         load_dataset(DatasetConfig(kind="manifest"))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("path,artist,genre\ncafé.mp3,Ané,Pop\n".encode("latin-1"), "not UTF-8 text"),
+        (b"", "empty: no header line"),
+        (bytes(range(256)) * 4, "not a readable CSV table"),
+        (b'path,artist,genre\n"a.mp3,x,Pop\n', "not a readable CSV table"),
+        (b"path,artist,genre\n", "lists no tracks"),
+    ],
+    ids=["latin-1", "empty", "binary", "unterminated-quote", "header-only"],
+)
+def test_unreadable_manifests_are_one_dataset_error(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "manifest.csv"
+    path.write_bytes(content)
+    with pytest.raises(DatasetError, match=message):
+        load_manifest(path)

@@ -281,3 +281,13 @@ def test_score_is_invariant_to_row_order(prediction: tuple[np.ndarray, np.ndarra
     shuffled = score(labels[order], probs[order], genres)
     for key in ("log_loss", "macro_f1", "accuracy"):
         assert shuffled[key] == pytest.approx(original[key])
+
+
+def test_genre_names_are_drawn_literally_not_as_mathtext(tmp_path) -> None:
+    """A name with '$...$' (here invalid mathtext) crashed matplotlib after training; it is plain text now."""
+    from agf.factors.plots import plot_genre_mixtures
+
+    genres = ["Drum $n$ Bass", r"$\notacommand{$", "Folk"]
+    plot_confusion(np.eye(3, dtype=int) * 2, genres, tmp_path / "c.png", r"model $\x$")
+    plot_genre_mixtures(pd.DataFrame(np.full((3, 4), 0.25), index=genres), tmp_path / "h.png", "groups $")
+    assert (tmp_path / "c.png").stat().st_size > 0 and (tmp_path / "h.png").stat().st_size > 0

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from agf.audio import decode
 from agf.config import FeatureConfig
+from agf.errors import ConfigError
 from agf.features import SpectralExtractor, TrackFeatures, delta_mfcc
 
 DEFAULT = FeatureConfig()
@@ -106,8 +107,8 @@ def test_silence_sits_at_the_amin_floor() -> None:
 def test_rejects_multichannel_input_and_impossible_config() -> None:
     with pytest.raises(ValueError, match="1-D mono"):
         EXTRACTOR(np.zeros((2, 1000), np.float32))
-    with pytest.raises(ValueError, match="n_mfcc"):
-        SpectralExtractor(FeatureConfig(n_mels=20, n_mfcc=25))
+    with pytest.raises(ConfigError, match="n_mfcc = 40: must be at most n_mels"):
+        SpectralExtractor(FeatureConfig(n_mels=32, n_mfcc=40))
 
 
 @settings(max_examples=25, deadline=None, derandomize=True)

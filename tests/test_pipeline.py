@@ -239,3 +239,44 @@ def test_demo_summary_chooses_on_validation_and_compares_with_the_seed_spread() 
     poisoned.loc[test, "value"] = rng.permutation(poisoned.loc[test, "value"].to_numpy())
     assert best_case(grid, poisoned, lambda c: c.tasks != "g") == chosen
     assert "best with artist groups: STN gm" in demo_summary(PipelineRun(grid, poisoned, pd.DataFrame(), run.report))
+
+
+def test_dataset_problems_are_found_before_any_training() -> None:
+    from agf.pipeline import dataset_problems
+
+    tracks = pd.DataFrame({"genre": ["pop", "pop", "rock", "rock", "jazz"],
+                           "split": ["train", "val", "train", "test", "val"], "track_id": list("abcde")})
+    # Every training track of jazz failed to decode: found now, not at evaluation after hours of training.
+    assert dataset_problems(tracks) == ["genre(s) jazz have usable tracks but none in the training split (their "
+                                        "training tracks failed or are missing: see the prepare summary)"]
+    only_train = tracks.assign(split="train")
+    assert dataset_problems(only_train) == ["no usable track in the validation or test split: nothing to select or "
+                                            "report on"]
+
+
+def test_commands_without_a_dataset_or_config_say_so(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                     finished_run: Path) -> None:
+    assert main(["prepare", "-w", str(tmp_path / "w"), "--quiet"]) == 1
+    assert "no dataset: give a config" in capsys.readouterr().err and not (tmp_path / "w").exists()
+    assert main(["train", "-w", str(tmp_path / "w"), "--quiet"]) == 1
+    assert "config.toml not found" in capsys.readouterr().err
+    # Stage commands read the work directory's saved config: no second feature store appears.
+    work = finished_run / "work"
+    stores = sorted(p.name for p in (work / "features").iterdir())
+    assert main(["factors", "-w", str(work), "--tasks", "m", "--quiet"]) == 0
+    assert sorted(p.name for p in (work / "features").iterdir()) == stores
+    capsys.readouterr()
+    assert main(["check", str(finished_run / "tiny.toml"), "-w", str(work), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "dataset: 27 tracks" in out and "prepared: 27 of 27 tracks usable" in out and "ok: no problem" in out
+
+
+def test_report_never_computes(finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    other = tmp_path / "other"
+    shutil.copytree(finished_run / "work", other)
+    for marker in other.glob("factors/*/m/done.json"):
+        marker.unlink()
+    before = sorted(str(p) for p in other.rglob("*"))
+    assert main(["report", str(other), "--quiet"]) == 1
+    assert "artist group factors of task m are not finished" in capsys.readouterr().err
+    assert sorted(str(p) for p in other.rglob("*")) == before

@@ -23,6 +23,7 @@ from agf import __version__
 from agf.config import Config, load_config
 from agf.errors import AgfError, ConfigError
 from agf.tasks import ARCHS, parse_tasks
+from agf.workdir import WorkDir
 
 EXIT_ERROR = 1
 
@@ -36,8 +37,22 @@ def _replace(config: Config, section: str, **changes: object) -> Config:
 
 
 def _base_config(args: argparse.Namespace) -> Config:
-    """The config named by --config (default: built-in defaults) with the common overrides applied."""
-    config = load_config(args.config) if args.config else Config()
+    """The config named by --config with the common overrides applied. Without --config: `agf prepare` and
+    `agf run` need a dataset option (a config would otherwise silently mean the synthetic demo corpus); the stage
+    commands read the work directory's saved config.toml, the one `agf prepare` or `agf run` wrote."""
+    if args.config:
+        config = load_config(args.config)
+    elif args.command in ("prepare", "run", "grid", "check"):
+        if not (args.manifest or args.fma_metadata or args.fma_audio):
+            raise ConfigError("no dataset: give a config (-c FILE, or a preset: -c demo for the synthetic corpus, "
+                              "-c fma-medium), --manifest CSV, or --fma-metadata DIR --fma-audio DIR")
+        config = Config()
+    else:
+        workdir = WorkDir(Path(args.workdir or Config().run.workdir))
+        if not workdir.config.is_file():
+            raise ConfigError(f"{workdir.config} not found: give the config with -c, or run `agf prepare` or "
+                              "`agf run` on this work directory first")
+        config = load_config(workdir.config)
     return _replace(config, "run", workdir=args.workdir, workers=args.workers, device=getattr(args, "device", None))
 
 
@@ -131,7 +146,7 @@ def _grid_config(config: Config, args: argparse.Namespace) -> Config:
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Build the feature store of a dataset."""
     from agf.pipeline import stage_prepare, stage_tracks
-    from agf.workdir import WorkDir, save_config
+    from agf.workdir import save_config
 
     config = _dataset_config(_base_config(args), args)
     workdir = WorkDir(Path(config.run.workdir))
@@ -233,10 +248,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """Check a run before any compute: settings, grid, device, work directory, dataset; every problem at once."""
+    from agf.pipeline import check_run
+
+    if args.config_file:
+        if args.config:
+            raise ConfigError("give the config either as CONFIG or as --config, not both")
+        args.config = args.config_file
+    problems, facts = check_run(_grid_config(_dataset_config(_base_config(args), args), args))
+    for line in facts:
+        print(line)
+    for problem in problems:
+        print(f"agf check: problem: {problem}", file=sys.stderr)
+    print(f"{len(problems)} problem(s) found" if problems else "ok: no problem found")
+    return EXIT_ERROR if problems else 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Rebuild the report of a finished run from its work directory."""
     from agf.pipeline import run_pipeline
-    from agf.workdir import WorkDir
 
     workdir = WorkDir(Path(args.workdir_arg))
     if not workdir.config.exists():
@@ -371,6 +402,20 @@ def build_parser() -> argparse.ArgumentParser:
         _add_dataset_options(command)
         _add_grid_options(command)
         command.set_defaults(func=cmd_run)
+
+    check = commands.add_parser(
+        "check",
+        help="check a run before any compute: settings, grid, device, work directory, dataset",
+        description="Load the config and the dataset as `agf run` would and list every problem at once (settings "
+        "out of range, an unknown architecture, a missing GPU, a work directory that is a file, unreadable "
+        "metadata, no audio files, genres without training tracks, no validation or test split), without "
+        "decoding or training anything. Exit status 1 when there is a problem.",
+    )
+    check.add_argument("config_file", nargs="?", metavar="CONFIG", help="TOML config file or preset name")
+    _add_common(check)
+    _add_dataset_options(check)
+    _add_grid_options(check)
+    check.set_defaults(func=cmd_check)
 
     report = commands.add_parser(
         "report",

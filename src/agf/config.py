@@ -13,13 +13,17 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from agf.errors import ConfigError
 from agf.tasks import ARCHS, FACTOR_TASKS, TASKS
 
 # One 1-s patch: 43 frames of 512 samples at 22,050 Hz. The net input length and the shortest usable track.
 PATCH_FRAMES = 43
+# The smallest input of the nets (agf.models.nets): four 2x2 poolings halve time four times, and frequency is
+# halved five times (one (1, 2) pool, four 2x2 pools); smaller inputs pool down to nothing.
+MIN_PATCH_FRAMES = 16
+MIN_MELS = 32
 # Chosen by measurement (docs/factors.md, "Artist bags"): informative artist-group targets.
 DIVIDE_BAGS_DEFAULT: tuple[str, ...] = ("m", "d")
 ESSENTIA_BINARY_DEFAULT = "standardise"
@@ -30,9 +34,75 @@ MOVED_KEYS: dict[str, str] = {
 }
 
 
+class Range(NamedTuple):
+    """The values a number may take: low <= value (low < value when low_open), value <= high likewise."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def allows(self, value: float) -> bool:
+        """Whether value lies in the range."""
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def describe(self) -> str:
+        """The range in words, e.g. 'at least 1', 'in (0, 1]'."""
+        if self.high is None:
+            return f"{'more than' if self.low_open else 'at least'} {self.low:g}"
+        if self.low is None:
+            return f"{'less than' if self.high_open else 'at most'} {self.high:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+AT_LEAST_1 = Range(1)
+NON_NEGATIVE = Range(0)
+POSITIVE = Range(0, low_open=True)
+FRACTION = Range(0, 1, high_open=True)
+SHARE = Range(0, 1)
+
+
+class Section:
+    """A config section: checks its settings when built (from TOML or by dataclasses.replace)."""
+
+    NAME: ClassVar[str] = ""
+    RANGES: ClassVar[dict[str, Range]] = {}
+
+    def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    def problems(self) -> list[str]:
+        """Every setting out of its range, as '[section] key = value: must be ...'."""
+        found = []
+        for name, allowed in self.RANGES.items():
+            value = getattr(self, name)
+            if value is not None and not allowed.allows(value):
+                found.append(f"{self.NAME}.{name} = {value!r}: must be {allowed.describe()}")
+        return found + self.other_problems()
+
+    def other_problems(self) -> list[str]:
+        """Checks across settings of the section (none by default)."""
+        return []
+
+
+def _letters(section: str, name: str, values: tuple[str, ...], allowed: tuple[str, ...], empty: bool) -> list[str]:
+    """A problem when `values` holds letters outside `allowed` (or nothing, unless `empty` is allowed)."""
+    unknown = sorted(set(values) - set(allowed))
+    if unknown or (not values and not empty):
+        return [f"{section}.{name} = {list(values)!r}: use {'' if empty else 'one or more of '}{', '.join(allowed)}"]
+    return []
+
+
 @dataclass(frozen=True)
-class DatasetConfig:
+class DatasetConfig(Section):
     """Where the tracks come from and how they are split."""
+
+    NAME: ClassVar[str] = "dataset"
+    RANGES: ClassVar[dict[str, Range]] = {"val_fraction": FRACTION, "test_fraction": FRACTION}
 
     # fma: metadata_dir (tracks.csv, genres.csv) + audio_dir; manifest: the CSV;
     # synth: the corpus is rendered into WORKDIR/corpus with [synth] settings, then read as FMA.
@@ -49,6 +119,12 @@ class DatasetConfig:
     # Seed of generated splits (random, artist).
     seed: int = 0
     strict: bool = False
+
+    def other_problems(self) -> list[str]:
+        if self.val_fraction + self.test_fraction >= 1:
+            return [f"dataset.val_fraction + dataset.test_fraction = {self.val_fraction + self.test_fraction:g}: "
+                    "must be less than 1 (the rest is the training split)"]
+        return []
 
 
 @dataclass(frozen=True)
@@ -73,8 +149,15 @@ class SynthConfig:
 
 
 @dataclass(frozen=True)
-class FeatureConfig:
+class FeatureConfig(Section):
     """Decoding and per-track features; every field is part of the feature-store key."""
+
+    NAME: ClassVar[str] = "features"
+    RANGES: ClassVar[dict[str, Range]] = {
+        "sample_rate": Range(1000), "n_fft": Range(16), "hop_length": AT_LEAST_1, "n_mels": Range(MIN_MELS),
+        "fmin": NON_NEGATIVE, "fmax": POSITIVE, "top_db": POSITIVE, "n_mfcc": AT_LEAST_1, "min_frames": AT_LEAST_1,
+        "silence_rms_db": Range(high=0),
+    }
 
     sample_rate: int = 22050
     n_fft: int = 1024
@@ -89,10 +172,25 @@ class FeatureConfig:
     # A track whose RMS level is below this (dBFS) is flagged silent.
     silence_rms_db: float = -60.0
 
+    def other_problems(self) -> list[str]:
+        found = []
+        if self.fmax is not None and not self.fmin < self.fmax <= self.sample_rate / 2:
+            found.append(f"features.fmax = {self.fmax!r}: must be above fmin ({self.fmin:g}) and at most half the "
+                         f"sample rate ({self.sample_rate / 2:g})")
+        if self.n_mfcc > self.n_mels:
+            found.append(f"features.n_mfcc = {self.n_mfcc}: must be at most n_mels ({self.n_mels})")
+        return found
+
 
 @dataclass(frozen=True)
-class FactorConfig:
+class FactorConfig(Section):
     """Artist Group Factors: dictionaries, artist bags of words and LDA (tasks m, d, e, s)."""
+
+    NAME: ClassVar[str] = "factors"
+    RANGES: ClassVar[dict[str, Range]] = {
+        "n_words": AT_LEAST_1, "n_topics": Range(2), "frames_per_track": NON_NEGATIVE, "kmeans_batch_size": AT_LEAST_1,
+        "lda_max_iter": AT_LEAST_1, "essentia_timeout_s": POSITIVE,
+    }
 
     tasks: tuple[str, ...] = FACTOR_TASKS
     n_words: int = 2048
@@ -118,10 +216,20 @@ class FactorConfig:
     # Seed of the dictionaries (K-means), the quantile normaliser and LDA.
     seed: int = 0
 
+    def other_problems(self) -> list[str]:
+        return (_letters("factors", "tasks", self.tasks, FACTOR_TASKS, empty=True)
+                + _letters("factors", "divide_bags", self.divide_bags, FACTOR_TASKS, empty=True))
+
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Section):
     """Source-net training (STN, MTN, wSTN)."""
+
+    NAME: ClassVar[str] = "train"
+    RANGES: ClassVar[dict[str, Range]] = {
+        "epochs": AT_LEAST_1, "batch_size": AT_LEAST_1, "lr": POSITIVE, "weight_decay": NON_NEGATIVE,
+        "patch_frames": Range(MIN_PATCH_FRAMES), "width_factor": NON_NEGATIVE, "loader_workers": NON_NEGATIVE,
+    }
 
     epochs: int = 200
     batch_size: int = 64
@@ -141,8 +249,14 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class TransferConfig:
+class TransferConfig(Section):
     """Window features of source nets -> MLP -> track probabilities."""
+
+    NAME: ClassVar[str] = "transfer"
+    RANGES: ClassVar[dict[str, Range]] = {
+        "epochs": AT_LEAST_1, "hidden": AT_LEAST_1, "dropout": FRACTION, "lr": POSITIVE, "batch_size": AT_LEAST_1,
+        "window_hop": AT_LEAST_1,
+    }
 
     epochs: int = 50
     hidden: int = 1024
@@ -157,8 +271,11 @@ class TransferConfig:
 
 
 @dataclass(frozen=True)
-class GridConfig:
+class GridConfig(Section):
     """Which task subsets and architectures to run, over which seeds."""
+
+    NAME: ClassVar[str] = "grid"
+    RANGES: ClassVar[dict[str, Range]] = {}
 
     tasks: tuple[str, ...] = TASKS
     archs: tuple[str, ...] = ARCHS
@@ -168,10 +285,20 @@ class GridConfig:
     # and fits the classical baseline. Splits, corpus and factors have their own seeds (dataset, synth, factors).
     seeds: tuple[int, ...] = (0,)
 
+    def other_problems(self) -> list[str]:
+        found = _letters("grid", "tasks", self.tasks, TASKS, empty=False)
+        found += _letters("grid", "archs", self.archs, ARCHS, empty=False)
+        if not self.seeds:
+            found.append("grid.seeds = []: give at least one run seed, e.g. [0]")
+        return found
+
 
 @dataclass(frozen=True)
-class RunConfig:
+class RunConfig(Section):
     """Resources: where to run and how many processes."""
+
+    NAME: ClassVar[str] = "run"
+    RANGES: ClassVar[dict[str, Range]] = {"workers": AT_LEAST_1}
 
     device: str = "auto"
     workers: int = 2
@@ -250,15 +377,21 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
             f"known keys: {', '.join(sorted(names))}"
         )
     kwargs = {}
+    problems = []  # every section's problems, reported at once
     for name, value in data.items():
         key = f"{prefix}.{name}" if prefix else name
         hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{key}: expected a table [{key}]")
-            kwargs[name] = _build(hint, value, key)
-        else:
-            kwargs[name] = _coerce(value, hint, key)
+        try:
+            if dataclasses.is_dataclass(hint):
+                if not isinstance(value, dict):
+                    raise ConfigError(f"{key}: expected a table [{key}]")
+                kwargs[name] = _build(hint, value, key)
+            else:
+                kwargs[name] = _coerce(value, hint, key)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ConfigError("; ".join(problems))
     return cls(**kwargs)
 
 
@@ -271,7 +404,9 @@ def load_config(path: str | Path) -> Config:
     """Load and validate a TOML config file, or a preset name such as 'demo'."""
     path = resolve_config_path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the config as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     return config_from_dict(data)

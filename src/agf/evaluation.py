@@ -23,8 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -32,7 +30,6 @@ from sklearn.preprocessing import StandardScaler
 from agf.datasets.table import genre_list, tracks_fingerprint
 from agf.errors import EvaluationError, TransferError
 from agf.fileio import (
-    atomic_path,
     read_json,
     safe_name,
     stable_key,
@@ -40,6 +37,7 @@ from agf.fileio import (
     write_text_atomic,
 )
 from agf.metrics import check_labels, confusion, format_table, score_against
+from agf.plotting import png_figure
 from agf.store import FeatureStore
 from agf.transfer import load_transfer
 from agf.workdir import clear_done, is_done, mark_done, read_marker
@@ -90,7 +88,8 @@ def transfer_models(transfer_dirs: Sequence[str | Path], genres: Sequence[str]) 
                 f"{directory}: trained on genres {', '.join(result.genres)}, but the track table has "
                 f"{', '.join(genres)}; evaluate with the track table it was trained on"
             )
-        _add_model(models, Model(result.name, "transfer", str(directory), _probability_frame(result.predictions, genres)))
+        predictions = _probability_frame(result.predictions, genres)
+        _add_model(models, Model(result.name, "transfer", str(directory), predictions))
         for baseline in result.baselines:
             table = pd.read_parquet(directory / baseline.file)
             _add_model(models, Model(baseline.name, baseline.kind, baseline.source, _probability_frame(table, genres)))
@@ -153,22 +152,19 @@ def plot_confusion(matrix: np.ndarray, genres: Sequence[str], path: str | Path, 
     row_totals = counts.sum(axis=1, keepdims=True)
     shares = np.divide(counts, row_totals, out=np.zeros(counts.shape), where=row_totals > 0)
     size = 2.5 + 0.5 * n_classes
-    figure = Figure(figsize=(size + 1.5, size), layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
-    figure.colorbar(image, ax=axes, label="share of the true genre's tracks")
-    ticks = np.arange(n_classes)
-    axes.set_xticks(ticks, labels=list(genres), rotation=45, ha="right", rotation_mode="anchor")
-    axes.set_yticks(ticks, labels=list(genres))
-    axes.set_xlabel("predicted genre")
-    axes.set_ylabel("true genre")
-    axes.set_title(title)
-    for row, col in np.ndindex(counts.shape):
-        colour = "white" if shares[row, col] > 0.5 else "black"
-        axes.text(col, row, str(int(counts[row, col])), ha="center", va="center", color=colour, fontsize=8)
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
+    with png_figure(path, (size + 1.5, size), layout="constrained") as figure:
+        axes = figure.add_subplot()
+        image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+        figure.colorbar(image, ax=axes, label="share of the true genre's tracks")
+        ticks = np.arange(n_classes)
+        axes.set_xticks(ticks, labels=list(genres), rotation=45, ha="right", rotation_mode="anchor")
+        axes.set_yticks(ticks, labels=list(genres))
+        axes.set_xlabel("predicted genre")
+        axes.set_ylabel("true genre")
+        axes.set_title(title)
+        for row, col in np.ndindex(counts.shape):
+            colour = "white" if shares[row, col] > 0.5 else "black"
+            axes.text(col, row, str(int(counts[row, col])), ha="center", va="center", color=colour, fontsize=8)
 
 
 def _labels(tracks: pd.DataFrame, ids: pd.Index, column: str, genres: Sequence[str]) -> np.ndarray:
@@ -179,21 +175,18 @@ def _labels(tracks: pd.DataFrame, ids: pd.Index, column: str, genres: Sequence[s
 def plot_per_genre_f1(f1: pd.DataFrame, path: Path, title: str) -> None:
     """Grouped horizontal bars: one group per genre (rows of `f1`), one bar per model (columns)."""
     n_genres, n_models = f1.shape
-    figure = Figure(figsize=(8, 2 + 0.12 * n_genres * n_models + 0.15 * n_models), layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    height = 0.8 / n_models
-    positions = np.arange(n_genres)
-    for i, model in enumerate(f1.columns):
-        axes.barh(positions + i * height, f1[model].to_numpy(), height=height, label=model)
-    axes.set_yticks(positions + 0.4 - height / 2, labels=list(f1.index))
-    axes.invert_yaxis()
-    axes.set_xlim(0, 1)
-    axes.set_xlabel("F1")
-    axes.set_title(title)
-    figure.legend(loc="outside lower center", fontsize=7)
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
+    with png_figure(path, (8, 2 + 0.12 * n_genres * n_models + 0.15 * n_models), layout="constrained") as figure:
+        axes = figure.add_subplot()
+        height = 0.8 / n_models
+        positions = np.arange(n_genres)
+        for i, model in enumerate(f1.columns):
+            axes.barh(positions + i * height, f1[model].to_numpy(), height=height, label=model)
+        axes.set_yticks(positions + 0.4 - height / 2, labels=list(f1.index))
+        axes.invert_yaxis()
+        axes.set_xlim(0, 1)
+        axes.set_xlabel("F1")
+        axes.set_title(title)
+        figure.legend(loc="outside lower center", fontsize=7)
 
 
 def _write_plots(

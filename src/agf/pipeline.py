@@ -17,7 +17,8 @@ from agf.config import Config, config_to_dict
 from agf.datasets import LoadedDataset, load_dataset
 from agf.datasets.fma import KNOWN_BAD_IDS
 from agf.datasets.table import tracks_fingerprint
-from agf.errors import PipelineError
+from agf.device import resolve_device
+from agf.errors import AgfError, PipelineError
 from agf.evaluation import evaluate, evaluation_key
 from agf.factors import FactorResult, build_factors, format_summary, load_track_targets
 from agf.fileio import read_json, safe_name, stable_key, write_parquet_atomic
@@ -43,6 +44,7 @@ from agf.training import (
 )
 from agf.transfer import TransferResult, fit_transfer, load_transfer, transfer_dir
 from agf.workdir import WorkDir, is_done, require_done, save_config
+from agf.workdir import create as create_workdir
 
 Log = Callable[[str], None]
 
@@ -90,6 +92,76 @@ class Prepared:
     store: FeatureStore
 
 
+def check_settings(config: Config) -> None:
+    """What can be checked before any compute, beyond the config's own ranges: the grid and the device."""
+    grid_cases(config.grid, grid_subsets(config.grid))
+    resolve_device(config.run.device)
+
+
+def dataset_problems(tracks: pd.DataFrame) -> list[str]:
+    """What makes a prepared dataset unable to give a result: no training tracks, a genre that is evaluated but
+    has no usable training track (all of them failed to decode, say), nothing to select or report on."""
+    train = set(tracks.loc[tracks["split"] == "train", "genre"])
+    problems = []
+    if not train:
+        problems.append("no usable track in the training split")
+    untrained = sorted(set(tracks["genre"]) - train)
+    if train and untrained:
+        problems.append(f"genre(s) {', '.join(untrained)} have usable tracks but none in the training split "
+                        "(their training tracks failed or are missing: see the prepare summary)")
+    if not tracks["split"].isin(("val", "test")).any():
+        problems.append("no usable track in the validation or test split: nothing to select or report on")
+    return problems
+
+
+def check_dataset(tracks: pd.DataFrame) -> None:
+    """PipelineError naming every problem of dataset_problems at once."""
+    problems = dataset_problems(tracks)
+    if problems:
+        raise PipelineError("the prepared dataset cannot be used: " + "; ".join(problems))
+
+
+def check_run(config: Config) -> tuple[list[str], list[str]]:
+    """`agf check`: every problem a run of `config` would meet before its first expensive step, and what was
+    found (counts per split), without decoding or training anything. Returns (problems, facts)."""
+    problems: list[str] = []
+    facts: list[str] = []
+    try:
+        check_settings(config)
+    except AgfError as exc:
+        problems.append(str(exc))
+    workdir = WorkDir(Path(config.run.workdir))
+    try:
+        create_workdir(workdir)
+    except AgfError as exc:
+        problems.append(str(exc))
+    synth_dir = None
+    if config.dataset.kind == "synth":
+        from agf.datasets.synth import corpus_is_complete
+
+        if not corpus_is_complete(workdir.corpus, config.synth):
+            facts.append("dataset: the synthetic corpus, to be rendered into the work directory by `agf run`")
+            return problems, facts
+        synth_dir = workdir.corpus
+    try:
+        loaded = load_dataset(config.dataset, synth_dir=synth_dir)
+    except AgfError as exc:
+        return [*problems, str(exc)], facts
+    tracks = loaded.tracks
+    counts = tracks.groupby("split")["track_id"].count()
+    facts.append(f"dataset: {len(tracks)} tracks with audio files, {tracks['genre'].nunique()} genres, "
+                 f"{tracks['artist_id'].nunique()} artists; " + ", ".join(f"{s} {n}" for s, n in counts.items()))
+    facts += [f"warning: {warning}" for warning in loaded.warnings]
+    if workdir.root.is_dir() and (workdir.root / "features").is_dir():
+        store = FeatureStore.open(workdir.root, config.features)
+        usable = store.usable(tracks)
+        facts.append(f"prepared: {len(usable)} of {len(tracks)} tracks usable in {store.root}")
+        problems += dataset_problems(usable) if len(store.index()) >= len(tracks) else []
+    else:
+        problems += dataset_problems(tracks)
+    return problems, facts
+
+
 def open_prepared(config: Config) -> Prepared:
     """The usable tracks and the feature store that `agf prepare` (or `agf run`) left in the work directory."""
     workdir = WorkDir(Path(config.run.workdir))
@@ -119,15 +191,20 @@ class Factors:
         return {task for task, result in self.results.items() if not result.available}
 
 
-def stage_factors(config: Config, prepared: Prepared, tasks: Sequence[str], progress: bool) -> Factors:
-    """Build the artist-group tasks among `tasks` (m, d, e, s); no factors when none is asked for."""
+def stage_factors(
+    config: Config, prepared: Prepared, tasks: Sequence[str], progress: bool, must_be_done: bool = False
+) -> Factors:
+    """Build the artist-group tasks among `tasks` (m, d, e, s); no factors when none is asked for. With
+    must_be_done, only load them (an unfinished task is an error)."""
     wanted = tuple(t for t in FACTOR_TASKS if t in tasks)
     if not wanted:
         return Factors(None, None)
     settings = replace(config.factors, tasks=wanted)
     key = stable_key("factors", config_to_dict(settings), features_key(config.features))
     out_dir = prepared.workdir.factors / key
-    results = build_factors(prepared.tracks, prepared.store, settings, out_dir, config.run.workers, progress)
+    results = build_factors(
+        prepared.tracks, prepared.store, settings, out_dir, config.run.workers, progress, load_only=must_be_done
+    )
     return Factors(key, out_dir, results)
 
 
@@ -224,7 +301,7 @@ def run_grid(
 ) -> GridRun:
     """Factors, source nets (each trained once, reused by every case), transfers and evaluations."""
     subsets = grid_subsets(config.grid)
-    factors = stage_factors(config, prepared, "".join(subsets), progress)
+    factors = stage_factors(config, prepared, "".join(subsets), progress, must_be_done)
     if factors.results:
         log(format_summary(factors.results))
     if factors.unavailable:
@@ -382,6 +459,7 @@ class PipelineRun:
 def run_pipeline(config: Config, progress: bool = True, log: Log = print, must_be_done: bool = False) -> PipelineRun:
     """Every stage, each reused when done with the same inputs: tracks, prepare, factors, nets, transfer,
     evaluate, report. With must_be_done (`agf report`), an unfinished net or transfer is an error, not work."""
+    check_settings(config)
     if must_be_done:
         prepared = open_prepared(config)
     else:
@@ -393,6 +471,7 @@ def run_pipeline(config: Config, progress: bool = True, log: Log = print, must_b
         store, summary = stage_prepare(config, workdir, loaded.tracks, progress=progress)
         log(summary.format())
         prepared = Prepared(workdir, store.usable(loaded.tracks), store)
+    check_dataset(prepared.tracks)
     grid = run_grid(config, prepared, progress=progress, log=log, must_be_done=must_be_done)
     results, baselines = collect_results(grid)
     report = stage_report(config, prepared, grid, results, baselines)

@@ -42,11 +42,3 @@ def task_subsets(tasks: Iterable[str] = TASKS) -> list[str]:
     ordered = canonical_tasks(tasks)
     return ["".join(c) for n in range(1, len(ordered) + 1) for c in combinations(ordered, n)]
 
-
-def check_archs(archs: Iterable[str], key: str) -> tuple[str, ...]:
-    """`archs` as a tuple; ConfigError naming `key` when one is not an architecture."""
-    archs = tuple(archs)
-    unknown = sorted(set(archs) - set(ARCHS))
-    if unknown:
-        raise ConfigError(f"{key}: unknown architecture(s) {', '.join(unknown)}; use {', '.join(ARCHS)}")
-    return archs

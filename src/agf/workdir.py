@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from agf.config import Config, config_to_toml
-from agf.errors import PipelineError
+from agf.errors import ConfigError, PipelineError
 from agf.fileio import read_json, write_json_atomic, write_text_atomic
 
 MARKER = "done.json"
@@ -76,8 +76,21 @@ class WorkDir:
         return self.root / "report"
 
 
+def create(workdir: WorkDir) -> None:
+    """Create the work directory; ConfigError when its path is a file or lies under one, or cannot be written."""
+    try:
+        workdir.root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"run.workdir {workdir.root}: is a file, not a folder; choose another --workdir") from None
+    except NotADirectoryError:
+        raise ConfigError(f"run.workdir {workdir.root}: lies under a file; choose another --workdir") from None
+    except PermissionError:
+        raise ConfigError(f"run.workdir {workdir.root}: not allowed to create it; choose another --workdir") from None
+
+
 def save_config(config: Config, workdir: WorkDir) -> None:
-    """Record the resolved config of this run in the work directory."""
+    """Create the work directory and record the resolved config of this run in it."""
+    create(workdir)
     write_text_atomic(workdir.config, config_to_toml(config))
 
 

@@ -44,7 +44,14 @@ def assemble_dataset(
     warnings: list[str],
 ) -> LoadedDataset:
     """Drop (or, if strict, reject) tracks without audio, apply the split mode, validate the table."""
+    if table.empty:
+        raise DatasetError(f"{source}: lists no tracks; a dataset needs at least one track per genre")
     exists = table["audio_path"].map(os.path.isfile).astype(bool)
+    if not exists.any():
+        raise DatasetError(
+            f"{source}: none of the {len(table)} listed audio files exists (e.g. {table['audio_path'].iloc[0]}); "
+            "point the dataset at the folder that holds them"
+        )
     missing = table.loc[~exists, ["track_id", "audio_path"]].reset_index(drop=True)
     if len(missing):
         count = f"{len(missing)} of {len(table)} audio files are missing"

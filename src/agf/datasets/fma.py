@@ -14,6 +14,7 @@ import pandas as pd
 
 from agf.datasets import LoadedDataset, assemble_dataset
 from agf.datasets.fma_layout import fma_audio_path
+from agf.datasets.table import read_csv_file
 from agf.errors import DatasetError
 
 # FMA clips with no audio at all, then clips far shorter than 30 s (FMA-FORMAT.md).
@@ -86,7 +87,8 @@ def _read_tracks_csv(path: Path) -> pd.DataFrame:
     """tracks.csv as FMA's two-level frame indexed by track id; DatasetError if absent or incomplete."""
     if not path.is_file():
         raise DatasetError(f"{path}: not found; set dataset.metadata_dir to the unpacked fma_metadata folder")
-    raw = pd.read_csv(path, index_col=0, header=[0, 1], low_memory=False)
+    raw = read_csv_file(path, "use FMA's tracks.csv (three header lines: groups, names, track_id)", index_col=0,
+                        header=[0, 1], low_memory=False)
     missing = [column for column in REQUIRED_TRACK_COLUMNS if column not in raw.columns]
     if missing:
         found = ", ".join(f"({a}, {b})" for a, b in raw.columns[:60])
@@ -101,7 +103,7 @@ def _read_genre_titles(path: Path) -> dict[int, str]:
     """genre_id -> title from genres.csv; DatasetError if the file or its title column is absent."""
     if not path.is_file():
         raise DatasetError(f"{path}: not found; it ships with tracks.csv in the fma_metadata folder")
-    genres = pd.read_csv(path, index_col=0)
+    genres = read_csv_file(path, "use FMA's genres.csv", index_col=0)
     if "title" not in genres.columns:
         raise DatasetError(
             f"{path}: missing column title; columns found: {', '.join(map(str, genres.columns))}"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from agf.datasets import LoadedDataset, assemble_dataset
-from agf.datasets.table import TRACK_COLUMNS
+from agf.datasets.table import TRACK_COLUMNS, read_csv_file
 from agf.errors import DatasetError
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("path", "artist", "genre")
@@ -59,7 +59,8 @@ def _read_manifest(csv_path: Path) -> pd.DataFrame:
     """The manifest as stripped strings; DatasetError for a missing file, column or required value."""
     if not csv_path.is_file():
         raise DatasetError(f"{csv_path}: not found; set dataset.manifest to the manifest CSV")
-    rows = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    rows = read_csv_file(csv_path, f"a manifest is a CSV with columns {', '.join(REQUIRED_COLUMNS)}", dtype=str,
+                         keep_default_na=False)
     rows.columns = [str(c).strip() for c in rows.columns]
     rows = rows.apply(lambda column: column.str.strip())
     missing = [c for c in REQUIRED_COLUMNS if c not in rows.columns]

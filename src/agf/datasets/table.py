@@ -14,6 +14,8 @@ Optional well-known extras: true_genre (synthetic corpus: the genre before label
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -73,6 +75,20 @@ def validate_track_table(tracks: pd.DataFrame, source: str = "track table") -> p
 def genre_list(tracks: pd.DataFrame) -> list[str]:
     """The sorted genre vocabulary of a table: class index i is genre_list(...)[i] everywhere."""
     return sorted(tracks["genre"].unique())
+
+
+def read_csv_file(path: Path, fix: str, **options: Any) -> pd.DataFrame:
+    """pd.read_csv(path, **options); a file that is not UTF-8 CSV text (another encoding, binary bytes, an empty
+    file, an unterminated quote, a broken header) is a DatasetError naming the file, the problem and `fix`."""
+    try:
+        return pd.read_csv(path, encoding="utf-8", **options)
+    except UnicodeDecodeError as exc:
+        problem = f"not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}); save it as UTF-8"
+    except pd.errors.EmptyDataError:
+        problem = "empty: no header line"
+    except (pd.errors.ParserError, ValueError, IndexError, TypeError) as exc:
+        problem = f"not a readable CSV table ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+    raise DatasetError(f"{path}: {problem}; {fix}")
 
 
 def tracks_fingerprint(tracks: pd.DataFrame) -> str:

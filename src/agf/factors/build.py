@@ -36,7 +36,7 @@ from sklearn.preprocessing import QuantileTransformer
 from tqdm.auto import tqdm
 
 from agf.config import FactorConfig
-from agf.errors import FactorError, TaskUnavailable
+from agf.errors import FactorError, PipelineError, TaskUnavailable
 from agf.factors.bags import artist_bags
 from agf.factors.dictionary import (
     assign_words,
@@ -55,7 +55,7 @@ from agf.fileio import (
     write_npy_atomic,
     write_parquet_atomic,
 )
-from agf.tasks import FACTOR_TASKS, TASK_TITLES
+from agf.tasks import TASK_TITLES
 from agf.workdir import clear_done, is_done, mark_done
 
 logger = logging.getLogger(__name__)
@@ -118,34 +118,35 @@ def build_factors(
     out_dir: Path,
     workers: int = 2,
     progress: bool = True,
+    load_only: bool = False,
 ) -> dict[str, FactorResult]:
     """Build (or load, when finished earlier with the same inputs) each task of `config.tasks` from the usable
-    tracks `tracks` (see FeatureStore.usable)."""
-    unknown = sorted(set(config.tasks) - set(FACTOR_TASKS))
-    if unknown:
-        raise FactorError(
-            f"factors.tasks: unknown task(s) {', '.join(unknown)}; choose from {', '.join(FACTOR_TASKS)}"
-        )
-    if config.n_topics < 1 or config.n_words < 1:
-        raise FactorError(f"factors.n_topics and factors.n_words must be at least 1 (got {config.n_topics}, "
-                          f"{config.n_words})")
+    tracks `tracks` (see FeatureStore.usable). With `load_only` (`agf report`), an unfinished task is a
+    PipelineError, not work (e without Essentia here is reported unavailable, as when building)."""
     fit = fit_tracks(tracks, config.leaky)
     if fit.empty:
         raise FactorError("the track table has no training tracks to fit artist group factors on; check its split")
     return {
-        task: _build_or_load(task, fit, store, config, Path(out_dir) / task, workers, progress)
+        task: _build_or_load(task, fit, store, config, Path(out_dir) / task, workers, progress, load_only)
         for task in config.tasks
     }
 
 
 def _build_or_load(
-    task: str, fit: pd.DataFrame, store: Store, config: FactorConfig, task_dir: Path, workers: int, progress: bool
+    task: str, fit: pd.DataFrame, store: Store, config: FactorConfig, task_dir: Path, workers: int, progress: bool,
+    load_only: bool,
 ) -> FactorResult:
     """Load a finished task whose inputs are unchanged; otherwise build it, marker last."""
     key = _task_key(task, fit, store, config)
     if is_done(task_dir, key):
         logger.info("factors %s: finished earlier, loading %s", task, task_dir)
         return _load_result(task, task_dir)
+    if load_only:
+        reason = essentia_unavailable_reason() if task == "e" else None
+        if reason:
+            return _unavailable_result(task, reason)
+        raise PipelineError(f"artist group factors of task {task} are not finished ({task_dir}); run `agf run` on "
+                            "this work directory first")
     clear_done(task_dir)
     logger.info("factors %s: building into %s", task, task_dir)
     try:

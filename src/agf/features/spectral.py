@@ -32,8 +32,6 @@ class SpectralExtractor:
     """Built once per FeatureConfig (mel basis, DCT matrix, window preloaded), called per track."""
 
     def __init__(self, config: FeatureConfig) -> None:
-        if config.n_mfcc > config.n_mels:
-            raise ValueError(f"features.n_mfcc ({config.n_mfcc}) cannot exceed features.n_mels ({config.n_mels})")
         self.config = config
         self._window = torch.hann_window(config.n_fft, periodic=True, dtype=torch.float32)
         mel_basis = librosa.filters.mel(

@@ -12,11 +12,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from agf.config import MIN_MELS
+from agf.config import MIN_PATCH_FRAMES as MIN_FRAMES
+
 FEATURE_WIDTH = 256
-# Four 2x2 poolings halve time four times: shorter inputs pool down to nothing.
-MIN_FRAMES = 16
-# Frequency is halved five times (one (1, 2) pool, four 2x2 pools).
-MIN_MELS = 32
 
 
 class BandNorm(nn.Module):

@@ -1,7 +1,7 @@
 """Figure 3 (mean log loss and macro-F1 against the number of tasks, with and without the genre task) and the
 training curves of the best model.
 
-Built with matplotlib's object API and the Agg canvas (no pyplot, no global backend state).
+Drawn with agf.plotting (matplotlib's object API, no pyplot; names drawn literally).
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from agf.fileio import atomic_path
+from agf.plotting import png_figure
 from agf.report.tables import (
     METRIC_NAMES,
     net_rows,
@@ -53,57 +52,52 @@ def figure3(results: pd.DataFrame, path: str | Path, split: str = "test", labels
     by_n = seed_spread(subset_seed_means(net_rows(results, split, labels)),
                        ["arch", "n_tasks", "includes_genre", "metric"])
     wide = seed_spread(wstn_rows(results, split, labels), ["n_tasks", "metric"])
-    figure = Figure(figsize=(11, 4.2), layout="constrained")
-    FigureCanvasAgg(figure)
-    panels = figure.subplots(1, len(PAPER_METRICS))
-    for axes, metric in zip(panels, PAPER_METRICS):
-        for (arch, with_genre), style in LINES.items():
-            points = by_n[(by_n["arch"] == arch) & (by_n["includes_genre"] == with_genre) & (by_n["metric"] == metric)]
-            if not points.empty:
-                every_n = points.set_index("n_tasks").reindex(range(1, len(TASKS) + 1))  # NaN breaks the line
-                axes.errorbar(every_n.index + OFFSETS[(arch, with_genre)], every_n["mean"], yerr=every_n["std"],
-                              capsize=3, **style)
-        wide_points = wide[wide["metric"] == metric]
-        if not wide_points.empty:
-            axes.errorbar(wide_points["n_tasks"] + WSTN_OFFSET, wide_points["mean"], yerr=wide_points["std"],
-                          color="black", marker="D", linestyle="none", capsize=3, label="wSTN (genre only)")
-        if not axes.has_data():
-            axes.text(0.5, 0.5, "no results", transform=axes.transAxes, ha="center", va="center")
-        axes.set_xticks(range(1, len(TASKS) + 1))
-        axes.set_xlabel("number of tasks N")
-        axes.set_ylabel(f"mean {METRIC_NAMES[metric]}")
-        axes.set_title(f"{METRIC_NAMES[metric]} ({'lower' if metric == 'log_loss' else 'higher'} is better)")
-        axes.grid(alpha=0.3)
-    handles, names = panels[0].get_legend_handles_labels()
-    if handles:
-        figure.legend(handles, names, loc="outside right center")
-    figure.suptitle(f"Figure 3: mean performance by number of tasks (split {split}, labels {labels})")
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
+    with png_figure(path, (11, 4.2), layout="constrained") as figure:
+        panels = figure.subplots(1, len(PAPER_METRICS))
+        for axes, metric in zip(panels, PAPER_METRICS):
+            for (arch, with_genre), style in LINES.items():
+                points = by_n[(by_n["arch"] == arch) & (by_n["includes_genre"] == with_genre)
+                              & (by_n["metric"] == metric)]
+                if not points.empty:
+                    every_n = points.set_index("n_tasks").reindex(range(1, len(TASKS) + 1))  # NaN breaks the line
+                    axes.errorbar(every_n.index + OFFSETS[(arch, with_genre)], every_n["mean"], yerr=every_n["std"],
+                                  capsize=3, **style)
+            wide_points = wide[wide["metric"] == metric]
+            if not wide_points.empty:
+                axes.errorbar(wide_points["n_tasks"] + WSTN_OFFSET, wide_points["mean"], yerr=wide_points["std"],
+                              color="black", marker="D", linestyle="none", capsize=3, label="wSTN (genre only)")
+            if not axes.has_data():
+                axes.text(0.5, 0.5, "no results", transform=axes.transAxes, ha="center", va="center")
+            axes.set_xticks(range(1, len(TASKS) + 1))
+            axes.set_xlabel("number of tasks N")
+            axes.set_ylabel(f"mean {METRIC_NAMES[metric]}")
+            axes.set_title(f"{METRIC_NAMES[metric]} ({'lower' if metric == 'log_loss' else 'higher'} is better)")
+            axes.grid(alpha=0.3)
+        handles, names = panels[0].get_legend_handles_labels()
+        if handles:
+            figure.legend(handles, names, loc="outside right center")
+        figure.suptitle(f"Figure 3: mean performance by number of tasks (split {split}, labels {labels})")
     return figure
 
 
 def training_curves(curves: Mapping[str, pd.DataFrame], path: str | Path) -> Figure:
     """Write one panel per trained model (name -> its curves.csv) and return the figure: training and validation
     loss per epoch (per task for a multi-task net; the MLP's validation log loss)."""
-    figure = Figure(figsize=(11, 3.2 * ((len(curves) + 1) // 2)), layout="constrained")
-    FigureCanvasAgg(figure)
-    panels = figure.subplots((len(curves) + 1) // 2, 2, squeeze=False).ravel()
-    for axes, (name, frame) in zip(panels, curves.items()):
-        validation = "val_loss" if "val_loss" in frame.columns else "val_log_loss"
-        tasks = frame.groupby("task") if "task" in frame.columns else [("", frame)]
-        for task, rows in tasks:
-            suffix = f" {task}" if task else ""
-            trained = rows.dropna(subset=["train_loss"])
-            axes.plot(trained["epoch"], trained["train_loss"], marker=".", label=f"train{suffix}")
-            axes.plot(rows["epoch"], rows[validation], marker=".", linestyle="--", label=f"validation{suffix}")
-        axes.set_title(name, fontsize=9)
-        axes.set_xlabel("epoch")
-        axes.set_ylabel("loss")
-        axes.grid(alpha=0.3)
-        axes.legend(fontsize=7)
-    for axes in panels[len(curves):]:
-        axes.set_visible(False)
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
+    with png_figure(path, (11, 3.2 * ((len(curves) + 1) // 2)), layout="constrained") as figure:
+        panels = figure.subplots((len(curves) + 1) // 2, 2, squeeze=False).ravel()
+        for axes, (name, frame) in zip(panels, curves.items()):
+            validation = "val_loss" if "val_loss" in frame.columns else "val_log_loss"
+            tasks = frame.groupby("task") if "task" in frame.columns else [("", frame)]
+            for task, rows in tasks:
+                suffix = f" {task}" if task else ""
+                trained = rows.dropna(subset=["train_loss"])
+                axes.plot(trained["epoch"], trained["train_loss"], marker=".", label=f"train{suffix}")
+                axes.plot(rows["epoch"], rows[validation], marker=".", linestyle="--", label=f"validation{suffix}")
+            axes.set_title(name, fontsize=9)
+            axes.set_xlabel("epoch")
+            axes.set_ylabel("loss")
+            axes.grid(alpha=0.3)
+            axes.legend(fontsize=7)
+        for axes in panels[len(curves):]:
+            axes.set_visible(False)
     return figure

@@ -9,17 +9,17 @@ See docs/synthetic-corpus.md for the generative model.
 from agf.datasets.synth.collection import Collection, build_collection
 from agf.datasets.synth.corpus import (
     CorpusSummary,
+    corpus_is_complete,
     corpus_summary,
     metadata_frames,
     synthesize_corpus,
 )
-from agf.errors import SynthError
 
 __all__ = [
     "Collection",
     "CorpusSummary",
-    "SynthError",
     "build_collection",
+    "corpus_is_complete",
     "corpus_summary",
     "metadata_frames",
     "synthesize_corpus",

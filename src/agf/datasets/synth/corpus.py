@@ -199,6 +199,8 @@ def synthesize_corpus(out_dir: Path, config: SynthConfig, workers: int = 2, prog
     resumes, rendering only the clips that are missing.
     """
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SynthError(f"{out_dir}: is a file, not a folder; render the corpus into a new folder")
     collection = build_collection(config)
     if _claim(out_dir, config):
         return out_dir
@@ -209,6 +211,18 @@ def synthesize_corpus(out_dir: Path, config: SynthConfig, workers: int = 2, prog
     write_fma_metadata(out_dir / METADATA_DIR, tracks, genres)
     write_json_atomic(out_dir / MARKER, _marker(config, complete=True, summary=summarize(collection, config)))
     return out_dir
+
+
+def corpus_is_complete(out_dir: Path, config: SynthConfig) -> bool:
+    """Whether out_dir holds the complete corpus of these settings (read only: nothing is claimed or rendered)."""
+    marker_path = Path(out_dir) / MARKER
+    if not marker_path.is_file():
+        return False
+    found = read_json(marker_path)
+    wanted = _marker(config, complete=True)
+    return bool(found.get("complete")) and (found.get("generator"), found.get("synth")) == (
+        wanted["generator"], wanted["synth"]
+    )
 
 
 def corpus_summary(out_dir: Path) -> CorpusSummary:
