@@ -154,3 +154,9 @@ def test_write_audio_clips_and_round_trips_lossless(tmp_path: Path) -> None:
     decoded, info = decode(tmp_path / "x.wav", 8000)
     assert (info.sample_rate, info.channels) == (8000, 2)
     np.testing.assert_allclose(decoded, np.clip(samples, -1, 1).mean(axis=0), atol=1e-4)
+
+
+def test_decode_error_never_says_an_existing_file_does_not_exist(tmp_path: Path) -> None:
+    with pytest.raises(AudioDecodeError) as caught:
+        decode(make_random_bytes(tmp_path / "noise.mp3"))
+    assert "does not exist" not in caught.value.reason and "not a format libsndfile can read" in caught.value.reason

@@ -249,3 +249,13 @@ def test_truncated_tracks_csv_with_garbage_is_one_dataset_error(tmp_path: Path) 
     tracks_csv.write_bytes(text[: len(text) // 3] + b'\x00\xff"garbage,,,\n\x9c')
     with pytest.raises(DatasetError, match="tracks.csv"):
         load_fma(metadata, audio, subset="small")
+
+
+def test_declared_duration_is_a_clip_at_most_or_the_full_track(tmp_path: Path) -> None:
+    tracks = fma_tracks()
+    tracks["duration"] = [12 if i == 0 else 240 for i in range(len(tracks))]
+    metadata, audio = write_fixture(tmp_path, tracks)
+    table = load_fma(metadata, audio, subset="large").tracks.set_index("track_id")["declared_duration"]
+    assert table.iloc[0] == 12.0 and (table.iloc[1:] == 30.0).all()  # clips of 30 s at most
+    full = load_fma(metadata, audio, subset="full").tracks.set_index("track_id")["declared_duration"]
+    assert (full.iloc[1:] == 240.0).all()

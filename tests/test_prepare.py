@@ -69,7 +69,7 @@ def test_statuses_and_facts(corpus: pd.DataFrame, tmp_path: Path) -> None:
     for bad in ("empty", "random", "missing"):
         assert index.loc[bad, "status"] == "failed"
         assert index.loc[bad, "reason"]
-    # A truncated MP3 decodes what is there (test_audio): stored ok, with half of its 4 s.
+    # A truncated MP3 decodes what is there (test_audio): half of its 4 s. Without a declared duration it is ok.
     assert index.loc["truncated", "status"] == "ok"
     assert index.loc["truncated", "duration"] == pytest.approx(2.0, abs=0.3)
     mel = store.mel("good0")
@@ -80,11 +80,24 @@ def test_statuses_and_facts(corpus: pd.DataFrame, tmp_path: Path) -> None:
     assert "failed" in summary.format()
 
 
+def test_a_file_much_shorter_than_its_metadata_says_is_flagged_truncated(corpus: pd.DataFrame, tmp_path) -> None:
+    """tracks.csv says 6 s, the file decodes to 2 s: flagged truncated (not usable), not silently ok."""
+    store = FeatureStore.open(tmp_path, FeatureConfig())
+    tracks = corpus[corpus["track_id"].isin(["truncated", "good1"])].copy()
+    tracks["declared_duration"] = tracks["track_id"].map({"truncated": 6.0, "good1": 2.0})
+    prepare_features(tracks, store, workers=1, progress=False)
+    index = store.index().set_index("track_id")
+    assert index.loc["truncated", "status"] == "truncated" and "of the 6.0 s" in index.loc["truncated", "reason"]
+    assert index.loc["good1", "status"] == "ok"  # 2 s declared, 2 s decoded
+    assert "truncated" not in store.usable(tracks)["track_id"].tolist()
+
+
 def test_rerun_skips_finished_and_redoes_changed_files(corpus: pd.DataFrame, tmp_path: Path) -> None:
     store = FeatureStore.open(tmp_path, FeatureConfig())
     prepare_features(corpus, store, workers=1, progress=False)
     again = prepare_features(corpus, store, workers=1, progress=False)
     assert again.skipped == len(corpus) and again.done == 0
+    assert again.format() == f"tracks: {len(corpus)}  newly prepared: 0  already done (skipped): {len(corpus)}"
     retried = prepare_features(corpus, store, workers=1, retry_failed=True, progress=False)
     assert retried.done == (store.index()["status"] == "failed").sum()
     # A replaced audio file is detected and prepared again.

@@ -22,7 +22,7 @@ from agf.factors import build_factors
 from agf.models import load_net
 from agf.training import NetSpec, task_targets, train_net
 from agf.transfer import fit_transfer, net_window_features
-from agf.workdir import MARKER, WorkDir, clear_done, is_done, read_marker, require_done
+from agf.workdir import MARKER, WorkDir, clear_done, is_done, locked, read_marker, require_done
 
 TRAIN = TrainConfig(epochs=1, batch_size=8, patch_frames=16, loader_workers=0, amp=False, channels_last=False)
 TRANSFER = TransferConfig(epochs=1, hidden=8, batch_size=64, window_hop=8, amp=False)
@@ -123,3 +123,69 @@ def test_unreadable_marker_means_unfinished(tmp_path: Path) -> None:
     with pytest.raises(AgfError, match="not finished"):
         require_done(tmp_path, "the thing")
     assert WorkDir(tmp_path).nets == tmp_path / "nets"
+
+
+def test_a_second_command_on_a_locked_work_directory_is_refused(tmp_path: Path) -> None:
+    """Two agf processes in one work directory: the second one stops at once, naming the first."""
+    workdir = WorkDir(tmp_path / "work")
+    with locked(workdir):
+        with pytest.raises(AgfError, match=r"agf \(pid \d+ on .*\) is working in this work directory"):
+            with locked(workdir):
+                pass
+    with locked(workdir):  # released on exit (and by the kernel when a holder dies)
+        pass
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    workdir = WorkDir(tmp_path / "work")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from agf.workdir import WorkDir, locked\n"
+        f"with locked(WorkDir({str(workdir.root)!r})):\n    print('held', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(AgfError, match="is working in this work directory"):
+        with locked(workdir):
+            pass
+    holder.kill()
+    holder.wait()
+    with locked(workdir):
+        pass
+
+
+def test_a_full_disk_is_one_line_and_the_rerun_completes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Disk full while writing an array (NumPy's OSError without errno) or a checkpoint (torch's RuntimeError):
+    a WriteError that says so, no temporary file left, and the same write succeeds once there is space."""
+    import collections
+    import errno as errno_codes
+    import shutil
+
+    import torch
+
+    from agf.errors import WriteError
+    from agf.fileio import write_npy_atomic
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno_codes.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "save", no_space)
+    with pytest.raises(WriteError, match="no space left on the device; free some space and run the same command"):
+        write_npy_atomic(tmp_path / "a.npy", np.zeros(3))
+    monkeypatch.undo()
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9, 4032))
+
+    def torch_full(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:595] . unexpected pos 27648 vs 4032")
+
+    monkeypatch.setattr(torch, "save", torch_full)
+    from agf.training.checkpoint import RunState, save_checkpoint
+
+    with pytest.raises(WriteError, match="checkpoint.pt: no space left"):
+        save_checkpoint(tmp_path / "checkpoint.pt", RunState(), "key", torch.nn.Linear(2, 2), {})
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no half-written or temporary file
+    write_npy_atomic(tmp_path / "a.npy", np.zeros(3))
+    assert np.load(tmp_path / "a.npy").shape == (3,)

@@ -47,7 +47,7 @@ def decode(path: str | Path, sample_rate: int = 22050) -> tuple[np.ndarray, Audi
             samples, info = _decode_soundfile(path, sample_rate)
         except Exception as soundfile_error:
             raise AudioDecodeError(
-                path, f"pyav: {_one_line(pyav_error)}; soundfile: {_one_line(soundfile_error)}"
+                path, f"pyav: {_one_line(pyav_error)}; soundfile: {_soundfile_reason(soundfile_error)}"
             ) from soundfile_error
     if samples.size == 0:
         raise AudioDecodeError(path, f"no audio samples decoded ({info.decoder}); the file holds no audio")
@@ -92,6 +92,14 @@ def _decode_soundfile(path: Path, sample_rate: int) -> tuple[np.ndarray, AudioIn
 def _one_line(error: BaseException) -> str:
     """An exception as one line: its type and its message."""
     return " ".join(f"{type(error).__name__}: {error}".split())
+
+
+def _soundfile_reason(error: BaseException) -> str:
+    """libsndfile's error as one line. For a file it cannot parse (e.g. a damaged MP3 handed to its mpg123
+    reader) it says 'File does not exist or is not a regular file' although the file exists: say what it means."""
+    if "File does not exist" in str(error):
+        return f"{type(error).__name__}: not a format libsndfile can read, or damaged"
+    return _one_line(error)
 
 
 _MP3_LAYOUTS = {1: "mono", 2: "stereo"}

@@ -13,6 +13,7 @@ Seeds: `--seed` of train, transfer and evaluate is the run seed (default: the fi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import sys
 import traceback
@@ -23,7 +24,7 @@ from agf import __version__
 from agf.config import Config, load_config
 from agf.errors import AgfError, ConfigError
 from agf.tasks import ARCHS, parse_tasks
-from agf.workdir import WorkDir
+from agf.workdir import WorkDir, locked
 
 EXIT_ERROR = 1
 
@@ -54,6 +55,11 @@ def _base_config(args: argparse.Namespace) -> Config:
                               "`agf run` on this work directory first")
         config = load_config(workdir.config)
     return _replace(config, "run", workdir=args.workdir, workers=args.workers, device=getattr(args, "device", None))
+
+
+def _locked(config: Config) -> contextlib.AbstractContextManager:
+    """The lock of the config's work directory (agf.workdir.locked), held while a command works in it."""
+    return locked(WorkDir(Path(config.run.workdir)))
 
 
 def _run_seed(config: Config, args: argparse.Namespace) -> int:
@@ -149,14 +155,17 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from agf.workdir import save_config
 
     config = _dataset_config(_base_config(args), args)
-    workdir = WorkDir(Path(config.run.workdir))
-    save_config(config, workdir)
-    loaded = stage_tracks(config, workdir, progress=not args.quiet)
-    for warning in loaded.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    store, summary = stage_prepare(config, workdir, loaded.tracks, retry_failed=args.retry_failed, progress=not args.quiet)
-    print(summary.format())
-    print(f"feature store: {store.root}")
+    with _locked(config):
+        workdir = WorkDir(Path(config.run.workdir))
+        save_config(config, workdir)
+        loaded = stage_tracks(config, workdir, progress=not args.quiet)
+        for warning in loaded.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        store, summary = stage_prepare(
+            config, workdir, loaded.tracks, retry_failed=args.retry_failed, progress=not args.quiet
+        )
+        print(summary.format())
+        print(f"feature store: {store.root}")
     return 0
 
 
@@ -187,9 +196,10 @@ def cmd_factors(args: argparse.Namespace) -> int:
     from agf.pipeline import open_prepared, stage_factors
 
     config = _replace(_base_config(args), "factors", tasks=_task_list(args.tasks), leaky=args.leaky or None)
-    factors = stage_factors(config, open_prepared(config), config.factors.tasks, not args.quiet)
-    print(format_summary(factors.results))
-    print(f"artist group factors: {factors.directory}")
+    with _locked(config):
+        factors = stage_factors(config, open_prepared(config), config.factors.tasks, not args.quiet)
+        print(format_summary(factors.results))
+        print(f"artist group factors: {factors.directory}")
     return 0
 
 
@@ -199,11 +209,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = _replace(_base_config(args), "train", epochs=args.epochs, schedule=args.schedule)
     seed = _run_seed(config, args)
-    net_dirs = stage_train(
-        config, open_prepared(config), args.arch, parse_tasks(args.tasks), args.match, seed, not args.quiet
-    )
-    for net_dir in net_dirs:
-        print(f"net: {net_dir}")
+    with _locked(config):
+        net_dirs = stage_train(
+            config, open_prepared(config), args.arch, parse_tasks(args.tasks), args.match, seed, not args.quiet
+        )
+        for net_dir in net_dirs:
+            print(f"net: {net_dir}")
     return 0
 
 
@@ -212,10 +223,11 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     from agf.pipeline import open_prepared, stage_transfer
 
     config = _replace(_base_config(args), "transfer", epochs=args.epochs)
-    result = stage_transfer(
-        config, open_prepared(config), [Path(s) for s in args.nets], _run_seed(config, args), not args.quiet
-    )
-    print(f"{result.name}: best epoch {result.best_epoch}; predictions in {result.out_dir}")
+    with _locked(config):
+        result = stage_transfer(
+            config, open_prepared(config), [Path(s) for s in args.nets], _run_seed(config, args), not args.quiet
+        )
+        print(f"{result.name}: best epoch {result.best_epoch}; predictions in {result.out_dir}")
     return 0
 
 
@@ -225,12 +237,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from agf.pipeline import open_prepared
 
     config = _base_config(args)
-    prepared = open_prepared(config)
-    out_dir = Path(args.out) if args.out else prepared.workdir.evaluation / "manual"
-    run = evaluate([Path(d) for d in args.transfers], prepared.tracks, out_dir, store=prepared.store,
-                   seed=_run_seed(config, args))
-    print(run.table)
-    print(f"metrics: {out_dir / 'metrics.json'}")
+    with _locked(config):
+        prepared = open_prepared(config)
+        out_dir = Path(args.out) if args.out else prepared.workdir.evaluation / "manual"
+        run = evaluate([Path(d) for d in args.transfers], prepared.tracks, out_dir, store=prepared.store,
+                       seed=_run_seed(config, args))
+        print(run.table)
+        print(f"metrics: {out_dir / 'metrics.json'}")
     return 0
 
 

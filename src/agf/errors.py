@@ -13,6 +13,10 @@ class AgfError(Exception):
     """Base of every error a user can cause: printed as one line by the CLI."""
 
 
+class WriteError(AgfError):
+    """A file could not be written (the disk is full, say); finished work is kept and a rerun resumes."""
+
+
 class ConfigError(AgfError):
     """A configuration file, setting or command-line value is invalid; the message names the key."""
 

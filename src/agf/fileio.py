@@ -9,16 +9,20 @@ operating-system crash too; bulk per-track writes skip it (it cost 3.4 ms a file
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from agf.errors import WriteError
 
 
 @contextlib.contextmanager
@@ -36,8 +40,29 @@ def atomic_path(path: str | Path, durable: bool = True) -> Iterator[Path]:
             with open(tmp_path, "rb+") as handle:
                 os.fsync(handle.fileno())
         os.replace(tmp_path, path)
+    except (OSError, RuntimeError) as exc:
+        tmp_path.unlink(missing_ok=True)
+        if _disk_full(exc, path.parent):
+            raise WriteError(f"{path}: no space left on the device; free some space and run the same command "
+                             "again (finished work is kept)") from exc
+        raise
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+# Less free space than this after a failed write means the write failed for lack of space.
+FULL_DISK_BYTES = 1 << 20
+
+
+def _disk_full(error: BaseException, directory: Path) -> bool:
+    """Whether a failed write failed for lack of space. Writers do not all say so: NumPy raises OSError
+    '27648 requested and 4032 written' without an errno, torch RuntimeError '... unexpected pos ...'."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    try:
+        return shutil.disk_usage(directory).free < FULL_DISK_BYTES
+    except OSError:
+        return False
 
 
 def write_bytes_atomic(path: str | Path, data: bytes, durable: bool = True) -> None:

@@ -7,8 +7,11 @@ and torch (intra-op threads follow OMP_NUM_THREADS) read when they load. With on
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
@@ -26,6 +29,17 @@ THREAD_ENV_VARS = (
     "NUMEXPR_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS",
 )
+
+
+# prctl option: the signal a process receives when its parent dies (Linux).
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Make this (worker) process die with the process that started it, even when that one is killed with
+    SIGKILL, so no orphan keeps computing and writing. Linux only; elsewhere a no-op."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @contextmanager
@@ -70,6 +84,7 @@ def map_unordered(
             pool = ProcessPoolExecutor(
                 max_workers=workers,
                 mp_context=multiprocessing.get_context("spawn"),
+                initializer=die_with_parent,
             )
         with pool:
             pending: set[Future[Result]] = set()

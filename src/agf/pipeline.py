@@ -43,7 +43,7 @@ from agf.training import (
     train_net,
 )
 from agf.transfer import TransferResult, fit_transfer, load_transfer, transfer_dir
-from agf.workdir import WorkDir, is_done, require_done, save_config
+from agf.workdir import WorkDir, is_done, locked, require_done, save_config
 from agf.workdir import create as create_workdir
 
 Log = Callable[[str], None]
@@ -458,8 +458,15 @@ class PipelineRun:
 
 def run_pipeline(config: Config, progress: bool = True, log: Log = print, must_be_done: bool = False) -> PipelineRun:
     """Every stage, each reused when done with the same inputs: tracks, prepare, factors, nets, transfer,
-    evaluate, report. With must_be_done (`agf report`), an unfinished net or transfer is an error, not work."""
+    evaluate, report, with the work directory locked. With must_be_done (`agf report`), an unfinished stage is
+    an error, not work."""
     check_settings(config)
+    with locked(WorkDir(Path(config.run.workdir))):
+        return _run_stages(config, progress, log, must_be_done)
+
+
+def _run_stages(config: Config, progress: bool, log: Log, must_be_done: bool) -> PipelineRun:
+    """run_pipeline's stages, in order."""
     if must_be_done:
         prepared = open_prepared(config)
     else:

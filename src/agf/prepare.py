@@ -20,6 +20,9 @@ from agf.features import SpectralExtractor
 from agf.parallel import map_unordered
 from agf.store import FeatureStore
 
+# A file that decodes to less than this share of its declared duration is flagged truncated (not usable).
+TRUNCATED_SHARE = 0.5
+
 
 @dataclass(frozen=True)
 class TrackJob:
@@ -30,6 +33,8 @@ class TrackJob:
     store_root: str
     config: FeatureConfig
     known_bad: bool = False
+    # Seconds the metadata says the file lasts (NaN: unknown).
+    declared_duration: float = float("nan")
 
 
 @dataclass
@@ -44,10 +49,10 @@ class PrepareSummary:
 
     def format(self) -> str:
         """A short human-readable report."""
-        lines = [
-            f"tracks: {self.total}  newly prepared: {self.done}  already done (skipped): {self.skipped}",
-            "status of prepared tracks: " + ", ".join(f"{k} {v}" for k, v in sorted(self.status.items())),
-        ]
+        lines = [f"tracks: {self.total}  newly prepared: {self.done}  already done (skipped): {self.skipped}"]
+        if self.status:
+            lines.append("status of newly prepared tracks: "
+                         + ", ".join(f"{k} {v}" for k, v in sorted(self.status.items())))
         if self.reasons:
             lines.append("not usable, by reason:")
             lines += [f"  {count:6d}  {reason}" for reason, count in self.reasons.most_common(20)]
@@ -122,7 +127,10 @@ def prepare_track(job: TrackJob) -> dict:
         rms_db=_level_db(rms),
         decoder=info.decoder,
     )
-    if frames < job.config.min_frames:
+    if info.duration < TRUNCATED_SHARE * job.declared_duration:  # False when the declared duration is NaN
+        entry.update(status="truncated", reason=f"decoded {info.duration:.1f} s of the {job.declared_duration:.1f} s "
+                     "its metadata declares (a damaged or partial file)")
+    elif frames < job.config.min_frames:
         entry.update(status="too_short", reason=f"{info.duration:.2f} s is shorter than one patch")
     elif entry["rms_db"] < job.config.silence_rms_db:
         entry.update(status="silent", reason=f"RMS level {entry['rms_db']:.1f} dBFS")
@@ -158,11 +166,13 @@ def prepare_features(
     store.remove_temporaries()
     summary = PrepareSummary(total=len(tracks))
     jobs = []
-    for track_id, audio_path in zip(tracks["track_id"], tracks["audio_path"]):
+    declared = tracks["declared_duration"] if "declared_duration" in tracks.columns else [float("nan")] * len(tracks)
+    for track_id, audio_path, seconds in zip(tracks["track_id"], tracks["audio_path"], declared):
         if is_finished(store, track_id, audio_path, retry_failed):
             summary.skipped += 1
             continue
-        jobs.append(TrackJob(track_id, audio_path, str(store.root), store.config, track_id in known_bad))
+        jobs.append(TrackJob(track_id, audio_path, str(store.root), store.config, track_id in known_bad,
+                             float(seconds)))
     for entry in map_unordered(prepare_track, jobs, workers, desc="prepare", progress=progress, unit="track"):
         summary.done += 1
         summary.status[entry["status"]] += 1

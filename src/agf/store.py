@@ -35,7 +35,7 @@ from agf.fileio import (
 )
 
 STORE_FORMAT = 1
-STATUSES: tuple[str, ...] = ("ok", "failed", "too_short", "silent", "known_bad")
+STATUSES: tuple[str, ...] = ("ok", "failed", "truncated", "too_short", "silent", "known_bad")
 ENTRY_COLUMNS: tuple[str, ...] = (
     "track_id",
     "status",

@@ -19,6 +19,11 @@ removed before a rebuild, so a killed stage is simply redone.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +33,7 @@ from agf.errors import ConfigError, PipelineError
 from agf.fileio import read_json, write_json_atomic, write_text_atomic
 
 MARKER = "done.json"
+LOCK_FILE = ".agf.lock"
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,31 @@ def create(workdir: WorkDir) -> None:
         raise ConfigError(f"run.workdir {workdir.root}: lies under a file; choose another --workdir") from None
     except PermissionError:
         raise ConfigError(f"run.workdir {workdir.root}: not allowed to create it; choose another --workdir") from None
+
+
+@contextlib.contextmanager
+def locked(workdir: WorkDir) -> Iterator[None]:
+    """Hold the work directory's lock while a command works in it; PipelineError naming the holder when another
+    agf process holds it. The kernel releases the lock when its holder dies (even by SIGKILL), so a killed run
+    leaves no stale lock, and the next run's clean-up of temporary files never touches a live run's files."""
+    create(workdir)
+    handle = open(workdir.root / LOCK_FILE, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise PipelineError(f"{workdir.root}: {holder} is working in this work directory; wait for it to finish "
+                            "or stop it, then run the command again") from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"agf (pid {os.getpid()} on {socket.gethostname()})")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing the file releases the lock
 
 
 def save_config(config: Config, workdir: WorkDir) -> None:

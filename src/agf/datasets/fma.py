@@ -71,6 +71,7 @@ def load_fma(
         )
     raw = raw[has_genre]
     table = _track_table(raw, Path(audio_dir).resolve(), subgenre_titles, tracks_path)
+    table["declared_duration"] = _declared_duration(raw, full_tracks=subset == "full")
     bad = sorted(set(table["track_id"]) & KNOWN_BAD_IDS, key=int)
     if bad:
         warnings.append(
@@ -122,6 +123,20 @@ def _select_subset(raw: pd.DataFrame, subset: str, path: Path) -> pd.DataFrame:
     if unknown:
         raise DatasetError(f"{path}: unknown (set, subset) value(s) {unknown}; expected small, medium or large")
     return raw[rank <= SUBSET_ORDER.index(subset)]
+
+
+# fma_small, fma_medium and fma_large hold clips of (at most) this many seconds of each track.
+CLIP_SECONDS = 30.0
+
+
+def _declared_duration(raw: pd.DataFrame, full_tracks: bool) -> np.ndarray:
+    """Seconds each audio file should last: the track's (track, duration), at most a clip's 30 s unless the
+    audio folder holds full tracks; NaN where tracks.csv has no usable duration."""
+    if ("track", "duration") not in raw.columns:
+        return np.full(len(raw), np.nan)
+    duration = pd.to_numeric(raw[("track", "duration")], errors="coerce").to_numpy(dtype=float)
+    duration[duration <= 0] = np.nan
+    return duration if full_tracks else np.minimum(duration, CLIP_SECONDS)
 
 
 def _track_table(raw: pd.DataFrame, audio_dir: Path, subgenre_titles: dict[int, str], path: Path) -> pd.DataFrame:

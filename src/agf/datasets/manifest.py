@@ -1,13 +1,14 @@
 """A collection described by a CSV manifest: one row per audio file.
 
 Required columns: path, artist, genre. Optional: track_id, album, subgenres (';'-separated), split
-(train/val/test). Relative paths are relative to the CSV's folder. Other columns are kept as extras.
+(train/val/test), duration (seconds the file lasts: a file decoding to much less is flagged truncated). Relative paths are relative to the CSV's folder. Other columns are kept as extras.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from agf.datasets import LoadedDataset, assemble_dataset
@@ -15,7 +16,7 @@ from agf.datasets.table import TRACK_COLUMNS, read_csv_file
 from agf.errors import DatasetError
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("path", "artist", "genre")
-OPTIONAL_COLUMNS: tuple[str, ...] = ("track_id", "album", "subgenres", "split")
+OPTIONAL_COLUMNS: tuple[str, ...] = ("track_id", "album", "subgenres", "split", "duration")
 
 
 def load_manifest(
@@ -44,6 +45,7 @@ def load_manifest(
             "genre": rows["genre"],
             "subgenres": rows["subgenres"].map(_split_subgenres) if "subgenres" in rows else [[] for _ in range(len(rows))],
             "split": rows["split"] if "split" in rows else "",
+            "declared_duration": pd.to_numeric(rows["duration"], errors="coerce") if "duration" in rows else np.nan,
         }
     )
     extras = [c for c in rows.columns if c not in TRACK_COLUMNS and c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]

@@ -8,7 +8,9 @@ Columns (in this order, extra source-specific columns may follow):
     genre      str     the (top-level) genre label used for training and evaluation
     subgenres  object  list[str] of finer genre labels (may be empty)
     split      str     "train" | "val" | "test"
-Optional well-known extras: true_genre (synthetic corpus: the genre before label noise).
+Optional well-known extras: true_genre (synthetic corpus: the genre before label noise); declared_duration
+(seconds the metadata says the audio file lasts, NaN when unknown: prepare flags a file much shorter as
+truncated).
 """
 
 from __future__ import annotations

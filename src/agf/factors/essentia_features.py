@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from agf.parallel import single_thread_env
+from agf.parallel import die_with_parent, single_thread_env
 
 DROPPED_PREFIXES = ("metadata.",)
 DROPPED_NAMES = frozenset({"rhythm.beats_position"})
@@ -94,6 +94,7 @@ class Outcome:
 
 def _serve(connection: Connection) -> None:
     """Worker process: analyse each (track_id, path) received until None arrives."""
+    die_with_parent()
     import essentia
 
     essentia.log.infoActive = False
