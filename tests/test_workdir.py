@@ -22,7 +22,15 @@ from agf.factors import build_factors
 from agf.models import load_net
 from agf.training import NetSpec, task_targets, train_net
 from agf.transfer import fit_transfer, net_window_features
-from agf.workdir import MARKER, WorkDir, clear_done, is_done, locked, read_marker, require_done
+from agf.workdir import (
+    MARKER,
+    WorkDir,
+    clear_done,
+    is_done,
+    locked,
+    read_marker,
+    require_done,
+)
 
 TRAIN = TrainConfig(epochs=1, batch_size=8, patch_frames=16, loader_workers=0, amp=False, channels_last=False)
 TRANSFER = TransferConfig(epochs=1, hidden=8, batch_size=64, window_hop=8, amp=False)
