@@ -280,3 +280,20 @@ def test_report_never_computes(finished_run: Path, tmp_path: Path, capsys: pytes
     assert main(["report", str(other), "--quiet"]) == 1
     assert "artist group factors of task m are not finished" in capsys.readouterr().err
     assert sorted(str(p) for p in other.rglob("*")) == before
+
+
+def test_bad_paths_and_encodings_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes("[train]\nepochs = 3 # café\n".encode("latin-1"))
+    cases = [
+        (["prepare", "-c", "demo", "-w", str(a_file)], "is a file, not a folder"),
+        (["prepare", "-c", "demo", "-w", str(a_file / "under")], "lies under a file"),
+        (["synth", str(a_file)], "is a file, not a folder"),
+        (["run", str(latin1), "-w", str(tmp_path / "w")], "not UTF-8 text"),
+    ]
+    for argv, message in cases:
+        assert main([*argv, "--quiet"]) == 1, argv
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, (argv, err)

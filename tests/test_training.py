@@ -388,3 +388,24 @@ def test_test_labels_never_change_a_net(tmp_path: Path) -> None:
     assert_same_state(*(load_file(tmp_path / name / "net" / "model.safetensors") for name in results))
     pd.testing.assert_frame_equal(*(curves(tmp_path / name / "net").drop(columns=["patches_per_s", "seconds"])
                                     for name in results))
+
+
+class _RunsCode:
+    """A pickle payload that would run a shell command when unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(tmp_path: Path) -> None:
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"format": 1, "payload": _RunsCode(marker)}, path)
+    with pytest.raises(TrainingError, match="unreadable checkpoint"):
+        load_checkpoint(path, torch.device("cpu"))
+    assert not marker.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,7 @@ def load_checkpoint(path: Path, map_location: torch.device) -> dict[str, Any]:
     """Read a checkpoint with torch.load(weights_only=True); TrainingError naming the file when unusable."""
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
         raise TrainingError(f"{path}: unreadable checkpoint ({exc}); delete it to train from the start") from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise TrainingError(f"{path}: not an agf checkpoint of format {CHECKPOINT_FORMAT}; delete it to start over")
