@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agf.config import DatasetConfig
 from agf.datasets import load_dataset
@@ -259,3 +262,18 @@ def test_declared_duration_is_a_clip_at_most_or_the_full_track(tmp_path: Path) -
     assert table.iloc[0] == 12.0 and (table.iloc[1:] == 30.0).all()  # clips of 30 s at most
     full = load_fma(metadata, audio, subset="full").tracks.set_index("track_id")["declared_duration"]
     assert (full.iloc[1:] == 240.0).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(garbage=st.binary(max_size=400), keep=st.floats(0.0, 1.0))
+def test_any_damage_to_tracks_csv_is_one_dataset_error(garbage: bytes, keep: float) -> None:
+    """Property: tracks.csv cut anywhere and followed by any bytes loads or gives a DatasetError, nothing else."""
+    with tempfile.TemporaryDirectory() as folder:
+        metadata, audio = write_fixture(Path(folder), fma_tracks())
+        path = metadata / "tracks.csv"
+        text = path.read_bytes()
+        path.write_bytes(text[: int(keep * len(text))] + garbage)
+        try:
+            load_fma(metadata, audio, subset="small")
+        except DatasetError:
+            pass

@@ -157,3 +157,21 @@ def test_unreadable_manifests_are_one_dataset_error(tmp_path: Path, content: byt
     path.write_bytes(content)
     with pytest.raises(DatasetError, match=message):
         load_manifest(path)
+
+
+@settings(max_examples=60, deadline=None)
+@given(content=st.one_of(
+    st.binary(max_size=300),
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=200).map(lambda t: ("path,artist,genre\n" + t).encode()),
+))
+def test_any_file_is_a_manifest_or_one_dataset_error(content: bytes) -> None:
+    """Property: whatever bytes a manifest holds, loading gives a valid track table or a DatasetError."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "manifest.csv"
+        path.write_bytes(content)
+        try:
+            loaded = load_manifest(path)
+        except DatasetError:
+            return
+    assert list(loaded.tracks.columns[:7]) == ["track_id", "audio_path", "artist_id", "album_id", "genre",
+                                               "subgenres", "split"]

@@ -268,6 +268,9 @@ def test_metric_bounds(prediction: tuple[np.ndarray, np.ndarray]) -> None:
     assert 0.0 <= log_loss(labels, probs) <= -math.log(1e-8)
     assert 0.0 <= macro_f1(labels, probs.argmax(axis=1), probs.shape[1]) <= 1.0
     assert 0.0 <= accuracy(labels, probs.argmax(axis=1)) <= 1.0
+    # The challenge's union of classes only adds classes with F1 0 (predicted, never true): never higher.
+    challenge = challenge_macro_f1(labels, probs.argmax(axis=1), probs.shape[1])
+    assert challenge <= macro_f1(labels, probs.argmax(axis=1), probs.shape[1]) + 1e-12
 
 
 @settings(max_examples=30, deadline=None)

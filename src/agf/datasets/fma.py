@@ -134,7 +134,7 @@ def _declared_duration(raw: pd.DataFrame, full_tracks: bool) -> np.ndarray:
     audio folder holds full tracks; NaN where tracks.csv has no usable duration."""
     if ("track", "duration") not in raw.columns:
         return np.full(len(raw), np.nan)
-    duration = pd.to_numeric(raw[("track", "duration")], errors="coerce").to_numpy(dtype=float)
+    duration = pd.to_numeric(raw[("track", "duration")], errors="coerce").to_numpy(dtype=float, copy=True)
     duration[duration <= 0] = np.nan
     return duration if full_tracks else np.minimum(duration, CLIP_SECONDS)
 

@@ -17,6 +17,7 @@ from agf.models.nets import MTN, STN
 WEIGHTS_FILE = "model.safetensors"
 SPEC_FILE = "net.json"
 FORMAT = "agf-net/1"
+RETRAIN = "train the net again (`agf train`) or delete its folder"
 
 
 def save_net(directory: str | Path, net: STN | MTN, meta: dict[str, Any]) -> None:
@@ -46,11 +47,13 @@ def read_spec(path: Path) -> dict[str, Any]:
     try:
         spec = json.loads(path.read_text())
     except FileNotFoundError as exc:
-        raise ModelFileError(f"{path}: no such file; save the net with agf.models.save_net first") from exc
+        raise ModelFileError(
+            f"{path}: no such file; is {path.parent} a net directory made by `agf train` (WORKDIR/nets/...)?"
+        ) from exc
     except json.JSONDecodeError as exc:
-        raise ModelFileError(f"{path}: not valid JSON ({exc}); re-save the net") from exc
+        raise ModelFileError(f"{path}: not valid JSON ({exc}); {RETRAIN}") from exc
     if spec.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: format {spec.get('format')!r}, expected {FORMAT!r}; re-save the net")
+        raise ModelFileError(f"{path}: format {spec.get('format')!r}, expected {FORMAT!r}; {RETRAIN}")
     return spec
 
 
@@ -62,14 +65,14 @@ def load_net(directory: str | Path, map_location: str | torch.device = "cpu") ->
     try:
         net = build_net(spec)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ModelFileError(f"{spec_path}: invalid architecture ({exc!r}); re-save the net") from exc
+        raise ModelFileError(f"{spec_path}: invalid architecture ({exc!r}); {RETRAIN}") from exc
     if not weights_path.is_file():
-        raise ModelFileError(f"{weights_path}: no such file; the save was interrupted, re-save the net")
+        raise ModelFileError(f"{weights_path}: no such file; the save was interrupted; {RETRAIN}")
     try:
         state = load_file(str(weights_path))
         net.load_state_dict(state, strict=True)
     except (RuntimeError, OSError, ValueError) as exc:
         raise ModelFileError(
-            f"{weights_path}: does not match the architecture in {spec_path} ({exc}); re-save the net"
+            f"{weights_path}: does not match the architecture in {spec_path} ({exc}); {RETRAIN}"
         ) from exc
     return net.to(map_location).eval(), spec.get("meta", {})
