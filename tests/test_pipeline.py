@@ -297,3 +297,21 @@ def test_bad_paths_and_encodings_are_one_line(tmp_path: Path, capsys: pytest.Cap
         assert main([*argv, "--quiet"]) == 1, argv
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, (argv, err)
+
+
+def test_a_run_that_would_fill_the_disk_stops_before_prepare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import collections
+
+    from agf.config import Config
+    from agf.pipeline import space_problem
+    from agf.store import estimated_bytes
+    from agf.workdir import WorkDir
+
+    tracks = pd.DataFrame({"track_id": ["a", "b"], "declared_duration": [30.0, np.nan]})
+    per_track = estimated_bytes(tracks.iloc[:1], Config().features)
+    assert estimated_bytes(tracks, Config().features) == 2 * per_track  # 30 s assumed where none is declared
+    assert 300_000 < per_track < 700_000  # 30 s of 128 float16 mel bands + 25 float32 MFCCs, 43 frames/s
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**6, 10**6 - per_track, per_track))
+    assert "needs about" in space_problem(Config(), WorkDir(tmp_path), tracks)
+    assert space_problem(Config(), WorkDir(tmp_path), tracks.iloc[:1]) is None

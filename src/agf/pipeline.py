@@ -7,6 +7,7 @@ output directory is finished for the same inputs; `agf run` and the single-stage
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,7 +33,7 @@ from agf.report.results import (
     rank_by_selection,
     selection_split,
 )
-from agf.store import FeatureStore, features_key
+from agf.store import FeatureStore, estimated_bytes, features_key
 from agf.tasks import FACTOR_TASKS, GENRE_TASK
 from agf.training import (
     NetSpec,
@@ -98,6 +99,16 @@ def check_settings(config: Config) -> None:
     resolve_device(config.run.device)
 
 
+def space_problem(config: Config, workdir: WorkDir, tracks: pd.DataFrame) -> str | None:
+    """A problem when the feature store of these tracks would not fit in the work directory's free space."""
+    needed = estimated_bytes(tracks, config.features)
+    free = shutil.disk_usage(workdir.root if workdir.root.exists() else workdir.root.parent).free
+    if needed > free:
+        return (f"the feature store of {len(tracks)} tracks needs about {needed / 1e9:.1f} GB but {workdir.root} "
+                f"has {free / 1e9:.1f} GB free; free space or choose another --workdir")
+    return None
+
+
 def dataset_problems(tracks: pd.DataFrame) -> list[str]:
     """What makes a prepared dataset unable to give a result: no training tracks, a genre that is evaluated but
     has no usable training track (all of them failed to decode, say), nothing to select or report on."""
@@ -152,6 +163,8 @@ def check_run(config: Config) -> tuple[list[str], list[str]]:
     facts.append(f"dataset: {len(tracks)} tracks with audio files, {tracks['genre'].nunique()} genres, "
                  f"{tracks['artist_id'].nunique()} artists; " + ", ".join(f"{s} {n}" for s, n in counts.items()))
     facts += [f"warning: {warning}" for warning in loaded.warnings]
+    facts.append(f"feature store: about {estimated_bytes(tracks, config.features) / 1e9:.2f} GB")
+    problems += [problem for problem in [space_problem(config, workdir, tracks)] if problem]
     if workdir.root.is_dir() and (workdir.root / "features").is_dir():
         store = FeatureStore.open(workdir.root, config.features)
         usable = store.usable(tracks)
@@ -475,6 +488,9 @@ def _run_stages(config: Config, progress: bool, log: Log, must_be_done: bool) ->
         loaded = stage_tracks(config, workdir, progress=progress)
         for warning in loaded.warnings:
             log(f"warning: {warning}")
+        problem = space_problem(config, workdir, loaded.tracks)
+        if problem:
+            raise PipelineError(problem)
         store, summary = stage_prepare(config, workdir, loaded.tracks, progress=progress)
         log(summary.format())
         prepared = Prepared(workdir, store.usable(loaded.tracks), store)

@@ -53,6 +53,19 @@ ENTRY_COLUMNS: tuple[str, ...] = (
 )
 
 
+# Seconds assumed for a track whose duration is not declared: an FMA clip.
+ASSUMED_TRACK_SECONDS = 30.0
+
+
+def estimated_bytes(tracks: pd.DataFrame, config: FeatureConfig) -> int:
+    """What the store's arrays of these tracks will take on disk: float16 log-mel and float32 MFCC frames of each
+    track's declared duration (30 s where none is declared)."""
+    seconds = tracks["declared_duration"] if "declared_duration" in tracks.columns else pd.Series(np.nan, tracks.index)
+    total_seconds = float(seconds.fillna(ASSUMED_TRACK_SECONDS).sum())
+    frames_per_second = config.sample_rate / config.hop_length
+    return int(total_seconds * frames_per_second * (2 * config.n_mels + 4 * config.n_mfcc))
+
+
 def features_key(config: FeatureConfig) -> str:
     """The store key: a hash of every feature setting and the store format."""
     return stable_key("features", STORE_FORMAT, config_to_dict(config))
