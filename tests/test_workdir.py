@@ -197,3 +197,16 @@ def test_a_full_disk_is_one_line_and_the_rerun_completes(tmp_path: Path, monkeyp
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no half-written or temporary file
     write_npy_atomic(tmp_path / "a.npy", np.zeros(3))
     assert np.load(tmp_path / "a.npy").shape == (3,)
+
+
+def test_agf_prepare_refuses_a_work_directory_another_command_holds(tmp_path: Path, capsys) -> None:
+    """Two `agf prepare` on one work directory: the second stops before touching the store."""
+    from agf.cli import main
+
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,artist,genre\nmissing.wav,a,pop\n")
+    workdir = WorkDir(tmp_path / "work")
+    with locked(workdir):
+        assert main(["prepare", "--manifest", str(manifest), "-w", str(workdir.root), "--quiet"]) == 1
+    assert "is working in this work directory" in capsys.readouterr().err
+    assert not (workdir.root / "features").exists()
