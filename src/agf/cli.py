@@ -247,16 +247,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    """Every stage from the collection to the report; finished stages are reused."""
-    from agf.pipeline import run_pipeline
-
+def _run_config(args: argparse.Namespace) -> Config:
+    """The config of `agf run`, `grid` and `check`: CONFIG or --config, then the dataset and grid options."""
     if args.config_file:
         if args.config:
             raise ConfigError("give the config either as CONFIG or as --config, not both")
         args.config = args.config_file
-    config = _grid_config(_dataset_config(_base_config(args), args), args)
-    run = run_pipeline(config, progress=not args.quiet)
+    return _grid_config(_dataset_config(_base_config(args), args), args)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Every stage from the collection to the report; finished stages are reused."""
+    from agf.pipeline import run_pipeline
+
+    run = run_pipeline(_run_config(args), progress=not args.quiet)
     print(f"report: {run.report['html']}")
     return 0
 
@@ -265,11 +269,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Check a run before any compute: settings, grid, device, work directory, dataset; every problem at once."""
     from agf.pipeline import check_run
 
-    if args.config_file:
-        if args.config:
-            raise ConfigError("give the config either as CONFIG or as --config, not both")
-        args.config = args.config_file
-    problems, facts = check_run(_grid_config(_dataset_config(_base_config(args), args), args))
+    problems, facts = check_run(_run_config(args))
     for line in facts:
         print(line)
     for problem in problems:
@@ -400,35 +400,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_seed(evaluate, "the classical baseline")
     evaluate.set_defaults(func=cmd_evaluate)
 
-    for name, help_text in (
-        ("run", "run every stage of a config: prepare, factors, nets, transfer, evaluate, report"),
-        ("grid", "run the paper's experiment grid (all task subsets x STN/MTN/wSTN x seeds)"),
+    cached = ". Each stage is cached under a key of its inputs and settings: a rerun redoes only what changed, " \
+        "and a killed run resumes."
+    for name, help_text, description, func in (
+        ("run", "run every stage of a config: prepare, factors, nets, transfer, evaluate, report", cached, cmd_run),
+        ("grid", "run the paper's experiment grid (all task subsets x STN/MTN/wSTN x seeds)", cached, cmd_run),
+        ("check", "check a run before any compute: settings, grid, device, work directory, dataset",
+         ": load the config and the dataset as `agf run` would and list every problem at once (settings out of "
+         "range, an unknown architecture, a missing GPU, a work directory that is a file, unreadable metadata, no "
+         "audio files, too little disk space, genres without training tracks, no validation or test split), "
+         "without decoding or training anything. Exit status 1 when there is a problem.", cmd_check),
     ):
-        command = commands.add_parser(
-            name,
-            help=help_text,
-            description=help_text + ". Each stage is cached under a key of its inputs and settings: a rerun "
-            "redoes only what changed, and a killed run resumes.",
-        )
+        command = commands.add_parser(name, help=help_text, description=help_text + description)
         command.add_argument("config_file", nargs="?", metavar="CONFIG", help="TOML config file or preset name")
         _add_common(command)
         _add_dataset_options(command)
         _add_grid_options(command)
-        command.set_defaults(func=cmd_run)
-
-    check = commands.add_parser(
-        "check",
-        help="check a run before any compute: settings, grid, device, work directory, dataset",
-        description="Load the config and the dataset as `agf run` would and list every problem at once (settings "
-        "out of range, an unknown architecture, a missing GPU, a work directory that is a file, unreadable "
-        "metadata, no audio files, genres without training tracks, no validation or test split), without "
-        "decoding or training anything. Exit status 1 when there is a problem.",
-    )
-    check.add_argument("config_file", nargs="?", metavar="CONFIG", help="TOML config file or preset name")
-    _add_common(check)
-    _add_dataset_options(check)
-    _add_grid_options(check)
-    check.set_defaults(func=cmd_check)
+        command.set_defaults(func=func)
 
     report = commands.add_parser(
         "report",
