@@ -430,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="render the synthetic corpus and run the whole system on it (< 10 min on 2 cores)",
+        help="render the synthetic corpus and run the whole system on it (about 13 min on 2 cores)",
         description="Renders the built-in synthetic corpus, runs the 'demo' preset end to end, writes the report "
         "and prints genre-only vs the best artist-group transfer against the noisy and the true labels.",
     )
