@@ -147,6 +147,61 @@ def test_report_refuses_unfinished_work(finished_run: Path, tmp_path: Path, caps
     assert len(list(other.glob("transfer/*/done.json"))) == finished_transfers  # nothing was fitted
 
 
+def test_exported_model_predicts_what_the_evaluation_scored(
+    finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`agf export` ships the model chosen on validation; `agf predict`, the Python API and the evaluation
+    stage's predictions agree on the same files."""
+    from agf import GenreClassifier
+    from agf.report.results import rank_by_selection
+
+    work = finished_run / "work"
+    bundle = tmp_path / "model"
+    assert main(["export", str(work), str(bundle), "-q"]) == 0
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    results = pd.read_csv(work / "report" / "results.csv", keep_default_na=False)
+    arch, tasks, n_tasks = rank_by_selection(results, ["arch", "tasks", "n_tasks"])[0]
+    assert (manifest["case"]["arch"], manifest["case"]["tasks"], manifest["case"]["n_tasks"]) == (arch, tasks, n_tasks)
+    assert set(manifest["metrics"]) == {"val", "test"} and "highest mean validation accuracy" in manifest["selection"]
+    capsys.readouterr()
+
+    transfer = next(p for p in (work / "transfer").iterdir() if (p / "mlp.json").exists()
+                    and json.loads((p / "mlp.json").read_text())["name"] == manifest["name"])
+    evaluated = pd.read_parquet(transfer / "predictions.parquet").set_index("track_id")
+    tracks = pd.read_parquet(work / "tracks.parquet").set_index("track_id").loc[evaluated.index]
+    test = tracks[tracks["split"] == "test"]
+    out = tmp_path / "predictions.csv"
+    assert main(["predict", str(bundle), *test["audio_path"], "-o", str(out), "-q"]) == 0
+    predicted = pd.read_csv(out, dtype={"file_id": str}).set_index("file_id")
+    genres = manifest["genres"]
+    expected = evaluated.loc[test.index, genres].to_numpy()
+    assert np.abs(predicted.loc[[Path(p).stem for p in test["audio_path"]], genres].to_numpy() - expected).max() < 1e-5
+    classifier = GenreClassifier.load(bundle)
+    from_api = [classifier.predict(path) for path in test["audio_path"]]
+    assert np.abs(np.array([[p[g] for g in genres] for p in from_api]) - expected).max() < 1e-5
+
+    assert main(["export", str(work), str(tmp_path / "mtn"), "--case", "mtn GMS", "-q"]) == 0
+    assert json.loads((tmp_path / "mtn" / "manifest.json").read_text())["case"]["arch"] == "mtn"
+    assert main(["export", str(work), str(tmp_path / "x"), "--case", "STN q", "-q"]) == 1
+    assert "no trained case called 'STN q'; the work directory has 'STN g'" in capsys.readouterr().err
+
+
+def test_demo_ends_by_exporting_and_predicting(finished_run: Path) -> None:
+    import dataclasses
+
+    from agf.pipeline import demo_predictions, run_pipeline
+
+    work = finished_run / "work"
+    config = load_config(work / "config.toml")
+    config = dataclasses.replace(config, run=dataclasses.replace(config.run, workdir=str(work)))
+    text = demo_predictions(config, run_pipeline(config, progress=False, log=lambda _: None, must_be_done=True))
+    assert (work / "model" / "manifest.json").is_file()
+    lines = text.splitlines()
+    assert lines[0].startswith("exported ") and "test files" in lines[0]
+    assert len([line for line in lines if line.startswith("  ") and ".mp3  given " in line]) >= 1
+    assert f"agf predict {work / 'model'}" in lines[-1]
+
+
 def test_grid_cases_follow_the_paper() -> None:
     grid = GridConfig()
     subsets = grid_subsets(grid)
@@ -228,7 +283,7 @@ def test_demo_summary_chooses_on_validation_and_compares_with_the_seed_spread() 
                       "metric": metric, "value": value} for metric, value in values.items()]
     results = pd.DataFrame(rows)
     grid = GridRun({case: Path(f"/t/{i}") for i, case in enumerate(cases)}, {}, Factors(None, None))
-    run = PipelineRun(grid, results, pd.DataFrame(), {"html": "report.html"})
+    run = PipelineRun(None, grid, results, pd.DataFrame(), {"html": "report.html"})
     chosen = best_case(grid, results, lambda c: c.tasks != "g")
     assert (chosen.arch, chosen.tasks, chosen.seed) == ("stn", "gm", 0)
     summary = demo_summary(run)
@@ -238,7 +293,7 @@ def test_demo_summary_chooses_on_validation_and_compares_with_the_seed_spread() 
     test = poisoned["split"] == "test"
     poisoned.loc[test, "value"] = rng.permutation(poisoned.loc[test, "value"].to_numpy())
     assert best_case(grid, poisoned, lambda c: c.tasks != "g") == chosen
-    assert "best with artist groups: STN gm" in demo_summary(PipelineRun(grid, poisoned, pd.DataFrame(), run.report))
+    assert "best with artist groups: STN gm" in demo_summary(PipelineRun(None, grid, poisoned, pd.DataFrame(), run.report))
 
 
 def test_dataset_problems_are_found_before_any_training() -> None:

@@ -29,10 +29,18 @@ class AudioInfo:
     decoder: str  # "pyav" or "soundfile"
 
 
-def decode(path: str | Path, sample_rate: int = 22050) -> tuple[np.ndarray, AudioInfo]:
-    """Any MP3/OGG-Vorbis/FLAC/WAV, any rate/channels -> mono float32 1-D at sample_rate."""
+def decode(
+    path: str | Path, sample_rate: int = 22050, max_duration: float | None = None
+) -> tuple[np.ndarray, AudioInfo]:
+    """Any MP3/OGG-Vorbis/FLAC/WAV, any rate/channels -> mono float32 1-D at sample_rate.
+
+    With max_duration (seconds), only the file's first max_duration seconds are decoded and returned
+    (AudioInfo.duration is then the decoded part's).
+    """
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    if max_duration is not None and not max_duration > 0:
+        raise ValueError(f"max_duration must be positive seconds, got {max_duration}")
     path = Path(path)
     if not path.is_file():
         raise AudioDecodeError(path, "no such file; check the audio directory and the track table's audio_path")
@@ -41,20 +49,22 @@ def decode(path: str | Path, sample_rate: int = 22050) -> tuple[np.ndarray, Audi
     # Both decoders wrap C libraries that raise many exception types on bad input (FFmpegError subclasses,
     # LibsndfileError, ValueError, RuntimeError, ...): any of them means "this decoder cannot read the file".
     try:
-        samples, info = _decode_pyav(path, sample_rate)
+        samples, info = _decode_pyav(path, sample_rate, max_duration)
     except Exception as pyav_error:
         try:
-            samples, info = _decode_soundfile(path, sample_rate)
+            samples, info = _decode_soundfile(path, sample_rate, max_duration)
         except Exception as soundfile_error:
             raise AudioDecodeError(
                 path, f"pyav: {_one_line(pyav_error)}; soundfile: {_soundfile_reason(soundfile_error)}"
             ) from soundfile_error
     if samples.size == 0:
         raise AudioDecodeError(path, f"no audio samples decoded ({info.decoder}); the file holds no audio")
+    if max_duration is not None:
+        samples = samples[: int(round(max_duration * sample_rate))]
     return samples, info
 
 
-def _decode_pyav(path: Path, sample_rate: int) -> tuple[np.ndarray, AudioInfo]:
+def _decode_pyav(path: Path, sample_rate: int, max_duration: float | None) -> tuple[np.ndarray, AudioInfo]:
     """Decode the first audio stream with FFmpeg, resample it with FFmpeg's resampler, average the channels.
 
     The channels are averaged here (as librosa and the soundfile fallback do) rather than by FFmpeg's
@@ -67,26 +77,42 @@ def _decode_pyav(path: Path, sample_rate: int) -> tuple[np.ndarray, AudioInfo]:
         resampler = av.AudioResampler(format="fltp", rate=sample_rate)
         chunks: list[np.ndarray] = []
         input_samples = 0
+        input_rate = stream.codec_context.sample_rate
+        wanted = np.inf if max_duration is None or not input_rate else max_duration * input_rate
         for frame in container.decode(stream):
             input_samples += frame.samples
             chunks.extend(out.to_ndarray() for out in resampler.resample(frame))
+            if input_samples >= wanted:
+                break
         chunks.extend(out.to_ndarray() for out in resampler.resample(None))
-        input_rate = stream.codec_context.sample_rate
         input_channels = stream.codec_context.layout.nb_channels
     if not input_rate:
         raise ValueError("the audio stream has no sample rate")
     samples = np.concatenate(chunks, axis=1).mean(axis=0, dtype=np.float32) if chunks else np.zeros(0, np.float32)
-    return samples, AudioInfo(input_rate, input_channels, input_samples / input_rate, "pyav")
+    duration = input_samples / input_rate if max_duration is None else min(input_samples / input_rate, max_duration)
+    return samples, AudioInfo(input_rate, input_channels, duration, "pyav")
 
 
-def _decode_soundfile(path: Path, sample_rate: int) -> tuple[np.ndarray, AudioInfo]:
+def _decode_soundfile(path: Path, sample_rate: int, max_duration: float | None) -> tuple[np.ndarray, AudioInfo]:
     """Decode with libsndfile, average the channels and resample with soxr (through librosa)."""
-    frames, input_rate = soundfile.read(path, dtype="float32", always_2d=True)
-    mono = frames.mean(axis=1, dtype=np.float32)
-    if input_rate != sample_rate and mono.size:
-        mono = librosa.resample(mono, orig_sr=input_rate, target_sr=sample_rate, res_type="soxr_hq")
+    with soundfile.SoundFile(path) as handle:
+        input_rate = handle.samplerate
+        wanted = -1 if max_duration is None else int(np.ceil(max_duration * input_rate))
+        frames = handle.read(frames=wanted, dtype="float32", always_2d=True)
     info = AudioInfo(int(input_rate), int(frames.shape[1]), frames.shape[0] / input_rate, "soundfile")
-    return np.ascontiguousarray(mono, dtype=np.float32), info
+    return to_mono(frames.T, input_rate, sample_rate), info
+
+
+def to_mono(samples: np.ndarray, sample_rate: int, target_rate: int) -> np.ndarray:
+    """(n,) or (channels, n) samples at sample_rate -> mono float32 (channels averaged) at target_rate (soxr)."""
+    planar = np.asarray(samples, dtype=np.float32)
+    if planar.ndim == 2:
+        planar = planar.mean(axis=0, dtype=np.float32)
+    if planar.ndim != 1:
+        raise ValueError(f"samples must be (n,) or (channels, n), got shape {np.shape(samples)}")
+    if sample_rate != target_rate and planar.size:
+        planar = librosa.resample(planar, orig_sr=sample_rate, target_sr=target_rate, res_type="soxr_hq")
+    return np.ascontiguousarray(planar, dtype=np.float32)
 
 
 def _one_line(error: BaseException) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -22,7 +23,8 @@ from pathlib import Path
 
 from agf import __version__
 from agf.config import Config, load_config
-from agf.errors import AgfError, ConfigError
+from agf.errors import AgfError, ConfigError, PredictError
+from agf.predict.output import FORMATS
 from agf.tasks import ARCHS, parse_tasks
 from agf.workdir import WorkDir, locked
 
@@ -282,23 +284,84 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Rebuild the report of a finished run from its work directory."""
     from agf.pipeline import run_pipeline
 
-    workdir = WorkDir(Path(args.workdir_arg))
-    if not workdir.config.exists():
-        raise ConfigError(f"{workdir.config} not found: is {args.workdir_arg} a work directory of `agf run`?")
-    config = _replace(load_config(workdir.config), "run", workdir=args.workdir_arg)
+    config = _workdir_config(args.workdir_arg)
     run = run_pipeline(config, progress=not args.quiet, must_be_done=True)
     print(f"report: {run.report['html']}")
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The whole system on the built-in synthetic corpus, then a short summary."""
-    from agf.pipeline import demo_summary, run_pipeline
+    """The whole system on the built-in synthetic corpus, a short summary, then the selected model exported
+    and applied to a few test files."""
+    from agf.pipeline import demo_predictions, demo_summary, run_pipeline
 
     config = _replace(load_config("demo"), "run", workdir=args.out, workers=args.workers)
     run = run_pipeline(config, progress=not args.quiet)
     print(demo_summary(run))
+    print(demo_predictions(config, run))
     return 0
+
+
+def _workdir_config(workdir_arg: str) -> Config:
+    """The config a finished run saved in its work directory, pointed at that directory."""
+    workdir = WorkDir(Path(workdir_arg))
+    if not workdir.config.exists():
+        raise ConfigError(f"{workdir.config} not found: is {workdir_arg} a work directory of `agf run`?")
+    return _replace(load_config(workdir.config), "run", workdir=workdir_arg)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write the model selected on validation (or a named case) of a finished run as a bundle."""
+    from agf.pipeline import open_run, stage_export
+
+    config = _workdir_config(args.workdir_arg)
+    with _locked(config):
+        prepared, grid, results = open_run(config)
+        path, case = stage_export(config, prepared, grid, results, Path(args.out), args.case, args.seed)
+    print(f"exported {case.label} (seed {case.seed}) to {path}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Genre probabilities of audio files with a bundle; failures are listed at the end."""
+    import torch
+
+    from agf.fileio import atomic_path
+    from agf.parallel import available_cores
+    from agf.predict import GenreClassifier
+    from agf.predict.classifier import default_decode_workers
+    from agf.predict.inputs import STDIN, expand_inputs
+    from agf.predict.output import PredictionWriter, failure_summary, format_for
+
+    paths = expand_inputs(args.inputs, sys.stdin if STDIN in args.inputs else ())
+    if not paths:
+        raise PredictError("no input files: give audio files, directories, glob patterns, or - to read paths from "
+                           "stdin")
+    if args.max_duration is not None and not args.max_duration > 0:
+        raise PredictError(f"--max-duration must be positive seconds, got {args.max_duration}")
+    classifier = GenreClassifier.load(args.bundle, device=args.device, batch_windows=args.batch_windows)
+    workers = args.workers if args.workers is not None else default_decode_workers() if len(paths) > 2 else 0
+    if classifier.device.type == "cpu":  # the nets' threads share the cores with the decoding processes
+        torch.set_num_threads(max(1, available_cores() - workers))
+    fmt = format_for(args.output, args.format)
+    failures, predicted = [], 0
+    with contextlib.ExitStack() as stack:
+        if args.output:
+            stream = stack.enter_context(open(stack.enter_context(atomic_path(args.output)), "w", encoding="utf-8"))
+        else:
+            stream = sys.stdout
+        writer = PredictionWriter(stream, fmt, classifier.genres, args.top_k)
+        predictions = classifier.predict_many(paths, args.max_duration, workers, not args.quiet, len(paths))
+        for prediction in predictions:
+            writer.write(prediction)
+            if prediction.ok:
+                predicted += 1
+            else:
+                failures.append(prediction)
+    print(failure_summary(failures, predicted), file=sys.stderr)
+    if args.output:
+        print(f"wrote {args.output}", file=sys.stderr)
+    return EXIT_ERROR if predicted == 0 or (args.strict and failures) else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -428,6 +491,46 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_options(report)
     report.set_defaults(func=cmd_report)
 
+    export = commands.add_parser(
+        "export",
+        help="write the selected model of a finished run as a self-contained bundle for `agf predict`",
+        description="Write the source nets and the transfer MLP (safetensors) with a manifest (preprocessing, "
+        "genres, band statistics, tasks, provenance, validation/test metrics, weight hashes) to OUT. By default "
+        "the model chosen on validation (the report's best model); --case names any trained case.",
+    )
+    export.add_argument("workdir_arg", metavar="WORKDIR", help="work directory of a finished `agf run`")
+    export.add_argument("out", metavar="OUT", help="bundle directory to write (replaced when it exists)")
+    export.add_argument("--case", help="a trained case by its label, e.g. 'STN gm', 'MTN gms', 'wSTN g (N=2)'")
+    export.add_argument("--seed", type=int, help="with --case: the run seed of the model (default: the first)")
+    _add_output_options(export)
+    export.set_defaults(func=cmd_export)
+
+    predict = commands.add_parser(
+        "predict",
+        help="genre probabilities of audio files with an exported bundle",
+        description="Classify audio files of any format, rate, length and channel count: the mean of the genre "
+        "probabilities of every 1-s window covering each file. Inputs: files, directories (searched recursively "
+        "for audio files), glob patterns, or - to read paths from stdin. A file that fails is listed with its "
+        "reason at the end; the exit status is 1 only when nothing could be classified (or with --strict). "
+        "Audio shorter than one window (about 1 s) is reported as a failure.",
+    )
+    predict.add_argument("bundle", metavar="BUNDLE", help="bundle directory made by `agf export`")
+    predict.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, directories, globs, or -")
+    predict.add_argument("--format", choices=FORMATS, help="table (default), csv (the WWW 2018 challenge format: "
+                         "file_id + one probability column per genre) or jsonl (default from --output's suffix)")
+    predict.add_argument("-o", "--output", metavar="FILE", help="write to FILE (atomically) instead of stdout")
+    predict.add_argument("-k", "--top-k", type=int, default=3, help="genres shown per file (table, jsonl; default 3)")
+    predict.add_argument("--max-duration", type=float, metavar="SECONDS",
+                         help="classify only the first SECONDS of each file (default: the whole file)")
+    predict.add_argument("--strict", action="store_true", help="exit status 1 when any file fails")
+    predict.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    predict.add_argument("-j", "--workers", type=int,
+                         help="decoding processes beside the nets (default: cores - 1, at most 8; 0 decodes in "
+                         "the main process)")
+    predict.add_argument("--batch-windows", type=int, default=512, help="windows per forward pass (default 512)")
+    _add_output_options(predict)
+    predict.set_defaults(func=cmd_predict)
+
     demo = commands.add_parser(
         "demo",
         help="render the synthetic corpus and run the whole system on it (about 13 min on 2 cores)",
@@ -456,6 +559,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"agf {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output went away (e.g. `agf predict ... | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -89,3 +89,7 @@ class ReportError(AgfError):
 
 class PipelineError(AgfError):
     """A stage cannot run as asked (e.g. the report of a work directory whose stages are not finished)."""
+
+
+class PredictError(AgfError):
+    """An input cannot be classified (e.g. shorter than one window) or a prediction request is malformed."""

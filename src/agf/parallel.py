@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import signal
 import sys
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
@@ -42,6 +43,11 @@ def die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def available_cores() -> int:
+    """The CPU cores this process may run on."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
 @contextmanager
 def single_thread_env() -> Iterator[None]:
     """Temporarily set thread-count variables so spawned children inherit them."""
@@ -55,6 +61,40 @@ def single_thread_env() -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of `workers` spawned processes with one thread each, which die with this process."""
+    with single_thread_env():
+        return ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent
+        )
+
+
+def map_ordered(
+    func: Callable[[Item], Result], items: Iterable[Item], workers: int, in_flight: int | None = None
+) -> Iterator[Result]:
+    """Yield func(item) for every item, in the items' order, computing ahead in `workers` processes.
+
+    `items` is consumed lazily (it may be a generator over a huge list) and at most `in_flight` results
+    (default 2 per worker) wait at any time, so memory stays bounded. With workers <= 0, func runs here.
+    """
+    if workers <= 0:
+        yield from map(func, items)
+        return
+    limit = max(1, in_flight or 2 * workers)
+    with worker_pool(workers) as pool:
+        pending: deque[Future[Result]] = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(func, item))
+                if len(pending) >= limit:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:  # a consumer that stops early does not wait for work nobody will read
+            for future in pending:
+                future.cancel()
 
 
 def map_unordered(
@@ -80,13 +120,7 @@ def map_unordered(
                 yield func(item)
                 bar.update(1)
             return
-        with single_thread_env():
-            pool = ProcessPoolExecutor(
-                max_workers=workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=die_with_parent,
-            )
-        with pool:
+        with worker_pool(workers) as pool:
             pending: set[Future[Result]] = set()
             iterator = iter(items)
             exhausted = False

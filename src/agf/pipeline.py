@@ -10,10 +10,12 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
+from agf import __version__
 from agf.config import Config, config_to_dict
 from agf.datasets import LoadedDataset, load_dataset
 from agf.datasets.fma import KNOWN_BAD_IDS
@@ -25,6 +27,7 @@ from agf.factors import FactorResult, build_factors, format_summary, load_track_
 from agf.fileio import read_json, safe_name, stable_key, write_parquet_atomic
 from agf.grid import Case, case_specs, grid_cases, grid_subsets
 from agf.metrics import METRICS
+from agf.predict import bundle_from_transfer, save_bundle
 from agf.prepare import PrepareSummary, prepare_features
 from agf.report import ReportImages, build_report
 from agf.report.results import (
@@ -397,6 +400,12 @@ def best_case(run: GridRun, results: pd.DataFrame, where: Callable[[Case], bool]
     return cases[ranked[0]] if ranked else None
 
 
+def source_nets(workdir: WorkDir, transfer: Path) -> dict[str, Path]:
+    """{label: net directory} of a transfer's source nets, in the MLP's input order, found in this work directory
+    (the transfer records the directory names; the work directory may have moved since)."""
+    return {s["label"]: workdir.nets / Path(s["path"]).name for s in read_json(transfer / "mlp.json")["sources"]}
+
+
 def _spread_note(results: pd.DataFrame, first: Case, second: Case, split: str) -> str:
     """Whether the test accuracy difference of two setups (true labels when known) exceeds the spread over seeds."""
     labels = "true" if (results["labels"] == "true").any() else "given"
@@ -439,8 +448,7 @@ def stage_report(
     images = ReportImages(confusion, heatmaps, confusion_true if confusion_true.exists() else None)
     transfer = run.transfers[best]
     curves = {
-        source["label"]: pd.read_csv(prepared.workdir.nets / Path(source["path"]).name / "curves.csv")
-        for source in read_json(transfer / "mlp.json")["sources"]
+        label: pd.read_csv(net / "curves.csv") for label, net in source_nets(prepared.workdir, transfer).items()
     } | {"transfer MLP": pd.read_csv(transfer / "curves.csv")}
     notes = [
         f"dataset: {config.dataset.kind}, split mode {config.dataset.split}; artist groups "
@@ -459,10 +467,71 @@ def stage_report(
     )
 
 
+# -- export: the selected model as a bundle ----------------------------------------------------------------
+
+
+def case_metrics(results: pd.DataFrame, case: Case) -> dict:
+    """{split: {labels: {metric: value}}} of one case (one seed) from the results table."""
+    rows = results[(results["arch"] == case.arch) & (results["tasks"] == case.tasks)
+                   & (results["n_tasks"] == case.n_tasks) & (results["seed"] == case.seed)]
+    metrics: dict = {}
+    for (split, labels, metric), value in rows.set_index(["split", "labels", "metric"])["value"].items():
+        metrics.setdefault(split, {}).setdefault(labels, {})[metric] = round(float(value), 6)
+    return metrics
+
+
+def named_case(run: GridRun, label: str, seed: int | None) -> Case:
+    """The grid case called `label` (e.g. 'STN gm', 'wSTN g (N=2)'; any case) of `seed` (default: the first)."""
+    matches = [c for c in run.transfers if c.label.lower() == label.strip().lower()]
+    if not matches:
+        names = ", ".join(dict.fromkeys(f"'{c.label}'" for c in run.transfers))
+        raise PipelineError(f"no trained case called {label!r}; the work directory has {names}")
+    if seed is None:
+        return matches[0]
+    for case in matches:
+        if case.seed == seed:
+            return case
+    raise PipelineError(f"{label!r} was trained with seeds {sorted(c.seed for c in matches)}, not {seed}")
+
+
+def stage_export(
+    config: Config, prepared: Prepared, run: GridRun, results: pd.DataFrame, out: Path,
+    label: str | None = None, seed: int | None = None,
+) -> tuple[Path, Case]:
+    """Write the bundle of the model chosen by the selection rule (the report's best model), or of the case
+    called `label`, to `out`; return its path and case."""
+    case = named_case(run, label, seed) if label else best_case(run, results)
+    assert case is not None, "a grid run has at least one case"
+    transfer = run.transfers[case]
+    net_dirs = list(source_nets(prepared.workdir, transfer).values())
+    splits = prepared.tracks["split"].value_counts()
+    info = {
+        "case": {"label": case.label, "arch": case.arch, "tasks": case.tasks, "n_tasks": case.n_tasks,
+                 "seed": case.seed},
+        "selection": f"named by the user ({label!r})" if label else
+        f"the {SELECTION_RULE}; of that setup, the model of seed {case.seed} (the report's best model)",
+        "metrics": case_metrics(results, case),
+        "provenance": {"agf_version": __version__, "exported": datetime.now(UTC).isoformat(timespec="seconds"),
+                       "workdir": str(prepared.workdir.root.resolve()), "dataset": config.dataset.kind,
+                       "tracks_per_split": {str(k): int(v) for k, v in splits.items()},
+                       "config": config_to_dict(config)},
+    }
+    bundle = bundle_from_transfer(transfer, net_dirs, prepared.store.config, config.transfer.amp, info)
+    return save_bundle(bundle, out), case
+
+
+def open_run(config: Config) -> tuple[Prepared, GridRun, pd.DataFrame]:
+    """The prepared tracks, grid and results of a finished run (nothing is computed; unfinished stages are errors)."""
+    prepared = open_prepared(config)
+    grid = run_grid(config, prepared, progress=False, log=lambda _: None, must_be_done=True)
+    return prepared, grid, collect_results(grid)[0]
+
+
 @dataclass
 class PipelineRun:
     """Everything `agf run` made."""
 
+    prepared: Prepared
     grid: GridRun
     results: pd.DataFrame
     baselines: pd.DataFrame
@@ -498,7 +567,7 @@ def _run_stages(config: Config, progress: bool, log: Log, must_be_done: bool) ->
     grid = run_grid(config, prepared, progress=progress, log=log, must_be_done=must_be_done)
     results, baselines = collect_results(grid)
     report = stage_report(config, prepared, grid, results, baselines)
-    return PipelineRun(grid, results, baselines, report)
+    return PipelineRun(prepared, grid, results, baselines, report)
 
 
 def demo_summary(run: PipelineRun) -> str:
@@ -528,4 +597,24 @@ def demo_summary(run: PipelineRun) -> str:
     lines.append("labels: 'given' = the corpus's album-level genre labels (some albums mislabelled on purpose); "
                  "'true' = the genre each track was rendered from")
     lines.append(f"report: {run.report['html']}")
+    return "\n".join(lines)
+
+
+DEMO_PREDICTIONS = 6
+
+
+def demo_predictions(config: Config, run: PipelineRun) -> str:
+    """Export the selected model to WORKDIR/model and classify a few test files with it, as `agf predict` would."""
+    from agf.predict import GenreClassifier
+
+    prepared = run.prepared
+    path, case = stage_export(config, prepared, run.grid, run.results, prepared.workdir.model)
+    split = "test" if (prepared.tracks["split"] == "test").any() else selection_split(run.results)
+    tracks = prepared.tracks[prepared.tracks["split"] == split].head(DEMO_PREDICTIONS)
+    classifier = GenreClassifier.load(path, device=config.run.device)
+    lines = [f"exported {case.label} (seed {case.seed}) to {path}; its predictions for {len(tracks)} {split} files:"]
+    for (_, track), prediction in zip(tracks.iterrows(), classifier.predict_many(tracks["audio_path"])):
+        top = ", ".join(f"{g} {p:.2f}" for g, p in prediction.top(2)) if prediction.ok else prediction.error
+        lines.append(f"  {Path(prediction.source).name}  given {track['genre']}: {top}")
+    lines.append(f"classify your own files: agf predict {path} FILES_OR_DIRS (see docs/predict.md)")
     return "\n".join(lines)

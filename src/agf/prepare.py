@@ -16,8 +16,8 @@ import pandas as pd
 
 from agf.audio import AudioDecodeError, decode
 from agf.config import FeatureConfig
-from agf.features import SpectralExtractor
-from agf.parallel import map_unordered
+from agf.features import extractor_for
+from agf.parallel import available_cores, map_unordered
 from agf.store import FeatureStore
 
 # A file that decodes to less than this share of its declared duration is flagged truncated (not usable).
@@ -57,16 +57,6 @@ class PrepareSummary:
             lines.append("not usable, by reason:")
             lines += [f"  {count:6d}  {reason}" for reason, count in self.reasons.most_common(20)]
         return "\n".join(lines)
-
-
-_EXTRACTORS: dict[FeatureConfig, SpectralExtractor] = {}
-
-
-def _extractor(config: FeatureConfig) -> SpectralExtractor:
-    """One preloaded extractor per process and config (mel basis and DCT built once)."""
-    if config not in _EXTRACTORS:
-        _EXTRACTORS[config] = SpectralExtractor(config)
-    return _EXTRACTORS[config]
 
 
 def _file_facts(path: str) -> tuple[int, int]:
@@ -112,7 +102,7 @@ def prepare_track(job: TrackJob) -> dict:
         entry.update(status="failed", reason=exc.reason)
         store.write_entry(entry)
         return entry
-    features = _extractor(job.config)(samples)
+    features = extractor_for(job.config)(samples)
     store.write_array("mel", job.track_id, features.mel)
     store.write_array("mfcc", job.track_id, features.mfcc)
     frames = int(features.mel.shape[0])
@@ -184,5 +174,5 @@ def prepare_features(
 
 def default_workers() -> int:
     """All cores but none beyond them."""
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return available_cores()
 

@@ -10,6 +10,7 @@ WORKDIR/
   transfer/<key>/             transfer MLPs and predictions; transfer/windows/: cached window features
   evaluation/seed<N>-<key>/   metrics.json and plots of every model of one seed (agf.evaluation)
   report/                     results.csv, tables.md, figure3.png, report.html (agf.report)
+  model/                      the model bundle `agf demo` exports (agf.predict; `agf export` writes anywhere)
 
 Keys hash settings and the content of inputs, never a path: the same directory reached by a relative or an
 absolute path, or moved elsewhere, reuses everything. A stage's output directory is finished when its marker
@@ -80,6 +81,10 @@ class WorkDir:
     @property
     def report(self) -> Path:
         return self.root / "report"
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model"
 
 
 def create(workdir: WorkDir) -> None:

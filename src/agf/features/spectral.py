@@ -9,6 +9,7 @@ count is the caller's to set.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import librosa
 import numpy as np
@@ -81,6 +82,12 @@ class SpectralExtractor:
         """Mono samples at config.sample_rate -> the track's log-mel (float16) and MFCCs."""
         log_mel = self.log_mel(samples)
         return TrackFeatures(mel=log_mel.astype(np.float16), mfcc=self.mfcc(log_mel))
+
+
+@lru_cache(maxsize=4)
+def extractor_for(config: FeatureConfig) -> SpectralExtractor:
+    """One preloaded extractor per process and config (mel basis and DCT built once)."""
+    return SpectralExtractor(config)
 
 
 def delta_mfcc(mfcc: np.ndarray) -> np.ndarray:

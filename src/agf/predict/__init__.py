@@ -1,0 +1,28 @@
+"""Prediction for anyone's audio: model bundles (export, checked loading) and the GenreClassifier.
+
+bundle.py      Bundle, save_bundle, load_bundle, bundle_from_transfer: one self-contained model directory
+classifier.py  GenreClassifier: load once, predict files or waveforms, predict_many streams a batch of files
+inputs.py      expand_inputs: files, directories, globs, stdin -> the list of files to classify
+output.py      the table, challenge CSV and JSON-lines writers, the failure summary
+
+The names below are imported on first use, so that `agf.predict.output` (which the CLI's parser reads) does
+not load torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOMES = {
+    "BUNDLE_FORMAT": "bundle", "Bundle": "bundle", "BundleNet": "bundle", "bundle_from_transfer": "bundle",
+    "load_bundle": "bundle", "save_bundle": "bundle", "untrained_bundle": "bundle",
+    "GenreClassifier": "classifier", "Prediction": "classifier",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"agf.predict.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'agf.predict' has no attribute {name!r}")

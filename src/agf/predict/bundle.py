@@ -1,0 +1,266 @@
+"""Model bundles: everything prediction needs in one directory, loaded without ever unpickling.
+
+A bundle (written by save_bundle, e.g. through `agf export`) is a directory:
+    manifest.json        format version, preprocessing (feature settings, window length and hop, amp),
+                         genres, each net's architecture, tasks and per-band standardisation statistics,
+                         the MLP's shape, the name, how the model was selected, provenance and metrics,
+                         and the byte size and SHA-256 of every weight file
+    net-<i>.safetensors  the source nets' weights (band-norm statistics included)
+    mlp.safetensors      the transfer MLP's weights
+load_bundle checks the manifest against the weight files (size, hash) and against the weights themselves
+(shapes, band statistics, feature widths) and raises ModelFileError saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from agf.config import PATCH_FRAMES, FeatureConfig, TransferConfig, config_to_dict
+from agf.errors import AgfError, ModelFileError
+from agf.fileio import read_json, write_json_atomic
+from agf.models import MTN, STN
+from agf.models.io import build_net
+from agf.tasks import GENRE_TASK
+from agf.transfer import build_mlp, load_mlp, load_source
+
+BUNDLE_FORMAT = "agf-bundle/1"
+MANIFEST = "manifest.json"
+MLP_FILE = "mlp.safetensors"
+EXPORT_AGAIN = "export it again with `agf export`"
+# First bytes of files that are not bundles but are often mistaken for models: a pickle, a zip (torch.save).
+_PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")
+
+
+@dataclass(frozen=True)
+class BundleNet:
+    """One source net of a bundle: the net (eval mode), a plain label and the tasks it was trained on."""
+
+    net: nn.Module
+    label: str
+    tasks: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A complete genre model: source nets -> window features -> MLP -> genre probabilities per window."""
+
+    nets: tuple[BundleNet, ...]
+    mlp: nn.Sequential
+    genres: tuple[str, ...]
+    features: FeatureConfig
+    patch_frames: int
+    hop_frames: int
+    amp: bool  # window features under bf16 autocast, as the MLP was trained on
+    info: dict[str, Any] = field(default_factory=dict)  # name, selection, case, provenance, metrics
+
+    @property
+    def name(self) -> str:
+        return str(self.info.get("name", "agf model"))
+
+    @property
+    def window_seconds(self) -> float:
+        """The length of one input window in seconds."""
+        return self.patch_frames * self.features.hop_length / self.features.sample_rate
+
+
+def bundle_from_transfer(
+    transfer_dir: str | Path, net_dirs: Sequence[str | Path], features: FeatureConfig, amp: bool, info: dict
+) -> Bundle:
+    """The bundle of a finished transfer: its MLP and its source nets (in the MLP's input order)."""
+    mlp, spec = load_mlp(transfer_dir)
+    sources = [load_source(path, features) for path in net_dirs]
+    return Bundle(
+        nets=tuple(BundleNet(s.net, s.label, s.tasks) for s in sources),
+        mlp=mlp,
+        genres=tuple(spec["genres"]),
+        features=features,
+        patch_frames=int(spec["patch_frames"]),
+        hop_frames=int(spec["window_hop"]),
+        amp=amp,
+        info={"name": spec["name"], **info, "training": {
+            "seed": spec["seed"], "best_epoch": spec["best_epoch"], "best_val_log_loss": spec["best_val_log_loss"],
+            "n_train_tracks": spec["n_train_tracks"], "n_train_windows": spec["n_train_windows"]}},
+    )
+
+
+def untrained_bundle(genres: Sequence[str], features: FeatureConfig = FeatureConfig(), n_nets: int = 2,
+                     seed: int = 0, amp: bool = True) -> Bundle:
+    """A bundle of the paper's architecture with random weights (n_nets genre STNs): for benchmarks and tests,
+    whose speed and plumbing do not depend on what the weights learned."""
+    torch.manual_seed(seed)
+    nets = []
+    for _ in range(n_nets):
+        net = STN(len(genres), 1.0, features.n_mels)
+        net.band_norm.set_stats(torch.randn(features.n_mels) * 10 - 40, torch.rand(features.n_mels) * 10 + 5)
+        nets.append(BundleNet(net.eval(), "STN[g]", (GENRE_TASK,)))
+    mlp = build_mlp(sum(n.net.feature_dim for n in nets), len(genres)).eval()
+    return Bundle(tuple(nets), mlp, tuple(genres), features, PATCH_FRAMES, TransferConfig().window_hop, amp,
+                  {"name": "untrained " + " + ".join(n.label for n in nets), "selection": "none (random weights)"})
+
+
+def _sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _file_entry(directory: Path, name: str) -> dict[str, Any]:
+    """A weight file's name, size and hash for the manifest."""
+    path = directory / name
+    return {"file": name, "bytes": path.stat().st_size, "sha256": _sha256(path)}
+
+
+def _state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A module's state dict on the CPU, contiguous, ready for safetensors."""
+    return {name: tensor.detach().cpu().contiguous() for name, tensor in module.state_dict().items()}
+
+
+def save_bundle(bundle: Bundle, out: str | Path) -> Path:
+    """Write the bundle directory `out` atomically: built beside it, then renamed over it."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        nets = []
+        for number, source in enumerate(bundle.nets):
+            name = f"net-{number}.safetensors"
+            save_file(_state(source.net), str(staging / name), metadata={"format": BUNDLE_FORMAT})
+            band = source.net.band_norm
+            nets.append({
+                **_file_entry(staging, name), "label": source.label, "tasks": list(source.tasks),
+                "architecture": source.net.spec(), "feature_dim": source.net.feature_dim,
+                "band_mean": band.mean.cpu().tolist(), "band_std": band.std.cpu().tolist(),
+            })
+        save_file(_state(bundle.mlp), str(staging / MLP_FILE), metadata={"format": BUNDLE_FORMAT})
+        mlp = {**_file_entry(staging, MLP_FILE), "input_dim": bundle.mlp[1].in_features,
+               "hidden": bundle.mlp[1].out_features, "dropout": bundle.mlp[0].p}
+        manifest = {
+            "format": BUNDLE_FORMAT,
+            **bundle.info,
+            "name": bundle.name,
+            "genres": list(bundle.genres),
+            "preprocessing": {"features": config_to_dict(bundle.features), "patch_frames": bundle.patch_frames,
+                              "hop_frames": bundle.hop_frames, "amp": bundle.amp},
+            "nets": nets,
+            "mlp": mlp,
+        }
+        write_json_atomic(staging / MANIFEST, manifest)
+        for path in staging.iterdir():
+            os.chmod(path, 0o644)  # safetensors and mkdtemp make files private; a bundle is meant to be shared
+        os.chmod(staging, 0o755)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _not_a_directory(path: Path) -> ModelFileError:
+    """The error for a bundle path that is a file: say when it looks like a pickle."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head.startswith(_PICKLE_MAGIC):
+        return ModelFileError(f"{path}: a pickle or torch.save file, not an agf bundle; agf never unpickles model "
+                              "files (they can run code); use a bundle directory made by `agf export`")
+    return ModelFileError(f"{path}: a file, not an agf bundle; a bundle is a directory with {MANIFEST} "
+                          "made by `agf export`")
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The parsed and version-checked manifest of the bundle directory `path`."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such bundle; make one with `agf export WORKDIR {path}`")
+    if not path.is_dir():
+        raise _not_a_directory(path)
+    try:
+        manifest = read_json(path / MANIFEST)
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no {MANIFEST}; not an agf bundle, or an interrupted copy") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{path / MANIFEST}: not valid JSON ({exc}); {EXPORT_AGAIN}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise ModelFileError(f"{path / MANIFEST}: bundle format {found!r}, this agf reads {BUNDLE_FORMAT!r}; "
+                             f"{EXPORT_AGAIN}")
+    return manifest
+
+
+def _checked_weights(directory: Path, entry: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """A weight file's tensors, after checking its size and hash against the manifest."""
+    path = directory / str(entry["file"])
+    if Path(entry["file"]).name != entry["file"] or not path.is_file():
+        raise ModelFileError(f"{path}: missing from the bundle; {EXPORT_AGAIN}")
+    size = path.stat().st_size
+    if size != entry["bytes"]:
+        raise ModelFileError(f"{path}: {size} bytes, the manifest says {entry['bytes']} (truncated or replaced); "
+                             f"{EXPORT_AGAIN}")
+    if _sha256(path) != entry["sha256"]:
+        raise ModelFileError(f"{path}: its content does not match the manifest's SHA-256 (corrupt or edited); "
+                             f"{EXPORT_AGAIN}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFileError(f"{path}: not a readable safetensors file ({exc}); {EXPORT_AGAIN}") from None
+
+
+def _load_net(directory: Path, entry: dict[str, Any], n_mels: int) -> BundleNet:
+    """One source net, checked against its manifest entry."""
+    where = f"{directory / MANIFEST}: net {entry.get('file')!r}"
+    net = build_net(entry["architecture"])
+    try:
+        net.load_state_dict(_checked_weights(directory, entry), strict=True)
+    except RuntimeError as exc:
+        raise ModelFileError(f"{where}: the architecture does not match the weights ({exc})") from None
+    mean, std = (np.asarray(entry[k], dtype=np.float64) for k in ("band_mean", "band_std"))
+    band = net.band_norm
+    if mean.shape != (n_mels,) or not (np.allclose(mean, band.mean.numpy()) and np.allclose(std, band.std.numpy())):
+        raise ModelFileError(f"{where}: the band statistics in the manifest differ from the weights'")
+    if entry["feature_dim"] != net.feature_dim:
+        raise ModelFileError(f"{where}: feature_dim {entry['feature_dim']}, the net gives {net.feature_dim}")
+    tasks = tuple(net.task_outputs) if isinstance(net, MTN) else tuple(str(t) for t in entry["tasks"])
+    return BundleNet(net.eval(), str(entry["label"]), tasks)
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Load and check a bundle directory (on the CPU); ModelFileError says what is wrong with a bad one."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    try:
+        pre = manifest["preprocessing"]
+        features = FeatureConfig(**pre["features"])
+        nets = tuple(_load_net(path, entry, features.n_mels) for entry in manifest["nets"])
+        genres = tuple(str(g) for g in manifest["genres"])
+        spec = manifest["mlp"]
+        mlp = build_mlp(int(spec["input_dim"]), len(genres), int(spec["hidden"]), float(spec["dropout"]))
+        try:
+            mlp.load_state_dict(_checked_weights(path, spec), strict=True)
+        except RuntimeError as exc:
+            raise ModelFileError(f"{path / MANIFEST}: the MLP's shape or genres do not match its weights ({exc})") from None
+        if sum(n.net.feature_dim for n in nets) != spec["input_dim"]:
+            raise ModelFileError(f"{path / MANIFEST}: the nets' features do not add up to the MLP's input")
+        info = {k: v for k, v in manifest.items() if k not in ("format", "genres", "preprocessing", "nets", "mlp")}
+        return Bundle(nets, mlp.eval(), genres, features, int(pre["patch_frames"]), int(pre["hop_frames"]),
+                      bool(pre["amp"]), info)
+    except ModelFileError:
+        raise
+    except (AgfError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelFileError(f"{path / MANIFEST}: invalid manifest ({type(exc).__name__}: {exc}); {EXPORT_AGAIN}") from None

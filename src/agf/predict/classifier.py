@@ -1,0 +1,260 @@
+"""GenreClassifier: a bundle loaded once, applied to files or waveforms of any rate, length and channel count.
+
+A track's prediction is the mean of the genre probabilities of every window covering it (the windows of
+the transfer stage: patch_frames long, every hop_frames, plus one flush with the end), each window's
+probabilities coming from the source nets' features (under bf16 autocast when the bundle says so, rounded
+to float16 as the transfer stage stored them) through the MLP. predict_many decodes the next files in
+worker processes while the nets compute, batches windows across files, and holds at most one batch of
+windows and a few decoded files at a time, so a long file or a huge directory runs in bounded memory.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from agf.audio import decode, to_mono
+from agf.config import FeatureConfig
+from agf.device import resolve_device
+from agf.errors import AgfError, PredictError
+from agf.features import extractor_for
+from agf.parallel import available_cores, map_ordered
+from agf.predict.bundle import Bundle, load_bundle
+from agf.predict.inputs import AUDIO_SUFFIXES
+from agf.transfer import window_batch, window_starts
+
+WAVEFORM = "<waveform>"
+# At most this many decoding processes by default (beyond it, one GPU is rarely waiting for audio).
+MAX_DECODE_WORKERS = 8
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The genre probabilities of one input, or why it could not be classified."""
+
+    source: str  # the file path as given, or '<waveform>'
+    genres: tuple[str, ...]
+    probabilities: np.ndarray | None  # (len(genres),) float64 summing to 1; None when it failed
+    n_windows: int = 0
+    duration: float = 0.0  # seconds of audio classified
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def as_dict(self) -> dict[str, float]:
+        """{genre: probability}, in the model's genre order."""
+        if self.probabilities is None:
+            raise PredictError(f"{self.source}: {self.error}")
+        return {g: float(p) for g, p in zip(self.genres, self.probabilities)}
+
+    def top(self, k: int = 3) -> list[tuple[str, float]]:
+        """The k most probable genres with their probabilities, most probable first."""
+        ranked = sorted(self.as_dict().items(), key=lambda item: -item[1])
+        return ranked[: max(1, k)]
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One input as the nets take it: its log-mel, or the reason it has none."""
+
+    source: str
+    mel: np.ndarray | None  # (frames, n_mels) float16, as the feature store holds it
+    duration: float = 0.0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DecodeJob:
+    """What a decoding process needs for one file."""
+
+    path: str
+    features: FeatureConfig
+    max_duration: float | None
+
+
+def log_mel(samples: np.ndarray, features: FeatureConfig) -> np.ndarray:
+    """Mono samples at features.sample_rate -> the (frames, n_mels) float16 log-mel the nets were trained on."""
+    return extractor_for(features)(samples).mel
+
+
+def decode_file(job: DecodeJob) -> Decoded:
+    """Decode one file to its log-mel (run in a worker process); a bad file gives its reason, never an error."""
+    if not Path(job.path).exists():
+        return Decoded(job.path, None, error="no such file or directory")
+    if Path(job.path).is_dir():
+        suffixes = ", ".join(sorted(AUDIO_SUFFIXES))
+        return Decoded(job.path, None, error=f"a directory without audio files (searched for {suffixes})")
+    try:
+        samples, _ = decode(job.path, job.features.sample_rate, job.max_duration)
+    except AgfError as exc:
+        return Decoded(job.path, None, error=getattr(exc, "reason", str(exc)))
+    return Decoded(job.path, log_mel(samples, job.features), samples.size / job.features.sample_rate)
+
+
+def default_decode_workers() -> int:
+    """Decoding processes beside the nets: all cores but one, at most MAX_DECODE_WORKERS; 0 on one core."""
+    return min(MAX_DECODE_WORKERS, available_cores() - 1)
+
+
+@dataclass
+class _Pending:
+    """A track whose windows are being scored: the running sum of its window probabilities."""
+
+    item: Decoded
+    remaining: int = 0
+    n_windows: int = 0
+    total: np.ndarray | None = field(default=None, repr=False)
+
+
+class GenreClassifier:
+    """A genre model (see agf.predict.bundle) on one device, loaded once and reused for every input."""
+
+    def __init__(self, bundle: Bundle, device: str | torch.device = "auto", batch_windows: int = 512,
+                 amp: bool | None = None) -> None:
+        if batch_windows < 1:
+            raise PredictError(f"batch_windows must be at least 1, got {batch_windows}")
+        self.bundle = bundle
+        self.device = resolve_device(device)
+        self.batch_windows = batch_windows
+        self.amp = bundle.amp if amp is None else amp
+        self._memory_format = torch.channels_last if self.amp else torch.contiguous_format
+        for source in bundle.nets:
+            source.net.to(self.device, memory_format=self._memory_format).eval()
+        bundle.mlp.to(self.device).eval()
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "auto", batch_windows: int = 512,
+             amp: bool | None = None) -> GenreClassifier:
+        """Load a bundle directory made by `agf export` (checked; never unpickled)."""
+        return cls(load_bundle(path), device, batch_windows, amp)
+
+    @property
+    def genres(self) -> tuple[str, ...]:
+        return self.bundle.genres
+
+    def predict(self, audio: str | Path | np.ndarray, sr: int | None = None,
+                max_duration: float | None = None) -> dict[str, float]:
+        """{genre: probability} of one file, or of a waveform ((n,) or (channels, n) floats at rate `sr`).
+
+        Raises AudioDecodeError for a file that cannot be decoded, PredictError for audio shorter than one window.
+        """
+        if isinstance(audio, (str, Path)):
+            if sr is not None:
+                raise PredictError("sr is for waveforms; a file's sample rate is read from the file")
+            decoded = decode_file(DecodeJob(str(audio), self.bundle.features, max_duration))
+            if decoded.error is not None:
+                raise PredictError(f"{audio}: {decoded.error}")
+        else:
+            decoded = self._decode_waveform(np.asarray(audio), sr, max_duration)
+        prediction = next(self._score([decoded]))
+        return prediction.as_dict()
+
+    def _decode_waveform(self, samples: np.ndarray, sr: int | None, max_duration: float | None) -> Decoded:
+        """A waveform as the nets take it: mono, resampled, cut to max_duration."""
+        if sr is None or sr <= 0:
+            raise PredictError("a waveform needs its sample rate: predict(samples, sr=44100)")
+        if samples.ndim == 2 and samples.shape[0] > samples.shape[1]:
+            raise PredictError(f"waveform of shape {samples.shape}: pass (n,) mono or (channels, n) samples")
+        if not np.isfinite(samples).all():
+            raise PredictError("the waveform holds NaN or infinite samples")
+        try:
+            mono = to_mono(samples, sr, self.bundle.features.sample_rate)
+        except ValueError as exc:
+            raise PredictError(str(exc)) from None
+        if max_duration is not None:
+            mono = mono[: int(round(max_duration * self.bundle.features.sample_rate))]
+        seconds = mono.size / self.bundle.features.sample_rate
+        return Decoded(WAVEFORM, log_mel(mono, self.bundle.features) if mono.size else None, seconds,
+                       None if mono.size else "no samples")
+
+    def predict_many(self, paths: Iterable[str | Path], max_duration: float | None = None, workers: int = 0,
+                     progress: bool = False, total: int | None = None) -> Iterator[Prediction]:
+        """One Prediction per path, in order, as they finish; a bad file gives a Prediction with its error.
+
+        With `workers` > 0 (e.g. default_decode_workers()), that many processes decode the next files while the
+        nets compute; they are started with 'spawn', so a script using them needs `if __name__ == "__main__":`.
+        """
+        jobs = (DecodeJob(str(p), self.bundle.features, max_duration) for p in paths)
+        decoded = map_ordered(decode_file, jobs, workers)
+        with tqdm(total=total, unit="file", desc="predict", disable=not progress, dynamic_ncols=True) as bar:
+            for prediction in self._score(decoded):
+                bar.update(1)
+                yield prediction
+
+    def window_probabilities(self, mel: np.ndarray) -> np.ndarray:
+        """(n_windows, n_genres) probabilities of every window of one (frames, n_mels) log-mel."""
+        starts = window_starts(mel.shape[0], self.bundle.patch_frames, self.bundle.hop_frames)
+        return np.concatenate([self._window_probs(window_batch(mel, starts[i: i + self.batch_windows],
+                                                               self.bundle.patch_frames))
+                               for i in range(0, len(starts), self.batch_windows)])
+
+    def _window_probs(self, windows: np.ndarray) -> np.ndarray:
+        """(n, n_genres) float32 probabilities of (n, patch, n_mels) windows."""
+        batch = torch.from_numpy(windows).to(self.device).unsqueeze(1).contiguous(memory_format=self._memory_format)
+        with torch.inference_mode():
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                features = [source.net.features(batch).float().half() for source in self.bundle.nets]
+            logits = self.bundle.mlp(torch.cat(features, dim=1).float())
+            return torch.softmax(logits, dim=1).cpu().numpy()
+
+    def _too_short(self, item: Decoded) -> Decoded:
+        """The item, or its failure when it is shorter than one window."""
+        if item.error is None and (item.mel is None or item.mel.shape[0] < self.bundle.patch_frames):
+            return Decoded(item.source, None, item.duration,
+                           f"{item.duration:.2f} s of audio is shorter than the model's "
+                           f"{self.bundle.window_seconds:.2f}-s window")
+        return item
+
+    def _score(self, items: Iterable[Decoded]) -> Iterator[Prediction]:
+        """Predictions of decoded inputs, in order: windows batched across inputs, batch_windows at a time."""
+        waiting: deque[_Pending] = deque()
+        batch: list[tuple[_Pending, np.ndarray]] = []
+        size = 0
+        for raw in items:
+            pending = _Pending(self._too_short(raw))
+            waiting.append(pending)
+            if pending.item.error is None:
+                mel = pending.item.mel
+                starts = window_starts(mel.shape[0], self.bundle.patch_frames, self.bundle.hop_frames)
+                pending.remaining = pending.n_windows = len(starts)
+                pending.total = np.zeros(len(self.genres))
+                for first in range(0, len(starts), self.batch_windows):
+                    piece = window_batch(mel, starts[first: first + self.batch_windows], self.bundle.patch_frames)
+                    batch.append((pending, piece))
+                    size += len(piece)
+                    if size >= self.batch_windows:
+                        self._run(batch)
+                        batch, size = [], 0
+            yield from self._finished(waiting)
+        if batch:
+            self._run(batch)
+        yield from self._finished(waiting)
+
+    def _run(self, batch: list[tuple[_Pending, np.ndarray]]) -> None:
+        """Score one batch of windows and add each window's probabilities to its track's sum."""
+        probs = self._window_probs(np.concatenate([windows for _, windows in batch]))
+        offset = 0
+        for pending, windows in batch:
+            pending.total += probs[offset: offset + len(windows)].sum(axis=0, dtype=np.float64)
+            pending.remaining -= len(windows)
+            offset += len(windows)
+
+    def _finished(self, waiting: deque[_Pending]) -> Iterator[Prediction]:
+        """Pop and yield the leading tracks whose windows are all scored."""
+        while waiting and waiting[0].remaining == 0:
+            pending = waiting.popleft()
+            item = pending.item
+            if item.error is not None:
+                yield Prediction(item.source, self.genres, None, 0, item.duration, item.error)
+                continue
+            probabilities = pending.total / pending.n_windows
+            yield Prediction(item.source, self.genres, probabilities / probabilities.sum(), pending.n_windows,
+                             item.duration)

@@ -1,0 +1,269 @@
+"""Prediction: bundles (round trip, refusal of bad ones), the GenreClassifier on any input, `agf predict`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from audio_cases import make_random_bytes, make_truncated_mp3, music_like
+
+from agf.audio import write_audio
+from agf.cli import main
+from agf.errors import ModelFileError, PredictError
+from agf.predict import GenreClassifier, load_bundle, save_bundle, untrained_bundle
+from agf.predict.bundle import MANIFEST, MLP_FILE
+from agf.predict.classifier import Decoded
+from agf.predict.inputs import expand_inputs
+
+GENRES = ("Rock", "Jazz", "Pop", "Folk")
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_bundle(untrained_bundle(GENRES, seed=3), tmp_path_factory.mktemp("bundle") / "model")
+
+
+@pytest.fixture(scope="module")
+def classifier(bundle_dir: Path) -> GenreClassifier:
+    return GenreClassifier.load(bundle_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Seeded audio files: 30 s stereo MP3s, 8 kHz mono, 48 kHz stereo, 1 s, 0.5 s, a corrupt file."""
+    root = tmp_path_factory.mktemp("clips")
+    files = {
+        "a": (music_like(30, 44100, seed=1, channels=2), 44100, "a.mp3"),
+        "b": (music_like(30, 44100, seed=2, channels=2), 44100, "b.mp3"),
+        "mono8k": (music_like(6, 8000, seed=3), 8000, "mono8k.wav"),
+        "stereo48k": (music_like(6, 48000, seed=4, channels=2), 48000, "stereo48k.flac"),
+        "one_second": (music_like(1.0, 22050, seed=5), 22050, "one_second.wav"),
+        "half_second": (music_like(0.5, 22050, seed=6), 22050, "half_second.wav"),
+    }
+    paths = {}
+    for key, (samples, sr, name) in files.items():
+        write_audio(root / name, samples, sr)
+        paths[key] = root / name
+    paths["corrupt"] = make_random_bytes(root / "corrupt.mp3")
+    return paths
+
+
+# -- bundles ------------------------------------------------------------------------------------------------
+
+
+def test_bundle_round_trip_gives_identical_predictions(bundle_dir: Path, classifier: GenreClassifier) -> None:
+    original = GenreClassifier(untrained_bundle(GENRES, seed=3), device="cpu")
+    mel = np.random.default_rng(0).normal(-30, 15, size=(300, 128)).astype(np.float16)
+    assert np.array_equal(original.window_probabilities(mel), classifier.window_probabilities(mel))
+    manifest = json.loads((bundle_dir / MANIFEST).read_text())
+    assert manifest["genres"] == list(GENRES)
+    assert manifest["preprocessing"]["patch_frames"] == 43 and manifest["preprocessing"]["features"]["n_mels"] == 128
+    assert len(manifest["nets"][0]["band_mean"]) == 128 and len(manifest["nets"][0]["sha256"]) == 64
+    assert all(p.stat().st_mode & 0o044 == 0o044 for p in bundle_dir.iterdir())  # readable by others
+
+
+def _copy(bundle_dir: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in bundle_dir.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    return copy
+
+
+def _edit_manifest(bundle: Path, edit) -> None:
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    edit(manifest)
+    (bundle / MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_truncated_weights_are_refused(bundle_dir: Path, tmp_path: Path) -> None:
+    bundle = _copy(bundle_dir, tmp_path)
+    weights = bundle / "net-0.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ModelFileError, match="truncated"):
+        load_bundle(bundle)
+
+
+def test_wrong_format_version_is_refused(bundle_dir: Path, tmp_path: Path) -> None:
+    bundle = _copy(bundle_dir, tmp_path)
+    _edit_manifest(bundle, lambda m: m.update(format="agf-bundle/99"))
+    with pytest.raises(ModelFileError, match="agf-bundle/99.*agf export"):
+        load_bundle(bundle)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m["nets"][0]["band_mean"].__setitem__(5, 0.0), "band statistics"),
+        (lambda m: m["genres"].pop(), "MLP's shape or genres"),
+        (lambda m: m["nets"][0]["architecture"].__setitem__("width", 2.0), "architecture does not match"),
+        (lambda m: m.pop("preprocessing"), "invalid manifest"),
+        (lambda m: m["nets"][0].update(file="../mlp.safetensors"), "missing from the bundle"),
+    ],
+)
+def test_a_manifest_that_no_longer_matches_the_weights_is_refused(
+    bundle_dir: Path, tmp_path: Path, edit, message: str
+) -> None:
+    bundle = _copy(bundle_dir, tmp_path)
+    _edit_manifest(bundle, edit)
+    with pytest.raises(ModelFileError, match=message):
+        load_bundle(bundle)
+
+
+class _Payload:
+    """Unpickling this would create a file: proof that a bundle was unpickled."""
+
+    marker: Path
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_pickle_is_never_unpickled(bundle_dir: Path, tmp_path: Path) -> None:
+    payload = _Payload()
+    payload.marker = tmp_path / "code-ran"
+    disguised = tmp_path / "model.pt"
+    torch.save({"weights": payload}, disguised)
+    with pytest.raises(ModelFileError, match="never unpickles"):
+        GenreClassifier.load(disguised)
+    bundle = _copy(bundle_dir, tmp_path)
+    (bundle / MLP_FILE).write_bytes(pickle.dumps(payload))  # with a manifest that vouches for it
+    size, digest = (bundle / MLP_FILE).stat().st_size, __import__("hashlib").sha256((bundle / MLP_FILE).read_bytes())
+    _edit_manifest(bundle, lambda m: m["mlp"].update(bytes=size, sha256=digest.hexdigest()))
+    with pytest.raises(ModelFileError, match="not a readable safetensors"):
+        load_bundle(bundle)
+    assert not payload.marker.exists()
+
+
+def test_a_missing_or_empty_bundle_says_what_it_is(tmp_path: Path) -> None:
+    with pytest.raises(ModelFileError, match="no such bundle"):
+        load_bundle(tmp_path / "nothing")
+    with pytest.raises(ModelFileError, match="no manifest.json"):
+        load_bundle(tmp_path)
+
+
+# -- the classifier -------------------------------------------------------------------------------------------
+
+
+def test_every_window_contributes(classifier: GenreClassifier) -> None:
+    """Silence with the music in one window only, at the end: the track's prediction must see it (the challenge
+    submission scored one repeated window)."""
+    silent = np.full((410, 128), -80.0, dtype=np.float16)
+    signal = silent.copy()
+    signal[-43:] = np.random.default_rng(1).normal(-20, 10, size=(43, 128))
+    windows = classifier.window_probabilities(signal)
+    assert len(windows) == 19  # every 21 frames while a window fits, plus one flush with the end
+    assert not np.allclose(windows[0], windows[-1])
+    track = next(classifier._score([Decoded("x", signal, 9.0)]))
+    assert np.allclose(track.probabilities, windows.mean(axis=0), atol=1e-6)
+    assert track.n_windows == 19
+    quiet = next(classifier._score([Decoded("y", silent, 9.0)]))
+    assert not np.allclose(track.probabilities, quiet.probabilities, atol=1e-4)
+
+
+def test_a_long_file_is_scored_a_batch_at_a_time(tmp_path: Path) -> None:
+    """A 10-minute file: every window counts, no forward pass holds more than batch_windows windows."""
+    path = tmp_path / "long.wav"
+    write_audio(path, np.tile(music_like(10, 22050, seed=9), 60), 22050)
+    small = GenreClassifier(untrained_bundle(GENRES, n_nets=1), device="cpu", batch_windows=256)
+    seen: list[int] = []
+    real = small._window_probs
+    small._window_probs = lambda windows: (seen.append(len(windows)), real(windows))[1]
+    prediction = next(small.predict_many([path]))
+    assert prediction.ok and prediction.n_windows == sum(seen) and max(seen) <= 256
+    assert prediction.n_windows > 1200 and prediction.duration == pytest.approx(600, abs=0.01)
+
+
+@pytest.mark.parametrize("key", ["a", "mono8k", "stereo48k", "one_second"])
+def test_any_rate_layout_and_length_gives_probabilities(classifier: GenreClassifier, clips: dict, key: str) -> None:
+    probabilities = classifier.predict(clips[key])
+    assert list(probabilities) == list(GENRES)
+    assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-9)
+    assert all(0 < p < 1 for p in probabilities.values())
+
+
+def test_audio_shorter_than_one_window_is_a_clear_error(classifier: GenreClassifier, clips: dict) -> None:
+    with pytest.raises(PredictError, match=r"0\.50 s of audio is shorter than the model's 1\.00-s window"):
+        classifier.predict(clips["half_second"])
+
+
+def test_a_waveform_matches_its_file(classifier: GenreClassifier, clips: dict) -> None:
+    import soundfile
+
+    samples, sr = soundfile.read(clips["stereo48k"], dtype="float32", always_2d=True)
+    from_waveform = classifier.predict(samples.T, sr=sr)
+    from_file = classifier.predict(clips["stereo48k"])
+    assert from_waveform == pytest.approx(from_file, abs=0.02)  # two resamplers (soxr vs FFmpeg's)
+    with pytest.raises(PredictError, match="sample rate"):
+        classifier.predict(samples.T)
+    with pytest.raises(PredictError, match=r"\(channels, n\)"):
+        classifier.predict(samples, sr=sr)
+
+
+def test_max_duration_classifies_the_beginning(classifier: GenreClassifier, clips: dict) -> None:
+    whole = next(classifier.predict_many([clips["a"]]))
+    first = next(classifier.predict_many([clips["a"]], max_duration=5.0))
+    assert first.duration == pytest.approx(5.0, abs=0.01) and first.n_windows < whole.n_windows
+
+
+def test_decoding_in_worker_processes_gives_the_same_predictions(classifier: GenreClassifier, clips: dict) -> None:
+    paths = [clips["a"], clips["corrupt"], clips["b"], clips["mono8k"]]
+    here = list(classifier.predict_many(paths, workers=0))
+    workers = list(classifier.predict_many(paths, workers=2))
+    assert [p.source for p in workers] == [str(p) for p in paths]
+    assert [p.ok for p in workers] == [True, False, True, True]
+    for a, b in zip(here, workers):
+        assert a.error == b.error
+        if a.ok:
+            assert np.array_equal(a.probabilities, b.probabilities)
+
+
+# -- inputs and `agf predict` ----------------------------------------------------------------------------------
+
+
+def test_inputs_expand_directories_globs_and_stdin(tmp_path: Path) -> None:
+    for name in ("x/1.mp3", "x/deep/2.FLAC", "x/notes.txt", "y.wav"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "empty").mkdir()
+    found = expand_inputs([str(tmp_path / "x"), str(tmp_path / "*.wav"), "-", str(tmp_path / "empty")],
+                          stdin_lines=[f"{tmp_path / 'y.wav'}\n", "\n", "missing.mp3\n"])
+    assert found == [str(tmp_path / "x/1.mp3"), str(tmp_path / "x/deep/2.FLAC"), str(tmp_path / "y.wav"),
+                     "missing.mp3", str(tmp_path / "empty")]
+
+
+def test_cli_csv_is_the_challenge_format_and_bad_files_do_not_stop_the_batch(
+    bundle_dir: Path, clips: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    folder = clips["a"].parent
+    out = tmp_path / "submission.csv"
+    assert main(["predict", str(bundle_dir), str(folder), "-o", str(out), "-q", "-j", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "corrupt.mp3" in err and "half_second.wav" in err and "classified 5 file(s), 2 failed" in err
+    with open(out, newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["file_id", *GENRES]
+    assert sorted(r[0] for r in rows[1:]) == ["a", "b", "mono8k", "one_second", "stereo48k"]
+    for row in rows[1:]:
+        assert sum(float(v) for v in row[1:]) == pytest.approx(1.0, abs=1e-6)
+    assert main(["predict", str(bundle_dir), str(folder), "--strict", "-q", "-j", "0", "--format", "jsonl"]) == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {line["file_id"] for line in lines if "error" in line} == {"corrupt", "half_second"}
+    good = next(line for line in lines if line["file_id"] == "a")
+    assert len(good["top"]) == 3 and set(good["probabilities"]) == set(GENRES) and good["windows"] > 50
+
+
+def test_cli_exit_status_is_1_when_nothing_is_classified(
+    bundle_dir: Path, clips: dict, capsys: pytest.CaptureFixture
+) -> None:
+    assert main(["predict", str(bundle_dir), str(clips["corrupt"]), "-q"]) == 1
+    assert "classified 0 file(s), 1 failed" in capsys.readouterr().err
+    truncated = make_truncated_mp3(clips["a"].parent.parent / "truncated.mp3")
+    assert main(["predict", str(bundle_dir), str(truncated), "-q"]) == 0  # what is there is classified
+    assert main(["predict", str(clips["a"].parent / "nothing"), str(truncated), "-q"]) == 1
+    assert "agf predict: error:" in capsys.readouterr().err
