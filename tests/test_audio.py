@@ -38,7 +38,7 @@ def tone_peak(samples: np.ndarray, sample_rate: int) -> tuple[float, float]:
 def simulate_pyav_failure(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the PyAV decoder fail as it does on a file FFmpeg cannot read."""
 
-    def fail(path: Path, sample_rate: int) -> tuple[np.ndarray, AudioInfo]:
+    def fail(path: Path, sample_rate: int, max_duration: float | None) -> tuple[np.ndarray, AudioInfo]:
         raise ValueError("simulated FFmpeg failure")
 
     monkeypatch.setattr(audio, "_decode_pyav", fail)
@@ -160,3 +160,18 @@ def test_decode_error_never_says_an_existing_file_does_not_exist(tmp_path: Path)
     with pytest.raises(AudioDecodeError) as caught:
         decode(make_random_bytes(tmp_path / "noise.mp3"))
     assert "does not exist" not in caught.value.reason and "not a format libsndfile can read" in caught.value.reason
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "flac"])
+def test_max_duration_decodes_the_beginning_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
+    path = write_case(tmp_path, fmt, 44100, 2, seconds=6.0)
+    whole, _ = decode(path, 22050)
+    first, info = decode(path, 22050, max_duration=2.5)
+    assert first.size == round(2.5 * 22050) and info.duration == pytest.approx(2.5, abs=0.05)
+    assert np.allclose(first[:22050], whole[:22050], atol=1e-4)
+    if fmt == "flac":  # the soundfile fallback cuts the same way
+        simulate_pyav_failure(monkeypatch)
+        fallback, info = decode(path, 22050, max_duration=2.5)
+        assert fallback.size == round(2.5 * 22050) and info.decoder == "soundfile"
+    with pytest.raises(ValueError, match="max_duration"):
+        decode(path, 22050, max_duration=0)
