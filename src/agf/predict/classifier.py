@@ -32,6 +32,9 @@ from agf.transfer import window_batch, window_starts
 WAVEFORM = "<waveform>"
 # At most this many decoding processes by default (beyond it, one GPU is rarely waiting for audio).
 MAX_DECODE_WORKERS = 8
+# Files decoded ahead of the nets: enough to keep the decoders busy while the nets score a batch (a 512-window
+# batch is about 8 clips of 30 s), few enough to bound memory (a 10-minute file's log-mel is 6.6 MB).
+DECODE_AHEAD = 32
 
 
 @dataclass(frozen=True)
@@ -183,7 +186,7 @@ class GenreClassifier:
         nets compute; they are started with 'spawn', so a script using them needs `if __name__ == "__main__":`.
         """
         jobs = (DecodeJob(str(p), self.bundle.features, max_duration) for p in paths)
-        decoded = map_ordered(decode_file, jobs, workers)
+        decoded = map_ordered(decode_file, jobs, workers, in_flight=DECODE_AHEAD)
         with tqdm(total=total, unit="file", desc="predict", disable=not progress, dynamic_ncols=True) as bar:
             for prediction in self._score(decoded):
                 bar.update(1)
