@@ -26,9 +26,8 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
 import torch  # noqa: E402
-from bench_prepare import SR, music_clip  # noqa: E402
+from bench_prepare import write_clips  # noqa: E402
 
-from agf.audio import write_audio  # noqa: E402
 from agf.cli import main as agf_main  # noqa: E402
 from agf.parallel import available_cores, map_ordered  # noqa: E402
 from agf.predict import GenreClassifier, save_bundle, untrained_bundle  # noqa: E402
@@ -55,14 +54,7 @@ def main() -> None:
         root = Path(tmp)
         audio = root / "audio"
         audio.mkdir()
-        base = [root / f"src{i}.mp3" for i in range(8)]
-        for i, path in enumerate(base):
-            write_audio(path, music_clip(args.seconds, i), SR, bitrate=320000)
-        paths = []
-        for i in range(args.files):  # copies of 8 encodes: distinct files, same decode cost
-            target = audio / f"{i:06d}.mp3"
-            target.write_bytes(base[i % len(base)].read_bytes())
-            paths.append(str(target))
+        paths = write_clips(audio, args.files, args.seconds)
         bundle = save_bundle(untrained_bundle(GENRES, n_nets=args.nets), root / "model")
         classifier = GenreClassifier.load(bundle, device=args.device)
         print(f"{args.files} clips of {args.seconds:g} s, {args.nets} nets, device {args.device}, "

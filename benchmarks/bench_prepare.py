@@ -51,6 +51,21 @@ def music_clip(seconds: float, seed: int) -> np.ndarray:
     return np.stack([left, right]).astype(np.float32)
 
 
+def write_clips(folder: Path, n: int, seconds: float) -> list[str]:
+    """n MP3s in folder (000000.mp3, ...): copies of 8 encodes, distinct files with the same decode cost."""
+    base = [folder / f"src{i}.mp3" for i in range(8)]
+    for i, path in enumerate(base):
+        write_audio(path, music_clip(seconds, i), SR, bitrate=320000)
+    paths = []
+    for i in range(n):
+        target = folder / f"{i:06d}.mp3"
+        target.write_bytes(base[i % len(base)].read_bytes())
+        paths.append(str(target))
+    for path in base:
+        path.unlink()
+    return paths
+
+
 def _decode_seconds(path: str) -> float:
     samples, _ = decode(path, 22050)
     return samples.size / 22050
@@ -69,14 +84,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        base = [root / f"src{i}.mp3" for i in range(8)]
-        for i, path in enumerate(base):
-            write_audio(path, music_clip(args.seconds, i), SR, bitrate=320000)
-        paths = []
-        for i in range(args.files):  # copies of 8 encodes: distinct files, same decode cost
-            target = root / f"{i:06d}.mp3"
-            target.write_bytes(base[i % len(base)].read_bytes())
-            paths.append(str(target))
+        paths = write_clips(root, args.files, args.seconds)
         tracks = pd.DataFrame({"track_id": [f"{i:06d}" for i in range(args.files)], "audio_path": paths})
         total_audio = args.files * args.seconds
         config = FeatureConfig()
