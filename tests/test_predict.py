@@ -140,6 +140,22 @@ def test_a_pickle_is_never_unpickled(bundle_dir: Path, tmp_path: Path) -> None:
     assert not payload.marker.exists()
 
 
+def test_export_replaces_a_bundle_but_never_other_files(tmp_path: Path) -> None:
+    bundle = untrained_bundle(GENRES, n_nets=1)
+    target = save_bundle(bundle, tmp_path / "model")
+    save_bundle(bundle, target)  # an older bundle is replaced
+    precious = tmp_path / "documents"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    with pytest.raises(ModelFileError, match="not an agf bundle"):
+        save_bundle(bundle, precious)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ModelFileError, match="is a file"):
+        save_bundle(bundle, tmp_path / "notes.txt")
+    assert (precious / "thesis.tex").read_text() == "years of work"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["documents", "model", "notes.txt"]  # no leftovers
+
+
 def test_a_missing_or_empty_bundle_says_what_it_is(tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match="no such bundle"):
         load_bundle(tmp_path / "nothing")

@@ -132,9 +132,22 @@ def _state(module: nn.Module) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().cpu().contiguous() for name, tensor in module.state_dict().items()}
 
 
+def _check_replaceable(out: Path) -> None:
+    """ModelFileError unless `out` is free, an empty directory or a bundle: export never deletes anything else."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ModelFileError(f"{out}: is a file; choose another bundle path")
+    if any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise ModelFileError(f"{out}: a folder that is not an agf bundle; export into a new or empty folder "
+                             "(an existing bundle is replaced)")
+
+
 def save_bundle(bundle: Bundle, out: str | Path) -> Path:
-    """Write the bundle directory `out` atomically: built beside it, then renamed over it."""
+    """Write the bundle directory `out` atomically: built beside it, then renamed over it (replacing an older
+    bundle there; any other existing file or folder is refused, never deleted)."""
     out = Path(out)
+    _check_replaceable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
