@@ -128,6 +128,36 @@ class DatasetConfig(Section):
 
 
 @dataclass(frozen=True)
+class NoiseConfig(Section):
+    """Label noise injected into any dataset's track table (agf.datasets.noise): album-level genre flips."""
+
+    NAME: ClassVar[str] = "noise"
+    RANGES: ClassVar[dict[str, Range]] = {"rate": FRACTION, "subgenre_rate": FRACTION}
+
+    # Share of albums whose genre label is replaced (0: no noise injected).
+    rate: float = 0.0
+    # symmetric: any other genre; structured: a genre declared confusable with it in `confusable`.
+    kind: Literal["symmetric", "structured"] = "symmetric"
+    # Confusable genre pairs for structured noise, as "Rock/Pop".
+    confusable: tuple[str, ...] = ()
+    # Share of albums whose sub-genre labels are replaced, independently of the genre flips.
+    subgenre_rate: float = 0.0
+    seed: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.rate > 0 or self.subgenre_rate > 0
+
+    def other_problems(self) -> list[str]:
+        found = [f"noise.confusable {pair!r}: write a pair of two different genres as 'A/B'"
+                 for pair in self.confusable
+                 if pair.count("/") != 1 or len({p.strip() for p in pair.split("/")} - {""}) != 2]
+        if self.kind == "structured" and self.rate > 0 and not self.confusable:
+            found.append("noise.kind = 'structured' needs noise.confusable pairs such as ['Rock/Pop']")
+        return found
+
+
+@dataclass(frozen=True)
 class SynthConfig:
     """The synthetic demo corpus (agf synth): a seeded generative model of a music collection."""
 
@@ -310,6 +340,7 @@ class Config:
     """The whole pipeline's settings."""
 
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     factors: FactorConfig = field(default_factory=FactorConfig)

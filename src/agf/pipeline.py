@@ -19,6 +19,7 @@ from agf import __version__
 from agf.config import Config, config_to_dict
 from agf.datasets import LoadedDataset, load_dataset
 from agf.datasets.fma import KNOWN_BAD_IDS
+from agf.datasets.noise import inject_label_noise
 from agf.datasets.table import tracks_fingerprint
 from agf.device import resolve_device
 from agf.errors import AgfError, PipelineError
@@ -54,13 +55,16 @@ Log = Callable[[str], None]
 
 
 def stage_tracks(config: Config, workdir: WorkDir, progress: bool = True) -> LoadedDataset:
-    """Load (and for 'synth', first render) the dataset; save the track table."""
+    """Load (and for 'synth', first render) the dataset, inject the configured label noise; save the track table."""
     synth_dir = None
     if config.dataset.kind == "synth":
         from agf.datasets.synth import synthesize_corpus
 
         synth_dir = synthesize_corpus(workdir.corpus, config.synth, workers=config.run.workers, progress=progress)
     loaded = load_dataset(config.dataset, synth_dir=synth_dir)
+    if config.noise.active:
+        noisy, summary = inject_label_noise(loaded.tracks, config.noise)
+        loaded = replace(loaded, tracks=noisy, warnings=[*loaded.warnings, summary.format()])
     write_parquet_atomic(workdir.tracks, loaded.tracks)
     write_parquet_atomic(workdir.missing, loaded.missing)
     return loaded

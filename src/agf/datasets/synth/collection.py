@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agf.config import SynthConfig
+from agf.datasets.noise import exact_share
 from agf.datasets.synth.style import (
     ARCHETYPES,
     ARTIST_SPREAD,
@@ -220,29 +221,13 @@ def build_collection(config: SynthConfig) -> Collection:
     return Collection(tuple(genres), tuple(artists), tuple(albums), tuple(tracks))
 
 
-def _noisy_albums(album_splits: list[str], share: float, rng: np.random.Generator) -> set[int]:
-    """Exactly round(share x albums) mislabelled album indices, spread over the splits in proportion
-    (largest remainder), so every split, the small test split too, carries its share of label noise."""
-    total = _round(share * len(album_splits))
-    members = {split: [i for i, s in enumerate(album_splits) if s == split] for split in dict.fromkeys(album_splits)}
-    quotas = {split: total * len(indices) / len(album_splits) for split, indices in members.items()}
-    counts = {split: int(quota) for split, quota in quotas.items()}
-    by_remainder = sorted(members, key=lambda split: quotas[split] - counts[split], reverse=True)
-    for split in by_remainder[: total - sum(counts.values())]:
-        counts[split] += 1
-    noisy: set[int] = set()
-    for split, indices in members.items():
-        noisy |= set(rng.choice(indices, size=counts[split], replace=False).tolist())
-    return noisy
-
-
 def _albums(config: SynthConfig, artists: list[Artist], subgenres: dict[int, list[Genre]],
             style_rng: np.random.Generator, name_rng: np.random.Generator) -> list[Album]:
     """Albums of every artist, labelled with the artist's sub-genre except for an exact share of wrong labels."""
     n_albums = len(artists) * config.albums_per_artist
     label_rng = _stream(config, LABEL_STREAM)
-    noisy = _noisy_albums([artists[i // config.albums_per_artist].split for i in range(n_albums)],
-                          config.label_noise, label_rng)
+    noisy = exact_share([artists[i // config.albums_per_artist].split for i in range(n_albums)],
+                        config.label_noise, label_rng)
     albums = []
     for index in range(n_albums):
         artist = artists[index // config.albums_per_artist]

@@ -1,0 +1,119 @@
+"""Label noise injection: exact rates, album-level flips, structured flips only within confusable pairs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agf.config import NoiseConfig
+from agf.datasets.noise import inject_label_noise, round_half_up
+from agf.errors import ConfigError, DatasetError
+
+GENRES = ("Rock", "Pop", "Jazz", "Folk", "Metal")
+
+
+def collection(n_albums: int = 60, tracks_per_album: int = 3, seed: int = 0) -> pd.DataFrame:
+    """A track table of n_albums albums (one artist each), genres cycling, splits 70/15/15 by album."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for album in range(n_albums):
+        subgenre = f"{GENRES[album % len(GENRES)]} {int(rng.integers(2))}"
+        split = "train" if album % 20 < 14 else ("val" if album % 20 < 17 else "test")
+        for track in range(tracks_per_album):
+            rows.append({"track_id": f"{album}-{track}", "audio_path": "", "artist_id": f"a{album}",
+                         "album_id": f"al{album}", "genre": GENRES[album % len(GENRES)],
+                         "subgenres": [subgenre], "split": split})
+    return pd.DataFrame(rows)
+
+
+def flipped_albums(noisy: pd.DataFrame) -> pd.Series:
+    per_album = noisy.groupby("album_id")["genre_flipped"].agg(["all", "any"])
+    assert (per_album["all"] == per_album["any"]).all(), "an album's tracks flip together"
+    return per_album["all"]
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.1, 0.2, 0.3, 0.4])
+def test_symmetric_noise_flips_exactly_the_rate_of_albums(rate: float) -> None:
+    tracks = collection()
+    noisy, summary = inject_label_noise(tracks, NoiseConfig(rate=rate, seed=3))
+    flips = flipped_albums(noisy)
+    assert flips.sum() == summary.flipped == round_half_up(rate * 60)
+    assert (noisy["true_genre"] == tracks["genre"]).all() and (noisy["clean_genre"] == tracks["genre"]).all()
+    assert (noisy["genre"] != noisy["clean_genre"]).sum() == 3 * summary.flipped  # a flip always changes the genre
+    per_split = noisy[noisy["genre_flipped"]].groupby("split")["album_id"].nunique()
+    for split, albums in summary.albums_per_split.items():  # each split carries its share (largest remainder)
+        assert abs(per_split.get(split, 0) - rate * albums) < 1 + 1e-9
+    assert summary.flipped_per_split == {s: int(n) for s, n in per_split.items()}
+
+
+def test_structured_noise_flips_only_within_confusable_pairs() -> None:
+    tracks = collection(100)
+    config = NoiseConfig(rate=0.3, kind="structured", confusable=("Rock/Pop", "Jazz/Folk"), seed=1)
+    noisy, summary = inject_label_noise(tracks, config)
+    assert summary.flipped == 30
+    moves = set(zip(noisy.loc[noisy["genre_flipped"], "clean_genre"], noisy.loc[noisy["genre_flipped"], "genre"]))
+    assert moves <= {("Rock", "Pop"), ("Pop", "Rock"), ("Jazz", "Folk"), ("Folk", "Jazz")}
+    assert not noisy.loc[noisy["clean_genre"] == "Metal", "genre_flipped"].any()
+    with pytest.raises(DatasetError, match="60 albums should flip but only 40 can"):
+        inject_label_noise(tracks, NoiseConfig(rate=0.6, kind="structured", confusable=("Rock/Pop",)))
+    with pytest.raises(DatasetError, match="no genre 'Disco'"):
+        inject_label_noise(tracks, NoiseConfig(rate=0.1, kind="structured", confusable=("Rock/Disco",)))
+
+
+def test_subgenre_noise_is_independent_of_the_genre() -> None:
+    tracks = collection()
+    noisy, summary = inject_label_noise(tracks, NoiseConfig(subgenre_rate=0.25, seed=2))
+    assert (noisy["genre"] == tracks["genre"]).all() and not noisy["genre_flipped"].any()
+    assert summary.subgenre_flipped == 15
+    changed = noisy[noisy["subgenres_flipped"]]
+    assert changed["album_id"].nunique() == 15
+    assert all(new != old for new, old in zip(changed["subgenres"], tracks.loc[changed.index, "subgenres"]))
+    unchanged = noisy[~noisy["subgenres_flipped"]]
+    assert list(unchanged["subgenres"]) == list(tracks.loc[unchanged.index, "subgenres"])
+
+
+def test_noise_is_seeded_and_the_streams_are_independent() -> None:
+    tracks = collection()
+    a, _ = inject_label_noise(tracks, NoiseConfig(rate=0.2, seed=5))
+    b, _ = inject_label_noise(tracks, NoiseConfig(rate=0.2, subgenre_rate=0.3, seed=5))
+    assert list(a["genre"]) == list(b["genre"])  # adding sub-genre noise does not move the genre flips
+    c, _ = inject_label_noise(tracks, NoiseConfig(rate=0.2, seed=6))
+    assert list(a["genre"]) != list(c["genre"])
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_albums=st.integers(3, 80), rate=st.floats(0, 1), seed=st.integers(0, 1000))
+def test_any_rate_gives_the_exact_count(n_albums: int, rate: float, seed: int) -> None:
+    noisy, summary = inject_label_noise(collection(n_albums, 1, seed), NoiseConfig(rate=rate, seed=seed))
+    assert summary.flipped == round_half_up(rate * n_albums) == int(noisy["genre_flipped"].sum())
+
+
+def test_noise_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="noise.rate = 1.5"):
+        NoiseConfig(rate=1.5)
+    with pytest.raises(ConfigError, match="'Rock-Pop'"):
+        NoiseConfig(confusable=("Rock-Pop",))
+    with pytest.raises(ConfigError, match="needs noise.confusable"):
+        NoiseConfig(rate=0.2, kind="structured")
+
+
+def test_a_run_injects_the_configured_noise_into_its_track_table(tmp_path) -> None:
+    from agf.config import load_config
+    from agf.pipeline import stage_tracks
+    from agf.workdir import WorkDir
+
+    rows = collection(40, 1)
+    for path in rows["track_id"]:
+        (tmp_path / f"{path}.wav").write_bytes(b"RIFF")
+    manifest = rows.assign(path=[f"{t}.wav" for t in rows["track_id"]], artist=rows["artist_id"],
+                           album=rows["album_id"], subgenres=[s[0] for s in rows["subgenres"]])
+    manifest[["path", "artist", "album", "genre", "subgenres", "split"]].to_csv(tmp_path / "m.csv", index=False)
+    (tmp_path / "c.toml").write_text(f'[dataset]\nkind = "manifest"\nmanifest = "{tmp_path / "m.csv"}"\n'
+                                     '[noise]\nrate = 0.25\nkind = "structured"\nconfusable = ["Rock/Pop"]\n')
+    loaded = stage_tracks(load_config(tmp_path / "c.toml"), WorkDir(tmp_path / "work"), progress=False)
+    saved = pd.read_parquet(tmp_path / "work" / "tracks.parquet")
+    assert saved["genre_flipped"].sum() == 10 and (saved["true_genre"] == saved["clean_genre"]).all()
+    assert any("label noise: 10 of 40 albums relabelled" in w for w in loaded.warnings)
