@@ -152,6 +152,30 @@ def test_each_task_groups_carry_genre_information_beyond_shuffled_genres(built) 
         assert 1 / CONFIG.n_topics < summary["mean_max_topic"] <= 1.0
 
 
+def test_the_shuffled_control_breaks_the_artist_group_association(built, tmp_path: Path) -> None:
+    """Same groups, permuted across artists: the groups' genre information (NMI of the dominant group with the
+    genre) falls to the level of random artist permutations, far below the real groups'."""
+    from sklearn.metrics import normalized_mutual_info_score
+
+    tracks, store, _, results = built
+    config = dataclasses.replace(CONFIG, tasks=("m", "s"), shuffle_artists=True)
+    shuffled = build_factors(tracks, store, config, tmp_path / "shuffled", progress=False)
+    train = tracks[tracks["split"] == "train"]
+
+    def nmi(artist_topics: pd.DataFrame) -> float:
+        groups = artist_topics.loc[train["artist_id"]].to_numpy().argmax(axis=1)
+        return normalized_mutual_info_score(train["genre"], groups)
+
+    for task in ("m", "s"):
+        real, control = results[task].artist_topics, shuffled[task].artist_topics
+        assert sorted(map(tuple, control.to_numpy())) == sorted(map(tuple, real.to_numpy()))  # the same groups
+        assert (control.to_numpy() != real.to_numpy()).any(axis=1).mean() > 0.8
+        rng = np.random.default_rng(0)
+        null = [nmi(real.set_axis(rng.permutation(real.index))) for _ in range(200)]
+        assert nmi(control) <= np.percentile(null, 95) < nmi(real), task
+        assert shuffled[task].summary["shuffled_artists"] and not results[task].summary["shuffled_artists"]
+
+
 def test_same_seed_gives_identical_factors_and_another_seed_differs(built, tmp_path: Path) -> None:
     tracks, store, _, results = built
     again = build_factors(tracks, store, CONFIG, tmp_path / "again", progress=False)

@@ -243,7 +243,10 @@ class FactorConfig(Section):
     # tracks (their labels and audio), so the validation split that selects models has seen the artist groups.
     # The test split is never fitted on.
     leaky: bool = False
-    # Seed of the dictionaries (K-means), the quantile normaliser and LDA.
+    # A control: the artist groups permuted across artists (seeded), so the targets keep their distribution but
+    # carry no artist (or genre) information; does a gain come from the artists or from an extra task?
+    shuffle_artists: bool = False
+    # Seed of the dictionaries (K-means), the quantile normaliser, LDA and the shuffle.
     seed: int = 0
 
     def other_problems(self) -> list[str]:
