@@ -225,3 +225,26 @@ def test_default_collection_counts_and_straddlers() -> None:
     assert all(artist.second_genre_id != artist.genre_id for artist in straddlers)
     titles = [genre.title for genre in collection.genres]
     assert len(set(titles)) == len(titles)
+
+
+def test_hard_profile_options_shape_the_collection() -> None:
+    """Confusable genre pairs, sub-genres borrowing from other genres, Zipf album counts."""
+    base = SynthConfig(n_genres=16, artists_per_genre=12, albums_per_artist=8, seed=4)
+    hard = replace(base, confusable_pairs=4, subgenre_borrow=0.5, albums_zipf=2.0)
+    plain, collection = build_collection(base), build_collection(hard)
+    tops = {g.title: g for g in collection.genres if g.parent == 0}
+    assert len(collection.confusable) == 4 and collection.confusable_pairs[0].count("/") == 1
+    pair_gaps = [np.abs(tops[a].style.units - tops[b].style.units).mean() for a, b in collection.confusable]
+    paired = {t for pair in collection.confusable for t in pair}
+    others = [np.abs(x.style.units - y.style.units).mean() for x in tops.values() for y in tops.values()
+              if x.title < y.title and not {x.title, y.title} & paired]
+    assert max(pair_gaps) < np.percentile(others, 10)  # a pair is closer than almost any two unpaired genres
+    counts = np.bincount([a.artist_id for a in collection.albums])[1:]
+    assert counts.max() == 8 and np.mean(counts == 1) > 0.4 and len(collection.albums) < len(plain.albums)
+    moved = [np.abs(a.style.units - b.style.units).mean()
+             for a, b in zip(plain.genres[16:], collection.genres[16:]) if a.title == b.title]
+    assert plain.confusable == () and sum(m > 0.02 for m in moved) >= 0.2 * len(moved)
+    with pytest.raises(SynthError, match="confusable_pairs"):
+        check_synth_config(replace(base, confusable_pairs=9))
+    with pytest.raises(SynthError, match="albums_zipf"):
+        check_synth_config(replace(base, albums_zipf=0.5))

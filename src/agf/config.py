@@ -172,6 +172,13 @@ class SynthConfig:
     label_noise: float = 0.15
     # Share of artists whose style mixes in a second genre.
     straddle_fraction: float = 0.1
+    # Pairs of genres made confusable: the second genre of a pair is a close variant of the first's prototype.
+    confusable_pairs: int = 0
+    # Share of sub-genres that borrow from another genre (their style moves 30-50 % towards its prototype).
+    subgenre_borrow: float = 0.0
+    # 0: every artist has albums_per_artist albums. > 1: album counts follow a Zipf law with this exponent,
+    # capped at albums_per_artist (most artists 1 album, a few many; FMA's tracks per artist are this skewed).
+    albums_zipf: float = 0.0
     sample_rate: int = 44100
     bitrate: int = 128000
     # Seed of the whole corpus: genres, artists, albums, label noise and audio.

@@ -41,7 +41,9 @@ HELD_OUT = (("validation", 0.1), ("test", 0.1))
 # A straddling artist's style moves this far (uniform range) towards its second genre.
 STRADDLE_WEIGHT = (0.3, 0.5)
 # Independent random streams of one seed.
-STYLE_STREAM, NAME_STREAM, LABEL_STREAM, SPLIT_STREAM = range(1, 5)
+STYLE_STREAM, NAME_STREAM, LABEL_STREAM, SPLIT_STREAM, BORROW_STREAM, ALBUM_COUNT_STREAM = range(1, 7)
+# The second genre of a confusable pair varies the first's prototype this much (a sub-genre varies by 0.08).
+CONFUSABLE_SPREAD, CONFUSABLE_SWITCH = 0.12, 0.3
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,12 @@ class Collection:
     artists: tuple[Artist, ...]
     albums: tuple[Album, ...]
     tracks: tuple[Track, ...]
+    confusable: tuple[tuple[str, str], ...] = ()  # the titles of each confusable genre pair
+
+    @property
+    def confusable_pairs(self) -> list[str]:
+        """The confusable pairs as noise.confusable takes them: 'A/B'."""
+        return [f"{a}/{b}" for a, b in self.confusable]
 
     def genre(self, genre_id: int) -> Genre:
         """The genre node with this id."""
@@ -128,9 +136,13 @@ def check_synth_config(config: SynthConfig) -> None:
             problems.append((name, "at least 1"))
     if not 0.0 < config.clip_seconds <= 30.0:
         problems.append(("clip_seconds", "more than 0 and at most 30"))
-    for name in ("label_noise", "straddle_fraction"):
+    for name in ("label_noise", "straddle_fraction", "subgenre_borrow"):
         if not 0.0 <= getattr(config, name) <= 1.0:
             problems.append((name, "between 0 and 1"))
+    if not 0 <= config.confusable_pairs <= config.n_genres // 2:
+        problems.append(("confusable_pairs", f"between 0 and n_genres // 2 ({config.n_genres // 2})"))
+    if config.albums_zipf != 0 and not config.albums_zipf > 1:
+        problems.append(("albums_zipf", "0 (off) or a Zipf exponent above 1"))
     if problems:
         name, rule = problems[0]
         raise SynthError(f"[synth] {name} must be {rule}; fix it in the config or on the command line")
@@ -152,20 +164,42 @@ def _name(rng: np.random.Generator, words: int) -> str:
     return " ".join(parts)
 
 
-def _genres(config: SynthConfig, rng: np.random.Generator) -> list[Genre]:
-    """Top-level genres (ids 1..n, from archetypes in a seeded order), then their sub-genres."""
+def _genres(config: SynthConfig, rng: np.random.Generator) -> tuple[list[Genre], list[tuple[str, str]]]:
+    """Top-level genres (ids 1..n, from archetypes in a seeded order; the second of each confusable pair a close
+    variant of the first), then their sub-genres (a share borrowing from another genre); the confusable pairs."""
     order = rng.permutation(len(ARCHETYPES))
-    tops, subs = [], []
+    tops, subs, pairs = [], [], []
     for index in range(config.n_genres):
         archetype = ARCHETYPES[order[index % len(ARCHETYPES)]]
         cycle = index // len(ARCHETYPES)
-        top = Genre(index + 1, archetype.name + (f" {cycle + 1}" if cycle else ""), 0, prototype_style(archetype, rng))
+        title = archetype.name + (f" {cycle + 1}" if cycle else "")
+        if index % 2 == 1 and index // 2 < config.confusable_pairs:
+            style = vary_style(tops[index - 1].style, CONFUSABLE_SPREAD, CONFUSABLE_SWITCH, rng)
+            pairs.append((tops[index - 1].title, title))
+        else:
+            style = prototype_style(archetype, rng)
+        top = Genre(index + 1, title, 0, style)
         tops.append(top)
         count = int(rng.integers(config.min_subgenres, config.max_subgenres + 1))
         for prefix in rng.choice(SUBGENRE_PREFIXES, size=count, replace=False):
             style = vary_style(top.style, SUBGENRE_SPREAD, SUBGENRE_SWITCH, rng)
             subs.append((f"{prefix} {top.title}", top.genre_id, style))
-    return tops + [Genre(config.n_genres + i + 1, title, parent, style) for i, (title, parent, style) in enumerate(subs)]
+    borrow_rng = _stream(config, BORROW_STREAM)
+    for number, (title, parent, style) in enumerate(subs):
+        if config.subgenre_borrow and borrow_rng.random() < config.subgenre_borrow:
+            other = tops[int(borrow_rng.choice([g.genre_id for g in tops if g.genre_id != parent])) - 1]
+            subs[number] = (title, parent, blend_styles(style, other.style, float(borrow_rng.uniform(0.3, 0.5)),
+                                                        borrow_rng))
+    genres = tops + [Genre(config.n_genres + i + 1, title, parent, style) for i, (title, parent, style) in enumerate(subs)]
+    return genres, pairs
+
+
+def _album_counts(config: SynthConfig, n_artists: int) -> list[int]:
+    """Albums per artist: albums_per_artist each, or Zipf-distributed counts capped at it."""
+    if not config.albums_zipf:
+        return [config.albums_per_artist] * n_artists
+    draws = _stream(config, ALBUM_COUNT_STREAM).zipf(config.albums_zipf, size=n_artists)
+    return np.minimum(draws, config.albums_per_artist).astype(int).tolist()
 
 
 def _artist_splits(genre_of_artist: list[int], rng: np.random.Generator) -> list[str]:
@@ -195,7 +229,7 @@ def build_collection(config: SynthConfig) -> Collection:
     """Generate the whole collection (no audio) from the config, deterministically."""
     check_synth_config(config)
     style_rng, name_rng = _stream(config, STYLE_STREAM), _stream(config, NAME_STREAM)
-    genres = _genres(config, style_rng)
+    genres, pairs = _genres(config, style_rng)
     tops = genres[: config.n_genres]
     subgenres = {top.genre_id: [g for g in genres if g.parent == top.genre_id] for top in tops}
     n_artists = config.n_genres * config.artists_per_genre
@@ -212,25 +246,24 @@ def build_collection(config: SynthConfig) -> Collection:
             style = blend_styles(style, tops[second - 1].style, float(style_rng.uniform(*STRADDLE_WEIGHT)), style_rng)
         signature = artist_signature(style, style_rng)
         artists.append(Artist(index + 1, _name(name_rng, 2), genre_id, subgenre.genre_id, second, signature, splits[index]))
-    albums = _albums(config, artists, subgenres, style_rng, name_rng)
+    album_artists = [artist for artist, count in zip(artists, _album_counts(config, n_artists)) for _ in range(count)]
+    albums = _albums(config, album_artists, subgenres, style_rng, name_rng)
     track_albums = [album for album in albums for _ in range(config.tracks_per_album)]
     tracks = [
         Track(index + 1, _name(name_rng, int(name_rng.integers(1, 4))), album.album_id, album.artist_id)
         for index, album in enumerate(track_albums)
     ]
-    return Collection(tuple(genres), tuple(artists), tuple(albums), tuple(tracks))
+    return Collection(tuple(genres), tuple(artists), tuple(albums), tuple(tracks), tuple(pairs))
 
 
-def _albums(config: SynthConfig, artists: list[Artist], subgenres: dict[int, list[Genre]],
+def _albums(config: SynthConfig, album_artists: list[Artist], subgenres: dict[int, list[Genre]],
             style_rng: np.random.Generator, name_rng: np.random.Generator) -> list[Album]:
-    """Albums of every artist, labelled with the artist's sub-genre except for an exact share of wrong labels."""
-    n_albums = len(artists) * config.albums_per_artist
+    """One album per entry of album_artists, labelled with the artist's sub-genre except for an exact share
+    of wrong labels."""
     label_rng = _stream(config, LABEL_STREAM)
-    noisy = exact_share([artists[i // config.albums_per_artist].split for i in range(n_albums)],
-                        config.label_noise, label_rng)
+    noisy = exact_share([artist.split for artist in album_artists], config.label_noise, label_rng)
     albums = []
-    for index in range(n_albums):
-        artist = artists[index // config.albums_per_artist]
+    for index, artist in enumerate(album_artists):
         label = artist.subgenre_id
         if index in noisy:
             wrong = int(label_rng.choice([g for g in subgenres if g != artist.genre_id]))
