@@ -333,6 +333,45 @@ class GridConfig(Section):
         return found
 
 
+STUDY_MODELS: tuple[str, ...] = ("genre", "stn", "mtn", "wstn", "stn-shuffled", "mtn-shuffled")
+NOISE_KINDS: tuple[str, ...] = ("symmetric", "structured")
+
+
+@dataclass(frozen=True)
+class StudyConfig(Section):
+    """`agf study`: the label-noise study (agf.study), over corpus seeds x noise kinds x rates x grid.seeds."""
+
+    NAME: ClassVar[str] = "study"
+    RANGES: ClassVar[dict[str, Range]] = {"min_artists": AT_LEAST_1}
+
+    noise_rates: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4)
+    # symmetric: flips to any other genre; structured: flips within the corpus's confusable genre pairs.
+    noise_kinds: tuple[str, ...] = NOISE_KINDS
+    # Sub-genre labels are noised too, at the same rate, independently of the genre flips.
+    subgenre_noise: bool = True
+    # Each corpus seed renders its own corpus (synth.seed) and draws its own split (dataset.seed).
+    corpus_seeds: tuple[int, ...] = (0, 1, 2)
+    # The artist-group tasks of the artist-group models (e.g. ['m']: MFCC groups, which never see a label).
+    artist_tasks: tuple[str, ...] = ("m",)
+    # genre: genre-only STN (the baseline of every comparison); stn / mtn: genre + artist groups; wstn: a genre
+    # STN as large as the MTN; *-shuffled: the same with the artist groups permuted across artists.
+    models: tuple[str, ...] = STUDY_MODELS
+    # Artists each genre must have in the validation and in the test split.
+    min_artists: int = 5
+
+    def other_problems(self) -> list[str]:
+        found = [f"study.noise_rates: {r!r} must be at least 0 and below 1" for r in self.noise_rates
+                 if not 0 <= r < 1]
+        found += _letters("study", "noise_kinds", self.noise_kinds, NOISE_KINDS, empty=False)
+        found += _letters("study", "artist_tasks", self.artist_tasks, FACTOR_TASKS, empty=False)
+        found += _letters("study", "models", self.models, STUDY_MODELS, empty=False)
+        if "genre" not in self.models:
+            found.append("study.models: must include 'genre' (the baseline every model is compared with)")
+        if not self.noise_rates or not self.corpus_seeds:
+            found.append("study.noise_rates and study.corpus_seeds: give at least one value each")
+        return found
+
+
 @dataclass(frozen=True)
 class RunConfig(Section):
     """Resources: where to run and how many processes."""
@@ -357,6 +396,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
     grid: GridConfig = field(default_factory=GridConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
 

@@ -7,6 +7,7 @@ output directory is finished for the same inputs; `agf run` and the single-stage
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -234,12 +235,17 @@ class NetInputs:
 
     prepared: Prepared
     targets: dict[str, pd.DataFrame]
-    key: str  # features, factors and track table: part of every net directory's key
+    task_keys: dict[str, str]  # per task: a hash of the features, the track table and that task's targets
 
     @property
     def task_outputs(self) -> dict[str, int]:
         """Outputs of each available task."""
         return {task: targets.shape[1] for task, targets in self.targets.items()}
+
+    def key(self, tasks: Sequence[str]) -> str:
+        """The inputs part of a net directory's key: only the tasks the net learns count, so a genre net is
+        shared by runs whose artist groups differ (other factor settings, the shuffled control)."""
+        return stable_key([self.task_keys[task] for task in sorted(tasks)])
 
 
 def net_inputs(config: Config, prepared: Prepared, factors: Factors) -> NetInputs:
@@ -249,8 +255,10 @@ def net_inputs(config: Config, prepared: Prepared, factors: Factors) -> NetInput
     for task in factors.results:
         if task not in factors.unavailable:
             targets[task] = task_targets(tracks, task, load_track_targets(factors.directory, task))
-    key = stable_key(features_key(config.features), factors.key, tracks_fingerprint(tracks))
-    return NetInputs(prepared, targets, key)
+    base = stable_key(features_key(config.features), tracks_fingerprint(tracks))
+    task_keys = {task: stable_key(base, task, hashlib.sha256(pd.util.hash_pandas_object(frame).to_numpy()).hexdigest())
+                 for task, frame in targets.items()}
+    return NetInputs(prepared, targets, task_keys)
 
 
 def stage_net(
@@ -259,7 +267,7 @@ def stage_net(
 ) -> Path:
     """Train one net (or reuse it when finished); return its directory."""
     train = net_train_config(spec, config.train)
-    out_dir = net_dir(inputs.prepared.workdir.nets, spec, train, seed, inputs.key)
+    out_dir = net_dir(inputs.prepared.workdir.nets, spec, train, seed, inputs.key(spec.tasks))
     what = f"net {spec.name} seed {seed}"
     if must_be_done:
         require_done(out_dir, what)

@@ -1,0 +1,343 @@
+"""`agf study`: does learning from artist groups make genre learning robust to label noise? (issue: the paper's claim)
+
+For every corpus seed (its own synthetic corpus and artist-disjoint split) and every noise cell (kind x rate;
+rate 0 is one clean cell shared by both kinds), the same models are trained and scored against the TRUE
+genres: genre-only STN (the baseline), genre + artist-group STN and MTN, the same with the artist groups
+shuffled across artists (the control: artist information, or just an extra task?), and the parameter-matched
+wSTN, all with the config's epochs, over grid.seeds. Each model's gain over genre-only is paired by corpus,
+split, noise cell and run seed; agf.statistics gives its mean, 95 % CI, permutation and Wilcoxon tests with
+Holm's correction, and the slope of the gain on the noise rate.
+
+Work directory (run.workdir):
+    corpus<seed>/          one pipeline work directory per corpus seed (corpus, feature store, nets, ...),
+                           shared by its noise cells: the audio and features are computed once
+    study/cells/*.csv      one finished cell's results each, written last: a killed study resumes there
+    study/results.csv      every score: corpus_seed, noise_kind, noise_rate, model, seed, split, labels, metric, value
+    study/comparisons.csv  per metric, noise kind, rate and model: the paired gain over genre-only and its tests
+    study/trends.csv       per metric, noise kind and model: the gain's slope on the noise rate
+    study/gain.png, study/report.html, study/report.md
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from agf.config import Config, NoiseConfig, config_to_dict
+from agf.datasets.synth import build_collection
+from agf.errors import PipelineError
+from agf.fileio import stable_key, write_text_atomic
+from agf.grid import Case
+from agf.pipeline import (
+    Prepared,
+    check_dataset,
+    collect_results,
+    run_grid,
+    stage_prepare,
+    stage_tracks,
+)
+from agf.plotting import png_figure
+from agf.report.document import Image, Section, render_html, render_markdown
+from agf.report.markup import Table, number
+from agf.statistics import compare, noise_trend
+from agf.tasks import GENRE_TASK, canonical_tasks
+from agf.workdir import WorkDir, locked, save_config
+
+Log = Callable[[str], None]
+BASELINE = "genre"
+CLEAN = "none"  # the noise kind of the rate-0 cell
+# Which direction is better, per metric: the gain is the improvement over genre-only.
+HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "log_loss": False}
+PRIMARY_METRIC = "accuracy"
+MODEL_TITLES = {"genre": "genre-only STN", "stn": "STN genre + artist groups", "mtn": "MTN genre + artist groups",
+                "wstn": "wSTN (genre, as large as the MTN)", "stn-shuffled": "STN, artist groups shuffled",
+                "mtn-shuffled": "MTN, artist groups shuffled"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One noise condition of one corpus."""
+
+    corpus_seed: int
+    kind: str  # 'symmetric', 'structured', or CLEAN for rate 0
+    rate: float
+
+    @property
+    def label(self) -> str:
+        return f"corpus {self.corpus_seed}, " + ("clean labels" if self.kind == CLEAN else
+                                                 f"{self.kind} noise {self.rate:g}")
+
+
+def study_cells(config: Config) -> list[Cell]:
+    """Every cell of the study, corpus by corpus; rate 0 once per corpus."""
+    cells = []
+    for seed in config.study.corpus_seeds:
+        if 0 in config.study.noise_rates:
+            cells.append(Cell(seed, CLEAN, 0.0))
+        cells += [Cell(seed, kind, rate) for kind in config.study.noise_kinds for rate in config.study.noise_rates
+                  if rate > 0]
+    return cells
+
+
+def corpus_config(config: Config, seed: int, root: Path) -> Config:
+    """The pipeline config of one corpus seed: its corpus, its split seed, its own work directory."""
+    return replace(config, synth=replace(config.synth, seed=seed), dataset=replace(config.dataset, seed=seed),
+                   run=replace(config.run, workdir=str(root / f"corpus{seed}")))
+
+
+def cell_config(config: Config, cell: Cell) -> Config:
+    """The corpus config with the cell's label noise; structured noise flips within the synthetic corpus's
+    confusable pairs, or another dataset's noise.confusable."""
+    if cell.kind == CLEAN:
+        return replace(config, noise=NoiseConfig())
+    confusable: tuple[str, ...] = ()
+    if cell.kind == "structured":
+        synthetic = config.dataset.kind == "synth"
+        confusable = tuple(build_collection(config.synth).confusable_pairs) if synthetic else config.noise.confusable
+        if not confusable:
+            raise PipelineError("structured noise needs confusable genre pairs: set synth.confusable_pairs > 0 "
+                                "(synthetic corpus) or noise.confusable, e.g. ['Rock/Pop']")
+    subgenre_rate = cell.rate if config.study.subgenre_noise else 0.0
+    return replace(config, noise=NoiseConfig(rate=cell.rate, kind=cell.kind, confusable=confusable,
+                                             subgenre_rate=subgenre_rate, seed=cell.corpus_seed))
+
+
+def check_held_out_artists(tracks: pd.DataFrame, minimum: int) -> None:
+    """PipelineError unless every genre has `minimum` artists in the validation and in the test split."""
+    genre = "true_genre" if "true_genre" in tracks.columns else "genre"
+    for split in ("val", "test"):
+        counts = tracks[tracks["split"] == split].groupby(genre)["artist_id"].nunique()
+        counts = counts.reindex(sorted(tracks[genre].unique()), fill_value=0)
+        short = counts[counts < minimum]
+        if len(short):
+            raise PipelineError(f"the {split} split has fewer than study.min_artists = {minimum} artists for "
+                                f"{len(short)} genre(s) (e.g. {short.index[0]}: {short.iloc[0]}); render more "
+                                "artists per genre or raise dataset.val_fraction / test_fraction")
+
+
+def _grid_config(config: Config, shuffled: bool) -> Config | None:
+    """The grid of the real (or shuffled) artist-group models the study asks for; None when there are none."""
+    tasks = canonical_tasks(GENRE_TASK + "".join(config.study.artist_tasks))
+    wanted = [m for m in config.study.models if m.endswith("-shuffled") == shuffled]
+    archs = tuple(dict.fromkeys(m.removesuffix("-shuffled") for m in wanted if m != BASELINE))
+    if shuffled and not archs:
+        return None
+    subsets = ([] if shuffled else [GENRE_TASK]) + ([tasks] if archs else [])
+    grid = replace(config.grid, tasks=tuple(tasks), archs=archs or ("stn",), subsets=tuple(subsets))
+    factors = replace(config.factors, tasks=tuple(config.study.artist_tasks), shuffle_artists=shuffled)
+    return replace(config, grid=grid, factors=factors)
+
+
+def model_of(case: Case, shuffled: bool) -> str:
+    """The study's name of a grid case."""
+    if case.arch == "stn" and case.tasks == GENRE_TASK:
+        return BASELINE
+    return case.arch + ("-shuffled" if shuffled else "")
+
+
+def run_cell(config: Config, cell: Cell, progress: bool, log: Log) -> pd.DataFrame:
+    """Every requested model of one cell, scored: the results rows tagged with the cell and the model."""
+    workdir = WorkDir(Path(config.run.workdir))
+    save_config(config, workdir)
+    loaded = stage_tracks(config, workdir, progress=progress)
+    for warning in loaded.warnings:
+        log(f"  {warning}")
+    store, _ = stage_prepare(config, workdir, loaded.tracks, progress=progress)
+    prepared = Prepared(workdir, store.usable(loaded.tracks), store)
+    check_dataset(prepared.tracks)
+    check_held_out_artists(prepared.tracks, config.study.min_artists)
+    frames = []
+    for shuffled in (False, True):
+        grid_config = _grid_config(config, shuffled)
+        if grid_config is None:
+            continue
+        grid = run_grid(grid_config, prepared, progress=progress, log=lambda line: log(f"  {line}"))
+        results, _ = collect_results(grid)
+        models = {(c.arch, c.tasks, c.n_tasks): model_of(c, shuffled) for c in grid.transfers}
+        results["model"] = [models[key] for key in zip(results["arch"], results["tasks"], results["n_tasks"])]
+        frames.append(results[results["model"].isin(config.study.models)])
+    rows = pd.concat(frames, ignore_index=True).drop_duplicates(["model", "seed", "split", "labels", "metric"])
+    return rows.assign(corpus_seed=cell.corpus_seed, noise_kind=cell.kind, noise_rate=cell.rate)[
+        ["corpus_seed", "noise_kind", "noise_rate", "model", "seed", "split", "labels", "metric", "value"]]
+
+
+def run_study(config: Config, progress: bool = True, log: Log = print) -> dict[str, Path]:
+    """Every cell (each reused when finished), then the statistics, the figure and the report."""
+    root = Path(config.run.workdir)
+    out = root / "study"
+    cells = study_cells(config)
+    frames = []
+    with locked(WorkDir(root)):
+        for number, cell in enumerate(cells, 1):
+            cell_cfg = cell_config(corpus_config(config, cell.corpus_seed, root), cell)
+            settings = {k: v for k, v in config_to_dict(cell_cfg).items() if k != "run"}
+            path = out / "cells" / f"corpus{cell.corpus_seed}-{cell.kind}-{cell.rate:g}-{stable_key(settings)}.csv"
+            if path.exists():
+                log(f"[{number}/{len(cells)}] {cell.label}: reused")
+                frames.append(pd.read_csv(path))
+                continue
+            log(f"[{number}/{len(cells)}] {cell.label}")
+            rows = run_cell(cell_cfg, cell, progress, log)
+            write_text_atomic(path, rows.to_csv(index=False))
+            frames.append(rows)
+        results = pd.concat(frames, ignore_index=True)
+        return write_study_report(config, results, out)
+
+
+# -- statistics ------------------------------------------------------------------------------------------
+
+
+def reported_split(results: pd.DataFrame) -> tuple[str, str]:
+    """The split and labels the study reports: test and true genres when there are (never what chose epochs)."""
+    split = "test" if (results["split"] == "test").any() else "val"
+    labels = "true" if (results["labels"] == "true").any() else "given"
+    return split, labels
+
+
+def paired_gains(results: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per noise kind, rate, model, corpus seed and run seed: the model's improvement over genre-only on the
+    reported split and labels (the rate-0 cell counts for every noise kind)."""
+    split, labels = reported_split(results)
+    rows = results[(results["split"] == split) & (results["labels"] == labels) & (results["metric"] == metric)]
+    kinds = sorted(set(rows["noise_kind"]) - {CLEAN}) or [CLEAN]
+    clean = rows[rows["noise_kind"] == CLEAN]
+    rows = pd.concat([rows[rows["noise_kind"] != CLEAN]] + [clean.assign(noise_kind=k) for k in kinds])
+    keys = ["noise_kind", "noise_rate", "corpus_seed", "seed"]
+    table = rows.pivot_table(index=keys, columns="model", values="value", aggfunc="first")
+    sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
+    gains = [(table[m] - table[BASELINE]).mul(sign).rename("gain").reset_index().assign(model=m)
+             for m in table.columns if m != BASELINE]
+    return pd.concat(gains, ignore_index=True).dropna(subset=["gain"]) if gains else pd.DataFrame()
+
+
+def comparisons(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(comparisons, trends): per metric and noise kind, every (model, rate) against genre-only, Holm-adjusted
+    within the family; and each model's gain slope on the noise rate."""
+    rows, trends = [], []
+    for metric in HIGHER_IS_BETTER:
+        gains = paired_gains(results, metric)
+        if gains.empty:
+            continue
+        for kind, family in gains.groupby("noise_kind"):
+            groups = {(m, r): g["gain"].to_numpy() for (m, r), g in family.groupby(["model", "noise_rate"])}
+            for (model, rate), found in zip(groups, compare({f"{m}@{r}": v for (m, r), v in groups.items()})):
+                rows.append({"metric": metric, "noise_kind": kind, "noise_rate": rate, "model": model,
+                             "n": found.n, "mean_gain": found.mean, "ci_low": found.ci_low, "ci_high": found.ci_high,
+                             "p_permutation": found.p_permutation, "p_wilcoxon": found.p_wilcoxon,
+                             "p_holm": found.p_holm})
+            for model, series in family.groupby("model"):
+                trend = noise_trend(series["noise_rate"], series["gain"])
+                trends.append({"metric": metric, "noise_kind": kind, "model": model, "n": len(series),
+                               "slope": trend.slope, "ci_low": trend.ci_low, "ci_high": trend.ci_high,
+                               "p_permutation": trend.p_permutation})
+    return pd.DataFrame(rows), pd.DataFrame(trends)
+
+
+# -- the report ------------------------------------------------------------------------------------------------
+
+
+def plot_gains(table: pd.DataFrame, path: Path, metric: str = PRIMARY_METRIC) -> Path:
+    """Gain over genre-only against the noise rate with its 95 % CI band, one line per model, a panel per kind."""
+    rows = table[table["metric"] == metric]
+    kinds = sorted(rows["noise_kind"].unique())
+    with png_figure(path, (5.2 * max(1, len(kinds)), 4.0), layout="constrained") as figure:
+        axes = np.atleast_1d(figure.subplots(1, max(1, len(kinds)), sharey=True))
+        for ax, kind in zip(axes, kinds):
+            for model, line in rows[rows["noise_kind"] == kind].groupby("model"):
+                line = line.sort_values("noise_rate")
+                ax.plot(line["noise_rate"], line["mean_gain"], marker="o", label=MODEL_TITLES.get(model, model))
+                ax.fill_between(line["noise_rate"], line["ci_low"], line["ci_high"], alpha=0.15)
+            ax.axhline(0.0, color="0.4", linewidth=0.8)
+            ax.set_title(f"{kind} label noise")
+            ax.set_xlabel("share of albums relabelled")
+        axes[0].set_ylabel(f"{metric} gain over genre-only (true genres)")
+        axes[-1].legend(fontsize=8)
+    return path
+
+
+def _comparison_table(table: pd.DataFrame) -> Table:
+    rows = table[table["metric"] == PRIMARY_METRIC].sort_values(["noise_kind", "model", "noise_rate"])
+    return Table(
+        title=f"Paired gain in {PRIMARY_METRIC} over genre-only",
+        columns=("noise", "rate", "model", "pairs", "mean gain", "95 % CI", "p (permutation)", "p (Wilcoxon)",
+                 "p (Holm)"),
+        rows=tuple((r.noise_kind, f"{r.noise_rate:g}", MODEL_TITLES.get(r.model, r.model), str(r.n),
+                    number(r.mean_gain, 3), f"[{number(r.ci_low, 3)}, {number(r.ci_high, 3)}]",
+                    number(r.p_permutation, 3), number(r.p_wilcoxon, 3), number(r.p_holm, 3))
+                   for r in rows.itertuples()),
+        notes=("Pairs: the same corpus, split, noise cell and run seed. Holm's correction runs over every "
+               "(model, rate) comparison of one noise kind.",),
+    )
+
+
+def _trend_table(trends: pd.DataFrame) -> Table:
+    rows = trends[trends["metric"] == PRIMARY_METRIC].sort_values(["noise_kind", "model"])
+    return Table(
+        title="Does the gain grow with the noise rate? (slope of the gain on the rate)",
+        columns=("noise", "model", "pairs", "slope", "95 % CI", "p (permutation)"),
+        rows=tuple((r.noise_kind, MODEL_TITLES.get(r.model, r.model), str(r.n), number(r.slope, 3),
+                    f"[{number(r.ci_low, 3)}, {number(r.ci_high, 3)}]", number(r.p_permutation, 3))
+                   for r in rows.itertuples()),
+        notes=("A positive slope means artist groups help more as the labels get noisier: the paper's claim.",),
+    )
+
+
+def _score_table(results: pd.DataFrame) -> Table:
+    split, labels = reported_split(results)
+    rows = results[(results["split"] == split) & (results["labels"] == labels) & (results["metric"] == PRIMARY_METRIC)]
+    means = rows.groupby(["noise_kind", "noise_rate", "model"])["value"].agg(["mean", "std", "count"]).reset_index()
+    return Table(
+        title=f"Mean {PRIMARY_METRIC} ({split} split, {labels} genres)",
+        columns=("noise", "rate", "model", "runs", "mean", "std"),
+        rows=tuple((r.noise_kind, f"{r.noise_rate:g}", MODEL_TITLES.get(r.model, r.model), str(r.count),
+                    number(r.mean, 3), number(r.std, 3)) for r in means.itertuples()),
+    )
+
+
+def write_study_report(config: Config, results: pd.DataFrame, out: Path) -> dict[str, Path]:
+    """results.csv, comparisons.csv, trends.csv, gain.png, report.html and report.md under `out`."""
+    table, trends = comparisons(results)
+    paths = {"results": out / "results.csv", "comparisons": out / "comparisons.csv", "trends": out / "trends.csv",
+             "figure": out / "gain.png", "html": out / "report.html", "markdown": out / "report.md"}
+    write_text_atomic(paths["results"], results.to_csv(index=False))
+    write_text_atomic(paths["comparisons"], table.to_csv(index=False))
+    write_text_atomic(paths["trends"], trends.to_csv(index=False))
+    split, labels = reported_split(results)
+    study = config.study
+    notes = [
+        f"Corpus seeds {list(study.corpus_seeds)}, run seeds {list(config.grid.seeds)}, noise kinds "
+        f"{list(study.noise_kinds)} at rates {list(study.noise_rates)} (albums relabelled; sub-genres too: "
+        f"{study.subgenre_noise}); artist-group tasks {''.join(study.artist_tasks)}; {config.train.epochs} epochs "
+        f"per net (MTN x tasks), transfer MLP {config.transfer.epochs} epochs.",
+        f"Scores on the {split} split against the {labels} genres; epochs chosen on validation with the noisy labels.",
+    ]
+    sections = [Section("setup", "Scores", (_score_table(results),))]
+    if not table.empty:
+        plot_gains(table, paths["figure"])
+        sections += [
+            Section("gain", "Gain over genre-only",
+                    (Image(paths["figure"], f"{PRIMARY_METRIC} gain over genre-only against the noise rate; "
+                                            "bands: 95 % bootstrap CI over paired runs"), _comparison_table(table))),
+            Section("trend", "Trend with noise", (_trend_table(trends),)),
+        ]
+    title = "agf study: artist groups against label noise"
+    write_text_atomic(paths["html"], render_html(title, notes, sections))
+    write_text_atomic(paths["markdown"], render_markdown(title, notes, sections, out))
+    return paths
+
+
+def summary_lines(paths: dict[str, Path]) -> str:
+    """What a finished study wrote, with its trend table as text."""
+    trends = pd.read_csv(paths["trends"]) if paths["trends"].stat().st_size > 1 else pd.DataFrame()
+    buffer = io.StringIO()
+    if not trends.empty:
+        shown = trends[trends["metric"] == PRIMARY_METRIC][["noise_kind", "model", "n", "slope", "ci_low", "ci_high",
+                                                            "p_permutation"]]
+        buffer.write(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}") + "\n")
+    buffer.write(f"report: {paths['html']}")
+    return buffer.getvalue()

@@ -1,0 +1,176 @@
+"""`agf study`: cells, paired gains, the statistics tables, a tiny study end to end and its resume."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from agf.cli import main
+from agf.config import Config, StudyConfig, SynthConfig, load_config
+from agf.errors import ConfigError, PipelineError
+from agf.study import (
+    CLEAN,
+    Cell,
+    _grid_config,
+    cell_config,
+    check_held_out_artists,
+    comparisons,
+    paired_gains,
+    study_cells,
+)
+
+TINY = """
+[dataset]
+kind = "synth"
+split = "artist"
+val_fraction = 0.25
+test_fraction = 0.25
+[synth]
+n_genres = 3
+artists_per_genre = 8
+albums_per_artist = 1
+tracks_per_album = 2
+clip_seconds = 3.0
+label_noise = 0.0
+confusable_pairs = 1
+[factors]
+n_words = 16
+n_topics = 4
+frames_per_track = 40
+[train]
+epochs = 1
+batch_size = 8
+loader_workers = 0
+[transfer]
+epochs = 2
+[grid]
+seeds = [0, 1]
+[study]
+noise_rates = [0.0, 0.3]
+noise_kinds = ["symmetric"]
+corpus_seeds = [0]
+models = ["genre", "stn", "stn-shuffled"]
+min_artists = 2
+[run]
+workers = 2
+"""
+
+
+def _results(gain: float) -> pd.DataFrame:
+    """Scores of genre-only and 'stn' on 2 corpora x 2 seeds, clean and at noise 0.2 / 0.4 (symmetric and
+    structured); 'stn' gains `gain` x rate in accuracy and loses nothing in log loss."""
+    rows = []
+    rng = np.random.default_rng(0)
+    cells = [(CLEAN, 0.0)] + [(k, r) for k in ("symmetric", "structured") for r in (0.2, 0.4)]
+    for corpus in (0, 1):
+        for kind, rate in cells:
+            for seed in (0, 1):
+                base = 0.7 - rate + rng.normal(0, 0.01)
+                for model, accuracy in (("genre", base), ("stn", base + gain * rate)):
+                    for split in ("val", "test"):
+                        rows += [{"corpus_seed": corpus, "noise_kind": kind, "noise_rate": rate, "model": model,
+                                  "seed": seed, "split": split, "labels": "true", "metric": metric, "value": value}
+                                 for metric, value in (("accuracy", accuracy), ("log_loss", 1.0), ("macro_f1", 0.5))]
+    return pd.DataFrame(rows)
+
+
+def test_cells_share_the_clean_cell_and_follow_the_config() -> None:
+    config = Config(study=StudyConfig(noise_rates=(0.0, 0.2), noise_kinds=("symmetric", "structured"),
+                                      corpus_seeds=(3, 4)))
+    assert study_cells(config) == [Cell(3, CLEAN, 0.0), Cell(3, "symmetric", 0.2), Cell(3, "structured", 0.2),
+                                   Cell(4, CLEAN, 0.0), Cell(4, "symmetric", 0.2), Cell(4, "structured", 0.2)]
+    with pytest.raises(ConfigError, match="must include 'genre'"):
+        StudyConfig(models=("stn",))
+    with pytest.raises(ConfigError, match="study.noise_rates: 1.0"):
+        StudyConfig(noise_rates=(0.0, 1.0))
+
+
+def test_structured_cells_flip_within_the_corpus_pairs_and_need_some() -> None:
+    config = Config(synth=SynthConfig(n_genres=6, confusable_pairs=2))
+    noisy = cell_config(config, Cell(0, "structured", 0.3)).noise
+    assert noisy.kind == "structured" and len(noisy.confusable) == 2 and noisy.subgenre_rate == 0.3
+    assert cell_config(config, Cell(0, CLEAN, 0.0)).noise.rate == 0
+    with pytest.raises(PipelineError, match="confusable"):
+        cell_config(Config(), Cell(0, "structured", 0.3))
+
+
+def test_the_grids_hold_the_baseline_the_models_and_the_controls() -> None:
+    config = Config(study=StudyConfig(artist_tasks=("m",)))
+    real, shuffled = _grid_config(config, False), _grid_config(config, True)
+    assert real.grid.subsets == ("g", "gm") and set(real.grid.archs) == {"stn", "mtn", "wstn"}
+    assert not real.factors.shuffle_artists and real.factors.tasks == ("m",)
+    assert shuffled.grid.subsets == ("gm",) and shuffled.factors.shuffle_artists
+    only_genre = dataclasses.replace(config, study=StudyConfig(models=("genre", "wstn")))
+    assert _grid_config(only_genre, True) is None
+
+
+def test_paired_gains_pair_runs_and_count_the_clean_cell_for_every_kind() -> None:
+    gains = paired_gains(_results(0.5), "accuracy")
+    assert set(gains["noise_kind"]) == {"symmetric", "structured"}
+    assert len(gains) == 2 * 3 * 2 * 2  # kinds x rates (with the clean one) x corpora x seeds
+    expected = 0.5 * gains["noise_rate"]
+    assert np.allclose(gains["gain"], expected)
+    log_loss = _results(0.0)
+    log_loss.loc[(log_loss["model"] == "stn") & (log_loss["metric"] == "log_loss"), "value"] = 0.9
+    assert np.allclose(paired_gains(log_loss, "log_loss")["gain"], 0.1)  # lower log loss is a gain
+
+
+def test_comparisons_find_a_gain_that_grows_with_noise_and_no_trend_without_one() -> None:
+    table, trends = comparisons(_results(0.5))
+    accuracy = trends[trends["metric"] == "accuracy"].set_index("noise_kind")
+    assert accuracy.loc["symmetric", "slope"] == pytest.approx(0.5)
+    assert accuracy.loc["symmetric", "ci_low"] > 0.4 and accuracy.loc["symmetric", "p_permutation"] < 0.01
+    at_04 = table[(table["metric"] == "accuracy") & (table["noise_rate"] == 0.4)]
+    assert list(at_04["mean_gain"]) == pytest.approx([0.2, 0.2]) and (at_04["n"] == 4).all()
+    assert (table["p_holm"] >= table["p_permutation"] - 1e-12).all()
+    flat_trends = comparisons(_results(0.0))[1]
+    assert (flat_trends.loc[flat_trends["metric"] == "accuracy", "slope"].abs() < 1e-9).all()
+
+
+def test_held_out_splits_need_enough_artists_per_genre() -> None:
+    tracks = pd.DataFrame({"artist_id": ["a", "b", "c", "d"], "genre": ["Rock"] * 4,
+                           "split": ["val", "val", "test", "train"]})
+    check_held_out_artists(tracks, 1)
+    with pytest.raises(PipelineError, match="test split has fewer than study.min_artists = 2"):
+        check_held_out_artists(tracks, 2)
+
+
+def test_a_tiny_study_runs_end_to_end_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY)
+    work = tmp_path / "work"
+    assert main(["study", str(config), "-w", str(work), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "symmetric" in out and "report:" in out
+    study = work / "study"
+    for name in ("results.csv", "comparisons.csv", "trends.csv", "gain.png", "report.html", "report.md"):
+        assert (study / name).stat().st_size > 0, name
+    results = pd.read_csv(study / "results.csv")
+    assert set(results["model"]) == {"genre", "stn", "stn-shuffled"}
+    assert set(results["noise_kind"]) == {CLEAN, "symmetric"} and set(results["seed"]) == {0, 1}
+    table = pd.read_csv(study / "comparisons.csv")
+    assert set(table["model"]) == {"stn", "stn-shuffled"} and (table["n"] == 2).all()
+    tracks = pd.read_parquet(work / "corpus0" / "tracks.parquet")
+    assert tracks["genre_flipped"].any()  # the last cell's labels are noisy, the truth kept
+    assert (tracks["true_genre"] == tracks["clean_genre"]).all()
+    # Genre nets are shared by the real and the shuffled grid: per cell and seed one STN g, one STN m and one
+    # shuffled STN m.
+    assert len(list((work / "corpus0" / "nets").iterdir())) == 2 * 2 * 3
+
+    killed = next((study / "cells").glob("corpus0-symmetric-*.csv"))
+    killed.unlink()
+    assert main(["study", str(config), "-w", str(work), "-q"]) == 0
+    assert (study / "cells" / killed.name).exists()
+    assert len(list((work / "corpus0" / "nets").iterdir())) == 2 * 2 * 3  # the rerun trained nothing new
+    assert pd.read_csv(study / "results.csv").equals(results)
+
+
+def test_study_presets_load() -> None:
+    for preset in ("study-quick", "study"):
+        config = load_config(preset)
+        assert config.dataset.kind == "synth" and config.synth.confusable_pairs > 0
+        assert "genre" in config.study.models
