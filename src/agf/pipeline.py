@@ -627,6 +627,7 @@ def demo_predictions(config: Config, run: PipelineRun) -> str:
     lines = [f"exported {case.label} (seed {case.seed}) to {path}; its predictions for {len(tracks)} {split} files:"]
     for (_, track), prediction in zip(tracks.iterrows(), classifier.predict_many(tracks["audio_path"])):
         top = ", ".join(f"{g} {p:.2f}" for g, p in prediction.top(2)) if prediction.ok else prediction.error
-        lines.append(f"  {Path(prediction.source).name}  given {track['genre']}: {top}")
+        truth = f" (true {track['true_genre']})" if track.get("true_genre", track["genre"]) != track["genre"] else ""
+        lines.append(f"  {Path(prediction.source).name}  given {track['genre']}{truth}: {top}")
     lines.append(f"classify your own files: agf predict {path} FILES_OR_DIRS (see docs/predict.md)")
     return "\n".join(lines)
