@@ -92,6 +92,6 @@ def load_dataset(config: DatasetConfig, synth_dir: Path | None = None) -> Loaded
         synth_dir = Path(synth_dir)
         return load_fma(
             synth_dir / "fma_metadata", synth_dir / "audio", subset="large", split=config.split,
-            test_fraction=config.test_fraction, **options,
+            test_fraction=config.test_fraction, real_fma=False, **options,
         )
     raise DatasetError(f"dataset.kind = {config.kind!r} is unknown; use fma, manifest or synth")
