@@ -54,3 +54,22 @@ def test_workers_die_when_their_parent_is_killed(tmp_path: Path) -> None:
     while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(pid) for pid in workers)
+
+
+def test_map_ordered_keeps_order_and_reads_its_items_only_a_bounded_way_ahead() -> None:
+    """A huge input list (a 10,000-file directory) is never materialised: at most `in_flight` items are pulled
+    ahead of the consumer, and results come back in the items' order."""
+    from agf.parallel import map_ordered
+
+    pulled = []
+
+    def items():
+        for number in range(10_000):
+            pulled.append(number)
+            yield -number
+
+    results = map_ordered(abs, items(), workers=1, in_flight=8)
+    assert [next(results) for _ in range(3)] == [0, 1, 2]
+    assert len(pulled) <= 3 + 8
+    results.close()
+    assert list(map_ordered(abs, [-3, -1, -2], workers=0)) == [3, 1, 2]
