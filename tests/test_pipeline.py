@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tiny_config import TINY_TRAINING
+
 from agf.cli import main
 from agf.config import GridConfig, load_config
 from agf.grid import Case, grid_cases, grid_subsets
@@ -24,25 +26,12 @@ albums_per_artist = 1
 tracks_per_album = 3
 clip_seconds = 3.0
 seed = 1
-[factors]
-tasks = ["m", "s"]
-n_words = 16
-n_topics = 4
-frames_per_track = 40
-[train]
-epochs = 1
-batch_size = 8
-loader_workers = 0
-[transfer]
-epochs = 2
 [grid]
 tasks = ["g", "m", "s"]
 archs = ["stn", "mtn", "wstn"]
 subsets = ["g", "m", "gm", "gms"]
 seeds = [0]
-[run]
-workers = 2
-"""
+""" + TINY_TRAINING.replace("[factors]\n", '[factors]\ntasks = ["m", "s"]\n')
 
 
 @pytest.fixture(scope="module")

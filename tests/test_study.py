@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from tiny_config import TINY_TRAINING
 
 from agf.cli import main
 from agf.config import Config, StudyConfig, SynthConfig, load_config
@@ -37,16 +38,6 @@ tracks_per_album = 2
 clip_seconds = 3.0
 label_noise = 0.0
 confusable_pairs = 1
-[factors]
-n_words = 16
-n_topics = 4
-frames_per_track = 40
-[train]
-epochs = 1
-batch_size = 8
-loader_workers = 0
-[transfer]
-epochs = 2
 [grid]
 seeds = [0, 1]
 [study]
@@ -55,9 +46,7 @@ noise_kinds = ["symmetric"]
 corpus_seeds = [0]
 models = ["genre", "stn", "stn-shuffled"]
 min_artists = 2
-[run]
-workers = 2
-"""
+""" + TINY_TRAINING
 
 
 def _results(gain: float) -> pd.DataFrame:
