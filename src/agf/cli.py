@@ -85,7 +85,7 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", help="TOML config file or preset name (demo, fma-medium, fma-medium-paper)")
+    parser.add_argument("-c", "--config", help="TOML config file or preset name (demo, fma-medium, fma-medium-paper, study-quick, study)")
     parser.add_argument("-w", "--workdir", help="work directory for all outputs (default: the config's, 'work')")
     parser.add_argument("-j", "--workers", type=int, help="worker processes (default: the config's, 2)")
     _add_output_options(parser)
