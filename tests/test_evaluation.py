@@ -240,12 +240,12 @@ def test_format_table() -> None:
     lines = format_table(rows).splitlines()
     assert len(lines) == 4
     assert [cell.strip() for cell in lines[0].strip("|").split("|")] == [
-        "model", "labels", "log_loss", "macro_f1", "accuracy"
+        "model", "labels", "log_loss", "macro_f1", "accuracy", "ece"
     ]
     assert [cell.strip() for cell in lines[2].strip("|").split("|")] == [
-        "stn-g", "given", "1.2346", "0.5000", "0.6250"
+        "stn-g", "given", "1.2346", "0.5000", "0.6250", "-"
     ]
-    assert [cell.strip() for cell in lines[3].strip("|").split("|")] == ["baseline-lr", "true", "2.0000", "-", "-"]
+    assert [cell.strip() for cell in lines[3].strip("|").split("|")] == ["baseline-lr", "true", "2.0000", "-", "-", "-"]
     assert len({len(line) for line in lines}) == 1
 
 

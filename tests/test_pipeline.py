@@ -54,7 +54,7 @@ def test_every_report_file(finished_run: Path) -> None:
         ("stn", "g", 1), ("stn", "m", 1), ("stn", "gm", 2), ("stn", "gms", 3),
         ("mtn", "gm", 2), ("mtn", "gms", 3), ("wstn", "g", 2), ("wstn", "g", 3),
     }
-    assert set(results["metric"]) == {"log_loss", "macro_f1", "accuracy"}
+    assert set(results["metric"]) == {"log_loss", "macro_f1", "accuracy", "ece"}
     assert set(results["labels"]) == {"given", "true"}
     assert results["value"].notna().all()
     tables = (report / "tables.md").read_text()
@@ -64,6 +64,7 @@ def test_every_report_file(finished_run: Path) -> None:
     assert "<img" in html and "src=\"http" not in html
     assert (report / "curves.png").stat().st_size > 0 and "Training curves of the best model" in html
     assert "true labels." in html  # the best model's confusion matrix against the synthetic corpus's true genres
+    assert "Reliability diagram of the best model" in html and "Calibration (split test" in tables
     assert "STN accuracy" in tables and "highest mean validation accuracy" in tables
     # Nets are trained once per (arch, tasks): STN g, m, s; MTN gm, gms; two wSTNs.
     nets = sorted(p.name.rsplit("-", 1)[0] for p in (work / "nets").iterdir())
@@ -142,6 +143,7 @@ def test_exported_model_predicts_what_the_evaluation_scored(
     """`agf export` ships the model chosen on validation; `agf predict`, the Python API and the evaluation
     stage's predictions agree on the same files."""
     from agf import GenreClassifier
+    from agf.calibration import apply_temperature
     from agf.report.results import rank_by_selection
 
     work = finished_run / "work"
@@ -163,7 +165,11 @@ def test_exported_model_predicts_what_the_evaluation_scored(
     assert main(["predict", str(bundle), *test["audio_path"], "-o", str(out), "-q"]) == 0
     predicted = pd.read_csv(out, dtype={"file_id": str}).set_index("file_id")
     genres = manifest["genres"]
-    expected = evaluated.loc[test.index, genres].to_numpy()
+    # The bundle carries the temperature its evaluation fitted on validation, and applies it.
+    evaluation = next((work / "evaluation").glob(f"seed{manifest['case']['seed']}-*/metrics.json"))
+    temperature = manifest["calibration"]["temperature"]
+    assert temperature == json.loads(evaluation.read_text())["models"][manifest["name"]]["temperature"] != 1.0
+    expected = apply_temperature(evaluated.loc[test.index, genres].to_numpy(), temperature)
     assert np.abs(predicted.loc[[Path(p).stem for p in test["audio_path"]], genres].to_numpy() - expected).max() < 1e-5
     classifier = GenreClassifier.load(bundle)
     from_api = [classifier.predict(path) for path in test["audio_path"]]

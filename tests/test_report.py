@@ -29,6 +29,7 @@ from agf.report import (
     table5,
     write_results_csv,
 )
+from agf.report.tables import build_calibration_table
 from agf.tasks import task_subsets
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -432,3 +433,21 @@ def test_split_warnings_name_missing_genres_and_thin_splits() -> None:
     assert len(warnings) == 2 and all(w.startswith("warning: the test split") for w in warnings)
     assert "1 of 3 genres (rock)" in warnings[0] and "(pop 2)" in warnings[1]
     assert split_warnings(tracks[tracks["split"] != "test"]) == []
+
+
+def test_calibration_table_pairs_the_seeds() -> None:
+    frame = pd.DataFrame({
+        "model": ["transfer"] * 3 + ["head"],
+        "seed": [0, 1, 2, 0],
+        "temperature": [1.5, 2.0, 2.5, 0.8],
+        "log_loss_before": [1.0, 1.2, 1.1, 0.5],
+        "log_loss_after": [0.9, 1.0, 1.0, 0.5],
+        "ece_before": [0.2, 0.3, 0.25, 0.1],
+        "ece_after": [0.05, 0.04, 0.06, 0.1],
+    })
+    table = build_calibration_table(frame, "test")
+    transfer, head = table.rows
+    assert transfer[:3] == ("transfer", "3", "2.000") and transfer[5].startswith("0.1333 [0.1000, ")
+    assert head[1] == "1" and head[5] == "0.0000 [-, -]"  # one seed: no interval
+    with pytest.raises(ReportError, match="missing column"):
+        build_calibration_table(frame.drop(columns="ece_after"), "test")

@@ -327,6 +327,24 @@ def test_evaluate_scores_every_model_on_given_and_true_labels(transfer_run: dict
         assert name in run.table
 
 
+def test_calibration_is_fitted_on_validation_labels_only(transfer_run: dict, tmp_path: Path) -> None:
+    """Poisoned test labels change no temperature; poisoned validation labels do (the check can fail)."""
+    tracks = transfer_run["tracks"]
+    clean = evaluate([transfer_run["result"].out_dir], tracks, tmp_path / "clean").metrics["models"]
+    for split, out in (("test", "test-poisoned"), ("val", "val-poisoned")):
+        poisoned = tracks.copy()
+        rows = poisoned["split"] == split
+        poisoned.loc[rows, "genre"] = np.roll(poisoned.loc[rows, "genre"].to_numpy(), 1)
+        models = evaluate([transfer_run["result"].out_dir], poisoned, tmp_path / out).metrics["models"]
+        moved = {name: abs(models[name]["temperature"] - entry["temperature"]) > 1e-3 for name, entry in clean.items()}
+        assert (moved[transfer_run["result"].name] if split == "val" else not any(moved.values())), split
+    for entry in clean.values():  # calibration never raises the validation log loss it minimises
+        assert entry["temperature"] != 1.0
+        assert entry["scores"]["val"]["given"]["log_loss"] <= entry["uncalibrated"]["val"]["given"]["log_loss"] + 1e-9
+        assert entry["scores"]["test"]["given"]["accuracy"] == entry["uncalibrated"]["test"]["given"]["accuracy"]
+    assert len(list((tmp_path / "clean" / "reliability").glob("*.png"))) == len(clean)
+
+
 def test_evaluate_rejects_a_transfer_of_other_genres(transfer_run: dict, tmp_path: Path) -> None:
     tracks = transfer_run["tracks"].copy()
     tracks["genre"] = tracks["genre"].str.upper()

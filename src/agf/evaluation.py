@@ -5,8 +5,20 @@ Models: each transfer MLP, each source net's own genre head (the 'genre STN soft
 mean/std, fitted on the training tracks). On each split every model is scored on the same tracks: those
 all models have a prediction for.
 
+Calibration (agf.calibration): each model's track probabilities are temperature-scaled, the temperature fitted
+on the validation tracks' given labels only; every split is scored with the calibrated probabilities, and
+metrics.json keeps the temperature and the uncalibrated scores beside them. Without validation tracks the
+temperature is 1 (nothing is calibrated).
+
+Calibration (agf.calibration): each model's track probabilities are temperature-scaled, the temperature fitted
+on the validation tracks' given labels only; every split is scored with the calibrated probabilities, and
+metrics.json keeps the temperature and the uncalibrated scores beside them. Without validation tracks the
+temperature is 1 (nothing is calibrated).
+
 out_dir receives
-    metrics.json                    genres, splits (track counts), per model and split: scores vs given/true labels
+    metrics.json                    genres, splits (track counts), per model: temperature, and per split the
+                                    scores vs given/true labels, calibrated ('scores') and not ('uncalibrated')
+    reliability/<model>.png         reliability diagram on the primary split (given labels), before and after
     confusion/<model>.png           confusion matrix on the primary split (the last of `splits` with tracks)
     confusion/<model>.true.png      the same against the true genres, when the table has them
     per_genre_f1.csv / .png         per-genre F1 of every model on the primary split (given labels)
@@ -18,7 +30,7 @@ out_dir receives
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +39,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from agf.calibration import apply_temperature, fit_temperature, reliability
 from agf.datasets.table import genre_list, tracks_fingerprint
 from agf.errors import EvaluationError, TransferError
 from agf.fileio import (
@@ -36,13 +49,16 @@ from agf.fileio import (
     write_json_atomic,
     write_text_atomic,
 )
-from agf.metrics import check_labels, confusion, format_table, score_against
+from agf.metrics import METRICS, check_labels, confusion, format_table, score_against
 from agf.plotting import png_figure
 from agf.store import FeatureStore
 from agf.transfer import load_transfer
 from agf.workdir import clear_done, is_done, mark_done, read_marker
 
 CLASSICAL = "classical: logreg on MFCC stats"
+# Part of the evaluation key: finished evaluations of an earlier format are scored again.
+EVALUATION_FORMAT = "agf-evaluation/2"
+CALIBRATION_SPLIT = "val"
 
 
 @dataclass(frozen=True)
@@ -172,6 +188,35 @@ def _labels(tracks: pd.DataFrame, ids: pd.Index, column: str, genres: Sequence[s
     return tracks.set_index("track_id").loc[ids, column].map({g: i for i, g in enumerate(genres)}).to_numpy()
 
 
+def calibrated(model: Model, tracks: pd.DataFrame, genres: Sequence[str], val_ids: pd.Index | None) -> tuple[Model, float]:
+    """The model with its probabilities temperature-scaled, the temperature fitted on `val_ids`' given labels
+    (none: the model unchanged, temperature 1); and that temperature."""
+    if val_ids is None:
+        return model, 1.0
+    temperature = fit_temperature(model.probs.loc[val_ids].to_numpy(), _labels(tracks, val_ids, "genre", genres))
+    probs = pd.DataFrame(apply_temperature(model.probs.to_numpy(), temperature), index=model.probs.index,
+                         columns=model.probs.columns)
+    return replace(model, probs=probs), temperature
+
+
+def plot_reliability(before: np.ndarray, after: np.ndarray, labels: np.ndarray, path: Path, title: str) -> None:
+    """Reliability diagram: accuracy against mean confidence per confidence bin, before and after calibration."""
+    with png_figure(path, (4.8, 4.6), layout="constrained") as figure:
+        axes = figure.add_subplot()
+        axes.plot([0, 1], [0, 1], color="0.6", linewidth=0.8, linestyle="--", label="perfectly calibrated")
+        for probs, name in ((before, "uncalibrated"), (after, "temperature-scaled")):
+            table = reliability(probs, labels)
+            filled = table.counts > 0
+            axes.plot(table.confidence[filled], table.accuracy[filled], marker="o",
+                      label=f"{name} (ECE {table.ece:.3f})")
+        axes.set_xlim(0, 1)
+        axes.set_ylim(0, 1)
+        axes.set_xlabel("confidence (top probability)")
+        axes.set_ylabel("accuracy")
+        axes.set_title(title, fontsize=9)
+        axes.legend(fontsize=7, loc="upper left")
+
+
 def plot_per_genre_f1(f1: pd.DataFrame, path: Path, title: str) -> None:
     """Grouped horizontal bars: one group per genre (rows of `f1`), one bar per model (columns)."""
     n_genres, n_models = f1.shape
@@ -191,6 +236,7 @@ def plot_per_genre_f1(f1: pd.DataFrame, path: Path, title: str) -> None:
 
 def _write_plots(
     models: list[Model],
+    uncalibrated: list[Model],
     tracks: pd.DataFrame,
     genres: Sequence[str],
     split: str,
@@ -198,10 +244,15 @@ def _write_plots(
     scores: dict[str, dict],
     out_dir: Path,
 ) -> None:
-    """Confusion matrices (given and true labels) and the per-genre F1 chart of the primary split."""
+    """Confusion matrices (given and true labels), reliability diagrams and the per-genre F1 chart of the primary
+    split."""
     label_columns = {"given": "genre"}
     if "true_genre" in tracks.columns:
         label_columns["true"] = "true_genre"
+    given = _labels(tracks, ids, "genre", genres)
+    for model, raw in zip(models, uncalibrated):
+        plot_reliability(raw.probs.loc[ids].to_numpy(), model.probs.loc[ids].to_numpy(), given,
+                         out_dir / "reliability" / f"{safe_name(model.name)}.png", f"{model.name}\n{split}, given labels")
     for model in models:
         predicted = model.probs.loc[ids].to_numpy().argmax(axis=1)
         for labels, column in label_columns.items():
@@ -230,7 +281,7 @@ def evaluation_key(
             raise TransferError(f"{directory}: no finished transfer here; run `agf transfer` first")
         transfers.append(marker["key"])
     store_key = store.root.name if store is not None else None
-    return stable_key("evaluate", transfers, tracks_fingerprint(tracks), store_key, list(splits), seed)
+    return stable_key(EVALUATION_FORMAT, transfers, tracks_fingerprint(tracks), store_key, list(splits), seed)
 
 
 def evaluate(
@@ -263,16 +314,28 @@ def evaluate(
             split_ids[split] = ids
     if not split_ids:
         raise TransferError(f"no track of split(s) {', '.join(splits)} has a prediction from every model")
+    uncalibrated = models
+    models, temperatures = [], {}
+    for model in uncalibrated:
+        fitted, temperatures[model.name] = calibrated(model, tracks, genres, split_ids.get(CALIBRATION_SPLIT))
+        models.append(fitted)
     scores = {
         m.name: {split: score_against(tracks, m.probs.loc[ids], genres) for split, ids in split_ids.items()}
         for m in models
+    }
+    before = {
+        m.name: {split: {labels: {metric: found[metric] for metric in METRICS} for labels, found in
+                         score_against(tracks, m.probs.loc[ids], genres).items()} for split, ids in split_ids.items()}
+        for m in uncalibrated
     }
     primary = list(split_ids)[-1]
     metrics = {
         "genres": list(genres),
         "primary_split": primary,
         "splits": {split: {"n_tracks": len(ids)} for split, ids in split_ids.items()},
-        "models": {m.name: {"kind": m.kind, "source": m.source, "scores": scores[m.name]} for m in models},
+        "calibration_split": CALIBRATION_SPLIT if CALIBRATION_SPLIT in split_ids else None,
+        "models": {m.name: {"kind": m.kind, "source": m.source, "temperature": temperatures[m.name],
+                            "scores": scores[m.name], "uncalibrated": before[m.name]} for m in models},
     }
     sections = []
     for split, ids in split_ids.items():
@@ -283,7 +346,7 @@ def evaluate(
         ]
         sections.append(f"{split} ({len(ids)} tracks)\n\n{format_table(rows)}")
     table = "\n\n".join(sections)
-    _write_plots(models, tracks, genres, primary, split_ids[primary], scores, out_dir)
+    _write_plots(models, uncalibrated, tracks, genres, primary, split_ids[primary], scores, out_dir)
     write_text_atomic(out_dir / "table.md", table + "\n")
     write_json_atomic(out_dir / "metrics.json", metrics)
     mark_done(out_dir, key)

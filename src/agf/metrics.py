@@ -22,11 +22,12 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
+from agf.calibration import expected_calibration_error
 from agf.errors import EvaluationError
 
 LOG_LOSS_EPS = 1e-8
 # The metrics every model is scored with, in the order tables show them.
-METRICS: tuple[str, ...] = ("log_loss", "macro_f1", "accuracy")
+METRICS: tuple[str, ...] = ("log_loss", "macro_f1", "accuracy", "ece")
 TABLE_COLUMNS: tuple[str, ...] = ("model", "labels", *METRICS)
 
 
@@ -128,8 +129,9 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndar
 
 
 def score(y_true: np.ndarray, probs: np.ndarray, genres: Sequence[str]) -> dict[str, Any]:
-    """log_loss, macro_f1, accuracy, n, macro_f1_challenge, the genres absent from the truth and the per-class
-    report (list of dicts, every genre; an absent one has support 0); predicted = argmax probs."""
+    """log_loss, macro_f1, accuracy, ece (expected calibration error), n, macro_f1_challenge, the genres absent
+    from the truth and the per-class report (list of dicts, every genre; an absent one has support 0);
+    predicted = argmax probs."""
     truth, matrix = _check_scored(y_true, probs)
     if matrix.shape[1] != len(genres):
         raise EvaluationError(f"probs has {matrix.shape[1]} columns but there are {len(genres)} genres")
@@ -138,6 +140,7 @@ def score(y_true: np.ndarray, probs: np.ndarray, genres: Sequence[str]) -> dict[
         "log_loss": log_loss(truth, matrix),
         "macro_f1": macro_f1(truth, pred, len(genres)),
         "accuracy": accuracy(truth, pred),
+        "ece": expected_calibration_error(matrix, truth),
         "n": int(truth.size),
         "macro_f1_challenge": challenge_macro_f1(truth, pred, len(genres)),
         "absent_genres": [genre for i, genre in enumerate(genres) if i not in set(truth.tolist())],

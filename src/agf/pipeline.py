@@ -21,7 +21,7 @@ from agf.config import Config, config_to_dict
 from agf.datasets import LoadedDataset, load_dataset
 from agf.datasets.fma import KNOWN_BAD_IDS
 from agf.datasets.noise import inject_label_noise
-from agf.datasets.table import tracks_fingerprint
+from agf.datasets.table import split_fingerprint
 from agf.device import resolve_device
 from agf.errors import AgfError, PipelineError
 from agf.evaluation import evaluate, evaluation_key
@@ -235,7 +235,7 @@ class NetInputs:
 
     prepared: Prepared
     targets: dict[str, pd.DataFrame]
-    task_keys: dict[str, str]  # per task: a hash of the features, the track table and that task's targets
+    task_keys: dict[str, str]  # per task: a hash of the features, the splits and that task's targets
 
     @property
     def task_outputs(self) -> dict[str, int]:
@@ -255,7 +255,7 @@ def net_inputs(config: Config, prepared: Prepared, factors: Factors) -> NetInput
     for task in factors.results:
         if task not in factors.unavailable:
             targets[task] = task_targets(tracks, task, load_track_targets(factors.directory, task))
-    base = stable_key(features_key(config.features), tracks_fingerprint(tracks))
+    base = stable_key(features_key(config.features), split_fingerprint(tracks))
     task_keys = {task: stable_key(base, task, hashlib.sha256(pd.util.hash_pandas_object(frame).to_numpy()).hexdigest())
                  for task, frame in targets.items()}
     return NetInputs(prepared, targets, task_keys)
@@ -457,7 +457,8 @@ def stage_report(
     }
     confusion = evaluation_dir / "confusion" / f"{safe_name(name)}.png"
     confusion_true = confusion.with_suffix(".true.png")
-    images = ReportImages(confusion, heatmaps, confusion_true if confusion_true.exists() else None)
+    images = ReportImages(confusion, heatmaps, confusion_true if confusion_true.exists() else None,
+                          evaluation_dir / "reliability" / f"{safe_name(name)}.png")
     transfer = run.transfers[best]
     curves = {
         label: pd.read_csv(net / "curves.csv") for label, net in source_nets(prepared.workdir, transfer).items()
@@ -476,7 +477,23 @@ def stage_report(
     return build_report(
         prepared.workdir.report, results, baselines if len(baselines) else None, prepared.tracks,
         prepared.store.index(), images, f"{best.label}", per_genre, title="agf report", notes=notes, curves=curves,
+        calibration=(calibration_frame(run, name, primary), primary),
     )
+
+
+def calibration_frame(run: GridRun, best_name: str, split: str) -> pd.DataFrame:
+    """Per seed, for the best setup's transfer and every baseline: the temperature and the split's log loss and
+    ECE (given labels) before and after temperature scaling."""
+    rows = []
+    for seed, evaluation_dir in run.evaluations.items():
+        for name, model in _metrics(evaluation_dir)["models"].items():
+            if model["kind"] == "transfer" and name != best_name or split not in model["scores"]:
+                continue
+            before, after = model["uncalibrated"][split]["given"], model["scores"][split]["given"]
+            rows.append({"model": name, "seed": seed, "temperature": model["temperature"],
+                         "log_loss_before": before["log_loss"], "log_loss_after": after["log_loss"],
+                         "ece_before": before["ece"], "ece_after": after["ece"]})
+    return pd.DataFrame(rows)
 
 
 # -- export: the selected model as a bundle ----------------------------------------------------------------
@@ -528,7 +545,9 @@ def stage_export(
                        "tracks_per_split": {str(k): int(v) for k, v in splits.items()},
                        "config": config_to_dict(config)},
     }
-    bundle = bundle_from_transfer(transfer, net_dirs, prepared.store.config, config.transfer.amp, info)
+    evaluated = _metrics(run.evaluations[case.seed])["models"][load_transfer(transfer).name]
+    bundle = bundle_from_transfer(transfer, net_dirs, prepared.store.config, config.transfer.amp, info,
+                                  evaluated["temperature"])
     return save_bundle(bundle, out), case
 
 

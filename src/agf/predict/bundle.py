@@ -65,6 +65,8 @@ class Bundle:
     patch_frames: int
     hop_frames: int
     amp: bool  # window features under bf16 autocast, as the MLP was trained on
+    # Track probabilities are temperature-scaled (agf.calibration) by this, fitted on validation; 1 = none.
+    temperature: float = 1.0
     info: dict[str, Any] = field(default_factory=dict)  # name, selection, case, provenance, metrics
 
     @property
@@ -78,9 +80,11 @@ class Bundle:
 
 
 def bundle_from_transfer(
-    transfer_dir: str | Path, net_dirs: Sequence[str | Path], features: FeatureConfig, amp: bool, info: dict
+    transfer_dir: str | Path, net_dirs: Sequence[str | Path], features: FeatureConfig, amp: bool, info: dict,
+    temperature: float = 1.0,
 ) -> Bundle:
-    """The bundle of a finished transfer: its MLP and its source nets (in the MLP's input order)."""
+    """The bundle of a finished transfer: its MLP and its source nets (in the MLP's input order), and the
+    temperature its evaluation fitted on validation."""
     mlp, spec = load_mlp(transfer_dir)
     sources = [load_source(path, features) for path in net_dirs]
     return Bundle(
@@ -91,6 +95,7 @@ def bundle_from_transfer(
         patch_frames=int(spec["patch_frames"]),
         hop_frames=int(spec["window_hop"]),
         amp=amp,
+        temperature=temperature,
         info={"name": spec["name"], **info, "training": {
             "seed": spec["seed"], "best_epoch": spec["best_epoch"], "best_val_log_loss": spec["best_val_log_loss"],
             "n_train_tracks": spec["n_train_tracks"], "n_train_windows": spec["n_train_windows"]}},
@@ -108,7 +113,7 @@ def untrained_bundle(genres: Sequence[str], features: FeatureConfig = FeatureCon
         net.band_norm.set_stats(torch.randn(features.n_mels) * 10 - 40, torch.rand(features.n_mels) * 10 + 5)
         nets.append(BundleNet(net.eval(), "STN[g]", (GENRE_TASK,)))
     mlp = build_mlp(sum(n.net.feature_dim for n in nets), len(genres)).eval()
-    return Bundle(tuple(nets), mlp, tuple(genres), features, PATCH_FRAMES, TransferConfig().window_hop, amp,
+    return Bundle(tuple(nets), mlp, tuple(genres), features, PATCH_FRAMES, TransferConfig().window_hop, amp, 1.0,
                   {"name": "untrained " + " + ".join(n.label for n in nets), "selection": "none (random weights)"})
 
 
@@ -173,6 +178,7 @@ def save_bundle(bundle: Bundle, out: str | Path) -> Path:
                               "hop_frames": bundle.hop_frames, "amp": bundle.amp},
             "nets": nets,
             "mlp": mlp,
+            "calibration": {"temperature": bundle.temperature},
         }
         write_json_atomic(staging / MANIFEST, manifest)
         for path in staging.iterdir():
@@ -270,9 +276,14 @@ def load_bundle(path: str | Path) -> Bundle:
             raise ModelFileError(f"{path / MANIFEST}: the MLP's shape or genres do not match its weights ({exc})") from None
         if sum(n.net.feature_dim for n in nets) != spec["input_dim"]:
             raise ModelFileError(f"{path / MANIFEST}: the nets' features do not add up to the MLP's input")
-        info = {k: v for k, v in manifest.items() if k not in ("format", "genres", "preprocessing", "nets", "mlp")}
+        temperature = float(manifest["calibration"]["temperature"])
+        if not 0 < temperature < float("inf"):
+            raise ModelFileError(f"{path / MANIFEST}: calibration temperature {temperature} is not a positive number; "
+                                 f"{EXPORT_AGAIN}")
+        info = {k: v for k, v in manifest.items()
+                if k not in ("format", "genres", "preprocessing", "nets", "mlp", "calibration")}
         return Bundle(nets, mlp.eval(), genres, features, int(pre["patch_frames"]), int(pre["hop_frames"]),
-                      bool(pre["amp"]), info)
+                      bool(pre["amp"]), temperature, info)
     except ModelFileError:
         raise
     except (AgfError, KeyError, TypeError, ValueError, AttributeError) as exc:

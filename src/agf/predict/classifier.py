@@ -3,7 +3,8 @@
 A track's prediction is the mean of the genre probabilities of every window covering it (the windows of
 the transfer stage: patch_frames long, every hop_frames, plus one flush with the end), each window's
 probabilities coming from the source nets' features (under bf16 autocast when the bundle says so, rounded
-to float16 as the transfer stage stored them) through the MLP. predict_many decodes the next files in
+to float16 as the transfer stage stored them) through the MLP, then temperature-scaled by the bundle's
+calibration (fitted on validation by the evaluation, agf.calibration). predict_many decodes the next files in
 worker processes while the nets compute, batches windows across files, and holds at most one batch of
 windows and a few decoded files at a time, so a long file or a huge directory runs in bounded memory.
 """
@@ -20,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from agf.audio import decode, to_mono
+from agf.calibration import apply_temperature
 from agf.config import FeatureConfig
 from agf.device import resolve_device
 from agf.errors import AgfError, PredictError
@@ -199,6 +201,11 @@ class GenreClassifier:
                                                                self.bundle.patch_frames))
                                for i in range(0, len(starts), self.batch_windows)])
 
+    def track_probabilities(self, mean_window_probs: np.ndarray) -> np.ndarray:
+        """A track's genre probabilities from the mean of its window probabilities: calibrated by the bundle's
+        temperature, as the evaluation scored them."""
+        return apply_temperature(mean_window_probs[None, :], self.bundle.temperature)[0]
+
     def _window_probs(self, windows: np.ndarray) -> np.ndarray:
         """(n, n_genres) float32 probabilities of (n, patch, n_mels) windows."""
         batch = torch.from_numpy(windows).to(self.device).unsqueeze(1).contiguous(memory_format=self._memory_format)
@@ -258,6 +265,5 @@ class GenreClassifier:
             if item.error is not None:
                 yield Prediction(item.source, self.genres, None, 0, item.duration, item.error)
                 continue
-            probabilities = pending.total / pending.n_windows
-            yield Prediction(item.source, self.genres, probabilities / probabilities.sum(), pending.n_windows,
-                             item.duration)
+            yield Prediction(item.source, self.genres, self.track_probabilities(pending.total / pending.n_windows),
+                             pending.n_windows, item.duration)

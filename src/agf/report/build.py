@@ -26,8 +26,10 @@ from agf.report.results import (
     validate_results,
     write_results_csv,
 )
+from agf.report.markup import Table
 from agf.report.tables import (
     build_baselines_table,
+    build_calibration_table,
     build_per_genre_table,
     build_table3,
     build_table4,
@@ -40,11 +42,12 @@ from agf.tasks import TASK_TITLES, canonical_tasks
 @dataclass(frozen=True)
 class ReportImages:
     """PNGs drawn by other stages: the best model's confusion matrices (given labels; true labels where the
-    dataset has them) and the artist-group heatmaps per task."""
+    dataset has them) and reliability diagram, and the artist-group heatmaps per task."""
 
     confusion: str | Path | None = None
     heatmaps: Mapping[str, str | Path] = field(default_factory=dict)
     confusion_true: str | Path | None = None
+    reliability: str | Path | None = None
 
 
 def result_kinds(results: pd.DataFrame) -> list[tuple[str, str]]:
@@ -76,13 +79,18 @@ def _results_section(results: pd.DataFrame, baselines: pd.DataFrame | None, kind
 
 
 def _best_model_section(best_model_name: str, confusions: Sequence[tuple[Path, str]], per_genre: pd.DataFrame | None,
-                        curves: Path | None) -> Section:
-    """The best model's confusion matrices, per-genre scores and training curves."""
+                        curves: Path | None, reliability: Path | None, calibration: Table | None) -> Section:
+    """The best model's confusion matrices, per-genre scores, calibration and training curves."""
     blocks: list[Block] = []
     for path, labels in confusions:
         blocks.append(Image(path, f"Confusion matrix of the best model ({best_model_name}), {labels} labels."))
     if per_genre is not None:
         blocks.append(build_per_genre_table(per_genre, best_model_name))
+    if reliability is not None:
+        blocks.append(Image(reliability, f"Reliability diagram of the best model ({best_model_name}): accuracy "
+                                         "against confidence per bin, before and after temperature scaling."))
+    if calibration is not None:
+        blocks.append(calibration)
     if curves is not None:
         blocks.append(Image(curves, f"Training curves of the best model's nets and MLP ({best_model_name})."))
     return Section("best-model", f"Best model: {best_model_name}", tuple(blocks))
@@ -109,9 +117,11 @@ def build_report(
     title: str = "agf report",
     notes: Sequence[str] = (),
     curves: Mapping[str, pd.DataFrame] | None = None,
+    calibration: tuple[pd.DataFrame, str] | None = None,
 ) -> dict[str, Path]:
     """Write results.csv, tables.md, Figure 3 (one PNG per split and label kind), the training curves of the best
-    model (`curves`: model name -> its curves.csv) and report.html to `out_dir`.
+    model (`curves`: model name -> its curves.csv) and report.html to `out_dir`; `calibration` is the calibration
+    frame (CALIBRATION_COLUMNS) of the best model's evaluation and its split.
 
     Returns the paths: 'results', 'tables', 'html', 'figure3' (the first of test/val x given/true with
     results), 'figure3-<split>-<labels>' for the other kinds and 'curves' when given. Every input is checked
@@ -125,16 +135,19 @@ def build_report(
     confusions = [(Path(path), labels) for path, labels in ((images.confusion, "given"), (images.confusion_true, "true"))
                   if path is not None]
     heatmaps = {task: Path(path) for task, path in images.heatmaps.items()}
-    for path in [*(path for path, _ in confusions), *heatmaps.values()]:
+    reliability = Path(images.reliability) if images.reliability is not None else None
+    for path in [*(path for path, _ in confusions), *heatmaps.values(), *([reliability] if reliability else [])]:
         read_png(path)
+    calibration_table = build_calibration_table(*calibration) if calibration is not None else None
     notes = [*split_warnings(tracks), *notes]
     curves_path = out_dir / "curves.png" if curves else None
 
     kinds = result_kinds(results)
     figure_paths = {kind: out_dir / _figure3_name(kind, kinds[0]) for kind in kinds}
     sections = [_results_section(results, baselines, kind, figure_paths[kind]) for kind in kinds]
-    if confusions or per_genre is not None or curves_path is not None:
-        sections.append(_best_model_section(best_model_name, confusions, per_genre, curves_path))
+    if confusions or per_genre is not None or curves_path is not None or calibration_table is not None:
+        sections.append(_best_model_section(best_model_name, confusions, per_genre, curves_path, reliability,
+                                            calibration_table))
     if heatmaps:
         sections.append(_heatmap_section(heatmaps))
     sections.append(Section("dataset", "Dataset", tuple(dataset_tables(tracks, store_index))))

@@ -6,7 +6,7 @@ Conventions (written by the pipeline, read by the tables and Figure 3):
     n_tasks         len(tasks) for STN/MTN; for wSTN the N of the multi-task setup it is matched to (2..5)
     includes_genre  'g' in tasks (always True for wSTN, whose tasks are 'g')
     split           'val' | 'test';  labels: 'given' (dataset labels) | 'true' (synthetic corpus's true genres)
-    metric          'log_loss' | 'macro_f1' | 'accuracy'
+    metric          'log_loss' | 'macro_f1' | 'accuracy' | 'ece'
 For N = 1 the STN and the MTN are the same net: only 'stn' rows exist for N = 1.
 """
 
