@@ -19,6 +19,7 @@ from agf.study import (
     _grid_config,
     cell_config,
     check_held_out_artists,
+    corpus_config,
     comparisons,
     paired_gains,
     study_cells,
@@ -50,28 +51,33 @@ min_artists = 2
 
 
 def _results(gain: float) -> pd.DataFrame:
-    """Scores of genre-only and 'stn' on 2 corpora x 2 seeds, clean and at noise 0.2 / 0.4 (symmetric and
-    structured); 'stn' gains `gain` x rate in accuracy and loses nothing in log loss."""
+    """Scores of genre-only and 'stn' on 2 splits of one corpus x 2 seeds, clean and at noise 0.2 / 0.4 (symmetric
+    and structured); 'stn' gains `gain` x rate in accuracy and loses nothing in log loss."""
     rows = []
     rng = np.random.default_rng(0)
     cells = [(CLEAN, 0.0)] + [(k, r) for k in ("symmetric", "structured") for r in (0.2, 0.4)]
-    for corpus in (0, 1):
+    for split_seed in (0, 1):
         for kind, rate in cells:
             for seed in (0, 1):
                 base = 0.7 - rate + rng.normal(0, 0.01)
                 for model, accuracy in (("genre", base), ("stn", base + gain * rate)):
                     for split in ("val", "test"):
-                        rows += [{"corpus_seed": corpus, "noise_kind": kind, "noise_rate": rate, "model": model,
-                                  "seed": seed, "split": split, "labels": "true", "metric": metric, "value": value}
+                        rows += [{"corpus_seed": 0, "split_seed": split_seed, "noise_kind": kind, "noise_rate": rate,
+                                  "model": model, "seed": seed, "split": split, "labels": "true", "metric": metric,
+                                  "value": value}
                                  for metric, value in (("accuracy", accuracy), ("log_loss", 1.0), ("macro_f1", 0.5))]
     return pd.DataFrame(rows)
 
 
 def test_cells_share_the_clean_cell_and_follow_the_config() -> None:
     config = Config(study=StudyConfig(noise_rates=(0.0, 0.2), noise_kinds=("symmetric", "structured"),
-                                      corpus_seeds=(3, 4)))
-    assert study_cells(config) == [Cell(3, CLEAN, 0.0), Cell(3, "symmetric", 0.2), Cell(3, "structured", 0.2),
-                                   Cell(4, CLEAN, 0.0), Cell(4, "symmetric", 0.2), Cell(4, "structured", 0.2)]
+                                      corpus_seeds=(3, 4), split_seeds=(0, 1)))
+    cells = study_cells(config)
+    assert cells[:3] == [Cell(3, 0, CLEAN, 0.0), Cell(3, 0, "symmetric", 0.2), Cell(3, 0, "structured", 0.2)]
+    assert cells[3] == Cell(3, 1, CLEAN, 0.0) and cells[-1] == Cell(4, 1, "structured", 0.2) and len(cells) == 12
+    assert len({cell.name for cell in cells}) == 12
+    split = corpus_config(config, cells[3], Path("root"))
+    assert (split.synth.seed, split.dataset.seed, split.run.workdir) == (3, 1, str(Path("root") / "corpus3"))
     with pytest.raises(ConfigError, match="must include 'genre'"):
         StudyConfig(models=("stn",))
     with pytest.raises(ConfigError, match="study.noise_rates: 1.0"):
@@ -80,11 +86,11 @@ def test_cells_share_the_clean_cell_and_follow_the_config() -> None:
 
 def test_structured_cells_flip_within_the_corpus_pairs_and_need_some() -> None:
     config = Config(synth=SynthConfig(n_genres=6, confusable_pairs=2))
-    noisy = cell_config(config, Cell(0, "structured", 0.3)).noise
+    noisy = cell_config(config, Cell(0, 0, "structured", 0.3)).noise
     assert noisy.kind == "structured" and len(noisy.confusable) == 2 and noisy.subgenre_rate == 0.3
-    assert cell_config(config, Cell(0, CLEAN, 0.0)).noise.rate == 0
+    assert cell_config(config, Cell(0, 0, CLEAN, 0.0)).noise.rate == 0
     with pytest.raises(PipelineError, match="confusable"):
-        cell_config(Config(), Cell(0, "structured", 0.3))
+        cell_config(Config(), Cell(0, 0, "structured", 0.3))
 
 
 def test_the_grids_hold_the_baseline_the_models_and_the_controls() -> None:
@@ -100,7 +106,7 @@ def test_the_grids_hold_the_baseline_the_models_and_the_controls() -> None:
 def test_paired_gains_pair_runs_and_count_the_clean_cell_for_every_kind() -> None:
     gains = paired_gains(_results(0.5), "accuracy")
     assert set(gains["noise_kind"]) == {"symmetric", "structured"}
-    assert len(gains) == 2 * 3 * 2 * 2  # kinds x rates (with the clean one) x corpora x seeds
+    assert len(gains) == 2 * 3 * 2 * 2  # kinds x rates (with the clean one) x splits x seeds
     expected = 0.5 * gains["noise_rate"]
     assert np.allclose(gains["gain"], expected)
     log_loss = _results(0.0)
@@ -146,15 +152,15 @@ def test_a_tiny_study_runs_end_to_end_and_resumes(tmp_path: Path, capsys: pytest
     tracks = pd.read_parquet(work / "corpus0" / "tracks.parquet")
     assert tracks["genre_flipped"].any()  # the last cell's labels are noisy, the truth kept
     assert (tracks["true_genre"] == tracks["clean_genre"]).all()
-    # Genre nets are shared by the real and the shuffled grid: per cell and seed one STN g, one STN m and one
-    # shuffled STN m.
-    assert len(list((work / "corpus0" / "nets").iterdir())) == 2 * 2 * 3
+    # Genre nets are shared by the real and the shuffled grid; nets of artist groups (no label in their targets)
+    # by the noise cells too: per seed one STN g per cell, one STN m and one shuffled STN m.
+    assert len(list((work / "corpus0" / "nets").iterdir())) == 2 * (2 + 2)
 
-    killed = next((study / "cells").glob("corpus0-symmetric-*.csv"))
+    killed = next((study / "cells").glob("corpus0-split0-symmetric-*.csv"))
     killed.unlink()
     assert main(["study", str(config), "-w", str(work), "-q"]) == 0
     assert (study / "cells" / killed.name).exists()
-    assert len(list((work / "corpus0" / "nets").iterdir())) == 2 * 2 * 3  # the rerun trained nothing new
+    assert len(list((work / "corpus0" / "nets").iterdir())) == 2 * (2 + 2)  # the rerun trained nothing new
     assert pd.read_csv(study / "results.csv").equals(results)
 
 

@@ -339,7 +339,8 @@ NOISE_KINDS: tuple[str, ...] = ("symmetric", "structured")
 
 @dataclass(frozen=True)
 class StudyConfig(Section):
-    """`agf study`: the label-noise study (agf.study), over corpus seeds x noise kinds x rates x grid.seeds."""
+    """`agf study`: the label-noise study (agf.study), over corpus seeds x split seeds x noise kinds x rates x
+    grid.seeds."""
 
     NAME: ClassVar[str] = "study"
     RANGES: ClassVar[dict[str, Range]] = {"min_artists": AT_LEAST_1}
@@ -349,8 +350,10 @@ class StudyConfig(Section):
     noise_kinds: tuple[str, ...] = NOISE_KINDS
     # Sub-genre labels are noised too, at the same rate, independently of the genre flips.
     subgenre_noise: bool = True
-    # Each corpus seed renders its own corpus (synth.seed) and draws its own split (dataset.seed).
+    # Each corpus seed renders its own corpus (synth.seed); each split seed draws its own artist-disjoint split of
+    # every corpus (dataset.seed) and its own label noise. Splits are cheap: the audio and features are reused.
     corpus_seeds: tuple[int, ...] = (0, 1, 2)
+    split_seeds: tuple[int, ...] = (0,)
     # The artist-group tasks of the artist-group models (e.g. ['m']: MFCC groups, which never see a label).
     artist_tasks: tuple[str, ...] = ("m",)
     # genre: genre-only STN (the baseline of every comparison); stn / mtn: genre + artist groups; wstn: a genre
@@ -367,8 +370,8 @@ class StudyConfig(Section):
         found += _letters("study", "models", self.models, STUDY_MODELS, empty=False)
         if "genre" not in self.models:
             found.append("study.models: must include 'genre' (the baseline every model is compared with)")
-        if not self.noise_rates or not self.corpus_seeds:
-            found.append("study.noise_rates and study.corpus_seeds: give at least one value each")
+        if not self.noise_rates or not self.corpus_seeds or not self.split_seeds:
+            found.append("study.noise_rates, study.corpus_seeds and study.split_seeds: give at least one value each")
         return found
 
 

@@ -21,7 +21,7 @@ from agf.config import Config, config_to_dict
 from agf.datasets import LoadedDataset, load_dataset
 from agf.datasets.fma import KNOWN_BAD_IDS
 from agf.datasets.noise import inject_label_noise
-from agf.datasets.table import tracks_fingerprint
+from agf.datasets.table import split_fingerprint
 from agf.device import resolve_device
 from agf.errors import AgfError, PipelineError
 from agf.evaluation import evaluate, evaluation_key
@@ -235,7 +235,7 @@ class NetInputs:
 
     prepared: Prepared
     targets: dict[str, pd.DataFrame]
-    task_keys: dict[str, str]  # per task: a hash of the features, the track table and that task's targets
+    task_keys: dict[str, str]  # per task: a hash of the features, the splits and that task's targets
 
     @property
     def task_outputs(self) -> dict[str, int]:
@@ -255,7 +255,7 @@ def net_inputs(config: Config, prepared: Prepared, factors: Factors) -> NetInput
     for task in factors.results:
         if task not in factors.unavailable:
             targets[task] = task_targets(tracks, task, load_track_targets(factors.directory, task))
-    base = stable_key(features_key(config.features), tracks_fingerprint(tracks))
+    base = stable_key(features_key(config.features), split_fingerprint(tracks))
     task_keys = {task: stable_key(base, task, hashlib.sha256(pd.util.hash_pandas_object(frame).to_numpy()).hexdigest())
                  for task, frame in targets.items()}
     return NetInputs(prepared, targets, task_keys)

@@ -1,7 +1,7 @@
 """`agf study`: does learning from artist groups make genre learning robust to label noise? (issue: the paper's claim)
 
-For every corpus seed (its own synthetic corpus and artist-disjoint split) and every noise cell (kind x rate;
-rate 0 is one clean cell shared by both kinds), the same models are trained and scored against the TRUE
+For every corpus seed (its own synthetic corpus), split seed (its own artist-disjoint split of that corpus) and
+noise cell (kind x rate; rate 0 is one clean cell shared by both kinds), the same models are trained and scored against the TRUE
 genres: genre-only STN (the baseline), genre + artist-group STN and MTN, the same with the artist groups
 shuffled across artists (the control: artist information, or just an extra task?), and the parameter-matched
 wSTN, all with the config's epochs, over grid.seeds. Each model's gain over genre-only is paired by corpus,
@@ -10,9 +10,11 @@ Holm's correction, and the slope of the gain on the noise rate.
 
 Work directory (run.workdir):
     corpus<seed>/          one pipeline work directory per corpus seed (corpus, feature store, nets, ...),
-                           shared by its noise cells: the audio and features are computed once
+                           shared by its splits and noise cells: the audio and features are computed once,
+                           and a net whose targets carry no label (artist groups from audio) once per split
     study/cells/*.csv      one finished cell's results each, written last: a killed study resumes there
-    study/results.csv      every score: corpus_seed, noise_kind, noise_rate, model, seed, split, labels, metric, value
+    study/results.csv      every score: corpus_seed, split_seed, noise_kind, noise_rate, model, seed, split, labels,
+                           metric, value
     study/comparisons.csv  per metric, noise kind, rate and model: the paired gain over genre-only and its tests
     study/trends.csv       per metric, noise kind and model: the gain's slope on the noise rate
     study/gain.png, study/report.html, study/report.md
@@ -54,6 +56,8 @@ CLEAN = "none"  # the noise kind of the rate-0 cell
 # Which direction is better, per metric: the gain is the improvement over genre-only.
 HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "log_loss": False}
 PRIMARY_METRIC = "accuracy"
+RESULT_COLUMNS = ["corpus_seed", "split_seed", "noise_kind", "noise_rate", "model", "seed", "split", "labels", "metric",
+                  "value"]
 MODEL_TITLES = {"genre": "genre-only STN", "stn": "STN genre + artist groups", "mtn": "MTN genre + artist groups",
                 "wstn": "wSTN (genre, as large as the MTN)", "stn-shuffled": "STN, artist groups shuffled",
                 "mtn-shuffled": "MTN, artist groups shuffled"}
@@ -61,33 +65,43 @@ MODEL_TITLES = {"genre": "genre-only STN", "stn": "STN genre + artist groups", "
 
 @dataclass(frozen=True)
 class Cell:
-    """One noise condition of one corpus."""
+    """One noise condition of one split of one corpus."""
 
     corpus_seed: int
+    split_seed: int
     kind: str  # 'symmetric', 'structured', or CLEAN for rate 0
     rate: float
 
     @property
     def label(self) -> str:
-        return f"corpus {self.corpus_seed}, " + ("clean labels" if self.kind == CLEAN else
-                                                 f"{self.kind} noise {self.rate:g}")
+        return f"corpus {self.corpus_seed} split {self.split_seed}, " + (
+            "clean labels" if self.kind == CLEAN else f"{self.kind} noise {self.rate:g}")
+
+    @property
+    def name(self) -> str:
+        """The cell's file-name stem."""
+        return f"corpus{self.corpus_seed}-split{self.split_seed}-{self.kind}-{self.rate:g}"
 
 
 def study_cells(config: Config) -> list[Cell]:
-    """Every cell of the study, corpus by corpus; rate 0 once per corpus."""
+    """Every cell of the study, corpus by corpus and split by split; rate 0 once per split."""
+    study = config.study
     cells = []
-    for seed in config.study.corpus_seeds:
-        if 0 in config.study.noise_rates:
-            cells.append(Cell(seed, CLEAN, 0.0))
-        cells += [Cell(seed, kind, rate) for kind in config.study.noise_kinds for rate in config.study.noise_rates
-                  if rate > 0]
+    for corpus in study.corpus_seeds:
+        for split in study.split_seeds:
+            if 0 in study.noise_rates:
+                cells.append(Cell(corpus, split, CLEAN, 0.0))
+            cells += [Cell(corpus, split, kind, rate) for kind in study.noise_kinds for rate in study.noise_rates
+                      if rate > 0]
     return cells
 
 
-def corpus_config(config: Config, seed: int, root: Path) -> Config:
-    """The pipeline config of one corpus seed: its corpus, its split seed, its own work directory."""
-    return replace(config, synth=replace(config.synth, seed=seed), dataset=replace(config.dataset, seed=seed),
-                   run=replace(config.run, workdir=str(root / f"corpus{seed}")))
+def corpus_config(config: Config, cell: Cell, root: Path) -> Config:
+    """The pipeline config of a cell's corpus and split: the corpus seed renders the corpus (its work directory
+    shared by every split and noise cell), the split seed draws the artist-disjoint split."""
+    return replace(config, synth=replace(config.synth, seed=cell.corpus_seed),
+                   dataset=replace(config.dataset, seed=cell.split_seed),
+                   run=replace(config.run, workdir=str(root / f"corpus{cell.corpus_seed}")))
 
 
 def cell_config(config: Config, cell: Cell) -> Config:
@@ -104,7 +118,7 @@ def cell_config(config: Config, cell: Cell) -> Config:
                                 "(synthetic corpus) or noise.confusable, e.g. ['Rock/Pop']")
     subgenre_rate = cell.rate if config.study.subgenre_noise else 0.0
     return replace(config, noise=NoiseConfig(rate=cell.rate, kind=cell.kind, confusable=confusable,
-                                             subgenre_rate=subgenre_rate, seed=cell.corpus_seed))
+                                             subgenre_rate=subgenre_rate, seed=cell.split_seed))
 
 
 def check_held_out_artists(tracks: pd.DataFrame, minimum: int) -> None:
@@ -162,8 +176,8 @@ def run_cell(config: Config, cell: Cell, progress: bool, log: Log) -> pd.DataFra
         results["model"] = [models[key] for key in zip(results["arch"], results["tasks"], results["n_tasks"])]
         frames.append(results[results["model"].isin(config.study.models)])
     rows = pd.concat(frames, ignore_index=True).drop_duplicates(["model", "seed", "split", "labels", "metric"])
-    return rows.assign(corpus_seed=cell.corpus_seed, noise_kind=cell.kind, noise_rate=cell.rate)[
-        ["corpus_seed", "noise_kind", "noise_rate", "model", "seed", "split", "labels", "metric", "value"]]
+    return rows.assign(corpus_seed=cell.corpus_seed, split_seed=cell.split_seed, noise_kind=cell.kind,
+                       noise_rate=cell.rate)[RESULT_COLUMNS]
 
 
 def run_study(config: Config, progress: bool = True, log: Log = print) -> dict[str, Path]:
@@ -174,9 +188,9 @@ def run_study(config: Config, progress: bool = True, log: Log = print) -> dict[s
     frames = []
     with locked(WorkDir(root)):
         for number, cell in enumerate(cells, 1):
-            cell_cfg = cell_config(corpus_config(config, cell.corpus_seed, root), cell)
+            cell_cfg = cell_config(corpus_config(config, cell, root), cell)
             settings = {k: v for k, v in config_to_dict(cell_cfg).items() if k != "run"}
-            path = out / "cells" / f"corpus{cell.corpus_seed}-{cell.kind}-{cell.rate:g}-{stable_key(settings)}.csv"
+            path = out / "cells" / f"{cell.name}-{stable_key(settings)}.csv"
             if path.exists():
                 log(f"[{number}/{len(cells)}] {cell.label}: reused")
                 frames.append(pd.read_csv(path))
@@ -200,14 +214,14 @@ def reported_split(results: pd.DataFrame) -> tuple[str, str]:
 
 
 def paired_gains(results: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per noise kind, rate, model, corpus seed and run seed: the model's improvement over genre-only on the
+    """Per noise kind, rate, model, corpus seed, split seed and run seed: the model's improvement over genre-only on the
     reported split and labels (the rate-0 cell counts for every noise kind)."""
     split, labels = reported_split(results)
     rows = results[(results["split"] == split) & (results["labels"] == labels) & (results["metric"] == metric)]
     kinds = sorted(set(rows["noise_kind"]) - {CLEAN}) or [CLEAN]
     clean = rows[rows["noise_kind"] == CLEAN]
     rows = pd.concat([rows[rows["noise_kind"] != CLEAN]] + [clean.assign(noise_kind=k) for k in kinds])
-    keys = ["noise_kind", "noise_rate", "corpus_seed", "seed"]
+    keys = ["noise_kind", "noise_rate", "corpus_seed", "split_seed", "seed"]
     table = rows.pivot_table(index=keys, columns="model", values="value", aggfunc="first")
     sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
     gains = [(table[m] - table[BASELINE]).mul(sign).rename("gain").reset_index().assign(model=m)
@@ -310,7 +324,8 @@ def write_study_report(config: Config, results: pd.DataFrame, out: Path) -> dict
     split, labels = reported_split(results)
     study = config.study
     notes = [
-        f"Corpus seeds {list(study.corpus_seeds)}, run seeds {list(config.grid.seeds)}, noise kinds "
+        f"Corpus seeds {list(study.corpus_seeds)}, split seeds {list(study.split_seeds)}, run seeds "
+        f"{list(config.grid.seeds)}, noise kinds "
         f"{list(study.noise_kinds)} at rates {list(study.noise_rates)} (albums relabelled; sub-genres too: "
         f"{study.subgenre_noise}); artist-group tasks {''.join(study.artist_tasks)}; {config.train.epochs} epochs "
         f"per net (MTN x tasks), transfer MLP {config.transfer.epochs} epochs.",

@@ -93,6 +93,12 @@ def read_csv_file(path: Path, fix: str, **options: Any) -> pd.DataFrame:
     raise DatasetError(f"{path}: {problem}; {fix}")
 
 
+def split_fingerprint(tracks: pd.DataFrame) -> str:
+    """A key of which tracks sit in which split (no labels): what a net reads of a track table besides its
+    targets, so nets learning label-free targets are shared by runs whose labels differ (label noise)."""
+    return stable_key("splits", tracks["track_id"].astype(str).tolist(), tracks["split"].astype(str).tolist())
+
+
 def tracks_fingerprint(tracks: pd.DataFrame) -> str:
     """A key of what the stages after prepare read from a track table: ids, artists, labels, sub-genres, splits."""
     columns = [*FINGERPRINT_COLUMNS, *(["true_genre"] if "true_genre" in tracks.columns else [])]
