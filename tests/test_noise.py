@@ -85,7 +85,7 @@ def test_noise_is_seeded_and_the_streams_are_independent() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(n_albums=st.integers(3, 80), rate=st.floats(0, 1), seed=st.integers(0, 1000))
+@given(n_albums=st.integers(3, 80), rate=st.floats(0, 1, exclude_max=True), seed=st.integers(0, 1000))
 def test_any_rate_gives_the_exact_count(n_albums: int, rate: float, seed: int) -> None:
     noisy, summary = inject_label_noise(collection(n_albums, 1, seed), NoiseConfig(rate=rate, seed=seed))
     assert summary.flipped == round_half_up(rate * n_albums) == int(noisy["genre_flipped"].sum())
@@ -94,6 +94,8 @@ def test_any_rate_gives_the_exact_count(n_albums: int, rate: float, seed: int) -
 def test_noise_settings_are_checked() -> None:
     with pytest.raises(ConfigError, match="noise.rate = 1.5"):
         NoiseConfig(rate=1.5)
+    with pytest.raises(ConfigError, match=r"noise.rate = 1.0: must be in \[0, 1\)"):  # hypothesis found this one
+        NoiseConfig(rate=1.0)
     with pytest.raises(ConfigError, match="'Rock-Pop'"):
         NoiseConfig(confusable=("Rock-Pop",))
     with pytest.raises(ConfigError, match="needs noise.confusable"):
