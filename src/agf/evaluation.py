@@ -10,11 +10,6 @@ on the validation tracks' given labels only; every split is scored with the cali
 metrics.json keeps the temperature and the uncalibrated scores beside them. Without validation tracks the
 temperature is 1 (nothing is calibrated).
 
-Calibration (agf.calibration): each model's track probabilities are temperature-scaled, the temperature fitted
-on the validation tracks' given labels only; every split is scored with the calibrated probabilities, and
-metrics.json keeps the temperature and the uncalibrated scores beside them. Without validation tracks the
-temperature is 1 (nothing is calibrated).
-
 out_dir receives
     metrics.json                    genres, splits (track counts), per model: temperature, and per split the
                                     scores vs given/true labels, calibrated ('scores') and not ('uncalibrated')
