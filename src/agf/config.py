@@ -69,6 +69,9 @@ class Section:
 
     NAME: ClassVar[str] = ""
     RANGES: ClassVar[dict[str, Range]] = {}
+    # Settings added after outputs were keyed on the section, with the value that computes what the section did
+    # before them: left out of key_settings at that value, so existing work directories stay valid.
+    ADDED_SETTINGS: ClassVar[dict[str, Any]] = {}
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -193,7 +196,7 @@ class FeatureConfig(Section):
     RANGES: ClassVar[dict[str, Range]] = {
         "sample_rate": Range(1000), "n_fft": Range(16), "hop_length": AT_LEAST_1, "n_mels": Range(MIN_MELS),
         "fmin": NON_NEGATIVE, "fmax": POSITIVE, "top_db": POSITIVE, "n_mfcc": AT_LEAST_1, "min_frames": AT_LEAST_1,
-        "silence_rms_db": Range(high=0),
+        "silence_rms_db": Range(high=0), "max_duration": POSITIVE,
     }
 
     sample_rate: int = 22050
@@ -208,9 +211,20 @@ class FeatureConfig(Section):
     min_frames: int = PATCH_FRAMES
     # A track whose RMS level is below this (dBFS) is flagged silent.
     silence_rms_db: float = -60.0
+    # The segment of each track that is used (prepare, transfer and prediction alike): at most max_duration
+    # seconds (None: the whole track) starting at `offset`: 'start', 'centre' (centred, as FMA's 30-s clips are
+    # cut from full tracks) or a number of seconds (a shorter track keeps what it has from there).
+    max_duration: float | None = None
+    offset: Literal["start", "centre"] | float = "start"
+
+    ADDED_SETTINGS: ClassVar[dict[str, Any]] = {"max_duration": None, "offset": "start"}
 
     def other_problems(self) -> list[str]:
         found = []
+        if isinstance(self.offset, float) and self.offset < 0:
+            found.append(f"features.offset = {self.offset!r}: seconds must be at least 0 (or 'start', 'centre')")
+        if self.offset == "centre" and self.max_duration is None:
+            found.append("features.offset = 'centre' needs features.max_duration (the length of the centred segment)")
         if self.fmax is not None and not self.fmin < self.fmax <= self.sample_rate / 2:
             found.append(f"features.fmax = {self.fmax!r}: must be above fmin ({self.fmin:g}) and at most half the "
                          f"sample rate ({self.sample_rate / 2:g})")
@@ -269,6 +283,11 @@ class TrainConfig(Section):
     RANGES: ClassVar[dict[str, Range]] = {
         "epochs": AT_LEAST_1, "batch_size": AT_LEAST_1, "lr": POSITIVE, "weight_decay": NON_NEGATIVE,
         "patch_frames": Range(MIN_PATCH_FRAMES), "width_factor": NON_NEGATIVE, "loader_workers": NON_NEGATIVE,
+        "gain_db": NON_NEGATIVE, "time_mask_frames": NON_NEGATIVE, "freq_mask_bins": NON_NEGATIVE,
+        "mixup_alpha": NON_NEGATIVE,
+    }
+    ADDED_SETTINGS: ClassVar[dict[str, Any]] = {
+        "gain_db": 0.0, "time_mask_frames": 0, "freq_mask_bins": 0, "mixup_alpha": 0.0,
     }
 
     epochs: int = 200
@@ -286,6 +305,14 @@ class TrainConfig(Section):
     amp: bool = True
     channels_last: bool = True
     loader_workers: int = 1
+    # Augmentation of training crops (0 = off; validation crops are never augmented), for small collections:
+    # a random gain in [-gain_db, +gain_db] dB per crop; SpecAugment-style masks, one time mask of up to
+    # time_mask_frames frames and one frequency mask of up to freq_mask_bins mel bands per crop; mixup of crops
+    # and targets within a batch with weights drawn from Beta(mixup_alpha, mixup_alpha).
+    gain_db: float = 0.0
+    time_mask_frames: int = 0
+    freq_mask_bins: int = 0
+    mixup_alpha: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -295,8 +322,9 @@ class TransferConfig(Section):
     NAME: ClassVar[str] = "transfer"
     RANGES: ClassVar[dict[str, Range]] = {
         "epochs": AT_LEAST_1, "hidden": AT_LEAST_1, "dropout": FRACTION, "lr": POSITIVE, "batch_size": AT_LEAST_1,
-        "window_hop": AT_LEAST_1,
+        "window_hop": AT_LEAST_1, "max_windows_per_track": NON_NEGATIVE,
     }
+    ADDED_SETTINGS: ClassVar[dict[str, Any]] = {"max_windows_per_track": 0}
 
     epochs: int = 50
     hidden: int = 1024
@@ -308,6 +336,9 @@ class TransferConfig(Section):
     select_epoch: Literal["best_val", "last"] = "best_val"
     # Window features under bf16 autocast with channels_last: 3.2x faster on CPU here, 0.5 % relative error.
     amp: bool = True
+    # Windows of each training track the MLP sees per epoch, drawn at random every epoch (0: all): full-length
+    # tracks give hundreds of windows each, and a few per track and epoch train the MLP in minutes.
+    max_windows_per_track: int = 0
 
 
 @dataclass(frozen=True)
@@ -380,11 +411,14 @@ class RunConfig(Section):
     """Resources: where to run and how many processes."""
 
     NAME: ClassVar[str] = "run"
-    RANGES: ClassVar[dict[str, Range]] = {"workers": AT_LEAST_1}
+    RANGES: ClassVar[dict[str, Range]] = {"workers": AT_LEAST_1, "threads": NON_NEGATIVE}
 
     device: str = "auto"
     workers: int = 2
     workdir: str = "work"
+    # torch / BLAS threads of the main process (training, window features, the MLP); 0: all cores this process
+    # may use. Set 1 when other busy processes share the cores (two threads next to one made steps 20x slower).
+    threads: int = 0
 
 
 @dataclass(frozen=True)
@@ -522,6 +556,16 @@ def config_to_dict(config: Any) -> dict[str, Any]:
         return value
 
     return clean(dataclasses.asdict(config))
+
+
+def key_settings(config: Any) -> dict[str, Any]:
+    """A config or section as config_to_dict gives it, without the settings a section added later that are at
+    their neutral value (Section.ADDED_SETTINGS): what keys outputs, so existing work directories stay valid."""
+    if isinstance(config, Config):
+        return {section.name: key_settings(getattr(config, section.name)) for section in dataclasses.fields(config)}
+    added = getattr(config, "ADDED_SETTINGS", {})
+    return {name: value for name, value in config_to_dict(config).items()
+            if not (name in added and getattr(config, name) == added[name])}
 
 
 def config_to_toml(config: Config) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from agf import __version__
-from agf.config import Config, config_to_dict
+from agf.config import Config, config_to_dict, key_settings
 from agf.datasets import LoadedDataset, load_dataset
 from agf.datasets.fma import KNOWN_BAD_IDS
 from agf.datasets.noise import inject_label_noise
@@ -221,7 +221,7 @@ def stage_factors(
     if not wanted:
         return Factors(None, None)
     settings = replace(config.factors, tasks=wanted)
-    key = stable_key("factors", config_to_dict(settings), features_key(config.features))
+    key = stable_key("factors", key_settings(settings), features_key(config.features))
     out_dir = prepared.workdir.factors / key
     results = build_factors(
         prepared.tracks, prepared.store, settings, out_dir, config.run.workers, progress, load_only=must_be_done

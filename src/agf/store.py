@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agf.config import FeatureConfig, config_to_dict
+from agf.config import FeatureConfig, key_settings
 from agf.errors import StoreError
 from agf.features import delta_mfcc
 from agf.fileio import (
@@ -68,7 +68,7 @@ def estimated_bytes(tracks: pd.DataFrame, config: FeatureConfig) -> int:
 
 def features_key(config: FeatureConfig) -> str:
     """The store key: a hash of every feature setting and the store format."""
-    return stable_key("features", STORE_FORMAT, config_to_dict(config))
+    return stable_key("features", STORE_FORMAT, key_settings(config))
 
 
 def _shard(track_id: str) -> str:
@@ -83,7 +83,7 @@ class FeatureStore:
         self.root = Path(root)
         self.config = config
         settings_path = self.root / "settings.json"
-        wanted = {"format": STORE_FORMAT, "features": config_to_dict(config)}
+        wanted = {"format": STORE_FORMAT, "features": key_settings(config)}
         if settings_path.exists():
             found = read_json(settings_path)
             if found != wanted:

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agf.config import Config, NoiseConfig, config_to_dict
+from agf.config import Config, NoiseConfig, key_settings
 from agf.datasets.synth import build_collection
 from agf.errors import PipelineError
 from agf.fileio import stable_key, write_text_atomic
@@ -189,7 +189,7 @@ def run_study(config: Config, progress: bool = True, log: Log = print) -> dict[s
     with locked(WorkDir(root)):
         for number, cell in enumerate(cells, 1):
             cell_cfg = cell_config(corpus_config(config, cell, root), cell)
-            settings = {k: v for k, v in config_to_dict(cell_cfg).items() if k != "run"}
+            settings = {k: v for k, v in key_settings(cell_cfg).items() if k != "run"}
             path = out / "cells" / f"{cell.name}-{stable_key(settings)}.csv"
             if path.exists():
                 log(f"[{number}/{len(cells)}] {cell.label}: reused")

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from agf.config import TrainConfig, config_to_dict
+from agf.config import TrainConfig, config_to_dict, key_settings
 from agf.datasets.table import genre_list
 from agf.device import resolve_device
 from agf.errors import TrainingDiverged, TrainingError
@@ -353,7 +353,7 @@ def net_meta(
         "spec": asdict(spec),
         "width": net.width,
         "genres": genre_list(tracks),
-        "features": config_to_dict(store.config),
+        "features": key_settings(store.config),
         "patch_frames": config.patch_frames,
         "task_outputs": {task: int(data.targets[task].shape[1]) for task in spec.tasks},
         "band_mean": net.band_norm.mean.tolist(),

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import torch
 
-from agf.config import TrainConfig, config_to_dict
+from agf.config import TrainConfig, key_settings
 from agf.fileio import stable_key
 from agf.models import MTN, STN, count_params, width_for_params
 from agf.tasks import ARCHS, GENRE_TASK, Arch
@@ -98,7 +98,7 @@ def net_train_config(spec: NetSpec, train: TrainConfig) -> TrainConfig:
 
 def training_settings(config: TrainConfig, seed: int) -> dict[str, Any]:
     """The settings that change what training computes (loader workers do not), with the run seed."""
-    settings = config_to_dict(config)
+    settings = key_settings(config)
     settings.pop("loader_workers")
     return {**settings, "seed": seed}
 

@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from agf.config import TransferConfig, config_to_dict
+from agf.config import TransferConfig, key_settings
 from agf.datasets.table import genre_list, tracks_fingerprint
 from agf.device import resolve_device
 from agf.errors import TransferError
@@ -228,7 +228,7 @@ def window_cache_dir(out_dir: Path, source: Path, hop: int) -> Path:
 
 def transfer_dir(transfer_root: str | Path, sources: Sequence[str | Path], config: TransferConfig, seed: int) -> Path:
     """transfer/<key>: the key hashes the source directory names (in order), the config and the seed."""
-    key = stable_key("transfer", [Path(s).name for s in sources], config_to_dict(config), seed)
+    key = stable_key("transfer", [Path(s).name for s in sources], key_settings(config), seed)
     return Path(transfer_root) / key
 
 
@@ -239,7 +239,7 @@ def _request(
     return {
         "format": MLP_FORMAT,
         "sources": [{"name": s.path.name, "fingerprint": s.fingerprint} for s in sources],
-        "config": config_to_dict(config),
+        "config": key_settings(config),
         "seed": seed,
         "tracks": tracks_fingerprint(tracks),
         "store": store.root.name,

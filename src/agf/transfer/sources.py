@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from agf.config import FeatureConfig, config_to_dict
+from agf.config import FeatureConfig, key_settings
 from agf.errors import ModelFileError, TransferError
 from agf.models import MTN, load_net
 from agf.models.io import SPEC_FILE
@@ -88,8 +88,9 @@ def load_source(path: str | Path, features: FeatureConfig, device: str | torch.d
             f"{path / SPEC_FILE}: the meta does not record the net's input (features, patch_frames); "
             "train the net with this version of agf"
         )
-    if meta["features"] != config_to_dict(features):
-        differing = sorted(k for k in meta["features"] if meta["features"][k] != config_to_dict(features).get(k))
+    if meta["features"] != key_settings(features):
+        wanted = key_settings(features)
+        differing = sorted(k for k in meta["features"].keys() | wanted.keys() if meta["features"].get(k) != wanted.get(k))
         raise TransferError(
             f"{path / SPEC_FILE}: the net was trained on other features (differing: {', '.join(differing) or 'keys'}) "
             "than the feature store's; use nets trained on this feature store"
