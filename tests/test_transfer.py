@@ -15,7 +15,7 @@ from store_fixtures import make_store as make_mel_store
 from store_fixtures import toy_mels
 
 import agf.transfer.mlp as transfer_mlp
-from agf.config import PATCH_FRAMES, FeatureConfig, TransferConfig, config_to_dict
+from agf.config import PATCH_FRAMES, FeatureConfig, TransferConfig, key_settings
 from agf.errors import TransferError
 from agf.evaluation import CLASSICAL, evaluate
 from agf.fileio import read_json
@@ -74,7 +74,7 @@ def toy_tracks() -> pd.DataFrame:
 
 def net_meta(store: FeatureStore, outputs: dict[str, int]) -> dict:
     """The meta agf's training writes that a transfer reads: the net's input settings, tasks and genres."""
-    return {"task_outputs": outputs, "genres": GENRES, "features": config_to_dict(store.config),
+    return {"task_outputs": outputs, "genres": GENRES, "features": key_settings(store.config),
             "patch_frames": PATCH_FRAMES}
 
 
