@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import soundfile
 from audio_cases import make_empty, make_random_bytes, make_truncated_mp3, music_like
 
 from agf.audio import write_audio
 from agf.config import FeatureConfig
 from agf.errors import StoreError
+from agf.features import extractor_for
 from agf.prepare import TrackJob, is_finished, prepare_features, prepare_track
 from agf.store import FeatureStore, features_key
 
@@ -196,3 +198,61 @@ def test_killed_prepare_resumes_to_the_same_store(corpus: pd.DataFrame, tmp_path
     pd.testing.assert_frame_equal(ref_index, new_index)
     for mel in ref_store.glob("mel/*/*.npy"):
         np.testing.assert_array_equal(np.load(mel), np.load(new_store / mel.relative_to(ref_store)))
+
+
+SEGMENTS = [  # (file seconds, max_duration, offset, expected segment [start, stop) in seconds)
+    (10.0, None, "start", (0.0, 10.0)),
+    (10.0, 30.0, "centre", (0.0, 10.0)),  # shorter than the segment: the whole file
+    (10.0, 4.0, 3.0, (3.0, 7.0)),
+    (30.0, 30.0, "centre", (0.0, 30.0)),
+    (30.0, 10.0, "centre", (10.0, 20.0)),
+    (30.0, 10.0, 25.0, (25.0, 30.0)),  # runs past the end: what is left
+    (600.0, 30.0, "centre", (285.0, 315.0)),
+    (600.0, 30.0, "start", (0.0, 30.0)),
+    (600.0, None, 590.0, (590.0, 600.0)),
+]
+
+
+@pytest.mark.parametrize(("seconds", "max_duration", "offset", "expected"), SEGMENTS)
+def test_segment_settings_store_the_expected_frames(
+    tmp_path: Path, seconds: float, max_duration: float | None, offset: str | float, expected: tuple[float, float]
+) -> None:
+    """The stored log-mel is the feature extractor's output on exactly the segment's samples (a lossless file
+    at the feature rate, so the decoded samples are the written ones)."""
+    config = FeatureConfig(max_duration=max_duration, offset=offset)
+    rate = config.sample_rate
+    samples = music_like(seconds, rate, seed=3) * 0.5
+    path = write_case_wav(tmp_path / "track.wav", samples, rate)
+    store = FeatureStore(tmp_path / "store", config)
+    entry = prepare_track(TrackJob("1", str(path), str(store.root), config, declared_duration=seconds))
+    assert entry["status"] == "ok"
+    decoded = soundfile.read(path, dtype="float32")[0]
+    start, stop = round(expected[0] * rate), round(expected[1] * rate)
+    want = extractor_for(config)(decoded[start:stop]).mel
+    assert entry["frames"] == want.shape[0] == 1 + (stop - start) // config.hop_length
+    np.testing.assert_array_equal(store.mel("1"), want)
+
+
+def test_a_segment_past_the_end_is_too_short_and_a_limited_decode_is_not_truncated(tmp_path: Path) -> None:
+    path = write_case_wav(tmp_path / "track.wav", music_like(10.0, 22050) * 0.5, 22050)
+    past = FeatureConfig(max_duration=5.0, offset=12.0)
+    entry = prepare_track(TrackJob("1", str(path), str(tmp_path / "a"), past, declared_duration=10.0))
+    assert entry["status"] == "too_short" and "segment" in entry["reason"]
+    # Decoding stops after 5 s of a file whose metadata declares 600 s: not a damaged file.
+    first = FeatureConfig(max_duration=5.0)
+    entry = prepare_track(TrackJob("2", str(path), str(tmp_path / "b"), first, declared_duration=600.0))
+    assert entry["status"] == "ok"
+
+
+def test_segment_settings_key_a_new_store_and_defaults_keep_the_old_key() -> None:
+    # The default store's key before the segment settings existed (agf 990ebec): old work directories stay valid.
+    assert features_key(FeatureConfig(max_duration=None, offset="start")) == "349b7e9e6040"
+    assert features_key(FeatureConfig(max_duration=30.0)) != features_key(FeatureConfig())
+    assert features_key(FeatureConfig(max_duration=30.0, offset="centre")) != features_key(
+        FeatureConfig(max_duration=30.0))
+
+
+def write_case_wav(path: Path, samples: np.ndarray, rate: int) -> Path:
+    """A 16-bit WAV whose decoded samples are exactly the quantised ones written."""
+    write_audio(path, samples, rate)
+    return path

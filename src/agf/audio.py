@@ -15,6 +15,7 @@ import librosa
 import numpy as np
 import soundfile
 
+from agf.config import FeatureConfig
 from agf.errors import AudioDecodeError
 from agf.fileio import atomic_path
 
@@ -62,6 +63,51 @@ def decode(
     if max_duration is not None:
         samples = samples[: int(round(max_duration * sample_rate))]
     return samples, info
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The part of each track that is used: at most max_duration seconds (None: all) from `offset`: 'start',
+    'centre' or a number of seconds (agf.config.FeatureConfig holds the setting)."""
+
+    max_duration: float | None = None
+    offset: str | float = "start"
+
+    @classmethod
+    def of(cls, features: FeatureConfig) -> Segment:
+        """The segment the feature settings keep."""
+        return cls(features.max_duration, features.offset)
+
+    def decode_limit(self) -> float | None:
+        """Seconds of the file that must be decoded to cut the segment (None: the whole file)."""
+        if self.max_duration is None or self.offset == "centre":
+            return None
+        return (0.0 if self.offset == "start" else float(self.offset)) + self.max_duration
+
+    def bounds(self, n_samples: int, sample_rate: int) -> tuple[int, int]:
+        """The segment's sample range [start, stop) in a decoded track of n_samples (empty past the end)."""
+        length = n_samples if self.max_duration is None else min(n_samples, round(self.max_duration * sample_rate))
+        if self.offset == "start":
+            start = 0
+        elif self.offset == "centre":
+            start = (n_samples - length) // 2
+        else:
+            start = min(round(float(self.offset) * sample_rate), n_samples)
+        return start, min(start + length, n_samples)
+
+
+def decode_segment(
+    path: str | Path, sample_rate: int, segment: Segment, max_duration: float | None = None
+) -> tuple[np.ndarray, AudioInfo]:
+    """decode() of the segment of a file only, decoding no more of it than the segment needs.
+
+    `max_duration` caps the seconds decoded before the segment is cut (prediction's --max-duration).
+    AudioInfo.duration is the decoded part's duration (the whole file's unless a limit stopped decoding).
+    """
+    limits = [limit for limit in (segment.decode_limit(), max_duration) if limit is not None]
+    samples, info = decode(path, sample_rate, min(limits) if limits else None)
+    start, stop = segment.bounds(samples.size, sample_rate)
+    return samples[start:stop], info
 
 
 def _decode_pyav(path: Path, sample_rate: int, max_duration: float | None) -> tuple[np.ndarray, AudioInfo]:

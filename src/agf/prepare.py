@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from agf.audio import AudioDecodeError, decode
+from agf.audio import AudioDecodeError, Segment, decode_segment
 from agf.config import FeatureConfig
 from agf.features import extractor_for
 from agf.parallel import available_cores, map_unordered
@@ -96,8 +96,9 @@ def prepare_track(job: TrackJob) -> dict:
         entry.update(status="known_bad", reason="listed in FMA's known bad files")
         store.write_entry(entry)
         return entry
+    segment = Segment.of(job.config)
     try:
-        samples, info = decode(job.audio_path, job.config.sample_rate)
+        samples, info = decode_segment(job.audio_path, job.config.sample_rate, segment)
     except AudioDecodeError as exc:
         entry.update(status="failed", reason=exc.reason)
         store.write_entry(entry)
@@ -117,11 +118,14 @@ def prepare_track(job: TrackJob) -> dict:
         rms_db=_level_db(rms),
         decoder=info.decoder,
     )
-    if info.duration < TRUNCATED_SHARE * job.declared_duration:  # False when the declared duration is NaN
+    # A segment that stops decoding early is compared with the share of the file it needs. False when NaN.
+    if info.duration < TRUNCATED_SHARE * min(job.declared_duration, segment.decode_limit() or np.inf):
         entry.update(status="truncated", reason=f"decoded {info.duration:.1f} s of the {job.declared_duration:.1f} s "
                      "its metadata declares (a damaged or partial file)")
     elif frames < job.config.min_frames:
-        entry.update(status="too_short", reason=f"{info.duration:.2f} s is shorter than one patch")
+        kept = samples.size / job.config.sample_rate
+        entry.update(status="too_short", reason=f"{kept:.2f} s is shorter than one patch" + (
+            "" if segment == Segment() else f" (the segment kept of {info.duration:.2f} s decoded)"))
     elif entry["rms_db"] < job.config.silence_rms_db:
         entry.update(status="silent", reason=f"RMS level {entry['rms_db']:.1f} dBFS")
     store.write_entry(entry)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from agf.audio import decode, to_mono
+from agf.audio import Segment, decode_segment, to_mono
 from agf.calibration import apply_temperature
 from agf.config import FeatureConfig
 from agf.device import resolve_device
@@ -98,7 +98,7 @@ def decode_file(job: DecodeJob) -> Decoded:
         suffixes = ", ".join(sorted(AUDIO_SUFFIXES))
         return Decoded(job.path, None, error=f"a directory without audio files (searched for {suffixes})")
     try:
-        samples, _ = decode(job.path, job.features.sample_rate, job.max_duration)
+        samples, _ = decode_segment(job.path, job.features.sample_rate, Segment.of(job.features), job.max_duration)
     except AgfError as exc:
         return Decoded(job.path, None, error=getattr(exc, "reason", str(exc)))
     return Decoded(job.path, log_mel(samples, job.features), samples.size / job.features.sample_rate)
@@ -163,7 +163,7 @@ class GenreClassifier:
         return prediction.as_dict()
 
     def _decode_waveform(self, samples: np.ndarray, sr: int | None, max_duration: float | None) -> Decoded:
-        """A waveform as the nets take it: mono, resampled, cut to max_duration."""
+        """A waveform as the nets take it: mono, resampled, cut to max_duration, then to the features' segment."""
         if sr is None or sr <= 0:
             raise PredictError("a waveform needs its sample rate: predict(samples, sr=44100)")
         if samples.ndim == 2 and samples.shape[0] > samples.shape[1]:
@@ -174,9 +174,12 @@ class GenreClassifier:
             mono = to_mono(samples, sr, self.bundle.features.sample_rate)
         except ValueError as exc:
             raise PredictError(str(exc)) from None
+        rate = self.bundle.features.sample_rate
         if max_duration is not None:
-            mono = mono[: int(round(max_duration * self.bundle.features.sample_rate))]
-        seconds = mono.size / self.bundle.features.sample_rate
+            mono = mono[: int(round(max_duration * rate))]
+        start, stop = Segment.of(self.bundle.features).bounds(mono.size, rate)
+        mono = mono[start:stop]
+        seconds = mono.size / rate
         return Decoded(WAVEFORM, log_mel(mono, self.bundle.features) if mono.size else None, seconds,
                        None if mono.size else "no samples")
 
