@@ -57,6 +57,8 @@ class Range(NamedTuple):
         return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
 
 
+AGGREGATIONS: tuple[str, ...] = ("probs", "log_probs", "pooled")
+
 AT_LEAST_1 = Range(1)
 NON_NEGATIVE = Range(0)
 POSITIVE = Range(0, low_open=True)
@@ -324,7 +326,7 @@ class TransferConfig(Section):
         "epochs": AT_LEAST_1, "hidden": AT_LEAST_1, "dropout": FRACTION, "lr": POSITIVE, "batch_size": AT_LEAST_1,
         "window_hop": AT_LEAST_1, "max_windows_per_track": NON_NEGATIVE,
     }
-    ADDED_SETTINGS: ClassVar[dict[str, Any]] = {"max_windows_per_track": 0}
+    ADDED_SETTINGS: ClassVar[dict[str, Any]] = {"max_windows_per_track": 0, "aggregations": ("probs",)}
 
     epochs: int = 50
     hidden: int = 1024
@@ -339,6 +341,14 @@ class TransferConfig(Section):
     # Windows of each training track the MLP sees per epoch, drawn at random every epoch (0: all): full-length
     # tracks give hundreds of windows each, and a few per track and epoch train the MLP in minutes.
     max_windows_per_track: int = 0
+    # How window evidence becomes a track's probabilities; with several, each is fitted and the one of the
+    # lowest validation log loss is kept: 'probs', the mean of the window probabilities (the paper's);
+    # 'log_probs', the mean of their logarithms (renormalised); 'pooled', an MLP on the track's mean and
+    # standard deviation of window features (the authors' follow-up work).
+    aggregations: tuple[str, ...] = ("probs",)
+
+    def other_problems(self) -> list[str]:
+        return _letters("transfer", "aggregations", self.aggregations, AGGREGATIONS, empty=False)
 
 
 @dataclass(frozen=True)
