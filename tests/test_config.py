@@ -105,3 +105,20 @@ def test_ranges_accept_exactly_the_values_they_describe(batch_size: int, lr: flo
             config_from_dict(data)
         assert ("train.batch_size" in str(caught.value)) == (batch_size < 1)
         assert ("train.lr" in str(caught.value)) == (lr <= 0)
+
+
+def test_threads_setting_sets_torch_and_blas_threads() -> None:
+    import threadpoolctl
+    import torch
+
+    from agf.device import use_threads
+
+    before = torch.get_num_threads()
+    try:
+        assert use_threads(0) == before  # 0 leaves the default
+        assert use_threads(1) == 1 == torch.get_num_threads()
+        assert all(pool["num_threads"] == 1 for pool in threadpoolctl.threadpool_info())
+    finally:
+        use_threads(before)
+    with pytest.raises(ConfigError, match="run.threads"):
+        config_from_dict({"run": {"threads": -1}})

@@ -56,7 +56,12 @@ def _base_config(args: argparse.Namespace) -> Config:
             raise ConfigError(f"{workdir.config} not found: give the config with -c, or run `agf prepare` or "
                               "`agf run` on this work directory first")
         config = load_config(workdir.config)
-    return _replace(config, "run", workdir=args.workdir, workers=args.workers, device=getattr(args, "device", None))
+    config = _replace(config, "run", workdir=args.workdir, workers=args.workers, device=getattr(args, "device", None),
+                      threads=args.threads)
+    from agf.device import use_threads  # torch loads here, not for `agf --help`
+
+    use_threads(config.run.threads)
+    return config
 
 
 def _locked(config: Config) -> contextlib.AbstractContextManager:
@@ -88,6 +93,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", help="TOML config file or preset name (demo, fma-medium, fma-medium-paper, study-quick, study)")
     parser.add_argument("-w", "--workdir", help="work directory for all outputs (default: the config's, 'work')")
     parser.add_argument("-j", "--workers", type=int, help="worker processes (default: the config's, 2)")
+    parser.add_argument("--threads", type=int, help="torch/BLAS threads of the main process (default: the config's "
+                        "run.threads; 0 = torch's default: OMP_NUM_THREADS or the cores); 1 when other busy processes "
+                        "share the cores")
     _add_output_options(parser)
 
 

@@ -426,8 +426,9 @@ class RunConfig(Section):
     device: str = "auto"
     workers: int = 2
     workdir: str = "work"
-    # torch / BLAS threads of the main process (training, window features, the MLP); 0: all cores this process
-    # may use. Set 1 when other busy processes share the cores (two threads next to one made steps 20x slower).
+    # torch / BLAS threads of the main process (training, window features, the MLP); 0: torch's default
+    # (OMP_NUM_THREADS when set, else the cores). Set 1 when other busy processes share the cores: two threads
+    # next to one made steps up to 20x slower here.
     threads: int = 0
 
 

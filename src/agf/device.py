@@ -1,7 +1,8 @@
-"""The torch device a stage runs on."""
+"""The torch device a stage runs on, and the threads of this process."""
 
 from __future__ import annotations
 
+import threadpoolctl
 import torch
 
 from agf.errors import ConfigError
@@ -20,3 +21,13 @@ def resolve_device(name: str | torch.device) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"run.device: {name!r} requested but torch sees no CUDA GPU; use --device cpu or auto")
     return device
+
+
+def use_threads(threads: int) -> int:
+    """Set this process's torch intra-op and BLAS/OpenMP threads to `threads` (run.threads); 0 leaves torch's
+    default (OMP_NUM_THREADS when set, else the cores). Return the torch threads. Worker processes keep one
+    thread each (agf.parallel)."""
+    if threads:
+        torch.set_num_threads(threads)
+        threadpoolctl.threadpool_limits(threads)
+    return torch.get_num_threads()

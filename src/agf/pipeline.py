@@ -22,7 +22,7 @@ from agf.datasets import LoadedDataset, load_dataset
 from agf.datasets.fma import KNOWN_BAD_IDS
 from agf.datasets.noise import inject_label_noise
 from agf.datasets.table import split_fingerprint
-from agf.device import resolve_device
+from agf.device import resolve_device, use_threads
 from agf.errors import AgfError, PipelineError
 from agf.evaluation import evaluate, evaluation_key
 from agf.factors import FactorResult, build_factors, format_summary, load_track_targets
@@ -574,6 +574,7 @@ def run_pipeline(config: Config, progress: bool = True, log: Log = print, must_b
     evaluate, report, with the work directory locked. With must_be_done (`agf report`), an unfinished stage is
     an error, not work."""
     check_settings(config)
+    use_threads(config.run.threads)
     with locked(WorkDir(Path(config.run.workdir))):
         return _run_stages(config, progress, log, must_be_done)
 

@@ -182,6 +182,7 @@ def run_cell(config: Config, cell: Cell, progress: bool, log: Log) -> pd.DataFra
 
 def run_study(config: Config, progress: bool = True, log: Log = print) -> dict[str, Path]:
     """Every cell (each reused when finished), then the statistics, the figure and the report."""
+    use_threads(config.run.threads)
     root = Path(config.run.workdir)
     out = root / "study"
     cells = study_cells(config)
