@@ -84,7 +84,7 @@ def test_rerun_reuses_every_stage_and_report_rebuilds(finished_run: Path, capsys
     capsys.readouterr()
     assert main(["run", str(finished_run / "tiny.toml"), "--workdir", str(work), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "training" not in out and "fitting" not in out
+    assert ": training" not in out and ": fitting" not in out
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     (work / "report" / "report.html").unlink()
     assert main(["report", str(work), "--quiet"]) == 0
@@ -110,13 +110,13 @@ def test_workdir_reused_by_relative_path_and_after_a_move(
     capsys.readouterr()
     assert main(["run", config, "--workdir", "work", "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "newly prepared: 0" in out and "training" not in out and "fitting" not in out
+    assert "newly prepared: 0" in out and ": training" not in out and ": fitting" not in out
     assert stamps(work) == before
     moved = tmp_path / "elsewhere" / "moved-work"
     shutil.copytree(work, moved)  # copy2 keeps every file's modification time, as a move does
     assert main(["run", config, "--workdir", str(moved), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "newly prepared: 0" in out and "training" not in out and "fitting" not in out
+    assert "newly prepared: 0" in out and ": training" not in out and ": fitting" not in out
     assert stamps(moved) == before
 
 
@@ -365,3 +365,40 @@ def test_a_run_that_would_fill_the_disk_stops_before_prepare(tmp_path: Path, mon
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**6, 10**6 - per_track, per_track))
     assert "needs about" in space_problem(Config(), WorkDir(tmp_path), tracks)
     assert space_problem(Config(), WorkDir(tmp_path), tracks.iloc[:1]) is None
+
+
+def test_the_plan_counts_what_the_run_does(finished_run: Path, tmp_path: Path) -> None:
+    """The plan made before anything ran (an unrendered corpus) and the one made on the finished work directory
+    both count the nets, epochs, transfers and windows that the run made."""
+    import dataclasses
+
+    from agf.pipeline import plan_run, run_pipeline
+
+    work = finished_run / "work"
+    config = load_config(finished_run / "tiny.toml")
+    finished = dataclasses.replace(config, run=dataclasses.replace(config.run, workdir=str(work)))
+    grid = run_pipeline(finished, progress=False, log=lambda _: None, must_be_done=True).grid
+    specs = [json.loads((d / "mlp.json").read_text()) for d in grid.transfers.values()]
+    nets = {source["path"] for spec in specs for source in spec["sources"]}
+    epochs = sum(int(pd.read_csv(Path(net) / "curves.csv")["epoch"].max()) for net in nets)
+    windows = {len(pd.read_parquet(d)) for d in work.glob("transfer/windows/*/hop*/windows.parquet")}
+    before = dataclasses.replace(config, run=dataclasses.replace(config.run, workdir=str(tmp_path / "new")))
+    for plan, _ in (plan_run(finished, measure=False), plan_run(before, measure=False)):
+        assert plan.transfers == len(grid.transfers)
+        assert len(plan.nets) == len(nets)
+        assert sum(net.epochs for net in plan.nets) == epochs
+        assert {plan.windows_per_net} == windows
+        assert {plan.mlp_windows_per_epoch} == {spec["n_train_windows"] for spec in specs}
+        assert plan.factors.n_topics == 4 and plan.factor_tasks == "ms"
+    assert plan_run(finished, measure=False)[0].to_prepare == 0
+    assert plan_run(before, measure=False)[0].to_prepare == sum(plan.tracks.values())
+    assert not (tmp_path / "new" / "corpus").exists()  # planning renders nothing
+
+
+def test_dry_run_prints_the_plan_and_runs_nothing(finished_run: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    work = tmp_path / "dry"
+    assert main(["run", str(finished_run / "tiny.toml"), "--workdir", str(work), "--dry-run", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "plan:" in out and "estimated time:" in out and "nets: 7 (" in out
+    assert not (work / "corpus").exists() and not (work / "features").exists()

@@ -267,10 +267,17 @@ def _run_config(args: argparse.Namespace) -> Config:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Every stage from the collection to the report; finished stages are reused."""
-    from agf.pipeline import run_pipeline
+    """Every stage from the collection to the report; finished stages are reused. With --dry-run, the checks of
+    `agf check` and the plan, nothing else."""
+    from agf.pipeline import plan_run, run_pipeline
 
-    run = run_pipeline(_run_config(args), progress=not args.quiet)
+    config = _run_config(args)
+    if args.dry_run:
+        status = _check(config)
+        plan, speed = plan_run(config)
+        print("\n".join(plan.lines(speed, config.run.workers)))
+        return status
+    run = run_pipeline(config, progress=not args.quiet)
     print(f"report: {run.report['html']}")
     return 0
 
@@ -288,9 +295,14 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Check a run before any compute: settings, grid, device, work directory, dataset; every problem at once."""
+    return _check(_run_config(args))
+
+
+def _check(config: Config) -> int:
+    """Print what `agf check` finds; the exit status."""
     from agf.pipeline import check_run
 
-    problems, facts = check_run(_run_config(args))
+    problems, facts = check_run(config)
     for line in facts:
         print(line)
     for problem in problems:
@@ -498,6 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add_common(command)
         _add_dataset_options(command)
         _add_grid_options(command)
+        if func is cmd_run:
+            command.add_argument("--dry-run", action="store_true", help="check and print the plan (stages, nets, "
+                                 "epochs, windows, an estimated time from speeds measured here); run nothing")
         command.set_defaults(func=func)
 
     study = commands.add_parser(

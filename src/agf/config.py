@@ -241,11 +241,13 @@ class FactorConfig(Section):
 
     NAME: ClassVar[str] = "factors"
     RANGES: ClassVar[dict[str, Range]] = {
-        "n_words": AT_LEAST_1, "n_topics": Range(2), "frames_per_track": NON_NEGATIVE, "kmeans_batch_size": AT_LEAST_1,
+        "n_words": NON_NEGATIVE, "n_topics": NON_NEGATIVE, "frames_per_track": NON_NEGATIVE,
+        "kmeans_batch_size": AT_LEAST_1,
         "lda_max_iter": AT_LEAST_1, "essentia_timeout_s": POSITIVE,
     }
 
     tasks: tuple[str, ...] = FACTOR_TASKS
+    # Dictionary words and LDA topics; 0: sized to the artists that fit them (agf.factors.sizing).
     n_words: int = 2048
     n_topics: int = 40
     # Frames per track sampled for fitting the m/d dictionaries (0 = all frames).
@@ -273,7 +275,8 @@ class FactorConfig(Section):
     seed: int = 0
 
     def other_problems(self) -> list[str]:
-        return (_letters("factors", "tasks", self.tasks, FACTOR_TASKS, empty=True)
+        found = ["factors.n_topics = 1: give at least 2 topics, or 0 (sized to the data)"] if self.n_topics == 1 else []
+        return found + (_letters("factors", "tasks", self.tasks, FACTOR_TASKS, empty=True)
                 + _letters("factors", "divide_bags", self.divide_bags, FACTOR_TASKS, empty=True))
 
 

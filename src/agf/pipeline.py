@@ -21,15 +21,18 @@ from agf.config import Config, config_to_dict, key_settings
 from agf.datasets import LoadedDataset, load_dataset
 from agf.datasets.fma import KNOWN_BAD_IDS
 from agf.datasets.noise import inject_label_noise
+from agf.datasets.synth import corpus_is_complete
 from agf.datasets.table import split_fingerprint
 from agf.device import resolve_device, use_threads
 from agf.errors import AgfError, PipelineError
 from agf.evaluation import evaluate, evaluation_key
 from agf.factors import FactorResult, build_factors, format_summary, load_track_targets
+from agf.factors.sizing import fitting_artists, sized_factors
 from agf.fileio import read_json, safe_name, stable_key, write_parquet_atomic
 from agf.grid import Case, case_specs, grid_cases, grid_subsets
 from agf.metrics import METRICS
 from agf.predict import bundle_from_transfer, save_bundle
+from agf.plan import Plan, Throughput, make_plan, measure_throughput, unrendered_synth_tracks
 from agf.prepare import PrepareSummary, prepare_features
 from agf.report import ReportImages, build_report
 from agf.report.results import (
@@ -156,8 +159,6 @@ def check_run(config: Config) -> tuple[list[str], list[str]]:
         problems.append(str(exc))
     synth_dir = None
     if config.dataset.kind == "synth":
-        from agf.datasets.synth import corpus_is_complete
-
         if not corpus_is_complete(workdir.corpus, config.synth):
             facts.append("dataset: the synthetic corpus, to be rendered into the work directory by `agf run`")
             return problems, facts
@@ -220,7 +221,7 @@ def stage_factors(
     wanted = tuple(t for t in FACTOR_TASKS if t in tasks)
     if not wanted:
         return Factors(None, None)
-    settings = replace(config.factors, tasks=wanted)
+    settings, _ = sized_factors(replace(config.factors, tasks=wanted), fitting_artists(prepared.tracks, config.factors))
     key = stable_key("factors", key_settings(settings), features_key(config.features))
     out_dir = prepared.workdir.factors / key
     results = build_factors(
@@ -558,6 +559,27 @@ def open_run(config: Config) -> tuple[Prepared, GridRun, pd.DataFrame]:
     return prepared, grid, collect_results(grid)[0]
 
 
+def plan_run(config: Config, measure: bool = True) -> tuple[Plan, Throughput | None]:
+    """The plan of `agf run` (agf.plan) without decoding or training anything (an unrendered synthetic corpus is
+    planned from its generative model), with throughputs measured here when `measure`."""
+    workdir = WorkDir(Path(config.run.workdir))
+    synth = config.dataset.kind == "synth"
+    if synth and not corpus_is_complete(workdir.corpus, config.synth):
+        return make_plan(config, unrendered_synth_tracks(config), None), measure_throughput(config) if measure else None
+    tracks = load_dataset(config.dataset, synth_dir=workdir.corpus if synth else None).tracks
+    store_root = workdir.root / "features" / features_key(config.features)
+    store = FeatureStore(store_root, config.features) if store_root.is_dir() else None
+    prepared: set[str] = set()
+    if store is not None and (store_root / "index.parquet").exists():
+        index = store.index()
+        prepared = set(index["track_id"].astype(str))
+        unusable = index.loc[index["status"] != "ok", "track_id"].astype(str)
+        tracks = tracks[~tracks["track_id"].astype(str).isin(unusable)]
+    plan = make_plan(config, tracks, store, prepared)
+    audio = next((path for path in tracks["audio_path"] if Path(path).is_file()), None)
+    return plan, measure_throughput(config, audio) if measure else None
+
+
 @dataclass
 class PipelineRun:
     """Everything `agf run` made."""
@@ -576,6 +598,9 @@ def run_pipeline(config: Config, progress: bool = True, log: Log = print, must_b
     check_settings(config)
     use_threads(config.run.threads)
     with locked(WorkDir(Path(config.run.workdir))):
+        if not must_be_done:
+            plan, speed = plan_run(config)
+            log("\n".join(plan.lines(speed, config.run.workers)))
         return _run_stages(config, progress, log, must_be_done)
 
 

@@ -32,6 +32,7 @@ import pandas as pd
 
 from agf.config import Config, NoiseConfig, key_settings
 from agf.datasets.synth import build_collection
+from agf.device import use_threads
 from agf.errors import PipelineError
 from agf.fileio import stable_key, write_text_atomic
 from agf.grid import Case

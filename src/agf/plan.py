@@ -1,0 +1,288 @@
+"""The plan of a run before it starts: its stages and counts, and a wall time estimated from throughputs
+measured on this machine at start-up (`agf run` prints it first; `agf run --dry-run` prints it and stops).
+
+Counts follow the grid exactly as agf.pipeline.run_grid walks it (agf.grid), nets shared between cases counted
+once. Frames per track come from the feature store when the track is prepared, else from its duration (the
+track table's declared_duration, the synthetic corpus's clip length, or the file headers) cut to the segment.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+import pandas as pd
+import torch
+
+from agf.audio import Segment, decode_segment, write_audio
+from agf.config import Config, FactorConfig, FeatureConfig
+from agf.datasets.fma import OFFICIAL_SPLITS
+from agf.datasets.synth import build_collection
+from agf.device import resolve_device
+from agf.factors.sizing import fitting_artists, sized_factors
+from agf.features import extractor_for
+from agf.grid import case_specs, grid_cases, grid_subsets
+from agf.models import STN, count_params
+from agf.store import FeatureStore
+from agf.tasks import FACTOR_TASKS, GENRE_TASK
+from agf.training.data import VAL_CROP_FRACTIONS
+from agf.training.spec import NetSpec, build_net, net_train_config, net_width
+from agf.transfer.mlp import build_mlp
+from agf.transfer.windows import window_starts
+
+# Files whose headers are read for their duration when the track table has none; the rest get their mean.
+PROBED_FILES = 200
+# Seconds of a generated MP3 timed when no audio file of the collection is at hand.
+PROBE_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class NetPlan:
+    """One net to train (shared by every case that uses it)."""
+
+    spec: NetSpec
+    seed: int
+    epochs: int
+    train_patches: int  # training crops per epoch: one per training track with targets
+    val_crops: int  # validation crops per epoch: every task is validated every epoch
+    params: int
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Speeds measured here at start-up (agf.plan.measure_throughput)."""
+
+    decode_realtime: float  # seconds of audio decoded and turned into features per second, one worker
+    train_patches_s: float  # training patches per second of a width-1 STN
+    infer_windows_s: float  # window features per second of a width-1 STN (eval mode)
+    mlp_windows_s: float  # transfer-MLP training windows per second
+    stn_params: int  # parameters of the timed STN: other nets' speeds scale with their parameter counts
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run will do."""
+
+    tracks: dict[str, int]  # usable (or listed) tracks per split
+    to_prepare: int
+    audio_seconds: float  # of the tracks still to prepare, cut to the segment
+    training_artists: int
+    factors: FactorConfig  # as sized to the data
+    factor_tasks: str
+    nets: tuple[NetPlan, ...]
+    transfers: int
+    transfer_epochs: int
+    windows_per_net: int  # window features of one net over every track
+    mlp_windows_per_epoch: int  # training windows one transfer MLP sees per epoch
+    warnings: tuple[str, ...]
+
+    def stage_seconds(self, speed: Throughput, workers: int) -> dict[str, float]:
+        """Estimated seconds per stage (factors not included: K-means, LDA and Essentia are not timed)."""
+
+        def slowdown(params: int) -> float:
+            return max(1.0, params / speed.stn_params)
+
+        nets = sum(net.epochs * slowdown(net.params) * (net.train_patches / speed.train_patches_s
+                                                         + net.val_crops / speed.infer_windows_s)
+                   for net in self.nets)
+        windows = sum(self.windows_per_net * slowdown(net.params) / speed.infer_windows_s for net in self.nets)
+        return {
+            "prepare": self.audio_seconds / (speed.decode_realtime * workers),
+            "nets": nets,
+            "window features": windows,
+            "transfer MLPs": self.transfers * self.transfer_epochs * self.mlp_windows_per_epoch / speed.mlp_windows_s,
+        }
+
+    def lines(self, speed: Throughput | None = None, workers: int = 1) -> list[str]:
+        """The plan as printed: one line per stage, then the estimate and the warnings."""
+        epochs = sum(net.epochs for net in self.nets)
+        lines = [
+            "plan:",
+            "  tracks: " + ", ".join(f"{split} {n}" for split, n in self.tracks.items())
+            + f"; {self.training_artists} training artists",
+            f"  prepare: {self.to_prepare} tracks to decode ({self.audio_seconds / 3600:.2f} h of audio)",
+            f"  factors: tasks {self.factor_tasks or '-'}; {self.factors.n_words} words, {self.factors.n_topics} topics",
+            f"  nets: {len(self.nets)} ({epochs} epochs in all; "
+            f"{max((n.train_patches for n in self.nets), default=0)} training crops per epoch)",
+            f"  transfers: {self.transfers} MLPs x {self.transfer_epochs} epochs; {self.windows_per_net} windows per "
+            f"net, {self.mlp_windows_per_epoch} training windows per MLP epoch",
+        ]
+        if speed is not None:
+            stages = self.stage_seconds(speed, workers)
+            lines.append(f"  estimated time: {_duration(sum(stages.values()))} ("
+                         + ", ".join(f"{name} {_duration(s)}" for name, s in stages.items())
+                         + "; factors not included)")
+            lines.append(f"    measured here: decode + features {speed.decode_realtime:.0f}x real time per worker, "
+                         f"training {speed.train_patches_s:.0f} patches/s, window features "
+                         f"{speed.infer_windows_s:.0f}/s, MLP {speed.mlp_windows_s:.0f} windows/s")
+        lines += [f"  warning: {warning}" for warning in self.warnings]
+        return lines
+
+
+def _duration(seconds: float) -> str:
+    """'1 h 05 min', '12 min', '40 s'."""
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def track_frames(tracks: pd.DataFrame, config: Config, store: FeatureStore | None) -> pd.Series:
+    """Frames of each track's log-mel (index track_id): the store's for prepared tracks, else from durations."""
+    features = config.features
+    frames = pd.Series(np.nan, index=tracks["track_id"].astype(str))
+    if store is not None and (store.root / "index.parquet").exists():
+        index = store.index().set_index("track_id")["frames"]
+        frames.update(index[index.index.isin(frames.index)].astype(float))
+    todo = frames.isna().to_numpy()
+    if todo.any():
+        seconds = _track_seconds(tracks[todo], config)
+        segment = Segment.of(features)
+        samples = [segment.bounds(round(s * features.sample_rate), features.sample_rate) for s in seconds]
+        frames[todo] = [1 + (stop - start) // features.hop_length for start, stop in samples]
+    return frames.astype(int)
+
+
+def _track_seconds(tracks: pd.DataFrame, config: Config) -> np.ndarray:
+    """Durations of unprepared tracks: declared, the synthetic clip length, or the mean of probed headers."""
+    if "declared_duration" in tracks.columns and tracks["declared_duration"].notna().all():
+        return tracks["declared_duration"].to_numpy(dtype=float)
+    if config.dataset.kind == "synth":
+        return np.full(len(tracks), config.synth.clip_seconds)
+    probed = [seconds for path in tracks["audio_path"].head(PROBED_FILES) if (seconds := _header_seconds(path))]
+    return np.full(len(tracks), float(np.mean(probed)) if probed else 0.0)
+
+
+def _header_seconds(path: str) -> float | None:
+    """The duration a file's header declares, or None when it cannot be read."""
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            return container.duration / av.time_base if container.duration else None
+    except Exception:  # an unreadable file is prepare's to report
+        return None
+
+
+def unrendered_synth_tracks(config: Config) -> pd.DataFrame:
+    """The synthetic corpus's track table (ids, artists, their genre and official split) before its audio is
+    rendered: what a plan needs, from the corpus's generative model alone."""
+    collection = build_collection(config.synth)
+    artists = [collection.artist(track.artist_id) for track in collection.tracks]
+    return pd.DataFrame({
+        "track_id": [str(track.track_id) for track in collection.tracks],
+        "artist_id": [artist.artist_id for artist in artists],
+        "genre": [artist.genre_id for artist in artists],
+        "split": [OFFICIAL_SPLITS[artist.split] for artist in artists],
+    })
+
+
+def make_plan(config: Config, tracks: pd.DataFrame, store: FeatureStore | None,
+              prepared_ids: set[str] = frozenset()) -> Plan:
+    """The plan of `agf run` over the track table `tracks` (the usable tracks once prepared)."""
+    frames = track_frames(tracks, config, store)
+    ids = tracks["track_id"].astype(str)
+    split = tracks["split"].to_numpy()
+    training_artists = int(tracks.loc[split == "train", "artist_id"].nunique())
+    factors, warnings = sized_factors(config.factors, fitting_artists(tracks, config.factors))
+    subsets = grid_subsets(config.grid)
+    factor_tasks = "".join(t for t in FACTOR_TASKS if t in "".join(subsets) and t in factors.tasks)
+    outputs = {GENRE_TASK: int(tracks["genre"].nunique()), **{t: factors.n_topics for t in factor_tasks}}
+    n_mels = config.features.n_mels
+    nets: dict[tuple[NetSpec, int], NetPlan] = {}
+    cases = grid_cases(config.grid, subsets)
+    for case in cases:
+        for spec in case_specs(case, outputs, config.grid.tasks, n_mels):
+            train = net_train_config(spec, config.train)
+            width = net_width(spec, config.train)
+            with torch.device("meta"):
+                params = count_params(build_net(spec, {t: outputs[t] for t in spec.tasks}, width, n_mels))
+            nets.setdefault((spec, case.seed), NetPlan(
+                spec, case.seed, train.epochs, int((split == "train").sum()),
+                int((split == "val").sum()) * len(VAL_CROP_FRACTIONS) * len(spec.tasks), params))
+    patch, hop = config.train.patch_frames, config.transfer.window_hop
+    windows = np.array([len(window_starts(max(1, f), patch, hop)) for f in frames])
+    train_windows = windows[split == "train"]
+    cap = config.transfer.max_windows_per_track
+    unprepared = ~ids.isin(prepared_ids).to_numpy()
+    return Plan(
+        tracks={s: int((split == s).sum()) for s in ("train", "val", "test") if (split == s).any()},
+        to_prepare=int(unprepared.sum()),
+        audio_seconds=float(frames[unprepared].sum() * config.features.hop_length / config.features.sample_rate),
+        training_artists=training_artists,
+        factors=factors,
+        factor_tasks=factor_tasks,
+        nets=tuple(nets.values()),
+        transfers=len(cases),
+        transfer_epochs=config.transfer.epochs,
+        windows_per_net=int(windows.sum()),
+        mlp_windows_per_epoch=int(np.minimum(train_windows, cap).sum() if cap else train_windows.sum()),
+        warnings=tuple(warnings),
+    )
+
+
+def _rate(step: Callable[[], object], items: float, repeats: int = 3) -> float:
+    """Items per second of `step` (each call handles `items`), after one warm-up call."""
+    step()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    return items * repeats / (time.perf_counter() - started)
+
+
+def measure_throughput(config: Config, audio_path: str | None = None) -> Throughput:
+    """Time decoding + features (on `audio_path`, or a generated MP3), a few training steps of a width-1 STN,
+    its window features and the transfer MLP, on the configured device: about 5 s on a CPU."""
+    features: FeatureConfig = config.features
+    with tempfile.TemporaryDirectory() as scratch:
+        if audio_path is None:
+            audio_path = str(Path(scratch) / "probe.mp3")
+            noise = np.random.default_rng(0).standard_normal(int(PROBE_SECONDS * 44100)).astype(np.float32)
+            write_audio(audio_path, 0.1 * noise, 44100)
+        extract = extractor_for(features)
+        extract(np.zeros(features.sample_rate, np.float32))  # builds the mel filters once
+
+        def decode_step() -> None:
+            extract(decode_segment(audio_path, features.sample_rate, Segment.of(features))[0])
+
+        seconds = decode_segment(audio_path, features.sample_rate, Segment.of(features))[0].size / features.sample_rate
+        decode_realtime = _rate(decode_step, seconds, repeats=2)
+    device = resolve_device(config.run.device)
+    train = config.train
+    net = STN(8, 1.0, features.n_mels).to(device)
+    memory = torch.channels_last if train.channels_last else torch.contiguous_format
+    net = net.to(memory_format=memory)
+    batch = torch.randn(train.batch_size, 1, train.patch_frames, features.n_mels, device=device)
+    batch = batch.contiguous(memory_format=memory)
+    target = torch.randint(0, 8, (train.batch_size,), device=device)
+    optimizer = torch.optim.Adam(net.parameters())
+
+    def train_step() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=train.amp):
+            loss = torch.nn.functional.cross_entropy(net(batch), target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    def infer_step() -> None:
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.transfer.amp):
+            net.features(batch)
+
+    train_rate = _rate(train_step, train.batch_size)
+    net.eval()
+    infer_rate = _rate(infer_step, train.batch_size)
+    mlp = build_mlp(net.feature_dim, 8, config.transfer.hidden, config.transfer.dropout).to(device)
+    mlp_optimizer = torch.optim.Adam(mlp.parameters())
+    windows = torch.randn(config.transfer.batch_size, net.feature_dim, device=device)
+    labels = torch.randint(0, 8, (config.transfer.batch_size,), device=device)
+
+    def mlp_step() -> None:
+        loss = torch.nn.functional.cross_entropy(mlp(windows), labels)
+        mlp_optimizer.zero_grad()
+        loss.backward()
+        mlp_optimizer.step()
+
+    return Throughput(decode_realtime, train_rate, infer_rate, _rate(mlp_step, config.transfer.batch_size, 10),
+                      count_params(net))
