@@ -402,3 +402,22 @@ def test_dry_run_prints_the_plan_and_runs_nothing(finished_run: Path, tmp_path: 
     out = capsys.readouterr().out
     assert "plan:" in out and "estimated time:" in out and "nets: 7 (" in out
     assert not (work / "corpus").exists() and not (work / "features").exists()
+
+
+def test_a_manifest_without_a_config_gets_the_small_collection_preset(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture) -> None:
+    from test_datasets_manifest import rows_for, write_manifest
+
+    genres = [genre for genre in ("rock", "jazz", "folk") for _ in range(8)]
+    manifest = write_manifest(tmp_path / "music", rows_for(genres, tracks_per_artist=2))  # empty audio files
+    work = tmp_path / "work"
+    assert main(["run", "--manifest", str(manifest), "-w", str(work), "--dry-run", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    # 24 artists, about 70 % of them training: m and d groups sized to them (8 words each, a quarter as topics).
+    assert "factors: tasks md; 128 words, 4 topics" in out
+    assert "nets: 15 (" in out  # STN g, m, d, MTN gm, gmd over 3 seeds
+    assert "transfers: 15 MLPs x 30 epochs" in out
+    assert "warning" not in out
+    assert main(["run", "-c", "paper", "--manifest", str(manifest), "-w", str(work), "--dry-run", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "2048 words, 40 topics" in out and "warning: factors.n_words = 2048" in out

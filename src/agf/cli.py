@@ -29,6 +29,8 @@ from agf.tasks import ARCHS, parse_tasks
 from agf.workdir import WorkDir, locked
 
 EXIT_ERROR = 1
+# What `agf run --manifest CSV` uses without a config.
+SMALL_COLLECTION_PRESET = "small-collection"
 
 
 def _replace(config: Config, section: str, **changes: object) -> Config:
@@ -49,7 +51,8 @@ def _base_config(args: argparse.Namespace) -> Config:
         if not (args.manifest or args.fma_metadata or args.fma_audio):
             raise ConfigError("no dataset: give a config (-c FILE, or a preset: -c demo for the synthetic corpus, "
                               "-c fma-medium), --manifest CSV, or --fma-metadata DIR --fma-audio DIR")
-        config = Config()
+        # A collection in a manifest gets the small-collection preset; FMA the paper's settings.
+        config = load_config(SMALL_COLLECTION_PRESET) if args.manifest else Config()
     else:
         workdir = WorkDir(Path(args.workdir or Config().run.workdir))
         if not workdir.config.is_file():
@@ -90,7 +93,8 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", help="TOML config file or preset name (demo, fma-medium, fma-medium-paper, study-quick, study)")
+    parser.add_argument("-c", "--config", help="TOML config file or preset name (demo, small-collection: the default "
+                        "with --manifest, paper, fma-medium, fma-medium-paper, study-quick, study)")
     parser.add_argument("-w", "--workdir", help="work directory for all outputs (default: the config's, 'work')")
     parser.add_argument("-j", "--workers", type=int, help="worker processes (default: the config's, 2)")
     parser.add_argument("--threads", type=int, help="torch/BLAS threads of the main process (default: the config's "

@@ -45,6 +45,9 @@ STYLE_STREAM, NAME_STREAM, LABEL_STREAM, SPLIT_STREAM, BORROW_STREAM, ALBUM_COUN
 # The second genre of a confusable pair varies the first's prototype this much (a sub-genre varies by 0.08).
 CONFUSABLE_SPREAD, CONFUSABLE_SWITCH = 0.12, 0.3
 
+# The longest track the corpus renders: a full-length track (FMA's clips are 30 s).
+MAX_CLIP_SECONDS = 600.0
+
 
 @dataclass(frozen=True)
 class Genre:
@@ -134,8 +137,8 @@ def check_synth_config(config: SynthConfig) -> None:
     for name in ("artists_per_genre", "albums_per_artist", "tracks_per_album", "sample_rate", "bitrate"):
         if getattr(config, name) < 1:
             problems.append((name, "at least 1"))
-    if not 0.0 < config.clip_seconds <= 30.0:
-        problems.append(("clip_seconds", "more than 0 and at most 30"))
+    if not 0.0 < config.clip_seconds <= MAX_CLIP_SECONDS:
+        problems.append(("clip_seconds", f"more than 0 and at most {MAX_CLIP_SECONDS:g} (full-length tracks)"))
     for name in ("label_noise", "straddle_fraction", "subgenre_borrow"):
         if not 0.0 <= getattr(config, name) <= 1.0:
             problems.append((name, "between 0 and 1"))
