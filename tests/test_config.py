@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,13 @@ def test_threads_setting_sets_torch_and_blas_threads() -> None:
         use_threads(before)
     with pytest.raises(ConfigError, match="run.threads"):
         config_from_dict({"run": {"threads": -1}})
+
+
+def test_every_preset_loads_and_round_trips() -> None:
+    from agf.config import PRESETS_DIR
+
+    names = sorted(path.stem for path in PRESETS_DIR.glob("*.toml"))
+    assert {"demo", "small-collection", "paper", "fma-medium"} <= set(names)
+    for name in names:
+        config = load_config(name)
+        assert config_from_dict(tomllib.loads(config_to_toml(config))) == config, name
