@@ -347,3 +347,21 @@ def test_counted_bags_give_concentrated_groups_where_divided_ones_give_the_prior
         result = build_factors(tracks, store, config, tmp_path / f"divide-{divide}", progress=False)["s"]
         concentration[divide] = result.summary["mean_max_topic"]
     assert concentration[()] > concentration[("s",)] + 0.1, concentration
+
+
+def test_factor_settings_are_sized_to_the_artists_that_fit_them() -> None:
+    from agf.config import FactorConfig
+    from agf.factors.sizing import fitting_artists, sized_factors
+
+    auto = FactorConfig(n_words=0, n_topics=0)
+    assert sized_factors(auto, 44)[0].n_words == 256 and sized_factors(auto, 44)[0].n_topics == 11
+    assert sized_factors(auto, 3)[0].n_words == 64 and sized_factors(auto, 3)[0].n_topics == 4
+    assert (sized_factors(auto, 5000)[0].n_words, sized_factors(auto, 5000)[0].n_topics) == (2048, 40)
+    sized, warnings = sized_factors(FactorConfig(), 44)  # the paper's 2,048 words and 40 topics
+    assert (sized.n_words, sized.n_topics) == (2048, 40) and len(warnings) == 2
+    assert "about 256" in warnings[0] and "about 11" in warnings[1]
+    assert sized_factors(FactorConfig(), 5000)[1] == []
+    assert sized_factors(FactorConfig(n_words=256, n_topics=12), 38)[1] == []  # the demo's settings
+    tracks = pd.DataFrame({"artist_id": [1, 1, 2, 3, 4], "split": ["train", "train", "train", "val", "test"]})
+    assert fitting_artists(tracks, FactorConfig()) == 2
+    assert fitting_artists(tracks, FactorConfig(leaky=True)) == 3
