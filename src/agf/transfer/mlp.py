@@ -299,7 +299,7 @@ def pooled_rows(windows: Rows) -> Rows:
     first = pd.DataFrame({"label": windows.labels, "split": windows.split}, index=windows.track_ids)
     first = first.groupby(level=0, sort=False).first().loc[pooled.index]
     return Rows(
-        features=torch.from_numpy(pooled.to_numpy(dtype=np.float32)).to(windows.features.device),
+        features=torch.tensor(pooled.to_numpy(dtype=np.float32), device=windows.features.device),
         labels=first["label"].to_numpy(dtype=np.int64),
         track_ids=pooled.index.to_numpy(),
         split=first["split"].to_numpy(),
