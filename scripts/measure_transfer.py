@@ -129,7 +129,7 @@ def variant_rows(case: Case, rows: Rows, tracks: pd.DataFrame, config: TransferC
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
     """Means over the cases of each corpus, per variant and aggregation (the chosen aggregation as 'chosen')."""
-    chosen = table[table["chosen"] == True].assign(aggregation="chosen on val")  # noqa: E712 (NaN for heads)
+    chosen = table[table["chosen"] == True].assign(aggregation="chosen on val")
     rows = pd.concat([table, chosen])
     metrics = ["val_log_loss", "val_accuracy", "test_log_loss", "test_accuracy"]
     return rows.groupby(["corpus", "variant", "aggregation"], sort=False)[metrics].mean().round(3)
@@ -139,7 +139,7 @@ def head_comparison(table: pd.DataFrame) -> pd.DataFrame:
     """Per corpus and variant: in how many cases the chosen transfer matches or beats the head (probs) on
     validation accuracy, and on validation log loss."""
     head = table[(table["variant"] == "source head") & (table["aggregation"] == "probs")].set_index("net")
-    chosen = table[table["chosen"] == True]  # noqa: E712
+    chosen = table[table["chosen"] == True]
     rows = []
     for (corpus, variant), group in chosen.groupby(["corpus", "variant"], sort=False):
         versus = head.loc[group["net"]]
@@ -155,7 +155,7 @@ def main() -> None:
     parser.add_argument("--corpus", choices=("demo", "study"), action="append", help="default: both")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     print(f"agf commit {commit}")
     table = []
     for case in CASES:

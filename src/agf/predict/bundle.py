@@ -30,7 +30,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from agf.config import AGGREGATIONS, PATCH_FRAMES, FeatureConfig, TransferConfig, config_to_dict
+from agf.config import (
+    AGGREGATIONS,
+    PATCH_FRAMES,
+    FeatureConfig,
+    TransferConfig,
+    config_to_dict,
+)
 from agf.errors import AgfError, ModelFileError
 from agf.fileio import read_json, write_json_atomic
 from agf.models import MTN, STN

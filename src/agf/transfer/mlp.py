@@ -57,7 +57,13 @@ from agf.fileio import (
     write_parquet_atomic,
     write_text_atomic,
 )
-from agf.metrics import aggregate_window_probs, accuracy, log_loss, mean_window_probs, pooled_window_features
+from agf.metrics import (
+    accuracy,
+    aggregate_window_probs,
+    log_loss,
+    mean_window_probs,
+    pooled_window_features,
+)
 from agf.models.nets import init_weights
 from agf.store import FeatureStore
 from agf.transfer.sources import SourceNet, load_source
@@ -458,7 +464,7 @@ def _mlp_spec(
         "seed": seed,
         "best_epoch": best_epoch,
         "best_val_log_loss": None if np.isnan(best_val_loss) else float(best_val_loss),
-        "n_train_tracks": int(len(per_track)),
+        "n_train_tracks": len(per_track),
         "n_train_windows": int(per_track.sum()),
         "max_windows_per_track": cap,
         "train_windows_per_epoch": int(per_track.clip(upper=cap).sum() if cap else per_track.sum()),
@@ -477,7 +483,9 @@ def fit_transfer(
     standardize: bool = False,
 ) -> TransferResult:
     """Train the transfer MLP with the run seed `seed` on the concatenated window features of `sources` (in order),
-    over the usable tracks `tracks` (see FeatureStore.usable); see the module doc."""
+    over the usable tracks `tracks` (see FeatureStore.usable), one per config.aggregations, and keep the one of
+    the lowest validation log loss; `standardize`: standardise the MLP's input (not a TransferConfig setting
+    yet; docs/transfer.md measures it). See the module doc."""
     out_dir = Path(out_dir)
     if not sources:
         raise TransferError("no source nets given; pass one or more trained net directories")
