@@ -16,6 +16,7 @@ from agf.evaluation import classical_baseline, mfcc_stats, plot_confusion
 from agf.fileio import read_json, write_json_atomic
 from agf.metrics import (
     accuracy,
+    aggregate_window_probs,
     challenge_macro_f1,
     confusion,
     format_table,
@@ -23,6 +24,8 @@ from agf.metrics import (
     macro_f1,
     mean_window_probs,
     per_class_report,
+    pool_moments,
+    pooled_window_features,
     score,
     score_against,
 )
@@ -192,6 +195,35 @@ def test_mean_window_probs_order_and_mean() -> None:
     np.testing.assert_allclose(tracks.loc["t1"], [1.0, 0.0])
     np.testing.assert_allclose(tracks.sum(axis=1), 1.0)
     assert list(tracks.columns) == ["x", "y"]
+
+
+def test_log_probs_aggregation_is_the_renormalised_geometric_mean() -> None:
+    ids = np.array(["t2", "t2", "t1", "t2"])
+    window_probs = np.array([[0.6, 0.4], [0.2, 0.8], [1.0, 0.0], [0.1, 0.9]])
+    tracks = aggregate_window_probs(ids, window_probs, "log_probs", columns=["x", "y"])
+    # t2: cube roots of 0.6 * 0.2 * 0.1 = 0.012 and 0.4 * 0.8 * 0.9 = 0.288, renormalised
+    x, y = 0.012 ** (1 / 3), 0.288 ** (1 / 3)
+    np.testing.assert_allclose(tracks.loc["t2"], [x / (x + y), y / (x + y)])
+    assert tracks.loc["t2", "y"] > mean_window_probs(ids, window_probs).loc["t2", 1]  # sharper than the mean: 0.7
+    # t1: a zero probability is clipped at 1e-8 before the logarithm, as the log loss clips it
+    np.testing.assert_allclose(tracks.loc["t1"], [1 / (1 + 1e-8), 1e-8 / (1 + 1e-8)])
+    assert tracks.index.tolist() == ["t2", "t1"] and list(tracks.columns) == ["x", "y"]
+    np.testing.assert_allclose(aggregate_window_probs(ids, window_probs, "probs"), mean_window_probs(ids, window_probs))
+    with pytest.raises(EvaluationError, match="median"):
+        aggregate_window_probs(ids, window_probs, "median")
+
+
+def test_pooled_window_features_are_each_tracks_mean_and_std() -> None:
+    rng = np.random.default_rng(0)
+    ids = np.array(["b", "a", "b", "b", "a"])
+    features = rng.normal(size=(5, 3))
+    pooled = pooled_window_features(ids, features)
+    assert pooled.index.tolist() == ["b", "a"] and pooled.shape == (2, 6)
+    for track in ("a", "b"):
+        rows = features[ids == track]
+        np.testing.assert_allclose(pooled.loc[track], np.concatenate([rows.mean(0), rows.std(0)]), atol=1e-12)
+    one = pool_moments(np.array([2.0, 5.0]))  # E[x] = 2, E[x^2] = 5: std 1
+    np.testing.assert_allclose(one, [2.0, 1.0])
 
 
 def test_mfcc_stats() -> None:

@@ -96,6 +96,13 @@ def test_wrong_format_version_is_refused(bundle_dir: Path, tmp_path: Path) -> No
         load_bundle(bundle)
 
 
+def test_a_format_1_bundle_averages_window_probabilities(bundle_dir: Path, tmp_path: Path) -> None:
+    bundle = _copy(bundle_dir, tmp_path)
+    assert json.loads((bundle / MANIFEST).read_text())["format"] == "agf-bundle/2"
+    _edit_manifest(bundle, lambda m: (m.update(format="agf-bundle/1"), m.pop("aggregation")))
+    assert load_bundle(bundle).aggregation == "probs"
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -104,6 +111,9 @@ def test_wrong_format_version_is_refused(bundle_dir: Path, tmp_path: Path) -> No
         (lambda m: m["nets"][0]["architecture"].__setitem__("width", 2.0), "architecture does not match"),
         (lambda m: m.pop("preprocessing"), "invalid manifest"),
         (lambda m: m["nets"][0].update(file="../mlp.safetensors"), "missing from the bundle"),
+        (lambda m: m.update(aggregation="median"), "aggregation 'median'"),
+        (lambda m: m.update(aggregation="pooled"), "do not add up to the MLP's input"),
+        (lambda m: m.pop("aggregation"), "invalid manifest"),
     ],
 )
 def test_a_manifest_that_no_longer_matches_the_weights_is_refused(

@@ -29,7 +29,8 @@ from agf.report import (
     table5,
     write_results_csv,
 )
-from agf.report.tables import build_calibration_table
+from agf.report.results import rank_by_selection
+from agf.report.tables import build_calibration_table, source_head_note
 from agf.tasks import task_subsets
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -451,3 +452,28 @@ def test_calibration_table_pairs_the_seeds() -> None:
     assert head[1] == "1" and head[5] == "0.0000 [-, -]"  # one seed: no interval
     with pytest.raises(ReportError, match="missing column"):
         build_calibration_table(frame.drop(columns="ece_after"), "test")
+
+
+def test_the_report_says_when_a_source_head_beats_the_best_transfer_on_validation(tmp_path: Path) -> None:
+    results = synthetic_results(subsets=("g", "gm"), archs=("stn", "mtn"))
+    arch, tasks, _ = rank_by_selection(results, ["arch", "tasks", "n_tasks"])[0]
+    chosen = results[(results["arch"] == arch) & (results["tasks"] == tasks) & (results["split"] == "val")
+                     & (results["labels"] == "given")]
+    accuracy = chosen.loc[chosen["metric"] == "accuracy", "value"].mean()
+
+    def heads(val_accuracy: float) -> pd.DataFrame:
+        frame = synthetic_baselines()
+        frame["model"] = frame["model"].replace("genre STN softmax", "genre STN softmax: STN[g]")
+        rows = (frame["split"] == "val") & (frame["metric"] == "accuracy")
+        frame.loc[rows & frame["model"].str.startswith("genre"), "value"] = val_accuracy
+        frame.loc[rows & frame["model"].str.startswith("classical"), "value"] = 1.0  # not a source head
+        frame.loc[(frame["split"] == "test") & (frame["metric"] == "accuracy"), "value"] = 1.0  # never read
+        return frame
+
+    assert source_head_note(results, heads(accuracy - 0.01)) is None
+    note = source_head_note(results, heads(accuracy + 0.01))
+    assert note.startswith("On the val split (given labels) the source net's own genre head genre STN softmax: STN[g]")
+    assert f"beats the best transfer, {arch.upper()} {tasks}" in note
+    paths = build_report(tmp_path, results, heads(accuracy + 0.01), synthetic_tracks(), None, ReportImages(),
+                         "STN g", None)
+    assert note in paths["tables"].read_text()

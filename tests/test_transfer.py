@@ -33,7 +33,16 @@ from agf.transfer import (
     window_batch,
     window_starts,
 )
-from agf.transfer.mlp import predict_windows, window_cache_dir
+from agf.transfer.mlp import (
+    Candidate,
+    WindowSet,
+    choose_candidate,
+    epoch_positions,
+    fold_standardization,
+    predict_windows,
+    standardization,
+    window_cache_dir,
+)
 
 GENRES = ["blues", "folk", "rock"]
 N_MELS = 128
@@ -404,3 +413,127 @@ def test_model_names_are_plain_and_never_merge_two_nets(transfer_run: dict, tmp_
     assert other.name == run["result"].name
     with pytest.raises(EvaluationError, match="one seed at a time"):
         evaluate([run["result"].out_dir, other.out_dir], run["tracks"], tmp_path / "eval")
+
+
+# -- windows cap, standardisation, track aggregations and their selection -------------------------------------
+
+
+def test_windows_cap_draws_at_most_n_per_track_anew_every_epoch() -> None:
+    sizes = {"t0": 1, "t1": 3, "t2": 10, "t3": 10, "t4": 2, "t5": 7}
+    ids = np.repeat(list(sizes), list(sizes.values()))
+    train = WindowSet(features=torch.zeros(len(ids), 2), rows=torch.arange(len(ids)),
+                      labels=torch.zeros(len(ids), dtype=torch.long), track_ids=ids)
+    first = epoch_positions(train, 3, seed=0, epoch=1).numpy()
+    assert pd.Series(ids[first]).value_counts().to_dict() == {t: min(3, n) for t, n in sizes.items()}
+    assert len(set(first)) == len(first)  # no window twice
+    assert not np.array_equal(first, epoch_positions(train, 3, seed=0, epoch=2).numpy())  # other windows next epoch
+    assert np.array_equal(first, epoch_positions(train, 3, seed=0, epoch=1).numpy())  # the same seed: the same draw
+    assert not np.array_equal(first, epoch_positions(train, 3, seed=1, epoch=1).numpy())
+    assert np.array_equal(epoch_positions(train, 0, seed=0, epoch=1).numpy(), np.arange(len(ids)))  # 0: all
+
+
+def test_capped_transfer_trains_on_at_most_n_windows_per_track_and_epoch(
+    transfer_run: dict, tmp_path: Path, monkeypatch
+) -> None:
+    run = transfer_run
+    drawn: list[np.ndarray] = []
+    real = transfer_mlp.epoch_positions
+
+    def spy(train, cap, seed, epoch):
+        positions = real(train, cap, seed, epoch)
+        drawn.append(train.track_ids[positions.numpy()])
+        return positions
+
+    monkeypatch.setattr(transfer_mlp, "epoch_positions", spy)
+    config = dataclasses.replace(run["config"], max_windows_per_track=2, epochs=3)
+    fit_transfer(run["sources"], run["store"], run["tracks"], config, 0, tmp_path / "capped", device="cpu",
+                 progress=False)
+    n_train = (run["tracks"]["split"] == "train").sum()
+    assert len(drawn) == 3 and all(pd.Series(ids).value_counts().max() == 2 and len(ids) == 2 * n_train
+                                   for ids in drawn)
+    spec = read_json(tmp_path / "capped" / "mlp.json")
+    assert spec["train_windows_per_epoch"] == 2 * n_train and spec["n_train_windows"] == 4 * n_train
+
+
+def test_standardisation_folds_into_the_first_layer() -> None:
+    x = torch.randn(20, 6) * torch.tensor([1.0, 5.0, 0.1, 2.0, 1.0, 0.0]) + 3.0  # the last column is constant
+    mean, std = standardization(x, np.arange(20) < 15)
+    assert std[-1] == 1.0 and torch.allclose(std[:2], x[:15, :2].double().std(0, unbiased=False).float())
+    model = transfer_mlp.build_mlp(6, 3, hidden=8).eval()
+    expected = model((x - mean) / std)
+    fold_standardization(model, mean, std)
+    torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def _candidate(name: str, tracks: pd.DataFrame, right: float, test_right: float) -> Candidate:
+    """A fake candidate giving each validation track's given genre probability `right`, each test track's
+    `test_right` (the rest spread evenly)."""
+    probs = np.zeros((len(tracks), len(GENRES)))
+    share = np.where(tracks["split"] == "test", test_right, right)
+    probs[:] = ((1 - share) / (len(GENRES) - 1))[:, None]
+    probs[np.arange(len(tracks)), tracks["genre"].map(GENRES.index)] = share
+    table = pd.DataFrame(probs, columns=GENRES).assign(track_id=tracks["track_id"].to_numpy(),
+                                                       split=tracks["split"].to_numpy())
+    fitted = transfer_mlp.FittedMLP(transfer_mlp.build_mlp(2, 3, 4), pd.DataFrame(), 1)
+    return Candidate(name, fitted, table[["track_id", "split", *GENRES]])
+
+
+def test_selection_takes_the_lowest_validation_log_loss_and_never_reads_test_labels() -> None:
+    tracks = toy_tracks()
+    candidates = [_candidate("probs", tracks, 0.5, 0.2), _candidate("log_probs", tracks, 0.8, 0.1),
+                  _candidate("pooled", tracks, 0.4, 0.99)]
+    chosen, scores = choose_candidate(candidates, tracks, GENRES)
+    assert chosen.aggregation == "log_probs"  # the best on validation; 'pooled' is the best on test
+    assert scores["log_probs"]["val_log_loss_calibrated"] == min(s["val_log_loss_calibrated"] for s in scores.values())
+    poisoned = tracks.copy()
+    test = poisoned["split"] == "test"
+    poisoned.loc[test, "genre"] = np.roll(poisoned.loc[test, "genre"].to_numpy(), 1)
+    assert choose_candidate(candidates, poisoned, GENRES) == (chosen, scores)
+    no_val = tracks[tracks["split"] != "val"]
+    without = [_candidate("pooled", no_val, 0.4, 0.2), _candidate("probs", no_val, 0.5, 0.9)]
+    assert choose_candidate(without, no_val, GENRES) == (without[0], {"pooled": None, "probs": None})  # the first
+
+
+def test_every_aggregation_is_fitted_and_the_choice_ignores_test_labels(transfer_run: dict, tmp_path: Path) -> None:
+    run = transfer_run
+    config = dataclasses.replace(run["config"], aggregations=("probs", "log_probs", "pooled"))
+    clean = fit_transfer(run["sources"], run["store"], run["tracks"], config, 0, tmp_path / "all", device="cpu",
+                         progress=False)
+    spec = read_json(clean.out_dir / "mlp.json")
+    scores = spec["candidates"]
+    assert set(scores) == {"probs", "log_probs", "pooled"}
+    assert spec["aggregation"] == min(scores, key=lambda a: scores[a]["val_log_loss_calibrated"])
+    assert spec["input_dim"] == (2 if spec["aggregation"] == "pooled" else 1) * (256 + 512)
+    assert scores["probs"]["val_log_loss"] != scores["log_probs"]["val_log_loss"]
+    tracks = run["tracks"].copy()
+    test = tracks["split"] == "test"
+    tracks.loc[test, "genre"] = np.random.default_rng(5).permutation(tracks.loc[test, "genre"].to_numpy())
+    poisoned = fit_transfer(run["sources"], run["store"], tracks, config, 0, tmp_path / "poisoned", device="cpu",
+                            progress=False)
+    assert read_json(poisoned.out_dir / "mlp.json")["candidates"] == scores
+    pd.testing.assert_frame_equal(poisoned.predictions, clean.predictions)
+
+
+@pytest.mark.parametrize(("aggregation", "standardize"), [("log_probs", False), ("pooled", True)])
+def test_an_exported_transfer_predicts_what_the_evaluation_scored(
+    transfer_run: dict, tmp_path: Path, aggregation: str, standardize: bool
+) -> None:
+    """The bundle carries the aggregation (and the folded standardisation); the classifier aggregates a track's
+    windows as the transfer did, then applies the temperature."""
+    from agf.calibration import apply_temperature
+    from agf.predict import GenreClassifier, bundle_from_transfer, save_bundle
+    from agf.predict.classifier import Decoded
+
+    run = transfer_run
+    store, tracks = run["store"], run["tracks"]
+    config = dataclasses.replace(run["config"], aggregations=(aggregation,))
+    result = fit_transfer(run["sources"], store, tracks, config, 0, tmp_path / "t", device="cpu", progress=False,
+                          standardize=standardize)
+    bundle = bundle_from_transfer(result.out_dir, run["sources"], store.config, config.amp, {}, temperature=1.7)
+    classifier = GenreClassifier.load(save_bundle(bundle, tmp_path / "model"), device="cpu")
+    assert classifier.bundle.aggregation == aggregation
+    test_ids = tracks.loc[tracks["split"] == "test", "track_id"].tolist()
+    predicted = np.stack([p.probabilities for p in classifier._score(Decoded(t, store.mel(t)) for t in test_ids)])
+    scored = result.predictions.set_index("track_id").loc[test_ids, GENRES].to_numpy()
+    assert np.abs(predicted - apply_temperature(scored, 1.7)).max() < 1e-5
+    assert np.abs(predicted - scored).max() > 1e-3  # the temperature was applied (the check can fail)

@@ -1,4 +1,5 @@
-"""The WWW 2018 challenge metrics, per-class reports and track-level aggregation of window probabilities.
+"""The WWW 2018 challenge metrics, per-class reports and track-level aggregation of windows (probabilities,
+log-probabilities, pooled features).
 
 Class index i is genres[i] everywhere (see agf.datasets.table.genre_list). Metrics follow the challenge
 (Defferrard et al., arXiv 1803.05337): log loss with natural log and one-hot truth, probabilities clipped
@@ -184,23 +185,71 @@ def score_against(tracks: pd.DataFrame, probs: pd.DataFrame, genres: Sequence[st
     return results
 
 
-def mean_window_probs(
-    window_track_ids: np.ndarray, window_probs: np.ndarray, columns: Sequence[str] | None = None
-) -> pd.DataFrame:
-    """Track-level probabilities: the mean of each track's window probabilities.
-
-    Index track_id in order of first appearance; columns are `columns` (e.g. the genres) or 0..K-1.
-    Rows sum to 1 when the window rows do.
-    """
+def track_means(window_track_ids: np.ndarray, rows: np.ndarray, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The mean of each track's rows (float64): index track_id in order of first appearance, columns `columns`
+    (e.g. the genres) or 0..K-1."""
     ids = np.asarray(window_track_ids)
     if ids.ndim != 1 or ids.size == 0:
         raise EvaluationError(f"window_track_ids: expected a non-empty 1-d array, got shape {ids.shape}")
-    matrix = _check_probs(window_probs, ids.size)
+    matrix = _check_probs(rows, ids.size)
     if columns is not None and len(columns) != matrix.shape[1]:
-        raise EvaluationError(f"mean_window_probs: {len(columns)} column names for {matrix.shape[1]} classes")
+        raise EvaluationError(f"track_means: {len(columns)} column names for {matrix.shape[1]} columns")
     frame = pd.DataFrame(matrix, columns=list(columns) if columns is not None else None)
     frame.index = pd.Index(ids.astype(str), name="track_id")
     return frame.groupby(level="track_id", sort=False).mean()
+
+
+def mean_window_probs(
+    window_track_ids: np.ndarray, window_probs: np.ndarray, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Track-level probabilities: the mean of each track's window probabilities (rows sum to 1 when the
+    window rows do); see track_means for the index and columns."""
+    return track_means(window_track_ids, window_probs, columns)
+
+
+def window_terms(window_probs: np.ndarray, aggregation: str) -> np.ndarray:
+    """What a track averages over its windows: the probabilities ('probs') or their logarithms, clipped at
+    LOG_LOSS_EPS ('log_probs')."""
+    if aggregation == "probs":
+        return np.asarray(window_probs, dtype=np.float64)
+    if aggregation == "log_probs":
+        return np.log(np.clip(np.asarray(window_probs, dtype=np.float64), LOG_LOSS_EPS, 1.0))
+    raise EvaluationError(f"aggregation {aggregation!r}: window probabilities aggregate by 'probs' or 'log_probs'")
+
+
+def probs_from_mean_terms(mean_terms: np.ndarray, aggregation: str) -> np.ndarray:
+    """Track probabilities from the mean of window_terms (rows): as they are for 'probs', the renormalised
+    geometric mean of the window probabilities for 'log_probs'."""
+    terms = np.asarray(mean_terms, dtype=np.float64)
+    if aggregation == "probs":
+        return terms
+    if aggregation == "log_probs":
+        scaled = np.exp(terms - terms.max(axis=-1, keepdims=True))
+        return scaled / scaled.sum(axis=-1, keepdims=True)
+    raise EvaluationError(f"aggregation {aggregation!r}: window probabilities aggregate by 'probs' or 'log_probs'")
+
+
+def aggregate_window_probs(
+    window_track_ids: np.ndarray, window_probs: np.ndarray, aggregation: str, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Track-level probabilities by `aggregation`: 'probs', the mean of the window probabilities (the paper's);
+    'log_probs', their renormalised geometric mean (the mean of log-probabilities)."""
+    means = track_means(window_track_ids, window_terms(window_probs, aggregation), columns)
+    return pd.DataFrame(probs_from_mean_terms(means.to_numpy(), aggregation), index=means.index, columns=means.columns)
+
+
+def pool_moments(mean_and_mean_square: np.ndarray) -> np.ndarray:
+    """(..., 2D) per-track [E[x], E[x^2]] -> (..., 2D) [mean, standard deviation] of the window features."""
+    moments = np.asarray(mean_and_mean_square, dtype=np.float64)
+    mean, mean_square = np.split(moments, 2, axis=-1)
+    return np.concatenate([mean, np.sqrt(np.clip(mean_square - mean**2, 0.0, None))], axis=-1)
+
+
+def pooled_window_features(window_track_ids: np.ndarray, features: np.ndarray) -> pd.DataFrame:
+    """One vector per track: the mean and the (population) standard deviation of its window features, (n, 2D)."""
+    values = np.asarray(features, dtype=np.float64)
+    means = track_means(window_track_ids, np.concatenate([values, values**2], axis=1))
+    return pd.DataFrame(pool_moments(means.to_numpy()), index=means.index)
 
 
 def _cell(value: Any) -> str:

@@ -3,7 +3,8 @@
 A bundle (written by save_bundle, e.g. through `agf export`) is a directory:
     manifest.json        format version, preprocessing (feature settings, window length and hop, amp),
                          genres, each net's architecture, tasks and per-band standardisation statistics,
-                         the MLP's shape, the name, how the model was selected, provenance and metrics,
+                         the MLP's shape, how windows become a track (aggregation), the calibration
+                         temperature, the name, how the model was selected, provenance and metrics,
                          and the byte size and SHA-256 of every weight file
     net-<i>.safetensors  the source nets' weights (band-norm statistics included)
     mlp.safetensors      the transfer MLP's weights
@@ -29,7 +30,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from agf.config import PATCH_FRAMES, FeatureConfig, TransferConfig, config_to_dict
+from agf.config import (
+    AGGREGATIONS,
+    PATCH_FRAMES,
+    FeatureConfig,
+    TransferConfig,
+    config_to_dict,
+)
 from agf.errors import AgfError, ModelFileError
 from agf.fileio import read_json, write_json_atomic
 from agf.models import MTN, STN
@@ -37,7 +44,10 @@ from agf.models.io import build_net
 from agf.tasks import GENRE_TASK
 from agf.transfer import build_mlp, load_mlp, load_source
 
-BUNDLE_FORMAT = "agf-bundle/1"
+BUNDLE_FORMAT = "agf-bundle/2"
+# Older formats this agf reads, with what their manifests leave implicit: version 1 (before track aggregations)
+# always averaged the window probabilities.
+OLDER_FORMATS: dict[str, dict[str, Any]] = {"agf-bundle/1": {"aggregation": "probs"}}
 MANIFEST = "manifest.json"
 MLP_FILE = "mlp.safetensors"
 EXPORT_AGAIN = "export it again with `agf export`"
@@ -68,10 +78,19 @@ class Bundle:
     # Track probabilities are temperature-scaled (agf.calibration) by this, fitted on validation; 1 = none.
     temperature: float = 1.0
     info: dict[str, Any] = field(default_factory=dict)  # name, selection, case, provenance, metrics
+    # How a track's windows become its probabilities (agf.config.AGGREGATIONS; see agf.transfer.mlp): the mean
+    # of the window probabilities, of their logarithms, or the pooled-feature MLP on their mean and std.
+    aggregation: str = "probs"
 
     @property
     def name(self) -> str:
         return str(self.info.get("name", "agf model"))
+
+    @property
+    def mlp_input_dim(self) -> int:
+        """The MLP's input width: the nets' features, or their mean and standard deviation (pooled)."""
+        width = sum(n.net.feature_dim for n in self.nets)
+        return 2 * width if self.aggregation == "pooled" else width
 
     @property
     def window_seconds(self) -> float:
@@ -83,8 +102,8 @@ def bundle_from_transfer(
     transfer_dir: str | Path, net_dirs: Sequence[str | Path], features: FeatureConfig, amp: bool, info: dict,
     temperature: float = 1.0,
 ) -> Bundle:
-    """The bundle of a finished transfer: its MLP and its source nets (in the MLP's input order), and the
-    temperature its evaluation fitted on validation."""
+    """The bundle of a finished transfer: its MLP, its track aggregation and its source nets (in the MLP's input
+    order), and the temperature its evaluation fitted on validation."""
     mlp, spec = load_mlp(transfer_dir)
     sources = [load_source(path, features) for path in net_dirs]
     return Bundle(
@@ -96,6 +115,7 @@ def bundle_from_transfer(
         hop_frames=int(spec["window_hop"]),
         amp=amp,
         temperature=temperature,
+        aggregation=spec.get("aggregation", "probs"),  # transfers made before aggregations averaged probabilities
         info={"name": spec["name"], **info, "training": {
             "seed": spec["seed"], "best_epoch": spec["best_epoch"], "best_val_log_loss": spec["best_val_log_loss"],
             "n_train_tracks": spec["n_train_tracks"], "n_train_windows": spec["n_train_windows"]}},
@@ -178,6 +198,7 @@ def save_bundle(bundle: Bundle, out: str | Path) -> Path:
                               "hop_frames": bundle.hop_frames, "amp": bundle.amp},
             "nets": nets,
             "mlp": mlp,
+            "aggregation": bundle.aggregation,
             "calibration": {"temperature": bundle.temperature},
         }
         write_json_atomic(staging / MANIFEST, manifest)
@@ -204,7 +225,8 @@ def _not_a_directory(path: Path) -> ModelFileError:
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
-    """The parsed and version-checked manifest of the bundle directory `path`."""
+    """The parsed and version-checked manifest of the bundle directory `path` (an older format's implicit
+    settings filled in)."""
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"{path}: no such bundle; make one with `agf export WORKDIR {path}`")
@@ -216,11 +238,13 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         raise ModelFileError(f"{path}: no {MANIFEST}; not an agf bundle, or an interrupted copy") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{path / MANIFEST}: not valid JSON ({exc}); {EXPORT_AGAIN}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+    formats = (BUNDLE_FORMAT, *OLDER_FORMATS)
+    if not isinstance(manifest, dict) or manifest.get("format") not in formats:
         found = manifest.get("format") if isinstance(manifest, dict) else None
-        raise ModelFileError(f"{path / MANIFEST}: bundle format {found!r}, this agf reads {BUNDLE_FORMAT!r}; "
+        raise ModelFileError(f"{path / MANIFEST}: bundle format {found!r}, this agf reads "
+                             f"{' or '.join(map(repr, formats))}; "
                              f"{EXPORT_AGAIN}")
-    return manifest
+    return {**OLDER_FORMATS.get(manifest["format"], {}), **manifest}
 
 
 def _checked_weights(directory: Path, entry: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -274,16 +298,22 @@ def load_bundle(path: str | Path) -> Bundle:
             mlp.load_state_dict(_checked_weights(path, spec), strict=True)
         except RuntimeError as exc:
             raise ModelFileError(f"{path / MANIFEST}: the MLP's shape or genres do not match its weights ({exc})") from None
-        if sum(n.net.feature_dim for n in nets) != spec["input_dim"]:
-            raise ModelFileError(f"{path / MANIFEST}: the nets' features do not add up to the MLP's input")
+        aggregation = str(manifest["aggregation"])
+        if aggregation not in AGGREGATIONS:
+            raise ModelFileError(f"{path / MANIFEST}: aggregation {aggregation!r} is not one of "
+                                 f"{', '.join(AGGREGATIONS)}; {EXPORT_AGAIN}")
         temperature = float(manifest["calibration"]["temperature"])
         if not 0 < temperature < float("inf"):
             raise ModelFileError(f"{path / MANIFEST}: calibration temperature {temperature} is not a positive number; "
                                  f"{EXPORT_AGAIN}")
         info = {k: v for k, v in manifest.items()
-                if k not in ("format", "genres", "preprocessing", "nets", "mlp", "calibration")}
-        return Bundle(nets, mlp.eval(), genres, features, int(pre["patch_frames"]), int(pre["hop_frames"]),
-                      bool(pre["amp"]), temperature, info)
+                if k not in ("format", "genres", "preprocessing", "nets", "mlp", "aggregation", "calibration")}
+        bundle = Bundle(nets, mlp.eval(), genres, features, int(pre["patch_frames"]), int(pre["hop_frames"]),
+                        bool(pre["amp"]), temperature, info, aggregation)
+        if bundle.mlp_input_dim != spec["input_dim"]:
+            raise ModelFileError(f"{path / MANIFEST}: the nets' features do not add up to the MLP's input "
+                                 f"({aggregation} aggregation)")
+        return bundle
     except ModelFileError:
         raise
     except (AgfError, KeyError, TypeError, ValueError, AttributeError) as exc:

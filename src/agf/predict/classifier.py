@@ -1,9 +1,11 @@
 """GenreClassifier: a bundle loaded once, applied to files or waveforms of any rate, length and channel count.
 
-A track's prediction is the mean of the genre probabilities of every window covering it (the windows of
-the transfer stage: patch_frames long, every hop_frames, plus one flush with the end), each window's
-probabilities coming from the source nets' features (under bf16 autocast when the bundle says so, rounded
-to float16 as the transfer stage stored them) through the MLP, then temperature-scaled by the bundle's
+A track's prediction aggregates every window covering it (the windows of the transfer stage: patch_frames
+long, every hop_frames, plus one flush with the end) as the bundle's transfer did (Bundle.aggregation, see
+agf.transfer.mlp): the mean of the windows' genre probabilities ('probs'), of their logarithms, renormalised
+('log_probs'), or the pooled MLP on the mean and standard deviation of the window features ('pooled'). Window
+features come from the source nets (under bf16 autocast when the bundle says so, rounded to float16 as the
+transfer stage stored them); the track's probabilities are then temperature-scaled by the bundle's
 calibration (fitted on validation by the evaluation, agf.calibration). predict_many decodes the next files in
 worker processes while the nets compute, batches windows across files, and holds at most one batch of
 windows and a few decoded files at a time, so a long file or a huge directory runs in bounded memory.
@@ -26,6 +28,7 @@ from agf.config import FeatureConfig
 from agf.device import resolve_device
 from agf.errors import AgfError, PredictError
 from agf.features import extractor_for
+from agf.metrics import pool_moments, probs_from_mean_terms, window_terms
 from agf.parallel import available_cores, map_ordered
 from agf.predict.bundle import Bundle, load_bundle
 from agf.predict.inputs import AUDIO_SUFFIXES
@@ -111,7 +114,7 @@ def default_decode_workers() -> int:
 
 @dataclass
 class _Pending:
-    """A track whose windows are being scored: the running sum of its window probabilities."""
+    """A track whose windows are being scored: the running sum of its window terms (see _window_terms)."""
 
     item: Decoded
     remaining: int = 0
@@ -198,25 +201,47 @@ class GenreClassifier:
                 yield prediction
 
     def window_probabilities(self, mel: np.ndarray) -> np.ndarray:
-        """(n_windows, n_genres) probabilities of every window of one (frames, n_mels) log-mel."""
+        """(n_windows, n_genres) probabilities of every window of one (frames, n_mels) log-mel (a window MLP's;
+        a pooled model classifies whole tracks only)."""
+        if self.bundle.aggregation == "pooled":
+            raise PredictError("this model classifies whole tracks (pooled window features): no window probabilities")
         starts = window_starts(mel.shape[0], self.bundle.patch_frames, self.bundle.hop_frames)
         return np.concatenate([self._window_probs(window_batch(mel, starts[i: i + self.batch_windows],
                                                                self.bundle.patch_frames))
                                for i in range(0, len(starts), self.batch_windows)])
 
-    def track_probabilities(self, mean_window_probs: np.ndarray) -> np.ndarray:
-        """A track's genre probabilities from the mean of its window probabilities: calibrated by the bundle's
-        temperature, as the evaluation scored them."""
-        return apply_temperature(mean_window_probs[None, :], self.bundle.temperature)[0]
+    def track_probabilities(self, mean_terms: np.ndarray) -> np.ndarray:
+        """A track's genre probabilities from the mean of its window terms (_window_terms), aggregated as the
+        bundle's transfer did and calibrated by its temperature: what the evaluation scored."""
+        if self.bundle.aggregation == "pooled":
+            pooled = torch.from_numpy(pool_moments(mean_terms)[None, :]).float().to(self.device)
+            with torch.inference_mode():
+                probs = torch.softmax(self.bundle.mlp(pooled), dim=1)[0].cpu().numpy()
+        else:
+            probs = probs_from_mean_terms(mean_terms, self.bundle.aggregation)
+        return apply_temperature(probs[None, :], self.bundle.temperature)[0]
 
-    def _window_probs(self, windows: np.ndarray) -> np.ndarray:
-        """(n, n_genres) float32 probabilities of (n, patch, n_mels) windows."""
+    def _features(self, windows: np.ndarray) -> torch.Tensor:
+        """(n, D) float32 window features of (n, patch, n_mels) windows, rounded to float16 as the transfer stored
+        them, the nets' in the bundle's order."""
         batch = torch.from_numpy(windows).to(self.device).unsqueeze(1).contiguous(memory_format=self._memory_format)
         with torch.inference_mode():
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 features = [source.net.features(batch).float().half() for source in self.bundle.nets]
-            logits = self.bundle.mlp(torch.cat(features, dim=1).float())
-            return torch.softmax(logits, dim=1).cpu().numpy()
+            return torch.cat(features, dim=1).float()
+
+    def _window_probs(self, windows: np.ndarray) -> np.ndarray:
+        """(n, n_genres) float32 probabilities of (n, patch, n_mels) windows (a window MLP's)."""
+        with torch.inference_mode():
+            return torch.softmax(self.bundle.mlp(self._features(windows)), dim=1).cpu().numpy()
+
+    def _window_terms(self, windows: np.ndarray) -> np.ndarray:
+        """What a track averages over its windows (float64 rows): for 'pooled', each window's features and their
+        squares (the mean and std follow from their means); else agf.metrics.window_terms of its probabilities."""
+        if self.bundle.aggregation == "pooled":
+            features = self._features(windows).cpu().numpy().astype(np.float64)
+            return np.concatenate([features, features**2], axis=1)
+        return window_terms(self._window_probs(windows), self.bundle.aggregation)
 
     def _too_short(self, item: Decoded) -> Decoded:
         """The item, or its failure when it is shorter than one window."""
@@ -238,7 +263,7 @@ class GenreClassifier:
                 mel = pending.item.mel
                 starts = window_starts(mel.shape[0], self.bundle.patch_frames, self.bundle.hop_frames)
                 pending.remaining = pending.n_windows = len(starts)
-                pending.total = np.zeros(len(self.genres))
+                pending.total = np.zeros(self._terms_width)
                 for first in range(0, len(starts), self.batch_windows):
                     piece = window_batch(mel, starts[first: first + self.batch_windows], self.bundle.patch_frames)
                     batch.append((pending, piece))
@@ -251,12 +276,17 @@ class GenreClassifier:
             self._run(batch)
         yield from self._finished(waiting)
 
+    @property
+    def _terms_width(self) -> int:
+        """The width of a window's terms: the MLP's input for 'pooled' (features and squares), else the genres."""
+        return self.bundle.mlp_input_dim if self.bundle.aggregation == "pooled" else len(self.genres)
+
     def _run(self, batch: list[tuple[_Pending, np.ndarray]]) -> None:
-        """Score one batch of windows and add each window's probabilities to its track's sum."""
-        probs = self._window_probs(np.concatenate([windows for _, windows in batch]))
+        """Score one batch of windows and add each window's terms to its track's sum."""
+        terms = self._window_terms(np.concatenate([windows for _, windows in batch]))
         offset = 0
         for pending, windows in batch:
-            pending.total += probs[offset: offset + len(windows)].sum(axis=0, dtype=np.float64)
+            pending.total += terms[offset: offset + len(windows)].sum(axis=0)
             pending.remaining -= len(windows)
             offset += len(windows)
 

@@ -34,6 +34,7 @@ from agf.report.tables import (
     build_table3,
     build_table4,
     build_table5,
+    source_head_note,
     validate_baselines,
 )
 from agf.tasks import TASK_TITLES, canonical_tasks
@@ -139,7 +140,8 @@ def build_report(
     for path in [*(path for path, _ in confusions), *heatmaps.values(), *([reliability] if reliability else [])]:
         read_png(path)
     calibration_table = build_calibration_table(*calibration) if calibration is not None else None
-    notes = [*split_warnings(tracks), *notes]
+    head_note = source_head_note(results, baselines) if baselines is not None else None
+    notes = [*split_warnings(tracks), *notes, *([head_note] if head_note else [])]
     curves_path = out_dir / "curves.png" if curves else None
 
     kinds = result_kinds(results)

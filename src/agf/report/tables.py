@@ -26,6 +26,7 @@ from agf.report.results import (
 )
 from agf.statistics import bootstrap_ci
 from agf.tasks import TASKS, task_subsets
+from agf.transfer.sources import MTN_BASELINE, STN_BASELINE
 
 METRIC_NAMES = {"log_loss": "log loss", "macro_f1": "macro-F1", "accuracy": "accuracy", "ece": "ECE"}
 NET_ARCHS: tuple[str, ...] = ("stn", "mtn")
@@ -226,6 +227,34 @@ def build_baselines_table(baselines: pd.DataFrame, split: str = "test", labels: 
         rows=rows,
         notes=(_seed_note(frame),) if not frame.empty else (),
     )
+
+
+def _selection_means(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Mean accuracy and log loss over seeds per group of `keys`, best first by the selection rule."""
+    means = frame.pivot_table(index=keys, columns="metric", values="value", aggfunc="mean")
+    return means.assign(_accuracy=-means["accuracy"]).sort_values(["_accuracy", "log_loss"], kind="stable")
+
+
+def source_head_note(results: pd.DataFrame, baselines: pd.DataFrame) -> str | None:
+    """One line when, on the selection split and labels, the best source net's own genre head (genre STN softmax,
+    MTN genre head) beats the best transfer by the selection rule; None when the transfer matches it."""
+    split = selection_split(results)
+    chosen = select(validate_baselines(baselines), split, SELECTION_LABELS)
+    heads = chosen[chosen["model"].astype(str).str.startswith((STN_BASELINE, MTN_BASELINE))]
+    if heads.empty:
+        return None
+    head_name, head = next(iter(_selection_means(heads, ["model"]).iterrows()))
+    arch, tasks, n_tasks = rank_by_selection(results, ["arch", "tasks", "n_tasks"])[0]
+    best = select(results, split, SELECTION_LABELS)
+    best = best[(best["arch"] == arch) & (best["tasks"] == tasks) & (best["n_tasks"] == n_tasks)]
+    best = _selection_means(best, ["arch"]).iloc[0]
+    case = f"{arch.upper()} {tasks}" + (f" (N = {n_tasks})" if arch == "wstn" else "")
+    if (head["accuracy"], -head["log_loss"]) <= (best["accuracy"], -best["log_loss"]):
+        return None
+    return (f"On the {split} split ({SELECTION_LABELS} labels) the source net's own genre head {head_name} (accuracy "
+            f"{number(head['accuracy'])}, log loss {number(head['log_loss'])}) beats the best transfer, {case} "
+            f"(accuracy {number(best['accuracy'])}, log loss {number(best['log_loss'])}): the transfer MLP "
+            "does not earn its place here (see docs/transfer.md, 'Why the MLP can lose to the head').")
 
 
 CALIBRATION_COLUMNS: tuple[str, ...] = ("model", "seed", "temperature", "log_loss_before", "log_loss_after",

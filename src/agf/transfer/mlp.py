@@ -1,13 +1,24 @@
 """The transfer MLP: source-net window features -> dropout, dense ELU, dropout, softmax over genres.
 
-Trained on the windows of training tracks only; after every epoch the validation tracks' log loss (of the
-mean of their window probabilities) is measured and the best epoch's weights are kept (or the last epoch's,
-with TransferConfig.select_epoch = 'last'). A track's prediction is the mean of its window probabilities.
+Trained on the windows of training tracks only (with TransferConfig.max_windows_per_track, at most that many
+per track and epoch, drawn anew every epoch); after every epoch the validation tracks' log loss (of the mean of
+their window probabilities) is measured and the best epoch's weights are kept (or the last epoch's, with
+TransferConfig.select_epoch = 'last'). A track's prediction aggregates its windows by one of
+TransferConfig.aggregations (agf.config.AGGREGATIONS):
+    probs       the mean of the window probabilities (the paper's)
+    log_probs   their renormalised geometric mean (the same MLP, another track aggregation)
+    pooled      an MLP of its own on one vector per track: the mean and standard deviation of its window
+                features (the authors' follow-up work), trained and early-stopped like the window MLP
+With several, each is fitted and the one of the lowest validation log loss after temperature scaling (fitted
+on the same validation tracks, as the evaluation does) is kept; the test split never chooses. With
+`standardize`, each MLP's input is standardised by the mean and standard deviation of its training rows, and
+the statistics are folded into the first dense layer afterwards, so the saved MLP takes the raw features.
 
 out_dir (the transfer directory) receives
     mlp.safetensors       the best epoch's MLP weights
-    mlp.json              sources, genres, input dimensions, best epoch, the baselines written
-    curves.csv            epoch, train_loss, val_log_loss, val_accuracy, seconds
+    mlp.json              sources, genres, input dimensions, best epoch, the aggregation kept and every
+                          candidate's validation scores, the baselines written
+    curves.csv            epoch, train_loss, val_log_loss, val_accuracy, seconds (of the kept MLP)
     predictions.parquet   track_id, split, one probability column per genre: every usable track of every split
     baselines/*.parquet   the same for each source's own genre head (genre STN softmax, MTN genre head)
     done.json             the completion marker (agf.workdir): the key of the request it answers (sources'
@@ -21,7 +32,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +43,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from agf.calibration import apply_temperature, fit_temperature
 from agf.config import TransferConfig, key_settings
 from agf.datasets.table import genre_list, tracks_fingerprint
 from agf.device import resolve_device
@@ -45,7 +57,13 @@ from agf.fileio import (
     write_parquet_atomic,
     write_text_atomic,
 )
-from agf.metrics import accuracy, log_loss, mean_window_probs
+from agf.metrics import (
+    accuracy,
+    aggregate_window_probs,
+    log_loss,
+    mean_window_probs,
+    pooled_window_features,
+)
 from agf.models.nets import init_weights
 from agf.store import FeatureStore
 from agf.transfer.sources import SourceNet, load_source
@@ -54,6 +72,9 @@ from agf.workdir import clear_done, is_done, mark_done
 
 MLP_FORMAT = "agf-transfer/1"
 PREDICT_BATCH = 8192
+# A standardised input whose training standard deviation is below this is left unscaled: it is constant up to the
+# float16 rounding of the stored features (resolution about 1e-3 near 1), and dividing by it would amplify that.
+STD_FLOOR = 1e-3
 
 
 @dataclass(frozen=True)
@@ -64,6 +85,35 @@ class WindowSet:
     rows: torch.Tensor  # (n,) int64 rows of `features` in this set
     labels: torch.Tensor  # (n,) int64 class index of each row's track
     track_ids: np.ndarray  # (n,) str
+
+
+@dataclass(frozen=True)
+class Rows:
+    """What an MLP is fitted on and predicts: one feature row per window (or per track, pooled), each row's
+    label (its track's given genre, class index), track id and split."""
+
+    features: torch.Tensor  # (n, D)
+    labels: np.ndarray  # (n,) int64
+    track_ids: np.ndarray  # (n,) str
+    split: np.ndarray  # (n,) str
+
+
+@dataclass(frozen=True)
+class FittedMLP:
+    """A trained MLP (eval mode, taking raw rows: any standardisation is folded in) and how training went."""
+
+    model: nn.Sequential
+    curves: pd.DataFrame
+    best_epoch: int
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One aggregation's fitted model and its (uncalibrated) track probabilities for every usable track."""
+
+    aggregation: str
+    fitted: FittedMLP
+    predictions: pd.DataFrame  # track_id, split, one column per genre
 
 
 @dataclass(frozen=True)
@@ -137,11 +187,31 @@ def _first_label_per_track(windows: WindowSet) -> np.ndarray:
     return labels.groupby(level=0, sort=False).first().to_numpy()
 
 
+def capped_positions(track_codes: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted positions of at most `cap` rows per track (track_codes: one integer per row), drawn by `rng`."""
+    order = rng.permutation(len(track_codes))
+    by_track = order[np.argsort(track_codes[order], kind="stable")]
+    codes = track_codes[by_track]
+    rank = np.arange(len(codes)) - np.searchsorted(codes, codes, side="left")
+    return np.sort(by_track[rank < cap])
+
+
+def epoch_positions(train: WindowSet, cap: int, seed: int, epoch: int) -> torch.Tensor:
+    """The positions in `train` one epoch trains on: all (cap 0), or at most `cap` per track, drawn at random
+    by the run seed and the epoch."""
+    if cap == 0:
+        return torch.arange(len(train.rows), device=train.rows.device)
+    codes = pd.factorize(train.track_ids)[0]
+    positions = capped_positions(codes, cap, np.random.default_rng([seed, epoch]))
+    return torch.from_numpy(positions).to(train.rows.device)
+
+
 def train_mlp(
     model: nn.Module, train: WindowSet, val: WindowSet | None, config: TransferConfig, seed: int,
     progress: bool = True,
 ) -> tuple[dict[str, torch.Tensor], pd.DataFrame, int]:
-    """Fit on `train` (reshuffled every epoch by `seed`); return the best epoch's weights, the curves and that epoch.
+    """Fit on `train` (at most config.max_windows_per_track rows per track and epoch, 0: all; reshuffled every
+    epoch by `seed`); return the best epoch's weights, the curves and that epoch.
 
     The best epoch has the lowest track-level validation log loss; without validation tracks, or with
     select_epoch = 'last', it is the last.
@@ -155,7 +225,9 @@ def train_mlp(
         started = time.perf_counter()
         model.train()
         loss_sum = torch.zeros((), device=train.rows.device)
-        for batch in torch.randperm(len(train.rows), generator=shuffle).to(train.rows.device).split(config.batch_size):
+        positions = epoch_positions(train, config.max_windows_per_track, seed, epoch)
+        order = torch.randperm(len(positions), generator=shuffle).to(train.rows.device)
+        for batch in positions[order].split(config.batch_size):
             loss = F.cross_entropy(model(train.features[train.rows[batch]].float()), train.labels[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -165,7 +237,7 @@ def train_mlp(
         curves.append(
             {
                 "epoch": epoch,
-                "train_loss": loss_sum.item() / len(train.rows),
+                "train_loss": loss_sum.item() / len(positions),
                 "val_log_loss": val_loss,
                 "val_accuracy": val_accuracy,
                 "seconds": time.perf_counter() - started,
@@ -188,18 +260,124 @@ def _window_set(features: torch.Tensor, labels: np.ndarray, track_ids: np.ndarra
     )
 
 
-def _track_table(
-    window_ids: np.ndarray, probs: np.ndarray, columns: Sequence[str], genres: Sequence[str], split_of: pd.Series
-) -> pd.DataFrame:
-    """track_id, split and one probability column per genre (class order `genres`): the window mean."""
-    missing = sorted(set(genres) - set(columns))
+def standardization(features: torch.Tensor, train: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-column mean and standard deviation (float32) of the training rows; deviations under STD_FLOOR are 1."""
+    rows = features[torch.from_numpy(np.flatnonzero(train)).to(features.device)].double()
+    mean, std = rows.mean(dim=0), rows.std(dim=0, unbiased=False)
+    return mean.float(), torch.where(std < STD_FLOOR, torch.ones_like(std), std).float()
+
+
+def fold_standardization(model: nn.Sequential, mean: torch.Tensor, std: torch.Tensor) -> None:
+    """Make `model`, trained on (x - mean) / std, take x: exact in eval mode (dropout off)."""
+    first = model[1]
+    with torch.no_grad():
+        weight = first.weight.double() / std.double()
+        first.bias.copy_((first.bias.double() - weight @ mean.double()).float())
+        first.weight.copy_(weight.float())
+
+
+def fit_mlp(
+    rows: Rows, tracks: pd.DataFrame, n_out: int, config: TransferConfig, seed: int, standardize: bool,
+    progress: bool,
+) -> FittedMLP:
+    """Train an MLP on the rows of training tracks (checked: no other split fits it), early-stopped on the
+    validation rows (see train_mlp); with `standardize`, on inputs standardised by the training rows."""
+    train_mask, val_mask = rows.split == "train", rows.split == "val"
+    inputs = rows.features
+    if standardize:
+        mean, std = standardization(rows.features, train_mask)
+        inputs = ((rows.features.float() - mean) / std).to(rows.features.dtype)
+    train = _window_set(inputs, rows.labels, rows.track_ids, train_mask)
+    check_train_only(train.track_ids, tracks)
+    val = _window_set(inputs, rows.labels, rows.track_ids, val_mask) if val_mask.any() else None
+    torch.manual_seed(seed)
+    model = build_mlp(inputs.shape[1], n_out, config.hidden, config.dropout).to(inputs.device)
+    best_state, curves, best_epoch = train_mlp(model, train, val, config, seed, progress)
+    model.load_state_dict(best_state)
+    if standardize:
+        fold_standardization(model, mean, std)
+    return FittedMLP(model.eval(), curves, best_epoch)
+
+
+def pooled_rows(windows: Rows) -> Rows:
+    """One row per track: the mean and standard deviation of its window features (float32), its label and split."""
+    pooled = pooled_window_features(windows.track_ids, windows.features.float().cpu().numpy())
+    first = pd.DataFrame({"label": windows.labels, "split": windows.split}, index=windows.track_ids)
+    first = first.groupby(level=0, sort=False).first().loc[pooled.index]
+    return Rows(
+        features=torch.tensor(pooled.to_numpy(dtype=np.float32), device=windows.features.device),
+        labels=first["label"].to_numpy(dtype=np.int64),
+        track_ids=pooled.index.to_numpy(),
+        split=first["split"].to_numpy(),
+    )
+
+
+def _track_table(track_probs: pd.DataFrame, genres: Sequence[str], split_of: pd.Series) -> pd.DataFrame:
+    """track_id, split and one probability column per genre (class order `genres`) of track-level probabilities
+    (index track_id, one column per genre in any order)."""
+    missing = sorted(set(genres) - set(track_probs.columns))
     if missing:
         raise TransferError(
             f"no probability column for genre(s) {', '.join(missing)}; the net was trained on other genres"
         )
-    frame = mean_window_probs(window_ids, probs, columns=list(columns))[list(genres)].reset_index()
+    frame = track_probs[list(genres)].rename_axis("track_id").reset_index()
     frame.insert(1, "split", frame["track_id"].map(split_of))
     return frame
+
+
+def fit_candidates(
+    windows: Rows, tracks: pd.DataFrame, genres: tuple[str, ...], config: TransferConfig, seed: int,
+    standardize: bool, progress: bool,
+) -> list[Candidate]:
+    """Every aggregation of config.aggregations, in that order: 'probs' and 'log_probs' share one window MLP,
+    'pooled' trains its own on one row per track (no cap: a track is one row)."""
+    split_of = tracks.set_index("track_id")["split"]
+    fitted: dict[str, Candidate] = {}
+    window_aggregations = [a for a in config.aggregations if a != "pooled"]
+    if window_aggregations:
+        window_mlp = fit_mlp(windows, tracks, len(genres), config, seed, standardize, progress)
+        probs = predict_windows(window_mlp.model, windows.features)
+        for aggregation in window_aggregations:
+            track_probs = aggregate_window_probs(windows.track_ids, probs, aggregation, columns=genres)
+            fitted[aggregation] = Candidate(aggregation, window_mlp, _track_table(track_probs, genres, split_of))
+    if "pooled" in config.aggregations:
+        pooled = pooled_rows(windows)
+        pooled_config = replace(config, max_windows_per_track=0)
+        pooled_mlp = fit_mlp(pooled, tracks, len(genres), pooled_config, seed, standardize, progress)
+        track_probs = pd.DataFrame(predict_windows(pooled_mlp.model, pooled.features), index=pooled.track_ids,
+                                   columns=list(genres))
+        fitted["pooled"] = Candidate("pooled", pooled_mlp, _track_table(track_probs, genres, split_of))
+    return [fitted[a] for a in config.aggregations]
+
+
+def validation_scores(candidate: Candidate, tracks: pd.DataFrame, genres: Sequence[str]) -> dict[str, float] | None:
+    """A candidate's validation log loss before and after temperature scaling fitted on the same validation
+    tracks (as the evaluation does), and that temperature; None without validation tracks."""
+    val = candidate.predictions[candidate.predictions["split"] == "val"]
+    if val.empty:
+        return None
+    given = tracks.set_index("track_id").loc[val["track_id"], "genre"]
+    labels = given.map({g: i for i, g in enumerate(genres)}).to_numpy(dtype=np.int64)
+    probs = val[list(genres)].to_numpy(dtype=np.float64)
+    temperature = fit_temperature(probs, labels)
+    return {
+        "val_log_loss": log_loss(labels, probs),
+        "val_log_loss_calibrated": log_loss(labels, apply_temperature(probs, temperature)),
+        "temperature": temperature,
+        "best_epoch": candidate.fitted.best_epoch,
+    }
+
+
+def choose_candidate(
+    candidates: Sequence[Candidate], tracks: pd.DataFrame, genres: Sequence[str]
+) -> tuple[Candidate, dict[str, dict[str, float] | None]]:
+    """The candidate of the lowest calibrated validation log loss (the first without validation tracks) and
+    every candidate's validation scores, by aggregation. Test labels are never read."""
+    scores = {c.aggregation: validation_scores(c, tracks, genres) for c in candidates}
+    if any(score is None for score in scores.values()):
+        return candidates[0], scores
+    best = min(candidates, key=lambda c: scores[c.aggregation]["val_log_loss_calibrated"])
+    return best, scores
 
 
 def _write_baselines(
@@ -213,7 +391,8 @@ def _write_baselines(
         name = f"{source.baseline}: {source.label}"
         file = f"baselines/{safe_name(name)}.parquet"
         try:
-            table = _track_table(window.track_ids, window.genre_probs, window.head_genres, genres, split_of)
+            head = mean_window_probs(window.track_ids, window.genre_probs, columns=window.head_genres)
+            table = _track_table(head, genres, split_of)
         except TransferError as exc:
             raise TransferError(f"{source.path}: {exc}") from None
         write_parquet_atomic(out_dir / file, table)
@@ -233,9 +412,11 @@ def transfer_dir(transfer_root: str | Path, sources: Sequence[str | Path], confi
 
 
 def _request(
-    sources: list[SourceNet], config: TransferConfig, seed: int, tracks: pd.DataFrame, store: FeatureStore
+    sources: list[SourceNet], config: TransferConfig, seed: int, tracks: pd.DataFrame, store: FeatureStore,
+    standardize: bool,
 ) -> dict:
-    """Everything a transfer's outputs depend on (never a path's spelling): reused only when all is unchanged."""
+    """Everything a transfer's outputs depend on (never a path's spelling): reused only when all is unchanged.
+    `standardize` is recorded only when set, so transfers made before it existed keep their keys."""
     return {
         "format": MLP_FORMAT,
         "sources": [{"name": s.path.name, "fingerprint": s.fingerprint} for s in sources],
@@ -243,6 +424,7 @@ def _request(
         "seed": seed,
         "tracks": tracks_fingerprint(tracks),
         "store": store.root.name,
+        **({"standardize": True} if standardize else {}),
     }
 
 
@@ -253,12 +435,16 @@ def _mlp_spec(
     genres: tuple[str, ...],
     config: TransferConfig,
     seed: int,
-    curves: pd.DataFrame,
-    best_epoch: int,
-    train: WindowSet,
+    chosen: Candidate,
+    scores: dict[str, dict[str, float] | None],
+    train_window_ids: np.ndarray,
+    standardize: bool,
 ) -> dict:
-    """mlp.json: what the MLP was fitted on, its shape, the chosen epoch."""
+    """mlp.json: what the MLP was fitted on, its shape, the chosen epoch and aggregation, every candidate's scores."""
+    curves, best_epoch = chosen.fitted.curves, chosen.fitted.best_epoch
     best_val_loss = curves.loc[curves["epoch"] == best_epoch, "val_log_loss"].iloc[0]
+    per_track = pd.Series(train_window_ids).value_counts()
+    cap = config.max_windows_per_track
     return {
         "format": MLP_FORMAT,
         "name": name,
@@ -267,16 +453,21 @@ def _mlp_spec(
             for s, w in zip(sources, windows)
         ],
         "genres": list(genres),
-        "input_dim": int(sum(w.features.shape[1] for w in windows)),
+        "input_dim": int(chosen.fitted.model[1].in_features),
         "hidden": config.hidden,
         "dropout": config.dropout,
         "window_hop": config.window_hop,
         "patch_frames": sources[0].patch_frames,
+        "aggregation": chosen.aggregation,
+        "standardized": standardize,
+        "candidates": scores,
         "seed": seed,
         "best_epoch": best_epoch,
         "best_val_log_loss": None if np.isnan(best_val_loss) else float(best_val_loss),
-        "n_train_tracks": int(len(set(train.track_ids))),
-        "n_train_windows": int(len(train.rows)),
+        "n_train_tracks": len(per_track),
+        "n_train_windows": int(per_track.sum()),
+        "max_windows_per_track": cap,
+        "train_windows_per_epoch": int(per_track.clip(upper=cap).sum() if cap else per_track.sum()),
     }
 
 
@@ -289,9 +480,12 @@ def fit_transfer(
     out_dir: str | Path,
     device: str | torch.device = "auto",
     progress: bool = True,
+    standardize: bool = False,
 ) -> TransferResult:
     """Train the transfer MLP with the run seed `seed` on the concatenated window features of `sources` (in order),
-    over the usable tracks `tracks` (see FeatureStore.usable); see the module doc."""
+    over the usable tracks `tracks` (see FeatureStore.usable), one per config.aggregations, and keep the one of
+    the lowest validation log loss; `standardize`: standardise the MLP's input (not a TransferConfig setting
+    yet; docs/transfer.md measures it). See the module doc."""
     out_dir = Path(out_dir)
     if not sources:
         raise TransferError("no source nets given; pass one or more trained net directories")
@@ -303,7 +497,7 @@ def fit_transfer(
     if len(patches) > 1:
         raise TransferError(f"the source nets take windows of different lengths ({sorted(patches)} frames); "
                             "combine nets trained with the same train.patch_frames")
-    request = _request(nets, config, seed, tracks, store)
+    request = _request(nets, config, seed, tracks, store, standardize)
     key = stable_key(request)
     if is_done(out_dir, key):
         return load_transfer(out_dir)
@@ -320,30 +514,29 @@ def fit_transfer(
     ]
     window_ids = windows[0].track_ids
     split_of = tracks.set_index("track_id")["split"]
-    window_split = pd.Series(window_ids).map(split_of).to_numpy()
     genre_index = tracks.set_index("track_id")["genre"].map({g: i for i, g in enumerate(genres)})
-    labels = pd.Series(window_ids).map(genre_index).to_numpy(dtype=np.int64)
-    features = torch.from_numpy(np.concatenate([np.asarray(w.features) for w in windows], axis=1)).to(torch_device)
-
-    train = _window_set(features, labels, window_ids, window_split == "train")
-    check_train_only(train.track_ids, tracks)
-    val = _window_set(features, labels, window_ids, window_split == "val") if (window_split == "val").any() else None
-    torch.manual_seed(seed)
-    model = build_mlp(features.shape[1], len(genres), config.hidden, config.dropout).to(torch_device)
-    best_state, curves, best_epoch = train_mlp(model, train, val, config, seed, progress)
-    model.load_state_dict(best_state)
+    rows = Rows(
+        features=torch.from_numpy(np.concatenate([np.asarray(w.features) for w in windows], axis=1)).to(torch_device),
+        labels=pd.Series(window_ids).map(genre_index).to_numpy(dtype=np.int64),
+        track_ids=window_ids,
+        split=pd.Series(window_ids).map(split_of).to_numpy(),
+    )
+    candidates = fit_candidates(rows, tracks, genres, config, seed, standardize, progress)
+    chosen, scores = choose_candidate(candidates, tracks, genres)
 
     name = "transfer MLP: " + " + ".join(source.label for source in nets)
-    predictions = _track_table(window_ids, predict_windows(model, features), genres, genres, split_of)
     baselines = _write_baselines(out_dir, nets, windows, genres, split_of)
-    spec = _mlp_spec(name, nets, windows, genres, config, seed, curves, best_epoch, train)
+    spec = _mlp_spec(name, nets, windows, genres, config, seed, chosen, scores, window_ids[rows.split == "train"],
+                     standardize)
+    state = {k: v.detach().cpu().contiguous() for k, v in chosen.fitted.model.state_dict().items()}
     with atomic_path(out_dir / "mlp.safetensors") as tmp:
-        save_file({k: v.cpu().contiguous() for k, v in best_state.items()}, str(tmp), metadata={"format": MLP_FORMAT})
+        save_file(state, str(tmp), metadata={"format": MLP_FORMAT})
     write_json_atomic(out_dir / "mlp.json", {**spec, "baselines": [vars(b) for b in baselines]})
-    write_text_atomic(out_dir / "curves.csv", curves.to_csv(index=False))
-    write_parquet_atomic(out_dir / "predictions.parquet", predictions)
+    write_text_atomic(out_dir / "curves.csv", chosen.fitted.curves.to_csv(index=False))
+    write_parquet_atomic(out_dir / "predictions.parquet", chosen.predictions)
     mark_done(out_dir, key, request=request)
-    return TransferResult(out_dir, name, genres, predictions, curves, best_epoch, baselines)
+    return TransferResult(out_dir, name, genres, chosen.predictions, chosen.fitted.curves, chosen.fitted.best_epoch,
+                          baselines)
 
 
 def load_transfer(out_dir: str | Path) -> TransferResult:
