@@ -526,9 +526,8 @@ def test_an_exported_transfer_predicts_what_the_evaluation_scored(
 
     run = transfer_run
     store, tracks = run["store"], run["tracks"]
-    config = dataclasses.replace(run["config"], aggregations=(aggregation,))
-    result = fit_transfer(run["sources"], store, tracks, config, 0, tmp_path / "t", device="cpu", progress=False,
-                          standardize=standardize)
+    config = dataclasses.replace(run["config"], aggregations=(aggregation,), standardize=standardize)
+    result = fit_transfer(run["sources"], store, tracks, config, 0, tmp_path / "t", device="cpu", progress=False)
     bundle = bundle_from_transfer(result.out_dir, run["sources"], store.config, config.amp, {}, temperature=1.7)
     classifier = GenreClassifier.load(save_bundle(bundle, tmp_path / "model"), device="cpu")
     assert classifier.bundle.aggregation == aggregation

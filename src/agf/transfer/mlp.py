@@ -11,7 +11,7 @@ TransferConfig.aggregations (agf.config.AGGREGATIONS):
                 features (the authors' follow-up work), trained and early-stopped like the window MLP
 With several, each is fitted and the one of the lowest validation log loss after temperature scaling (fitted
 on the same validation tracks, as the evaluation does) is kept; the test split never chooses. With
-`standardize`, each MLP's input is standardised by the mean and standard deviation of its training rows, and
+`standardize` (on by default), each MLP's input is standardised by the mean and standard deviation of its training rows, and
 the statistics are folded into the first dense layer afterwards, so the saved MLP takes the raw features.
 
 out_dir (the transfer directory) receives
@@ -277,14 +277,13 @@ def fold_standardization(model: nn.Sequential, mean: torch.Tensor, std: torch.Te
 
 
 def fit_mlp(
-    rows: Rows, tracks: pd.DataFrame, n_out: int, config: TransferConfig, seed: int, standardize: bool,
-    progress: bool,
+    rows: Rows, tracks: pd.DataFrame, n_out: int, config: TransferConfig, seed: int, progress: bool,
 ) -> FittedMLP:
     """Train an MLP on the rows of training tracks (checked: no other split fits it), early-stopped on the
-    validation rows (see train_mlp); with `standardize`, on inputs standardised by the training rows."""
+    validation rows (see train_mlp); with config.standardize, on inputs standardised by the training rows."""
     train_mask, val_mask = rows.split == "train", rows.split == "val"
     inputs = rows.features
-    if standardize:
+    if config.standardize:
         mean, std = standardization(rows.features, train_mask)
         inputs = ((rows.features.float() - mean) / std).to(rows.features.dtype)
     train = _window_set(inputs, rows.labels, rows.track_ids, train_mask)
@@ -294,7 +293,7 @@ def fit_mlp(
     model = build_mlp(inputs.shape[1], n_out, config.hidden, config.dropout).to(inputs.device)
     best_state, curves, best_epoch = train_mlp(model, train, val, config, seed, progress)
     model.load_state_dict(best_state)
-    if standardize:
+    if config.standardize:
         fold_standardization(model, mean, std)
     return FittedMLP(model.eval(), curves, best_epoch)
 
@@ -327,7 +326,7 @@ def _track_table(track_probs: pd.DataFrame, genres: Sequence[str], split_of: pd.
 
 def fit_candidates(
     windows: Rows, tracks: pd.DataFrame, genres: tuple[str, ...], config: TransferConfig, seed: int,
-    standardize: bool, progress: bool,
+    progress: bool,
 ) -> list[Candidate]:
     """Every aggregation of config.aggregations, in that order: 'probs' and 'log_probs' share one window MLP,
     'pooled' trains its own on one row per track (no cap: a track is one row)."""
@@ -335,7 +334,7 @@ def fit_candidates(
     fitted: dict[str, Candidate] = {}
     window_aggregations = [a for a in config.aggregations if a != "pooled"]
     if window_aggregations:
-        window_mlp = fit_mlp(windows, tracks, len(genres), config, seed, standardize, progress)
+        window_mlp = fit_mlp(windows, tracks, len(genres), config, seed, progress)
         probs = predict_windows(window_mlp.model, windows.features)
         for aggregation in window_aggregations:
             track_probs = aggregate_window_probs(windows.track_ids, probs, aggregation, columns=genres)
@@ -343,7 +342,7 @@ def fit_candidates(
     if "pooled" in config.aggregations:
         pooled = pooled_rows(windows)
         pooled_config = replace(config, max_windows_per_track=0)
-        pooled_mlp = fit_mlp(pooled, tracks, len(genres), pooled_config, seed, standardize, progress)
+        pooled_mlp = fit_mlp(pooled, tracks, len(genres), pooled_config, seed, progress)
         track_probs = pd.DataFrame(predict_windows(pooled_mlp.model, pooled.features), index=pooled.track_ids,
                                    columns=list(genres))
         fitted["pooled"] = Candidate("pooled", pooled_mlp, _track_table(track_probs, genres, split_of))
@@ -413,10 +412,8 @@ def transfer_dir(transfer_root: str | Path, sources: Sequence[str | Path], confi
 
 def _request(
     sources: list[SourceNet], config: TransferConfig, seed: int, tracks: pd.DataFrame, store: FeatureStore,
-    standardize: bool,
 ) -> dict:
-    """Everything a transfer's outputs depend on (never a path's spelling): reused only when all is unchanged.
-    `standardize` is recorded only when set, so transfers made before it existed keep their keys."""
+    """Everything a transfer's outputs depend on (never a path's spelling): reused only when all is unchanged."""
     return {
         "format": MLP_FORMAT,
         "sources": [{"name": s.path.name, "fingerprint": s.fingerprint} for s in sources],
@@ -424,7 +421,6 @@ def _request(
         "seed": seed,
         "tracks": tracks_fingerprint(tracks),
         "store": store.root.name,
-        **({"standardize": True} if standardize else {}),
     }
 
 
@@ -438,7 +434,6 @@ def _mlp_spec(
     chosen: Candidate,
     scores: dict[str, dict[str, float] | None],
     train_window_ids: np.ndarray,
-    standardize: bool,
 ) -> dict:
     """mlp.json: what the MLP was fitted on, its shape, the chosen epoch and aggregation, every candidate's scores."""
     curves, best_epoch = chosen.fitted.curves, chosen.fitted.best_epoch
@@ -459,7 +454,7 @@ def _mlp_spec(
         "window_hop": config.window_hop,
         "patch_frames": sources[0].patch_frames,
         "aggregation": chosen.aggregation,
-        "standardized": standardize,
+        "standardized": config.standardize,
         "candidates": scores,
         "seed": seed,
         "best_epoch": best_epoch,
@@ -480,12 +475,10 @@ def fit_transfer(
     out_dir: str | Path,
     device: str | torch.device = "auto",
     progress: bool = True,
-    standardize: bool = False,
 ) -> TransferResult:
     """Train the transfer MLP with the run seed `seed` on the concatenated window features of `sources` (in order),
     over the usable tracks `tracks` (see FeatureStore.usable), one per config.aggregations, and keep the one of
-    the lowest validation log loss; `standardize`: standardise the MLP's input (not a TransferConfig setting
-    yet; docs/transfer.md measures it). See the module doc."""
+    the lowest validation log loss. See the module doc."""
     out_dir = Path(out_dir)
     if not sources:
         raise TransferError("no source nets given; pass one or more trained net directories")
@@ -497,7 +490,7 @@ def fit_transfer(
     if len(patches) > 1:
         raise TransferError(f"the source nets take windows of different lengths ({sorted(patches)} frames); "
                             "combine nets trained with the same train.patch_frames")
-    request = _request(nets, config, seed, tracks, store, standardize)
+    request = _request(nets, config, seed, tracks, store)
     key = stable_key(request)
     if is_done(out_dir, key):
         return load_transfer(out_dir)
@@ -521,13 +514,12 @@ def fit_transfer(
         track_ids=window_ids,
         split=pd.Series(window_ids).map(split_of).to_numpy(),
     )
-    candidates = fit_candidates(rows, tracks, genres, config, seed, standardize, progress)
+    candidates = fit_candidates(rows, tracks, genres, config, seed, progress)
     chosen, scores = choose_candidate(candidates, tracks, genres)
 
     name = "transfer MLP: " + " + ".join(source.label for source in nets)
     baselines = _write_baselines(out_dir, nets, windows, genres, split_of)
-    spec = _mlp_spec(name, nets, windows, genres, config, seed, chosen, scores, window_ids[rows.split == "train"],
-                     standardize)
+    spec = _mlp_spec(name, nets, windows, genres, config, seed, chosen, scores, window_ids[rows.split == "train"])
     state = {k: v.detach().cpu().contiguous() for k, v in chosen.fitted.model.state_dict().items()}
     with atomic_path(out_dir / "mlp.safetensors") as tmp:
         save_file(state, str(tmp), metadata={"format": MLP_FORMAT})
