@@ -83,7 +83,8 @@ class Plan:
     warnings: tuple[str, ...]
 
     def stage_seconds(self, speed: Throughput, workers: int) -> dict[str, float]:
-        """Estimated seconds per stage (factors not included: K-means, LDA and Essentia are not timed)."""
+        """Estimated seconds per stage (factors not included: K-means, LDA and Essentia are not timed; prepare
+        counts the tracks still to decode, the other stages all their work, finished or not)."""
 
         def slowdown(params: int) -> float:
             return max(1.0, params / speed.stn_params)
@@ -117,7 +118,7 @@ class Plan:
             stages = self.stage_seconds(speed, workers)
             lines.append(f"  estimated time: {_duration(sum(stages.values()))} ("
                          + ", ".join(f"{name} {_duration(s)}" for name, s in stages.items())
-                         + "; factors not included)")
+                         + "; factors not included; nets, windows and MLPs counted as if none were finished)")
             lines.append(f"    measured here: decode + features {speed.decode_realtime:.0f}x real time per worker, "
                          f"training {speed.train_patches_s:.0f} patches/s, window features "
                          f"{speed.infer_windows_s:.0f}/s, MLP {speed.mlp_windows_s:.0f} windows/s")
