@@ -10,7 +10,9 @@ genres (variant minus baseline; pairs: the same corpus, split, noise cell and ru
 sign-flip permutation p and Holm's p over the variants (agf.statistics.compare).
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/measure_augment.py OUT_DIR [--source DIR] [--rates 0 0.4]
-        [--variants gain masks mixup]
+        [--split-seeds 0 1 2 3 4 5 6 7] [--variants gain masks mixup]
+
+With 4 pairs the exact sign-flip test cannot give p below 2/16 = 0.125: more split seeds give more pairs.
 """
 
 from __future__ import annotations
@@ -39,23 +41,25 @@ METRICS = ("accuracy", "log_loss")
 PAIR_KEYS = ["corpus_seed", "split_seed", "noise_kind", "noise_rate", "seed"]
 
 
-def variant_config(base: Config, name: str, workdir: Path, rates: list[float]) -> Config:
-    """The quick study restricted to the genre-only model at the given symmetric noise rates, with the variant's
-    augmentation, one torch thread."""
-    study = dataclasses.replace(base.study, noise_rates=tuple(rates), noise_kinds=("symmetric",), models=(BASELINE,))
+def variant_config(base: Config, name: str, workdir: Path, rates: list[float], splits: list[int] | None) -> Config:
+    """The quick study restricted to the genre-only model at the given symmetric noise rates (and split seeds, if
+    given), with the variant's augmentation, one torch thread."""
+    study = dataclasses.replace(base.study, noise_rates=tuple(rates), noise_kinds=("symmetric",), models=(BASELINE,),
+                                split_seeds=tuple(splits or base.study.split_seeds))
     train = dataclasses.replace(base.train, **VARIANTS[name])
     run = dataclasses.replace(base.run, workdir=str(workdir), threads=1)
     return dataclasses.replace(base, study=study, train=train, run=run)
 
 
-def run_variant(source: Path | None, out: Path, name: str, rates: list[float]) -> pd.DataFrame:
+def run_variant(source: Path | None, out: Path, name: str, rates: list[float], splits: list[int] | None = None
+                ) -> pd.DataFrame:
     """The variant's study results (test split, true genres), in out/name: a hard-linked copy of source, if any
     (its lock file dropped: a lock is written in place, and the copy's must not be the source's)."""
     workdir = out / name
     if source is not None and not workdir.exists():
         subprocess.run(["cp", "-al", str(source), str(workdir)], check=True)
         (workdir / LOCK_FILE).unlink(missing_ok=True)
-    config = variant_config(load_config("study-quick"), name, workdir, rates)
+    config = variant_config(load_config("study-quick"), name, workdir, rates, splits)
     paths = run_study(config, progress=False, log=lambda line: print(f"{name}: {line}", flush=True))
     results = pd.read_csv(paths["results"])
     chosen = results[(results["split"] == "test") & (results["labels"] == "true") & (results["model"] == BASELINE)]
@@ -84,12 +88,13 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="where each variant's work directory is made")
     parser.add_argument("--source", type=Path, help="a quick study work directory to start from (not modified)")
     parser.add_argument("--rates", type=float, nargs="+", default=[0.0], help="symmetric noise rates (default 0)")
+    parser.add_argument("--split-seeds", type=int, nargs="+", help="split seeds (default: the preset's 0 1 2 3)")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS)[1:], choices=list(VARIANTS)[1:])
     args = parser.parse_args()
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
-    frames = [run_variant(args.source, args.out, "baseline", args.rates)]
-    frames += [run_variant(args.out / "baseline", args.out, name, args.rates) for name in args.variants]
+    frames = [run_variant(args.source, args.out, "baseline", args.rates, args.split_seeds)]
+    frames += [run_variant(args.out / "baseline", args.out, name, args.rates, args.split_seeds) for name in args.variants]
     results = pd.concat(frames, ignore_index=True)
     results.to_csv(args.out / "results.csv", index=False)
     table = paired_table(results)
