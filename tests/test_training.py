@@ -17,6 +17,7 @@ from store_fixtures import artist_soft_targets, toy_collection
 from agf.config import TrainConfig
 from agf.device import resolve_device
 from agf.errors import ConfigError, TrainingDiverged, TrainingError
+from agf.fileio import stable_key
 from agf.models import MTN, load_net, soft_cross_entropy
 from agf.tasks import parse_tasks
 from agf.training import (
@@ -30,11 +31,12 @@ from agf.training import (
 from agf.training.checkpoint import load_checkpoint
 from agf.training.data import CropDataset, epoch_plan, fixed_offsets, validation_plan
 from agf.training.loop import CURVE_COLUMNS, prepare_data, task_parameters
-from agf.training.spec import setup_params, wstn_spec
+from agf.training.spec import net_dir, setup_params, training_settings, wstn_spec
 
 WIDTH = 0.25
 SMALL_PATCHES = {"batch_size": 8, "patch_frames": 16, "loader_workers": 0}
 FAST = TrainConfig(epochs=3, amp=False, channels_last=False, **SMALL_PATCHES)
+AUGMENTED = {"gain_db": 6.0, "time_mask_frames": 4, "freq_mask_bins": 8, "mixup_alpha": 0.4}
 
 
 @pytest.fixture(autouse=True)
@@ -212,8 +214,9 @@ def test_batch_schedule_trains_both_tasks_every_epoch(collection, targets, tmp_p
             NetSpec("mtn", ("g", "m"), WIDTH),
             dataclasses.replace(FAST, amp=True, channels_last=True, loader_workers=1, schedule="batch"),
         ),
+        (NetSpec("mtn", ("g", "m"), WIDTH), dataclasses.replace(FAST, schedule="batch", **AUGMENTED)),
     ],
-    ids=["stn-fp32", "mtn-bf16-worker"],
+    ids=["stn-fp32", "mtn-bf16-worker", "mtn-augmented"],
 )
 def test_resume_equals_uninterrupted(collection, targets, tmp_path: Path, spec: NetSpec, config: TrainConfig) -> None:
     whole = train(collection, targets, tmp_path / "whole", spec, config)
@@ -273,6 +276,26 @@ def test_best_epoch_has_the_lowest_validation_loss(collection, tmp_path: Path) -
     assert val_loss_of_saved_net(collection, genre, tmp_path) == pytest.approx(table["val_loss"].min(), rel=1e-5)
     _, meta = load_net(tmp_path)
     assert meta["best_epoch"] == best and meta["epochs"] == 4 and meta["selection"].startswith("lowest")
+
+
+def test_augmentation_changes_training_only_and_keys_nets_only_when_on(collection, tmp_path: Path) -> None:
+    genre = task_targets(collection.tracks, "g", None)
+    spec = NetSpec("stn", ("g",), WIDTH)
+    config = dataclasses.replace(FAST, epochs=2, gain_db=30.0, time_mask_frames=8, freq_mask_bins=16, mixup_alpha=1.0)
+    result = train(collection, {"g": genre}, tmp_path / "augmented", spec, config)
+    plain = train(collection, {"g": genre}, tmp_path / "plain", spec, dataclasses.replace(FAST, epochs=2))
+    assert result.finished and plain.finished
+    augmented, unaugmented = curves(tmp_path / "augmented"), curves(tmp_path / "plain")
+    assert not np.allclose(augmented["train_loss"], unaugmented["train_loss"])
+    # The validation loss of the kept epoch is that of the saved net on the plain validation crops.
+    best_val_loss = augmented.loc[augmented["epoch"] == result.best_epoch, "val_loss"].item()
+    assert val_loss_of_saved_net(collection, genre, tmp_path / "augmented") == pytest.approx(best_val_loss, rel=1e-5)
+    # All off keys nets as before the augmentation settings existed; any on gives another net.
+    assert stable_key(training_settings(TrainConfig(), 0)) == "9ed16650dae7"
+    assert net_dir(tmp_path, spec, config, 0, "in") != net_dir(tmp_path, spec, dataclasses.replace(FAST, epochs=2), 0, "in")
+    for name, value in AUGMENTED.items():
+        on = dataclasses.replace(TrainConfig(), **{name: value})
+        assert stable_key(training_settings(on, 0)) != "9ed16650dae7", name
 
 
 def test_curves_and_meta_of_an_mtn_without_artist_validation_targets(collection, targets, tmp_path: Path) -> None:

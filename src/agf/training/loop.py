@@ -36,6 +36,7 @@ from agf.fileio import stable_key, write_text_atomic
 from agf.models import MTN, STN, count_params, save_net, soft_cross_entropy
 from agf.store import FeatureStore
 from agf.tasks import GENRE_TASK
+from agf.training.augment import augment_batch, augment_rng
 from agf.training.checkpoint import CHECKPOINT_FILE, RunState, restore, save_checkpoint
 from agf.training.data import (
     VAL_CROP_FRACTIONS,
@@ -203,15 +204,17 @@ def train_epoch(
     device: torch.device,
     config: TrainConfig,
     epoch: int,
+    augment: np.random.Generator,
     bar: tqdm,
 ) -> dict[str, tuple[float, int]]:
-    """Train on every batch the loader yields; return task -> (mean loss, patches). NaN/inf loss: TrainingDiverged."""
+    """Train on every batch the loader yields, augmented (config's settings) with draws from `augment`; return
+    task -> (mean loss, patches). NaN/inf loss: TrainingDiverged."""
     net.train()
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
     start = time.perf_counter()
     for number, (task, x, y) in enumerate(loader, 1):
-        x, y = to_device(x, y, device, config.channels_last)
+        x, y = augment_batch(*to_device(x, y, device, config.channels_last), config, augment)
         value = train_step(net, optimizers[task], task, x, y, config.amp)
         if not math.isfinite(value):
             raise TrainingDiverged(epoch, task, f"training batch {number}", value, config.lr)
@@ -312,7 +315,7 @@ def run_epoch(
     start = time.perf_counter()
     description = f"epoch {epoch}/{config.epochs}"
     with tqdm(total=len(sampler.plan), desc=description, unit="batch", disable=not progress) as bar:
-        trained = train_epoch(net, optimizers, loader, device, config, epoch, bar)
+        trained = train_epoch(net, optimizers, loader, device, config, epoch, augment_rng(seed, epoch), bar)
     train_seconds = time.perf_counter() - start
     patches_per_s = sum(patches for _, patches in trained.values()) / train_seconds
     rows = []
