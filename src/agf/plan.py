@@ -225,18 +225,21 @@ def make_plan(config: Config, tracks: pd.DataFrame, store: FeatureStore | None,
     )
 
 
-def _rate(step: Callable[[], object], items: float, repeats: int = 3) -> float:
-    """Items per second of `step` (each call handles `items`), after one warm-up call."""
-    step()
-    started = time.perf_counter()
-    for _ in range(repeats):
+def _rate(step: Callable[[], object], items: float, warmup: int = 3, min_seconds: float = 0.5) -> float:
+    """Items per second of `step` (each call handles `items`), after `warmup` calls (kernels are chosen and
+    memory allocated in the first ones), timed over at least min_seconds."""
+    for _ in range(warmup):
         step()
-    return items * repeats / (time.perf_counter() - started)
+    calls, started = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < min_seconds or calls == 0:
+        step()
+        calls += 1
+    return items * calls / elapsed
 
 
 def measure_throughput(config: Config, audio_path: str | None = None) -> Throughput:
     """Time decoding + features (on `audio_path`, or a generated MP3), a few training steps of a width-1 STN,
-    its window features and the transfer MLP, on the configured device: about 5 s on a CPU."""
+    its window features and the transfer MLP, on the configured device: a few seconds on a CPU."""
     features: FeatureConfig = config.features
     with tempfile.TemporaryDirectory() as scratch:
         probe = str(Path(scratch) / "probe.mp3")
@@ -254,7 +257,7 @@ def measure_throughput(config: Config, audio_path: str | None = None) -> Through
             extract(decode_segment(audio_path, features.sample_rate, Segment.of(features))[0])
 
         seconds = decode_segment(audio_path, features.sample_rate, Segment.of(features))[0].size / features.sample_rate
-        decode_realtime = _rate(decode_step, seconds, repeats=2)
+        decode_realtime = _rate(decode_step, seconds, warmup=1, min_seconds=0.0)
     device = resolve_device(config.run.device)
     train = config.train
     net = STN(8, 1.0, features.n_mels).to(device)
@@ -290,5 +293,5 @@ def measure_throughput(config: Config, audio_path: str | None = None) -> Through
         loss.backward()
         mlp_optimizer.step()
 
-    return Throughput(decode_realtime, train_rate, infer_rate, _rate(mlp_step, config.transfer.batch_size, 10),
+    return Throughput(decode_realtime, train_rate, infer_rate, _rate(mlp_step, config.transfer.batch_size),
                       count_params(net))
