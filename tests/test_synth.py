@@ -208,7 +208,7 @@ def test_foreign_folder_is_not_overwritten(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("change", "setting"),
-    [({"n_genres": 1}, "n_genres"), ({"clip_seconds": 31.0}, "clip_seconds"), ({"label_noise": 1.5}, "label_noise"),
+    [({"n_genres": 1}, "n_genres"), ({"clip_seconds": 601.0}, "clip_seconds"), ({"label_noise": 1.5}, "label_noise"),
      ({"min_subgenres": 3, "max_subgenres": 2}, "min_subgenres")],
 )
 def test_bad_settings_are_named(change: dict[str, object], setting: str) -> None:
