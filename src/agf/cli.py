@@ -218,18 +218,28 @@ def cmd_factors(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train source nets (STN per task, one MTN, or a wSTN)."""
+    """Train source nets (STN per task, one MTN, or a wSTN); under torchrun each net data-parallel, with rank 0
+    alone holding the work directory's lock, writing and printing."""
+    from agf.device import resolve_device
     from agf.pipeline import open_prepared, stage_train
+    from agf.training import distributed
 
     config = _replace(_base_config(args), "train", epochs=args.epochs, schedule=args.schedule)
     seed = _run_seed(config, args)
-    with _locked(config):
-        net_dirs = stage_train(
-            config, open_prepared(config), args.arch, parse_tasks(args.tasks), args.match, seed, not args.quiet
-        )
-        for net_dir in net_dirs:
-            print(f"net: {net_dir}")
+    with distributed.session(resolve_device(config.run.device)):
+        main = distributed.is_main()
+        with _locked(config) if main else contextlib.nullcontext():
+            with distributed.main_first():  # the feature store's settings file, when new
+                prepared = open_prepared(config)
+            net_dirs = stage_train(config, prepared, args.arch, parse_tasks(args.tasks), args.match, seed,
+                                   main and not args.quiet, print if main else _silent)
+            for net_dir in net_dirs if main else ():
+                print(f"net: {net_dir}")
     return 0
+
+
+def _silent(_: str) -> None:
+    """A log that drops its lines (the data-parallel processes besides rank 0)."""
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:

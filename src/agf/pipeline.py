@@ -45,6 +45,7 @@ from agf.store import FeatureStore, estimated_bytes, features_key
 from agf.tasks import FACTOR_TASKS, GENRE_TASK
 from agf.training import (
     NetSpec,
+    distributed,
     net_dir,
     net_specs,
     net_train_config,
@@ -283,8 +284,10 @@ def stage_train(
     config: Config, prepared: Prepared, arch: str, tasks: Sequence[str], match: str, seed: int, progress: bool,
     log: Log = print,
 ) -> list[Path]:
-    """`agf train`: the nets of one architecture over `tasks` (a wSTN matched to the `match` setup over them)."""
-    factors = stage_factors(config, prepared, tasks, progress)
+    """`agf train`: the nets of one architecture over `tasks` (a wSTN matched to the `match` setup over them).
+    Under torchrun, rank 0 builds the factors and the other processes then load them."""
+    with distributed.main_first():
+        factors = stage_factors(config, prepared, tasks, progress, must_be_done=not distributed.is_main())
     if factors.unavailable:
         raise PipelineError(f"task(s) {', '.join(sorted(factors.unavailable))} unavailable here: "
                             + "; ".join(factors.results[t].summary["status"] for t in sorted(factors.unavailable)))

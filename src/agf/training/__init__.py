@@ -6,6 +6,7 @@ data.py           crop plans per (seed, epoch) and the loader reading crops from
 normalization.py  per-band statistics of the training tracks
 checkpoint.py     RunState and the per-epoch checkpoint
 loop.py           train_net: one net into one directory
+distributed.py    torchrun's process group: train_net data-parallel (DDP), rank 0 writing
 """
 
 from agf.training.loop import TrainResult, train_net

@@ -21,9 +21,10 @@ from agf.config import TrainConfig
 AUGMENT_STREAM = 2
 
 
-def augment_rng(seed: int, epoch: int) -> np.random.Generator:
-    """The epoch's augmentation Generator, from (run seed, epoch) only."""
-    return np.random.default_rng([seed, epoch, AUGMENT_STREAM])
+def augment_rng(seed: int, epoch: int, rank: int = 0) -> np.random.Generator:
+    """The epoch's augmentation Generator of data-parallel process `rank` (rank 0's is the single-process one),
+    from (run seed, epoch, rank) only."""
+    return np.random.default_rng([seed, epoch, AUGMENT_STREAM] + ([rank] if rank else []))
 
 
 def per_crop(values: np.ndarray, like: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ import torch
 
 from agf.errors import TrainingError
 from agf.fileio import atomic_path
+from agf.training.distributed import world_size
 
 CHECKPOINT_FILE = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
@@ -48,10 +49,12 @@ def selection_score(rows: list[dict[str, Any]]) -> float:
 def save_checkpoint(
     path: Path, run: RunState, run_key: str, net: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer]
 ) -> None:
-    """Write the net, the optimisers (one per task), the best weights and the curves via a temporary file."""
+    """Write the net, the optimisers (one per task), the best weights, the curves and the number of data-parallel
+    processes via a temporary file."""
     state = {
         "format": CHECKPOINT_FORMAT,
         "run_key": run_key,
+        "processes": world_size(),
         "epoch": run.epoch,
         "model": net.state_dict(),
         "optimizers": {task: optimizer.state_dict() for task, optimizer in optimizers.items()},
@@ -79,11 +82,18 @@ def restore(
     path: Path, device: torch.device, run_key: str, net: torch.nn.Module,
     optimizers: dict[str, torch.optim.Optimizer],
 ) -> RunState:
-    """Load a checkpoint's net and optimiser states; its RunState. TrainingError when it is another run's."""
+    """Load a checkpoint's net and optimiser states; its RunState. TrainingError when it is another run's or was
+    written by another number of data-parallel processes (whose batches differ)."""
     state = load_checkpoint(path, device)
     if state["run_key"] != run_key:
         raise TrainingError(
             f"{path}: checkpoint of a run with other settings or data; use a new output directory or delete it"
+        )
+    processes = state.get("processes", 1)
+    if processes != world_size():
+        raise TrainingError(
+            f"{path}: checkpoint of a run on {processes} process(es), this one has {world_size()}; resume with "
+            f"the same number (torchrun --nproc-per-node), or delete it to train from the start"
         )
     net.load_state_dict(state["model"])
     for task, optimizer in optimizers.items():

@@ -109,6 +109,25 @@ def epoch_plan(
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def rank_batches(plan: list[Batch], rank: int, world: int) -> list[Batch]:
+    """Process `rank`'s batches of an epoch plan trained by `world` data-parallel processes.
+
+    In plan order, each task's batches are grouped `world` at a time into steps (a task's last group of fewer
+    is dropped) and process `rank` takes the rank-th batch of every step: all processes take as many batches,
+    and the i-th of each trains the same task, as one optimiser step over all of them needs. One process: the
+    plan itself.
+    """
+    pending: dict[str, list[Batch]] = {}
+    mine = []
+    for batch in plan:
+        group = pending.setdefault(batch.task, [])
+        group.append(batch)
+        if len(group) == world:
+            mine.append(group[rank])
+            group.clear()
+    return mine
+
+
 def fixed_offsets(max_offsets: np.ndarray) -> np.ndarray:
     """(tracks, crops) validation crop offsets of tracks whose last possible crop starts at `max_offsets`."""
     return np.rint(np.outer(max_offsets, VAL_CROP_FRACTIONS)).astype(np.int64)

@@ -10,6 +10,9 @@ One call trains one net into one output directory:
 
 The best epoch is the one with the lowest mean validation loss over the net's tasks (the last epoch when no
 task has validation tracks); only training tracks are fitted on.
+
+Under torchrun (agf.training.distributed) every process trains the same net in DistributedDataParallel on its
+share of each epoch's batches and validates its share of the tracks; rank 0 alone writes the files above.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from agf.fileio import stable_key, write_text_atomic
 from agf.models import MTN, STN, count_params, save_net, soft_cross_entropy
 from agf.store import FeatureStore
 from agf.tasks import GENRE_TASK
+from agf.training import distributed
 from agf.training.augment import augment_batch, augment_rng
 from agf.training.checkpoint import CHECKPOINT_FILE, RunState, restore, save_checkpoint
 from agf.training.data import (
@@ -45,6 +49,7 @@ from agf.training.data import (
     PlanSampler,
     epoch_plan,
     make_loader,
+    rank_batches,
     validation_plan,
 )
 from agf.training.normalization import fit_band_norm
@@ -146,9 +151,9 @@ def prepare_data(
     )
 
 
-def task_logits(net: STN | MTN, x: torch.Tensor, task: str) -> torch.Tensor:
-    """Logits of one task (an STN has only its own)."""
-    return net(x, task) if isinstance(net, MTN) else net(x)
+def task_logits(net: torch.nn.Module, x: torch.Tensor, task: str) -> torch.Tensor:
+    """Logits of one task of an STN or MTN, or of one in DistributedDataParallel (an STN has only its own)."""
+    return net(x, task) if isinstance(distributed.unwrap(net), MTN) else net(x)
 
 
 def task_parameters(net: STN | MTN, task: str) -> list[torch.nn.Parameter]:
@@ -183,22 +188,24 @@ def to_device(
 
 
 def train_step(
-    net: STN | MTN, optimizer: torch.optim.Optimizer, task: str, x: torch.Tensor, y: torch.Tensor, amp: bool
-) -> float:
-    """One Adam step on one batch of one task; return the loss. A non-finite loss is returned without a step."""
+    net: torch.nn.Module, optimizer: torch.optim.Optimizer, task: str, x: torch.Tensor, y: torch.Tensor, amp: bool
+) -> tuple[float, int]:
+    """One Adam step on one batch of one task (per process, data-parallel); return the loss summed over the
+    step's examples of all processes, and their number. A non-finite sum (any process) is returned without a step
+    on every process."""
     with autocast(x.device, amp):
         logits = task_logits(net, x, task)
     loss = soft_cross_entropy(logits, y)
-    value = loss.item()
-    if math.isfinite(value):
+    total, count = distributed.sum_floats([loss.item() * len(y), len(y)])
+    if math.isfinite(total):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    return value
+    return total, int(count)
 
 
 def train_epoch(
-    net: STN | MTN,
+    net: torch.nn.Module,
     optimizers: dict[str, torch.optim.Optimizer],
     loader: DataLoader,
     device: torch.device,
@@ -208,21 +215,21 @@ def train_epoch(
     bar: tqdm,
 ) -> dict[str, tuple[float, int]]:
     """Train on every batch the loader yields, augmented (config's settings) with draws from `augment`; return
-    task -> (mean loss, patches). NaN/inf loss: TrainingDiverged."""
+    task -> (mean loss, patches) over all processes. NaN/inf loss: TrainingDiverged."""
     net.train()
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
     start = time.perf_counter()
     for number, (task, x, y) in enumerate(loader, 1):
         x, y = augment_batch(*to_device(x, y, device, config.channels_last), config, augment)
-        value = train_step(net, optimizers[task], task, x, y, config.amp)
-        if not math.isfinite(value):
-            raise TrainingDiverged(epoch, task, f"training batch {number}", value, config.lr)
-        sums[task] = sums.get(task, 0.0) + value * len(y)
-        counts[task] = counts.get(task, 0) + len(y)
+        total, count = train_step(net, optimizers[task], task, x, y, config.amp)
+        if not math.isfinite(total):
+            raise TrainingDiverged(epoch, task, f"training batch {number}", total / count, config.lr)
+        sums[task] = sums.get(task, 0.0) + total
+        counts[task] = counts.get(task, 0) + count
         rate = sum(counts.values()) / (time.perf_counter() - start)
         bar.update()
-        bar.set_postfix(task=task, loss=f"{value:.3f}", patches_s=f"{rate:.0f}")
+        bar.set_postfix(task=task, loss=f"{total / count:.3f}", patches_s=f"{rate:.0f}")
     return {task: (sums[task] / counts[task], counts[task]) for task in sums}
 
 
@@ -230,7 +237,8 @@ def train_epoch(
 def validate(
     net: STN | MTN, loader: DataLoader, device: torch.device, config: TrainConfig, n_crops: int
 ) -> tuple[float, float]:
-    """(mean loss over all crops, track accuracy) of the loader's batches, which hold n_crops crops per track.
+    """(mean loss over all crops, track accuracy) of the loader's batches, which hold n_crops crops per track,
+    and of the other processes' (each validates its share of the tracks).
 
     A track's prediction is the argmax of its crops' mean probabilities; its truth, the argmax of its target.
     Both are NaN when there is nothing to evaluate.
@@ -244,17 +252,24 @@ def validate(
         loss_sum += soft_cross_entropy(logits, y).item() * len(y)
         probs.append(torch.softmax(logits.float(), dim=-1).cpu())
         targets.append(y.cpu())
-    if not probs:
+    crops = correct = 0
+    if probs:
+        crop_probs, crop_targets = torch.cat(probs), torch.cat(targets)
+        track_probs = crop_probs.view(-1, n_crops, crop_probs.shape[1]).mean(dim=1)
+        crops = len(crop_probs)
+        correct = int((track_probs.argmax(dim=1) == crop_targets[::n_crops].argmax(dim=1)).sum())
+    loss_sum, crops, correct = distributed.sum_floats([loss_sum, crops, correct])
+    if not crops:
         return math.nan, math.nan
-    crop_probs, crop_targets = torch.cat(probs), torch.cat(targets)
-    track_probs = crop_probs.view(-1, n_crops, crop_probs.shape[1]).mean(dim=1)
-    accuracy = (track_probs.argmax(dim=1) == crop_targets[::n_crops].argmax(dim=1)).float().mean().item()
-    return loss_sum / len(crop_probs), accuracy
+    # float32, as the mean of a float32 tensor of hits
+    return loss_sum / crops, float(np.float32(correct) / np.float32(crops // n_crops))
 
 
-def epoch_seeds(seed: int, epoch: int) -> tuple[np.random.Generator, int]:
-    """The epoch's numpy Generator (order, crops, task draw) and torch seed (dropout), from (seed, epoch) only."""
-    torch_seed = int(np.random.SeedSequence([seed, epoch, 1]).generate_state(1)[0])
+def epoch_seeds(seed: int, epoch: int, rank: int = 0) -> tuple[np.random.Generator, int]:
+    """The epoch's numpy Generator (order, crops, task draw: the same on every process) and the torch seed
+    (dropout) of process `rank` (rank 0's is the single-process one), from (seed, epoch, rank) only."""
+    entropy = [seed, epoch, 1] + ([rank] if rank else [])
+    torch_seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
     return np.random.default_rng([seed, epoch]), torch_seed
 
 
@@ -297,7 +312,7 @@ def finished_result(out_dir: Path, run_key: str) -> TrainResult | None:
 
 def run_epoch(
     epoch: int,
-    net: STN | MTN,
+    net: torch.nn.Module,
     optimizers: dict[str, torch.optim.Optimizer],
     loader: DataLoader,
     sampler: PlanSampler,
@@ -308,21 +323,30 @@ def run_epoch(
     seed: int,
     progress: bool,
 ) -> list[dict[str, Any]]:
-    """Train one epoch, validate every task; return its curve rows (one per task)."""
-    rng, torch_seed = epoch_seeds(seed, epoch)
+    """Train one epoch, validate every task; return its curve rows (one per task).
+
+    `net` may be in DistributedDataParallel: then this process trains its share of the epoch's batches and
+    `val_plans` hold its share of the validation tracks; the rows are the same on every process.
+    """
+    rank, world = distributed.rank(), distributed.world_size()
+    rng, torch_seed = epoch_seeds(seed, epoch, rank)
     torch.manual_seed(torch_seed)
-    sampler.plan = epoch_plan(rng, data.train_rows, data.max_offsets, config.batch_size, config.schedule)
+    plan = epoch_plan(rng, data.train_rows, data.max_offsets, config.batch_size, config.schedule)
+    sampler.plan = rank_batches(plan, rank, world)
     start = time.perf_counter()
     description = f"epoch {epoch}/{config.epochs}"
+    augment = augment_rng(seed, epoch, rank)
     with tqdm(total=len(sampler.plan), desc=description, unit="batch", disable=not progress) as bar:
-        trained = train_epoch(net, optimizers, loader, device, config, epoch, augment_rng(seed, epoch), bar)
+        trained = train_epoch(net, optimizers, loader, device, config, epoch, augment, bar)
     train_seconds = time.perf_counter() - start
     patches_per_s = sum(patches for _, patches in trained.values()) / train_seconds
+    module = distributed.unwrap(net)
+    distributed.sync_buffers(module)
     rows = []
     for task, plan in val_plans.items():
         sampler.plan = plan
-        val_loss, val_accuracy = validate(net, loader, device, config, len(VAL_CROP_FRACTIONS))
-        if plan and not math.isfinite(val_loss):
+        val_loss, val_accuracy = validate(module, loader, device, config, len(VAL_CROP_FRACTIONS))
+        if len(data.val_rows[task]) and not math.isfinite(val_loss):
             raise TrainingDiverged(epoch, task, "validation", val_loss, config.lr)
         rows.append(
             {
@@ -397,6 +421,8 @@ def train_net(
 
     Resumes from out_dir/checkpoint.pt; returns at once when out_dir is finished. stop_after_epoch
     returns right after that epoch's checkpoint (a simulated kill). See the module docstring for the files.
+    In a process group (torchrun), every process calls this with the same arguments and out_dir on storage they
+    share; see agf.training.distributed.
     """
     out_dir = Path(out_dir)
     if config.epochs < 1:
@@ -406,13 +432,14 @@ def train_net(
     finished = finished_result(out_dir, run_key)
     if finished is not None:
         return finished
-    target_device = resolve_device(device)
+    target_device = distributed.local_device(resolve_device(device))
+    rank, world, main = distributed.rank(), distributed.world_size(), distributed.is_main()
     torch.manual_seed(seed)
     task_outputs = {task: int(data.targets[task].shape[1]) for task in spec.tasks}
     net = build_net(spec, task_outputs, net_width(spec, config), store.config.n_mels)
     checkpoint_path = out_dir / CHECKPOINT_FILE
-    resuming = checkpoint_path.exists()
-    if not resuming:
+    resuming = distributed.agree(checkpoint_path.exists())
+    if not resuming and main:  # the other processes get rank 0's statistics when the net is wrapped
         net.band_norm.set_stats(*fit_band_norm(store, data.band_track_ids))
     memory_format = torch.channels_last if config.channels_last else torch.preserve_format
     net = net.to(target_device, memory_format=memory_format)
@@ -420,34 +447,41 @@ def train_net(
     run = RunState()
     if resuming:
         run = restore(checkpoint_path, target_device, run_key, net, optimizers)
+    model = distributed.wrap(net, target_device, find_unused=len(spec.tasks) > 1)
 
     sampler = PlanSampler()
     dataset = CropDataset(data.mel_paths, data.targets, config.patch_frames)
     loader = make_loader(dataset, sampler, config.loader_workers, pin_memory=target_device.type == "cuda")
     eval_batch = config.batch_size * EVAL_BATCH_FACTOR
     val_plans = {
-        task: validation_plan(task, data.val_rows[task], data.max_offsets, eval_batch) for task in spec.tasks
+        task: validation_plan(task, distributed.shard(data.val_rows[task], rank, world), data.max_offsets, eval_batch)
+        for task in spec.tasks
     }
-    writer = tensorboard_writer(out_dir, run.epoch + 1)
+    writer = tensorboard_writer(out_dir, run.epoch + 1) if main else None
     try:
         for epoch in range(run.epoch + 1, config.epochs + 1):
             rows = run_epoch(
-                epoch, net, optimizers, loader, sampler, data, val_plans, target_device, config, seed, progress
+                epoch, model, optimizers, loader, sampler, data, val_plans, target_device, config, seed,
+                progress and main,
             )
             run.record(epoch, rows, net, select=config.select_epoch == "best_val")
-            save_checkpoint(checkpoint_path, run, run_key, net, optimizers)
-            write_curves(out_dir, run.curves)
-            log_tensorboard(writer, rows)
+            if main:
+                save_checkpoint(checkpoint_path, run, run_key, net, optimizers)
+                write_curves(out_dir, run.curves)
+                log_tensorboard(writer, rows)
             if stop_after_epoch == epoch:
+                distributed.barrier()
                 return TrainResult(out_dir, epoch, run.best_epoch, run.best_score, count_params(net), False)
     finally:
         if writer is not None:
             writer.close()
 
     net.load_state_dict(run.best_model)
-    clear_done(out_dir)
-    save_net(out_dir, net, net_meta(spec, net, tracks, data, config, seed, store, run))
-    score = None if math.isnan(run.best_score) else run.best_score
-    mark_done(out_dir, run_key, epochs=run.epoch, best_epoch=run.best_epoch, best_score=score,
-              param_count=count_params(net))
+    if main:
+        clear_done(out_dir)
+        save_net(out_dir, net, net_meta(spec, net, tracks, data, config, seed, store, run))
+        score = None if math.isnan(run.best_score) else run.best_score
+        mark_done(out_dir, run_key, epochs=run.epoch, best_epoch=run.best_epoch, best_score=score,
+                  param_count=count_params(net))
+    distributed.barrier()
     return TrainResult(out_dir, run.epoch, run.best_epoch, run.best_score, count_params(net), True)
