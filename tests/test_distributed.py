@@ -164,7 +164,7 @@ def test_torchrun_agf_train_writes_one_net_from_rank_0(tmp_path: Path) -> None:
     assert len(printed) == 1  # rank 0 alone prints
     net_dir = Path(printed[0].removeprefix("net: "))
     _, meta = load_net(net_dir)
-    assert meta["epochs"] == 2
+    assert meta["epochs"] == 2 and meta["processes"] == 2
     assert load_checkpoint(net_dir / "checkpoint.pt", torch.device("cpu"))["processes"] == 2
     assert sorted(path.name for path in workdir.iterdir()) == [".agf.lock", "config.toml", "features", "nets",
                                                                 "tracks.parquet"]

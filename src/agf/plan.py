@@ -283,7 +283,7 @@ def measure_throughput(config: Config, audio_path: str | None = None) -> Through
     net.eval()
     infer_rate = _rate(infer_step, train.batch_size)
     mlp = build_mlp(net.feature_dim, 8, config.transfer.hidden, config.transfer.dropout).to(device)
-    mlp_optimizer = torch.optim.Adam(mlp.parameters())
+    mlp_optimizer = torch.optim.Adam(mlp.parameters(), foreach=True)  # as agf.transfer.mlp.train_mlp
     windows = torch.randn(config.transfer.batch_size, net.feature_dim, device=device)
     labels = torch.randint(0, 8, (config.transfer.batch_size,), device=device)
 

@@ -401,6 +401,7 @@ def net_meta(
         "val_tracks": {task: len(data.val_rows[task]) for task in spec.tasks},
         "train_config": config_to_dict(config),
         "seed": seed,
+        "processes": distributed.world_size(),  # > 1: trained data-parallel (torchrun)
     }
 
 
