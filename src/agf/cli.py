@@ -60,7 +60,7 @@ def _base_config(args: argparse.Namespace) -> Config:
                               "`agf run` on this work directory first")
         config = load_config(workdir.config)
     config = _replace(config, "run", workdir=args.workdir, workers=args.workers, device=getattr(args, "device", None),
-                      threads=args.threads)
+                      threads=args.threads, scheduler=args.scheduler)
     from agf.device import use_threads  # torch loads here, not for `agf --help`
 
     use_threads(config.run.threads)
@@ -97,6 +97,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         "with --manifest, paper, fma-medium, fma-medium-paper, study-quick, study)")
     parser.add_argument("-w", "--workdir", help="work directory for all outputs (default: the config's, 'work')")
     parser.add_argument("-j", "--workers", type=int, help="worker processes (default: the config's, 2)")
+    parser.add_argument("--scheduler", metavar="ADDRESS", help="run per-track work, nets and study corpora on a dask "
+                        "cluster: 'local' (a LocalCluster of --workers processes) or a scheduler's address, e.g. "
+                        "tcp://host:8786 (default: the config's run.scheduler; '' = local processes; docs/dask.md)")
     parser.add_argument("--threads", type=int, help="torch/BLAS threads of the main process (default: the config's "
                         "run.threads; 0 = torch's default: OMP_NUM_THREADS or the cores); 1 when other busy processes "
                         "share the cores")
@@ -165,10 +168,12 @@ def _grid_config(config: Config, args: argparse.Namespace) -> Config:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Build the feature store of a dataset."""
+    from agf.parallel import check_scheduler
     from agf.pipeline import stage_prepare, stage_tracks
     from agf.workdir import save_config
 
     config = _dataset_config(_base_config(args), args)
+    check_scheduler(config.run.scheduler, config.run.workers)
     with _locked(config):
         workdir = WorkDir(Path(config.run.workdir))
         save_config(config, workdir)

@@ -431,6 +431,7 @@ class RunConfig(Section):
 
     NAME: ClassVar[str] = "run"
     RANGES: ClassVar[dict[str, Range]] = {"workers": AT_LEAST_1, "threads": NON_NEGATIVE}
+    ADDED_SETTINGS: ClassVar[dict[str, Any]] = {"scheduler": ""}
 
     device: str = "auto"
     workers: int = 2
@@ -439,6 +440,9 @@ class RunConfig(Section):
     # (OMP_NUM_THREADS when set, else the cores). Set 1 when other busy processes share the cores: two threads
     # next to one made steps up to 20x slower here.
     threads: int = 0
+    # Where per-item work runs (docs/dask.md): "" on `workers` local processes; "local" on a dask LocalCluster of
+    # `workers` single-thread processes; otherwise the address of a running dask scheduler (tcp://host:8786).
+    scheduler: str = ""
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,16 @@
 Oversubscription (every worker using every core's BLAS threads) made one pipeline 4x slower here,
 so worker processes are started with single-thread settings in their environment, which NumPy's BLAS
 and torch (intra-op threads follow OMP_NUM_THREADS) read when they load. With one worker the work runs in the calling process (no start-up cost, easy to debug).
+
+The same per-item work scales out over a dask.distributed cluster when a run names one (run.scheduler): 'local'
+starts a LocalCluster of single-thread worker processes here, any other value is the address of a running
+scheduler. dask is imported only then, so agf works without it. Workers share nothing but the file system: every
+task reads its inputs from and writes its outputs to shared storage, atomically, as the local workers do.
 """
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import multiprocessing
 import os
@@ -14,11 +20,19 @@ import signal
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    wait,
+)
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
+
+from agf.errors import ConfigError
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -31,6 +45,16 @@ THREAD_ENV_VARS = (
     "VECLIB_MAXIMUM_THREADS",
 )
 
+
+# run.scheduler: a LocalCluster started here; any other non-empty value is a scheduler's address.
+LOCAL_SCHEDULER = "local"
+# Seconds to wait for a scheduler to answer before the run stops with an error.
+CONNECT_TIMEOUT_S = 5
+# Reruns of a dask task that raised. A task whose worker died is rescheduled by the scheduler itself (up to its
+# distributed.scheduler.allowed-failures); then it fails with KilledWorker.
+TASK_RETRIES = 2
+# The clients of this process, by (scheduler, workers of a LocalCluster): one per run, kept until exit.
+_clients: dict[tuple[str, int], Any] = {}
 
 # prctl option: the signal a process receives when its parent dies (Linux).
 PR_SET_PDEATHSIG = 1
@@ -61,6 +85,88 @@ def single_thread_env() -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def can_start_processes() -> bool:
+    """False in a daemonic process (a dask worker by default), which may not start child processes."""
+    return not multiprocessing.current_process().daemon
+
+
+def _distributed() -> Any:
+    """The dask.distributed module, or a ConfigError saying how to install it."""
+    try:
+        import distributed
+    except ImportError:
+        raise ConfigError("run.scheduler is set but dask.distributed is not installed: pip install 'agf[dask]'") \
+            from None
+    return distributed
+
+
+def dask_client(scheduler: str, workers: int) -> Any:
+    """The distributed.Client of run.scheduler, made on first use and kept for the run: 'local' starts a
+    LocalCluster of `workers` single-thread processes; an address connects to that scheduler (a ConfigError when
+    none answers within CONNECT_TIMEOUT_S)."""
+    key = (scheduler, workers if scheduler == LOCAL_SCHEDULER else 0)
+    if key in _clients:
+        return _clients[key]
+    distributed = _distributed()
+    if scheduler == LOCAL_SCHEDULER:
+        with single_thread_env():
+            cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                               dashboard_address=None)
+        client = distributed.Client(cluster)
+    else:
+        try:
+            client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise ConfigError(f"run.scheduler = {scheduler!r}: no dask scheduler answered within "
+                              f"{CONNECT_TIMEOUT_S} s ({type(exc).__name__}: {exc}); start one (`dask scheduler`) "
+                              "or fix the address") from None
+    if not _clients:
+        atexit.register(close_clients)
+    _clients[key] = client
+    return client
+
+
+def check_scheduler(scheduler: str, workers: int) -> None:
+    """Before any compute: a ConfigError when run.scheduler cannot be used (dask missing, no scheduler at the
+    address). A remote scheduler is connected now and the connection kept; a LocalCluster starts on first use."""
+    if scheduler == LOCAL_SCHEDULER:
+        _distributed()
+    elif scheduler:
+        dask_client(scheduler, workers)
+
+
+def close_clients() -> None:
+    """Close every client of this process and the LocalClusters they started."""
+    while _clients:
+        (scheduler, _), client = _clients.popitem()
+        cluster = client.cluster
+        client.close()
+        if scheduler == LOCAL_SCHEDULER and cluster is not None:
+            cluster.close()
+
+
+def _cluster_executor(client: Any, resource: str) -> tuple[Executor, int]:
+    """A concurrent.futures executor over the cluster's workers and how many tasks they run at once. Each task
+    asks for one unit of `resource` (e.g. 'GPU') when some worker declares it (`dask worker --resources GPU=1`)."""
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    declared = bool(resource) and any(resource in worker.get("resources", {}) for worker in workers)
+    options: dict[str, Any] = {"resources": {resource: 1}} if declared else {}
+    executor = client.get_executor(pure=False, retries=TASK_RETRIES, **options)
+    return executor, max(1, sum(worker["nthreads"] for worker in workers))
+
+
+@contextmanager
+def executor(workers: int, scheduler: str = "", resource: str = "") -> Iterator[tuple[Executor, int]]:
+    """The executor of a run and its number of parallel slots: `workers` local processes, or with a
+    scheduler its cluster (see dask_client; `resource` as in _cluster_executor)."""
+    if scheduler:
+        pool, slots = _cluster_executor(dask_client(scheduler, workers), resource)
+    else:
+        pool, slots = worker_pool(workers), workers
+    with pool:
+        yield pool, slots
 
 
 def worker_pool(workers: int) -> ProcessPoolExecutor:
@@ -105,36 +211,55 @@ def map_unordered(
     total: int | None = None,
     progress: bool = True,
     unit: str = "it",
+    scheduler: str = "",
+    resource: str = "",
+    on_error: Callable[[Item, Exception], Result] | None = None,
 ) -> Iterator[Result]:
     """Yield func(item) for every item, in completion order, with a progress bar.
 
-    `func` must be a picklable top-level function when workers > 1. At most 4 tasks per worker
-    are in flight, so a huge item list is never materialised as futures.
+    `func` must be a picklable top-level function when workers > 1 or a scheduler is given (see executor).
+    At most 4 tasks per slot are in flight, so a huge item list is never materialised as futures. Without a
+    scheduler, one worker (or a process that may not start processes) runs func here. `on_error` gives the
+    result of an item whose task raised (e.g. its worker died each time); without it the error propagates.
     """
     items = list(items) if total is None else items
     total = len(items) if total is None else total  # type: ignore[arg-type]
     bar = tqdm(total=total, desc=desc, unit=unit, disable=not progress, dynamic_ncols=True)
     try:
-        if workers <= 1:
+        if not scheduler and (workers <= 1 or not can_start_processes()):
             for item in items:
                 yield func(item)
                 bar.update(1)
             return
-        with worker_pool(workers) as pool:
-            pending: set[Future[Result]] = set()
+        with executor(workers, scheduler, resource) as (pool, slots):
+            pending: dict[Future[Result], Item] = {}
             iterator = iter(items)
             exhausted = False
             while pending or not exhausted:
-                while not exhausted and len(pending) < 4 * workers:
+                while not exhausted and len(pending) < 4 * slots:
                     try:
-                        pending.add(pool.submit(func, next(iterator)))
+                        item = next(iterator)
                     except StopIteration:
                         exhausted = True
+                    else:
+                        pending[pool.submit(func, item)] = item
                 if not pending:
                     break
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    yield future.result()
+                    yield _outcome(future, pending.pop(future), on_error)
                     bar.update(1)
     finally:
         bar.close()
+
+
+def _outcome(
+    future: Future[Result], item: Item, on_error: Callable[[Item, Exception], Result] | None
+) -> Result:
+    """A finished task's result, or on_error's for its item when it raised and on_error is given."""
+    if on_error is None:
+        return future.result()
+    try:
+        return future.result()
+    except Exception as exc:  # whatever the task raised, or the cluster's KilledWorker: the caller's on_error decides
+        return on_error(item, exc)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from agf import __version__
-from agf.config import Config, config_to_dict, key_settings
+from agf.config import Config, TrainConfig, config_to_dict, key_settings
 from agf.datasets import LoadedDataset, load_dataset
 from agf.datasets.fma import KNOWN_BAD_IDS
 from agf.datasets.noise import inject_label_noise
@@ -31,6 +31,7 @@ from agf.factors.sizing import fitting_artists, sized_factors
 from agf.fileio import read_json, safe_name, stable_key, write_parquet_atomic
 from agf.grid import Case, case_specs, grid_cases, grid_subsets
 from agf.metrics import METRICS
+from agf.parallel import check_scheduler, map_unordered
 from agf.predict import bundle_from_transfer, save_bundle
 from agf.plan import Plan, Throughput, make_plan, measure_throughput, unrendered_synth_tracks
 from agf.prepare import PrepareSummary, prepare_features
@@ -92,6 +93,7 @@ def stage_prepare(
         known_bad=known_bad_ids(config),
         retry_failed=retry_failed,
         progress=progress,
+        scheduler=config.run.scheduler,
     )
     return store, summary
 
@@ -106,9 +108,11 @@ class Prepared:
 
 
 def check_settings(config: Config) -> None:
-    """What can be checked before any compute, beyond the config's own ranges: the grid and the device."""
+    """What can be checked before any compute, beyond the config's own ranges: the grid, the device and the
+    scheduler."""
     grid_cases(config.grid, grid_subsets(config.grid))
     resolve_device(config.run.device)
+    check_scheduler(config.run.scheduler, config.run.workers)
 
 
 def space_problem(config: Config, workdir: WorkDir, tracks: pd.DataFrame) -> str | None:
@@ -226,7 +230,8 @@ def stage_factors(
     key = stable_key("factors", key_settings(settings), features_key(config.features))
     out_dir = prepared.workdir.factors / key
     results = build_factors(
-        prepared.tracks, prepared.store, settings, out_dir, config.run.workers, progress, load_only=must_be_done
+        prepared.tracks, prepared.store, settings, out_dir, config.run.workers, progress, load_only=must_be_done,
+        scheduler=config.run.scheduler,
     )
     return Factors(key, out_dir, results)
 
@@ -278,6 +283,48 @@ def stage_net(
     prepared = inputs.prepared
     train_net(spec, prepared.store, prepared.tracks, targets, train, seed, out_dir, config.run.device, progress)
     return out_dir
+
+
+@dataclass(frozen=True)
+class NetJob:
+    """One net to train in a cluster task: what train_net reads, with absolute paths."""
+
+    spec: NetSpec
+    store: FeatureStore
+    tracks: pd.DataFrame
+    targets: dict[str, pd.DataFrame]
+    train: TrainConfig
+    seed: int
+    out_dir: Path
+    device: str
+
+
+def train_net_job(job: NetJob) -> Path:
+    """Train one net of a NetJob (no progress bar: it runs on a cluster worker); return its directory."""
+    train_net(job.spec, job.store, job.tracks, job.targets, job.train, job.seed, job.out_dir, job.device, False)
+    return job.out_dir
+
+
+def train_nets_on_cluster(
+    config: Config, inputs: NetInputs, nets: Sequence[tuple[NetSpec, int]], progress: bool, log: Log
+) -> None:
+    """Train the unfinished nets among (spec, seed) `nets` as tasks of run.scheduler's cluster, each with one GPU
+    where its workers declare GPU resources; stage_net then finds them finished."""
+    prepared = inputs.prepared
+    store = FeatureStore(prepared.store.root.absolute(), prepared.store.config)
+    jobs = []
+    for spec, seed in nets:
+        train = net_train_config(spec, config.train)
+        out_dir = net_dir(prepared.workdir.nets.absolute(), spec, train, seed, inputs.key(spec.tasks))
+        if not is_done(out_dir):
+            targets = {task: inputs.targets[task] for task in spec.tasks}
+            jobs.append(NetJob(spec, store, prepared.tracks, targets, train, seed, out_dir, config.run.device))
+    if not jobs:
+        return
+    log(f"nets: training {len(jobs)} of {len(nets)} on the dask cluster {config.run.scheduler}")
+    for out_dir in map_unordered(train_net_job, jobs, config.run.workers, desc="nets", progress=progress, unit="net",
+                                 scheduler=config.run.scheduler, resource="GPU"):
+        log(f"  trained {out_dir.name}")
 
 
 def stage_train(
@@ -343,12 +390,17 @@ def run_grid(
     grid_tasks = [t for t in config.grid.tasks if t not in factors.unavailable]
     cases = grid_cases(config.grid, subsets)
     inputs = net_inputs(config, prepared, factors)
+    n_mels = prepared.store.config.n_mels
+    if config.run.scheduler and not must_be_done:
+        nets = {(spec, case.seed): None for case in cases
+                for spec in case_specs(case, inputs.task_outputs, grid_tasks, n_mels)}
+        train_nets_on_cluster(config, inputs, list(nets), progress, log)
     trained: dict[tuple[NetSpec, int], Path] = {}
     transfers: dict[Case, Path] = {}
     for number, case in enumerate(cases, 1):
         prefix = f"[{number}/{len(cases)}] "
         sources = []
-        for spec in case_specs(case, inputs.task_outputs, grid_tasks, prepared.store.config.n_mels):
+        for spec in case_specs(case, inputs.task_outputs, grid_tasks, n_mels):
             if (spec, case.seed) not in trained:
                 trained[spec, case.seed] = stage_net(
                     config, inputs, spec, case.seed, progress, log, prefix, must_be_done

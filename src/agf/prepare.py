@@ -155,8 +155,11 @@ def prepare_features(
     known_bad: frozenset[str] = frozenset(),
     retry_failed: bool = False,
     progress: bool = True,
+    scheduler: str = "",
 ) -> PrepareSummary:
-    """Build the store for every track of a track table; skip finished tracks; index at the end."""
+    """Build the store for every track of a track table (on `workers` local processes, or the dask cluster of
+    `scheduler`: agf.parallel); skip finished tracks; index at the end. Temporaries a killed worker left are
+    removed before and after."""
     store.remove_temporaries()
     summary = PrepareSummary(total=len(tracks))
     jobs = []
@@ -165,13 +168,18 @@ def prepare_features(
         if is_finished(store, track_id, audio_path, retry_failed):
             summary.skipped += 1
             continue
-        jobs.append(TrackJob(track_id, audio_path, str(store.root), store.config, track_id in known_bad,
+        # A cluster's workers may run elsewhere: they get paths that do not depend on this process's directory.
+        path = os.path.abspath(audio_path) if scheduler else audio_path
+        jobs.append(TrackJob(track_id, path, str(store.root.absolute()), store.config, track_id in known_bad,
                              float(seconds)))
-    for entry in map_unordered(prepare_track, jobs, workers, desc="prepare", progress=progress, unit="track"):
+    tasks = map_unordered(prepare_track, jobs, workers, desc="prepare", progress=progress, unit="track",
+                          scheduler=scheduler)
+    for entry in tasks:
         summary.done += 1
         summary.status[entry["status"]] += 1
         if entry["status"] != "ok":
             summary.reasons[f"{entry['status']}: {entry['reason']}"] += 1
+    store.remove_temporaries()
     store.write_index()
     return summary
 

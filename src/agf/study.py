@@ -23,7 +23,7 @@ Work directory (run.workdir):
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -36,6 +36,7 @@ from agf.device import use_threads
 from agf.errors import PipelineError
 from agf.fileio import stable_key, write_text_atomic
 from agf.grid import Case
+from agf.parallel import map_unordered
 from agf.pipeline import (
     Prepared,
     check_dataset,
@@ -181,28 +182,74 @@ def run_cell(config: Config, cell: Cell, progress: bool, log: Log) -> pd.DataFra
                        noise_rate=cell.rate)[RESULT_COLUMNS]
 
 
+def cell_plan(config: Config, cell: Cell, root: Path) -> tuple[Config, Path]:
+    """A cell's pipeline config and its results file under root/study/cells (keyed by every setting but [run])."""
+    cell_cfg = cell_config(corpus_config(config, cell, root), cell)
+    settings = {k: v for k, v in key_settings(cell_cfg).items() if k != "run"}
+    return cell_cfg, root / "study" / "cells" / f"{cell.name}-{stable_key(settings)}.csv"
+
+
+def finish_cell(config: Config, cell: Cell, root: Path, progress: bool, log: Log) -> pd.DataFrame:
+    """Run one cell here and write its results file (atomically, last); return its rows."""
+    cell_cfg, path = cell_plan(config, cell, root)
+    rows = run_cell(cell_cfg, cell, progress, log)
+    write_text_atomic(path, rows.to_csv(index=False))
+    return rows
+
+
+@dataclass(frozen=True)
+class CorpusJob:
+    """The unfinished cells of one corpus, for one cluster task: the study's config and its absolute root."""
+
+    config: Config
+    root: Path
+    cells: tuple[Cell, ...]
+
+
+def run_corpus_job(job: CorpusJob) -> int:
+    """Run a CorpusJob's cells in this process (every stage local, one process); return the corpus seed."""
+    config = replace(job.config, run=replace(job.config.run, scheduler="", workers=1))
+    for cell in job.cells:
+        finish_cell(config, cell, job.root, False, lambda _: None)
+    return job.cells[0].corpus_seed
+
+
+def run_cells_on_cluster(config: Config, cells: Sequence[Cell], root: Path, progress: bool, log: Log) -> None:
+    """Run `cells` on run.scheduler's cluster: one task per corpus, since the cells of a corpus share its work
+    directory (corpus, feature store, factor folders, nets) and run in order; each asks for a GPU where workers
+    declare GPU resources."""
+    by_corpus: dict[int, list[Cell]] = {}
+    for cell in cells:
+        by_corpus.setdefault(cell.corpus_seed, []).append(cell)
+    jobs = [CorpusJob(config, root.absolute(), tuple(group)) for group in by_corpus.values()]
+    if jobs:
+        log(f"{len(cells)} cell(s) of {len(jobs)} corpus seed(s) on the dask cluster {config.run.scheduler}, "
+            "a task per corpus")
+    for seed in map_unordered(run_corpus_job, jobs, config.run.workers, desc="corpora", progress=progress,
+                              unit="corpus", scheduler=config.run.scheduler, resource="GPU"):
+        log(f"corpus {seed}: its cells finished on the cluster")
+
+
 def run_study(config: Config, progress: bool = True, log: Log = print) -> dict[str, Path]:
-    """Every cell (each reused when finished), then the statistics, the figure and the report."""
+    """Every cell (each reused when finished; with run.scheduler, the unfinished ones run on its cluster first),
+    then the statistics, the figure and the report."""
     use_threads(config.run.threads)
     root = Path(config.run.workdir)
-    out = root / "study"
     cells = study_cells(config)
     frames = []
     with locked(WorkDir(root)):
+        paths = {cell: cell_plan(config, cell, root)[1] for cell in cells}
+        if config.run.scheduler:
+            run_cells_on_cluster(config, [cell for cell in cells if not paths[cell].exists()], root, progress, log)
         for number, cell in enumerate(cells, 1):
-            cell_cfg = cell_config(corpus_config(config, cell, root), cell)
-            settings = {k: v for k, v in key_settings(cell_cfg).items() if k != "run"}
-            path = out / "cells" / f"{cell.name}-{stable_key(settings)}.csv"
-            if path.exists():
+            if paths[cell].exists():
                 log(f"[{number}/{len(cells)}] {cell.label}: reused")
-                frames.append(pd.read_csv(path))
+                frames.append(pd.read_csv(paths[cell]))
                 continue
             log(f"[{number}/{len(cells)}] {cell.label}")
-            rows = run_cell(cell_cfg, cell, progress, log)
-            write_text_atomic(path, rows.to_csv(index=False))
-            frames.append(rows)
+            frames.append(finish_cell(config, cell, root, progress, log))
         results = pd.concat(frames, ignore_index=True)
-        return write_study_report(config, results, out)
+        return write_study_report(config, results, root / "study")
 
 
 # -- statistics ------------------------------------------------------------------------------------------

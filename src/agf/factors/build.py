@@ -122,22 +122,24 @@ def build_factors(
     workers: int = 2,
     progress: bool = True,
     load_only: bool = False,
+    scheduler: str = "",
 ) -> dict[str, FactorResult]:
     """Build (or load, when finished earlier with the same inputs) each task of `config.tasks` from the usable
     tracks `tracks` (see FeatureStore.usable). With `load_only` (`agf report`), an unfinished task is a
-    PipelineError, not work (e without Essentia here is reported unavailable, as when building)."""
+    PipelineError, not work (e without Essentia here is reported unavailable, as when building). Essentia runs on
+    `workers` processes, or as tasks of the dask cluster of `scheduler`."""
     fit = fit_tracks(tracks, config.leaky)
     if fit.empty:
         raise FactorError("the track table has no training tracks to fit artist group factors on; check its split")
     return {
-        task: _build_or_load(task, fit, store, config, Path(out_dir) / task, workers, progress, load_only)
+        task: _build_or_load(task, fit, store, config, Path(out_dir) / task, workers, progress, load_only, scheduler)
         for task in config.tasks
     }
 
 
 def _build_or_load(
     task: str, fit: pd.DataFrame, store: Store, config: FactorConfig, task_dir: Path, workers: int, progress: bool,
-    load_only: bool,
+    load_only: bool, scheduler: str,
 ) -> FactorResult:
     """Load a finished task whose inputs are unchanged; otherwise build it, marker last."""
     key = _task_key(task, fit, store, config)
@@ -153,7 +155,7 @@ def _build_or_load(
     clear_done(task_dir)
     logger.info("factors %s: building into %s", task, task_dir)
     try:
-        words = _BUILDERS[task](fit, store, config, task_dir, workers, progress)
+        words = _BUILDERS[task](fit, store, config, task_dir, workers, progress, scheduler)
     except TaskUnavailable as exc:
         logger.warning("factors %s: unavailable: %s", task, exc)
         return _unavailable_result(task, str(exc))
@@ -197,24 +199,25 @@ def _frame_words(
 
 
 def _mfcc_words(fit: pd.DataFrame, store: Store, config: FactorConfig, task_dir: Path, workers: int,
-                progress: bool) -> Words:
+                progress: bool, scheduler: str) -> Words:
     """Task m: words over MFCC frames."""
     return _frame_words("m", store.mfcc, fit, store, config, task_dir, progress)
 
 
 def _delta_words(fit: pd.DataFrame, store: Store, config: FactorConfig, task_dir: Path, workers: int,
-                 progress: bool) -> Words:
+                 progress: bool, scheduler: str) -> Words:
     """Task d: words over delta-MFCC frames (its own dictionary)."""
     return _frame_words("d", store.dmfcc, fit, store, config, task_dir, progress)
 
 
 def _essentia_words(fit: pd.DataFrame, store: Store, config: FactorConfig, task_dir: Path, workers: int,
-                    progress: bool) -> Words:
+                    progress: bool, scheduler: str) -> Words:
     """Task e: Essentia vectors, NaN columns dropped, continuous columns quantile-normalised and binary ones as
     factors.essentia_binary says, K-means over tracks: one word each."""
     ids = fit["track_id"].tolist()
     paths = fit.set_index("track_id")["audio_path"]
-    names, vectors, failures = _cached_essentia(store, [(t, paths[t]) for t in ids], workers, config.essentia_timeout_s, progress)
+    names, vectors, failures = _cached_essentia(store, [(t, paths[t]) for t in ids], workers, config.essentia_timeout_s,
+                                                progress, scheduler)
     done = [t for t in ids if t in vectors]
     if not done:
         raise TaskUnavailable(f"no Essentia vectors for any of the {len(ids)} fit tracks "
@@ -270,7 +273,7 @@ def normalise_descriptors(
 
 
 def _subgenre_words(fit: pd.DataFrame, store: Store, config: FactorConfig, task_dir: Path, workers: int,
-                    progress: bool) -> Words:
+                    progress: bool, scheduler: str) -> Words:
     """Task s: no dictionary; every (sub)genre label of a fit track is a word."""
     vocabulary = sorted({label for labels in fit["subgenres"] for label in labels})
     write_json_atomic(task_dir / "vocabulary.json", vocabulary)
@@ -297,7 +300,7 @@ def _essentia_dir(store: Store) -> Path:
 
 
 def _cached_essentia(
-    store: Store, jobs: list[tuple[str, str]], workers: int, timeout_s: float, progress: bool
+    store: Store, jobs: list[tuple[str, str]], workers: int, timeout_s: float, progress: bool, scheduler: str
 ) -> tuple[list[str], dict[str, np.ndarray], dict[str, str]]:
     """Descriptor names, vectors by track id and failures by track id for `jobs`, extracting what is missing.
 
@@ -314,7 +317,7 @@ def _cached_essentia(
         reason = essentia_unavailable_reason()
         if reason:
             raise TaskUnavailable(reason)
-        for outcome in extract_many(pending, workers, timeout_s, progress):
+        for outcome in extract_many(pending, workers, timeout_s, progress, scheduler):
             if outcome.features is None:
                 logger.warning("essentia: skipping track %s: %s", outcome.track_id, outcome.error)
                 failures[outcome.track_id] = str(outcome.error)

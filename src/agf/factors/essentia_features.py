@@ -9,11 +9,19 @@ positions and covariance matrices (.cov, .icov) are dropped; vectors become one 
 Each worker analyses one file at a time, so a file that raises is reported with its reason, and a
 worker that hangs past the timeout or crashes (Essentia is C++) is killed and replaced: a single
 bad file is never fatal. concurrent.futures cannot stop a running task, hence the small supervisor.
+
+On a dask cluster (run.scheduler) each file is one task that runs the extractor in the worker process itself
+(built once per process): a file that crashes Essentia kills its worker, the scheduler retries it on others and
+then reports it failed. The timeout is not enforced there (a task cannot be stopped): a hanging file holds its
+worker until the run is stopped. In a process that may not start processes (a dask worker running a study
+corpus), files are analysed in order in that process, likewise without a timeout.
 """
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
+import os
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -24,7 +32,12 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from agf.parallel import die_with_parent, single_thread_env
+from agf.parallel import (
+    can_start_processes,
+    die_with_parent,
+    map_unordered,
+    single_thread_env,
+)
 
 DROPPED_PREFIXES = ("metadata.",)
 DROPPED_NAMES = frozenset({"rhythm.beats_position"})
@@ -92,23 +105,39 @@ class Outcome:
     error: str | None
 
 
-def _serve(connection: Connection) -> None:
-    """Worker process: analyse each (track_id, path) received until None arrives."""
-    die_with_parent()
+@functools.cache
+def _music_extractor() -> Any:
+    """This process's Essentia MusicExtractor, built once (logging off)."""
     import essentia
 
     essentia.log.infoActive = False
     essentia.log.warningActive = False
     import essentia.standard as es
 
-    extractor = es.MusicExtractor()
+    return es.MusicExtractor()
+
+
+def extract_here(job: tuple[str, str]) -> Outcome:
+    """Analyse one (track_id, path) in this process."""
+    track_id, path = job
+    try:
+        pool, _frames = _music_extractor()(path)
+        return Outcome(track_id, flatten_pool(pool), None)
+    except Exception as exc:  # Essentia raises RuntimeError for unreadable or odd files
+        return Outcome(track_id, None, f"{type(exc).__name__}: {exc}")
+
+
+def _lost(job: tuple[str, str], error: Exception) -> Outcome:
+    """The outcome of a file whose task failed on the cluster (its worker died each time it was tried)."""
+    return Outcome(job[0], None, f"worker crashed ({type(error).__name__}: {error})")
+
+
+def _serve(connection: Connection) -> None:
+    """Worker process: analyse each (track_id, path) received until None arrives."""
+    die_with_parent()
+    _music_extractor()
     while (job := connection.recv()) is not None:
-        track_id, path = job
-        try:
-            pool, _frames = extractor(path)
-            connection.send(Outcome(track_id, flatten_pool(pool), None))
-        except Exception as exc:  # Essentia raises RuntimeError for unreadable or odd files
-            connection.send(Outcome(track_id, None, f"{type(exc).__name__}: {exc}"))
+        connection.send(extract_here(job))
 
 
 class _Worker:
@@ -144,13 +173,18 @@ class _Worker:
 
 
 def extract_many(
-    jobs: Sequence[tuple[str, str]], workers: int, timeout_s: float, progress: bool = True
+    jobs: Sequence[tuple[str, str]], workers: int, timeout_s: float, progress: bool = True, scheduler: str = ""
 ) -> Iterator[Outcome]:
     """Yield an Outcome per (track_id, audio path) job, in completion order, from `workers` processes.
 
     A job running longer than `timeout_s` seconds, or whose worker dies, yields a failed Outcome
-    and its worker is replaced.
+    and its worker is replaced. With a scheduler, the jobs are tasks of its cluster (see the module docstring).
     """
+    if scheduler or not can_start_processes():
+        absolute = [(track_id, os.path.abspath(path)) for track_id, path in jobs]
+        yield from map_unordered(extract_here, absolute, workers, desc="e: essentia", progress=progress,
+                                 unit="track", scheduler=scheduler, on_error=_lost)
+        return
     queue = deque(jobs)
     context = multiprocessing.get_context("spawn")
     pool: list[_Worker] = []

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from agf.parallel import can_start_processes
+
 # Validation crops start at these fractions of a track's last possible offset (0.5 = the centre crop).
 VAL_CROP_FRACTIONS: tuple[float, ...] = (0.25, 0.5, 0.75)
 # Open memmaps kept per process.
@@ -146,8 +148,10 @@ def validation_plan(task: str, rows: np.ndarray, max_offsets: np.ndarray, batch_
 def make_loader(dataset: CropDataset, sampler: PlanSampler, workers: int, pin_memory: bool) -> DataLoader:
     """A DataLoader over planned batches; workers (if any) persist across epochs and prefetch.
 
-    Its own generator keeps the loader from drawing on torch's global RNG (dropout), so resuming is exact.
+    Its own generator keeps the loader from drawing on torch's global RNG (dropout), so resuming is exact. A
+    process that may not start processes (a dask worker) reads the crops itself: the same batches.
     """
+    workers = workers if can_start_processes() else 0
     return DataLoader(
         dataset,
         sampler=sampler,
