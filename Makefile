@@ -1,4 +1,4 @@
-# Two entry points for a fresh machine: `make demo` and `make test`.
+# Two entry points for a fresh machine: `make demo` and `make test` (and `make bench`, the benchmark suite).
 # Both create .venv and install agf into it first (only when pyproject.toml changed).
 PYTHON ?= python3.11
 VENV := .venv
@@ -25,8 +25,10 @@ test: $(STAMP)
 	bash scripts/test-setup.sh
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) -q
 
+# The benchmark suite, apart from the tests (12-13 minutes on 2 busy cores): writes benchmarks/results.json and the
+# table of docs/benchmarks.md. One BLAS/OpenMP thread per process; the suite sets torch's threads per measurement.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_prepare.py
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python benchmarks/suite.py
 
 clean-venv:
 	rm -rf $(VENV)

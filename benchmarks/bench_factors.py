@@ -1,35 +1,37 @@
-"""Speed of the factors stage (issue 4): dictionary fit, word assignment, LDA, Essentia extraction.
+"""Speed of the factors stage (issue 4) at the paper's settings (2,048 words, 40 topics): the K-means dictionary,
+word assignment and LDA, each beside a baseline, with what that means for FMA medium (25,000 tracks); Essentia
+extraction on request.
 
-Targets on 2 cores: a 2,048-word dictionary over 1,000,000 frames of 25 MFCCs fits in under a
-minute; LDA (40 topics) over 5,000 artists' 2,048-word bags in under a minute; Essentia extraction
-runs in parallel across workers.
+    .venv/bin/python benchmarks/bench_factors.py [--frames 100000] [--artists 300] [--reps 3] [--essentia]
 
-    .venv/bin/python benchmarks/bench_factors.py                  # full sizes
-    .venv/bin/python benchmarks/bench_factors.py --quick          # a smoke run at small sizes
-    .venv/bin/python benchmarks/bench_factors.py --only lda --out lda.json
-
-Data is generated (seeded): frames from a 256-component Gaussian mixture, artist bags from a
-synthetic topic model with 1-9 tracks of 1,292 frames per artist, 30-s clips of tones and noise.
+Data is generated (seeded): frames from a 256-component Gaussian mixture, artist bags from a synthetic topic
+model with 1-9 tracks of 1,292 frames per artist, 30-s clips of tones and noise.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
+from measure import Measurement, wall
 
-from agf.config import FactorConfig
-from agf.factors.dictionary import assign_words, fit_dictionary
-from agf.factors.essentia_features import essentia_unavailable_reason, extract_many
-from agf.factors.lda import fit_artist_topics
+import numpy as np  # noqa: E402
+import soundfile as sf  # noqa: E402
+from sklearn.cluster import MiniBatchKMeans  # noqa: E402
+from sklearn.decomposition import LatentDirichletAllocation  # noqa: E402
+
+from agf.config import FactorConfig  # noqa: E402
+from agf.factors.dictionary import assign_words, fit_dictionary  # noqa: E402
+from agf.factors.essentia_features import essentia_unavailable_reason, extract_many  # noqa: E402
+from agf.factors.lda import fit_artist_topics  # noqa: E402
 
 FRAMES_PER_TRACK = 1292
+FMA_MEDIUM_TRACKS = 25_000
+MFCC_DIMS = 25
+PAPER = FactorConfig()  # 2,048 words, 40 topics, batches of 4,096, 10 LDA iterations
 
 
 def mixture_frames(n_frames: int, dims: int, seed: int = 0) -> np.ndarray:
@@ -48,44 +50,59 @@ def synthetic_bags(n_artists: int, n_words: int, n_topics: int, seed: int = 0) -
     return np.stack([rng.multinomial(FRAMES_PER_TRACK * n, m @ topic_words) / n for m, n in zip(mixtures, tracks)])
 
 
-class Timer:
-    """Wall-clock and CPU seconds (all threads of this process) of a block, with the load average."""
-
-    def __enter__(self) -> Timer:
-        self.load = os.getloadavg()[0]
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.wall = round(time.perf_counter() - self.wall, 1)
-        self.cpu = round(time.process_time() - self.cpu, 1)
-
-    def report(self, prefix: str) -> dict:
-        """The times as {prefix_wall_s, prefix_cpu_s, load_average}."""
-        return {f"{prefix}_wall_s": self.wall, f"{prefix}_cpu_s": self.cpu, "load_average": round(self.load, 1)}
+def sklearn_kmeans(frames: np.ndarray) -> MiniBatchKMeans:
+    """scikit-learn's MiniBatchKMeans as fit_dictionary calls it, without the wrapper's distinct-row count."""
+    return MiniBatchKMeans(n_clusters=PAPER.n_words, batch_size=PAPER.kmeans_batch_size, n_init=1, random_state=0,
+                           compute_labels=False).fit(frames)
 
 
-def bench_dictionary(n_frames: int, n_words: int, dims: int, batch_size: int) -> dict:
-    """Seconds to fit the dictionary, and word assignment throughput."""
-    frames = mixture_frames(n_frames, dims)
-    with Timer() as fit_timer:
-        dictionary = fit_dictionary(frames, n_words, batch_size, seed=0)
-    with Timer() as assign_timer:
-        assign_words(frames[:200_000], dictionary.centres)
-    return {"frames": n_frames, "dims": dims, "words": dictionary.n_words, **fit_timer.report("fit"),
-            "assign_frames_per_s": round(min(n_frames, 200_000) / assign_timer.wall)}
+def kmeans_measurements(n_frames: int, reps: int) -> list[Measurement]:
+    """Dictionary fit (ours vs the bare scikit-learn call) and word assignment (scikit-learn's
+    pairwise_distances_argmin, which assign_words is: no baseline), with assignment scaled to FMA medium."""
+    frames = mixture_frames(n_frames, MFCC_DIMS)
+    fits, bare, assigns, steps = [], [], [], []
+    for _ in range(reps):
+        start = time.perf_counter()
+        centres = fit_dictionary(frames, PAPER.n_words, PAPER.kmeans_batch_size, seed=0).centres
+        fits.append(n_frames / (time.perf_counter() - start))
+        start = time.perf_counter()
+        steps.append(sklearn_kmeans(frames).n_steps_)
+        bare.append(n_frames / (time.perf_counter() - start))
+        assigns.append(n_frames / wall(lambda: assign_words(frames, centres)))
+    full = FMA_MEDIUM_TRACKS * FRAMES_PER_TRACK
+    assign_rate = statistics.median(assigns)
+    return [
+        Measurement(f"K-means dictionary fit, {PAPER.n_words} words: fit_dictionary vs bare MiniBatchKMeans",
+                    "frames/s", fits, "sklearn MiniBatchKMeans.fit", bare,
+                    f"measured on {n_frames:,} frames of {MFCC_DIMS} MFCCs, {steps[0]} mini-batch steps to the early "
+                    "stop; the step count grows with the data, so no full-scale time is extrapolated"),
+        Measurement(f"word assignment, {PAPER.n_words} words (assign_words)", "frames/s", assigns,
+                    note=f"measured on {n_frames:,} frames; FMA medium's {full / 1e6:.1f} M frames: ~{full / assign_rate:.0f} s"
+                    f" per task, scaled x{full / n_frames:.0f} linear"),
+    ]
 
 
-def bench_lda(n_artists: int, n_words: int, n_topics: int, max_iter: int) -> dict:
-    """Seconds to fit LDA on synthetic artist bags (and transform them)."""
-    bags = synthetic_bags(n_artists, n_words, n_topics)
-    with Timer() as timer:
-        model = fit_artist_topics(bags, n_topics, max_iter, seed=0)
-    return {"artists": n_artists, "words": n_words, "topics": n_topics, "max_iter": max_iter,
-            **timer.report("fit"), "perplexity": round(model.perplexity, 1)}
+def sklearn_default_lda(bags: np.ndarray) -> None:
+    """LDA with scikit-learn's default E-step cap (max_doc_update_iter=100), otherwise as fit_artist_topics."""
+    LatentDirichletAllocation(n_components=PAPER.n_topics, learning_method="batch", max_iter=PAPER.lda_max_iter,
+                              random_state=0, n_jobs=1).fit(bags).transform(bags)
 
 
-def bench_essentia(n_clips: int, seconds: float, worker_counts: list[int]) -> dict:
+def lda_measurements(n_artists: int, reps: int) -> list[Measurement]:
+    """LDA over artist bags: fit_artist_topics (E-step capped at 20) vs scikit-learn's default cap of 100."""
+    bags = synthetic_bags(n_artists, PAPER.n_words, PAPER.n_topics)
+    ours = [n_artists / wall(lambda: fit_artist_topics(bags, PAPER.n_topics, PAPER.lda_max_iter, 0))
+            for _ in range(reps)]
+    default = [n_artists / wall(lambda: sklearn_default_lda(bags)) for _ in range(reps)]
+    rate = statistics.median(ours)
+    return [Measurement(f"LDA, {PAPER.n_topics} topics, {PAPER.lda_max_iter} iterations: fit_artist_topics vs "
+                        "sklearn defaults", "artist bags/s", ours, "sklearn LDA, max_doc_update_iter=100", default,
+                        f"measured on {n_artists:,} bags of {PAPER.n_words} words; FMA medium's at most "
+                        f"{FMA_MEDIUM_TRACKS:,} artist bags: ~{FMA_MEDIUM_TRACKS / rate / 60:.1f} min per task, "
+                        f"scaled x{FMA_MEDIUM_TRACKS / n_artists:.0f} linear")]
+
+
+def essentia_rates(n_clips: int, seconds: float, worker_counts: list[int]) -> dict:
     """Tracks per second of MusicExtractor over generated clips, per number of workers."""
     reason = essentia_unavailable_reason()
     if reason:
@@ -111,31 +128,18 @@ def bench_essentia(n_clips: int, seconds: float, worker_counts: list[int]) -> di
 
 
 def main() -> None:
-    """Run the chosen benchmarks and print (and optionally save) the measurements."""
+    """Print the factor rows (and Essentia's rates with --essentia)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--only", default="dictionary,lda,essentia", help="comma-separated benchmarks")
-    parser.add_argument("--workers", type=int, default=2, help="Essentia workers to compare with 1")
-    parser.add_argument("--lda-iter", type=int, default=FactorConfig().lda_max_iter, help="LDA iterations")
-    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--frames", type=int, default=100_000, help="frames the dictionary is fitted on")
+    parser.add_argument("--artists", type=int, default=300, help="artist bags LDA is fitted on")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--essentia", action="store_true", help="also Essentia extraction, 1 and 2 workers")
     args = parser.parse_args()
-    defaults = FactorConfig()
-    chosen = set(args.only.split(","))
-    results = {}
-    if "dictionary" in chosen:
-        results["dictionary"] = bench_dictionary(50_000 if args.quick else 1_000_000, 256 if args.quick else
-                                                 defaults.n_words, 25, defaults.kmeans_batch_size)
-        print("dictionary", results["dictionary"], flush=True)
-    if "lda" in chosen:
-        results["lda"] = bench_lda(300 if args.quick else 5_000, 256 if args.quick else defaults.n_words,
-                                   defaults.n_topics, args.lda_iter)
-        print("lda", results["lda"], flush=True)
-    if "essentia" in chosen:
-        results["essentia"] = bench_essentia(4 if args.quick else 12, 5.0 if args.quick else 30.0,
-                                             sorted({1, args.workers}))
-        print("essentia", results["essentia"], flush=True)
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    from suite import print_rows
+
+    print_rows(kmeans_measurements(args.frames, args.reps) + lda_measurements(args.artists, args.reps))
+    if args.essentia:
+        print("essentia", essentia_rates(12, 30.0, [1, 2]))
 
 
 if __name__ == "__main__":

@@ -1,37 +1,40 @@
-"""Benchmark: `agf prepare` throughput against decode-only throughput of the same files, in one run.
+"""`agf prepare` throughput against decode-only throughput of the same files, with 1 and 2 workers.
 
-    .venv/bin/python benchmarks/bench_prepare.py [--files 96] [--seconds 30]
+    .venv/bin/python benchmarks/bench_prepare.py [--files 240] [--reps 3]
 
-Writes N music-like 30-s 44.1 kHz stereo MP3s (FMA's usual format), then measures, each as
+Writes N copies of music-like 30-s 44.1 kHz stereo 320 kbit/s MP3s (FMA's usual format) and measures, as
 audio-seconds per wall-second ("x real time"):
-  decode-only, 1 worker     agf.audio.decode on every file
-  prepare, 1 worker         decode + log-mel + MFCC + atomic writes + entries + index
-  prepare, 2 workers        the same over two processes
+  decode-only   agf.audio.decode of every file (agf.parallel.map_unordered, as prepare distributes work)
+  prepare       agf.prepare.prepare_features: decode + log-mel + MFCC + atomic writes + entries + index
+Throughput is the rate of the extra files between a run of N/5 files and a run of N (measure.marginal_rate),
+so worker start-up and the index written at the end, reported in rows of their own, do not dilute it.
 Targets (issue 2): prepare >= 85 % of decode-only per worker; 2 workers >= 1.7x one worker.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import shutil
 import tempfile
 import time
+from concurrent.futures import wait
+from importlib import import_module
 from pathlib import Path
+from typing import Any
 
-for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_name, "1")
+from measure import Measurement, marginal_rate, wall
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
 
 from agf.audio import decode, write_audio  # noqa: E402
 from agf.config import FeatureConfig  # noqa: E402
-from agf.parallel import map_unordered  # noqa: E402
+from agf.parallel import map_unordered, worker_pool  # noqa: E402
 from agf.prepare import prepare_features  # noqa: E402
 from agf.store import FeatureStore  # noqa: E402
 
 SR = 44100
+CLIP_SECONDS = 30.0
 
 
 def music_clip(seconds: float, seed: int) -> np.ndarray:
@@ -51,7 +54,7 @@ def music_clip(seconds: float, seed: int) -> np.ndarray:
     return np.stack([left, right]).astype(np.float32)
 
 
-def write_clips(folder: Path, n: int, seconds: float) -> list[str]:
+def write_clips(folder: Path, n: int, seconds: float = CLIP_SECONDS) -> list[str]:
     """n MP3s in folder (000000.mp3, ...): copies of 8 encodes, distinct files with the same decode cost."""
     base = [folder / f"src{i}.mp3" for i in range(8)]
     for i, path in enumerate(base):
@@ -66,55 +69,103 @@ def write_clips(folder: Path, n: int, seconds: float) -> list[str]:
     return paths
 
 
-def _decode_seconds(path: str) -> float:
+def track_table(paths: list[str]) -> pd.DataFrame:
+    """The track table prepare takes: one track per file."""
+    return pd.DataFrame({"track_id": [Path(p).stem for p in paths], "audio_path": paths})
+
+
+def decode_seconds(path: str) -> float:
+    """Decode one file at 22,050 Hz; return the audio seconds decoded."""
     samples, _ = decode(path, 22050)
     return samples.size / 22050
 
 
-def rate(audio_seconds: float, wall: float) -> float:
-    return audio_seconds / wall
+def decode_run(paths: list[str], workers: int) -> float:
+    """Seconds to decode every file over `workers` processes (1: in this process, as prepare does)."""
+    return wall(lambda: sum(map_unordered(decode_seconds, paths, workers, progress=False)))
+
+
+def prepare_run(paths: list[str], root: Path, workers: int, **prepare_options: Any) -> float:
+    """Seconds of prepare_features over the files into a new store under `root` (removed afterwards).
+    `prepare_options` go to prepare_features as they are (e.g. the scheduler of another executor)."""
+    workdir = Path(tempfile.mkdtemp(dir=root))
+    try:
+        store = FeatureStore.open(workdir, FeatureConfig())
+        start = time.perf_counter()
+        summary = prepare_features(track_table(paths), store, workers=workers, progress=False, **prepare_options)
+        seconds = time.perf_counter() - start
+    finally:
+        shutil.rmtree(workdir)
+    if summary.status["ok"] != len(paths):
+        raise RuntimeError(summary.format())
+    return seconds
+
+
+def imported(module: str) -> float:
+    """Import a module (in a worker process); return the time it was done (perf_counter is system-wide)."""
+    import_module(module)
+    return time.perf_counter()
+
+
+def pool_times(workers: int, module: str = "agf.prepare") -> tuple[float, float]:
+    """(start-up, shut-down) seconds of agf.parallel's pool: from its creation until every spawned worker has
+    imported `module`, and from the last result until the pool is closed (its processes joined)."""
+    start = time.perf_counter()
+    with worker_pool(workers) as pool:
+        futures = [pool.submit(imported, module) for _ in range(workers)]
+        wait(futures)
+        ready = max(f.result() for f in futures)
+        closing = time.perf_counter()
+    return ready - start, time.perf_counter() - closing
+
+
+def prepare_measurements(paths: list[str], root: Path, reps: int, **prepare_options: Any) -> list[Measurement]:
+    """The suite's prepare rows: per-worker ratio to decode-only, 2-vs-1-worker scaling of each, start-up and the
+    whole-run scaling (start-up included), from `reps` repetitions over `paths` (and their first fifth)."""
+    audio = CLIP_SECONDS
+    large, small = len(paths), max(2, len(paths) // 5)
+    rates: dict[tuple[str, int], list[float]] = {}
+    whole: dict[int, list[float]] = {1: [], 2: []}
+    fixed: list[float] = []
+    pool: list[tuple[float, float]] = []
+    for _ in range(reps):
+        for workers in (1, 2):
+            decode_rate, _ = marginal_rate(lambda n: decode_run(paths[:n], workers), small, large)
+            prepare_rate, prepare_fixed = marginal_rate(
+                lambda n: prepare_run(paths[:n], root, workers, **prepare_options), small, large)
+            rates.setdefault(("decode", workers), []).append(decode_rate * audio)
+            rates.setdefault(("prepare", workers), []).append(prepare_rate * audio)
+            whole[workers].append(large * audio / (large / prepare_rate + prepare_fixed))
+            if workers == 2:
+                fixed.append(prepare_fixed)
+        pool.append(pool_times(2))
+    return [
+        Measurement("prepare per worker: prepare vs decode-only, 1 worker, warm", "x real time",
+                    rates["prepare", 1], "decode-only, 1 worker", rates["decode", 1], "target ratio >= 0.85"),
+        Measurement("prepare scaling: 2 workers vs 1, warm", "x real time", rates["prepare", 2],
+                    "prepare, 1 worker", rates["prepare", 1], "target ratio >= 1.7"),
+        Measurement("decode-only scaling: 2 workers vs 1, warm", "x real time", rates["decode", 2],
+                    "decode-only, 1 worker", rates["decode", 1]),
+        Measurement(f"prepare scaling: 2 workers vs 1, whole run of {large} files", "x real time", whole[2],
+                    "prepare, 1 worker, whole run", whole[1], "start-up and index included"),
+        Measurement("prepare fixed cost per run, 2 workers (start-up, index)", "s", fixed),
+        Measurement("worker pool start-up: 2 spawned workers importing agf.prepare", "s", [p[0] for p in pool]),
+        Measurement("worker pool shut-down: 2 workers joined", "s", [p[1] for p in pool]),
+    ]
 
 
 def main() -> None:
+    """Print the prepare rows."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=96)
-    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--files", type=int, default=240)
+    parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    from suite import print_rows
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        paths = write_clips(root, args.files, args.seconds)
-        tracks = pd.DataFrame({"track_id": [f"{i:06d}" for i in range(args.files)], "audio_path": paths})
-        total_audio = args.files * args.seconds
-        config = FeatureConfig()
-
-        start = time.perf_counter()
-        decoded = sum(map_unordered(_decode_seconds, paths, workers=1, progress=False))
-        decode_1 = rate(total_audio, time.perf_counter() - start)
-        assert abs(decoded - total_audio) < args.files * 0.1
-
-        results = {}
-        for workers in (1, 2):
-            store = FeatureStore.open(root / f"work{workers}", config)
-            start = time.perf_counter()
-            summary = prepare_features(tracks, store, workers=workers, progress=False)
-            results[workers] = rate(total_audio, time.perf_counter() - start)
-            assert summary.status["ok"] == args.files, summary.format()
-
-        start = time.perf_counter()
-        decoded = sum(map_unordered(_decode_seconds, paths, workers=2, progress=False))
-        decode_2 = rate(total_audio, time.perf_counter() - start)
-
-    print(f"files: {args.files} x {args.seconds:.0f} s, 44.1 kHz stereo MP3 320 kbit/s; cores: {os.cpu_count()}")
-    print(f"{'run':28s} {'x real time':>12s}")
-    print(f"{'decode-only, 1 worker':28s} {decode_1:12.0f}")
-    print(f"{'prepare, 1 worker':28s} {results[1]:12.0f}")
-    print(f"{'decode-only, 2 workers':28s} {decode_2:12.0f}")
-    print(f"{'prepare, 2 workers':28s} {results[2]:12.0f}")
-    print(f"prepare / decode-only, 1 worker: {results[1] / decode_1:.2f}  (target >= 0.85)")
-    print(f"prepare / decode-only, 2 workers: {results[2] / decode_2:.2f}")
-    print(f"prepare 2 workers / 1 worker:    {results[2] / results[1]:.2f}  (target >= 1.70)")
+        (root / "audio").mkdir()
+        print_rows(prepare_measurements(write_clips(root / "audio", args.files), root, args.reps))
 
 
 if __name__ == "__main__":
