@@ -23,7 +23,7 @@ from tiny_config import TINY_TRAINING
 from agf.audio import write_audio
 from agf.config import FeatureConfig, config_from_dict
 from agf.errors import ConfigError
-from agf.parallel import check_scheduler, close_clients, single_thread_env
+from agf.parallel import check_scheduler, close_clients, worker_env
 from agf.prepare import TrackJob, prepare_features, prepare_track
 from agf.store import FeatureStore
 from agf.workdir import WorkDir
@@ -37,7 +37,7 @@ VICTIM = "clip2"
 @pytest.fixture(scope="module")
 def scheduler() -> Iterator[str]:
     """The address of a LocalCluster of 2 single-thread worker processes."""
-    with single_thread_env():
+    with worker_env():
         cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
     try:
         yield cluster.scheduler_address

@@ -73,3 +73,22 @@ def test_map_ordered_keeps_order_and_reads_its_items_only_a_bounded_way_ahead() 
     assert len(pulled) <= 3 + 8
     results.close()
     assert list(map_ordered(abs, [-3, -1, -2], workers=0)) == [3, 1, 2]
+
+
+def worker_settings(_: int) -> dict[str, str | None]:
+    """The environment a worker process sees."""
+    from agf.parallel import WORKER_ENV
+
+    return {name: os.environ.get(name) for name in WORKER_ENV}
+
+
+def test_workers_run_one_thread_and_keep_freed_memory_and_the_caller_is_untouched() -> None:
+    """Workers get one BLAS/OpenMP thread and glibc's larger malloc thresholds (a prepare worker otherwise
+    page-faults its per-track arrays afresh every track); the calling process's environment is restored."""
+    from agf.parallel import WORKER_ENV, map_unordered
+
+    before = {name: os.environ.get(name) for name in WORKER_ENV}
+    seen = list(map_unordered(worker_settings, range(2), workers=2, progress=False))
+    assert seen == [WORKER_ENV, WORKER_ENV]
+    assert int(WORKER_ENV["MALLOC_MMAP_THRESHOLD_"]) >= 32 << 20 and WORKER_ENV["OMP_NUM_THREADS"] == "1"
+    assert {name: os.environ.get(name) for name in WORKER_ENV} == before

@@ -44,6 +44,11 @@ THREAD_ENV_VARS = (
     "NUMEXPR_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS",
 )
+# glibc malloc in worker processes: keep freed blocks up to these sizes in the heap instead of handing each large
+# per-track array back to the kernel. Without them a prepare worker page-faulted ~3,300 fresh pages (13 MB) per
+# track and ran each track 1.19-1.27x slower than the one long-lived process (benchmarks/profile_prepare.py).
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
+WORKER_ENV = {**{name: "1" for name in THREAD_ENV_VARS}, **MALLOC_ENV}
 
 
 # run.scheduler: a LocalCluster started here; any other non-empty value is a scheduler's address.
@@ -73,10 +78,11 @@ def available_cores() -> int:
 
 
 @contextmanager
-def single_thread_env() -> Iterator[None]:
-    """Temporarily set thread-count variables so spawned children inherit them."""
-    saved = {name: os.environ.get(name) for name in THREAD_ENV_VARS}
-    os.environ.update({name: "1" for name in THREAD_ENV_VARS})
+def worker_env() -> Iterator[None]:
+    """Temporarily set the worker environment (one BLAS/OpenMP thread, WORKER_ENV) so spawned children
+    inherit it."""
+    saved = {name: os.environ.get(name) for name in WORKER_ENV}
+    os.environ.update(WORKER_ENV)
     try:
         yield
     finally:
@@ -111,7 +117,7 @@ def dask_client(scheduler: str, workers: int) -> Any:
         return _clients[key]
     distributed = _distributed()
     if scheduler == LOCAL_SCHEDULER:
-        with single_thread_env():
+        with worker_env():
             cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                dashboard_address=None)
         client = distributed.Client(cluster)
@@ -162,19 +168,28 @@ def executor(workers: int, scheduler: str = "", resource: str = "") -> Iterator[
     """The executor of a run and its number of parallel slots: `workers` local processes, or with a
     scheduler its cluster (see dask_client; `resource` as in _cluster_executor)."""
     if scheduler:
-        pool, slots = _cluster_executor(dask_client(scheduler, workers), resource)
-    else:
-        pool, slots = worker_pool(workers), workers
-    with pool:
-        yield pool, slots
+        cluster, slots = _cluster_executor(dask_client(scheduler, workers), resource)
+        with cluster:
+            yield cluster, slots
+        return
+    pool = worker_pool(workers)
+    try:
+        yield pool, workers
+    finally:  # every result was read (or is no longer wanted): the workers exit on their own, without a wait
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def worker_pool(workers: int) -> ProcessPoolExecutor:
-    """A pool of `workers` spawned processes with one thread each, which die with this process."""
-    with single_thread_env():
-        return ProcessPoolExecutor(
+    """A pool of `workers` spawned processes with one thread each (WORKER_ENV), which die with this process."""
+    with worker_env():
+        pool = ProcessPoolExecutor(
             max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent
         )
+        # A spawn pool starts a process per submit until it has `workers`: start them all now, while the
+        # environment they must inherit is set (started later, they would see the caller's).
+        for _ in range(workers):
+            pool.submit(os.getpid)
+    return pool
 
 
 def map_ordered(
@@ -189,7 +204,7 @@ def map_ordered(
         yield from map(func, items)
         return
     limit = max(1, in_flight or 2 * workers)
-    with worker_pool(workers) as pool:
+    with executor(workers) as (pool, _):
         pending: deque[Future[Result]] = deque()
         try:
             for item in items:

@@ -36,7 +36,7 @@ from agf.parallel import (
     can_start_processes,
     die_with_parent,
     map_unordered,
-    single_thread_env,
+    worker_env,
 )
 
 DROPPED_PREFIXES = ("metadata.",)
@@ -145,7 +145,7 @@ class _Worker:
 
     def __init__(self, context: multiprocessing.context.SpawnContext):
         self.connection, child_end = context.Pipe()
-        with single_thread_env():
+        with worker_env():
             self.process = context.Process(target=_serve, args=(child_end,), daemon=True)
             self.process.start()
         child_end.close()
