@@ -14,6 +14,7 @@ from tiny_config import TINY_TRAINING
 
 from agf.cli import main
 from agf.config import GridConfig, load_config
+from agf.fileio import read_json
 from agf.grid import Case, grid_cases, grid_subsets
 
 TINY = """
@@ -41,6 +42,14 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config.write_text(TINY)
     assert main(["run", str(config), "--workdir", str(root / "work"), "--quiet"]) == 0
     return root
+
+
+def test_the_run_records_each_stage_s_wall_time(finished_run: Path) -> None:
+    times = read_json(finished_run / "work" / "stage-times.json")
+    stages = ["plan", "tracks (renders the corpus)", "prepare", "factors", "nets", "transfers", "evaluation", "report"]
+    assert [row["stage"] for row in times["stages"]] == stages
+    assert all(row["seconds"] > 0 for row in times["stages"])
+    assert times["total"] == pytest.approx(sum(row["seconds"] for row in times["stages"]), abs=0.05)
 
 
 def test_every_report_file(finished_run: Path) -> None:

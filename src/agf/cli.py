@@ -348,7 +348,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = _replace(load_config("demo"), "run", workdir=args.out, workers=args.workers)
     run = run_pipeline(config, progress=not args.quiet)
     print(demo_summary(run))
-    print(demo_predictions(config, run))
+    with run.times.timed("export + predictions"):
+        print(demo_predictions(config, run))
+    run.times.write(run.prepared.workdir)
+    print(run.times.line())
     return 0
 
 

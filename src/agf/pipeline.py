@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +30,7 @@ from agf.errors import AgfError, PipelineError
 from agf.evaluation import evaluate, evaluation_key
 from agf.factors import FactorResult, build_factors, format_summary, load_track_targets
 from agf.factors.sizing import fitting_artists, sized_factors
-from agf.fileio import read_json, safe_name, stable_key, write_parquet_atomic
+from agf.fileio import read_json, safe_name, stable_key, write_json_atomic, write_parquet_atomic
 from agf.grid import Case, case_specs, grid_cases, grid_subsets
 from agf.metrics import METRICS
 from agf.parallel import check_scheduler, map_unordered
@@ -363,6 +365,46 @@ def stage_evaluate(prepared: Prepared, transfer_dirs: Sequence[Path], seed: int)
     return out_dir
 
 
+# -- stage times --------------------------------------------------------------------------------------
+
+STAGE_TIMES_FILE = "stage-times.json"
+
+
+@dataclass
+class StageTimes:
+    """Wall seconds per stage of one run, summed over the stage's parts (nets and transfers alternate in the
+    grid): what `agf run` and `agf demo` write to WORKDIR/stage-times.json and print at the end."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Add the wall time of the block to `stage`."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
+
+    def line(self) -> str:
+        """'stage times: prepare 22 s, nets 3 min 57 s, ... (total 9 min 41 s)'."""
+        parts = [f"{stage} {_minutes(seconds)}" for stage, seconds in self.seconds.items()]
+        return f"stage times: {', '.join(parts)} (total {_minutes(sum(self.seconds.values()))})"
+
+    def write(self, workdir: WorkDir) -> Path:
+        """WORKDIR/stage-times.json: the seconds per stage, the total and when it was measured."""
+        path = workdir.root / STAGE_TIMES_FILE
+        write_json_atomic(path, {"stages": [{"stage": k, "seconds": round(v, 2)} for k, v in self.seconds.items()],
+                                 "total": round(sum(self.seconds.values()), 2),
+                                 "measured": datetime.now(UTC).isoformat(timespec="seconds")})
+        return path
+
+
+def _minutes(seconds: float) -> str:
+    """'40 s', '3 min 57 s'."""
+    return f"{seconds:.0f} s" if seconds < 60 else f"{int(seconds // 60)} min {round(seconds % 60):02d} s"
+
+
 # -- the grid ---------------------------------------------------------------------------------------
 
 
@@ -376,11 +418,15 @@ class GridRun:
 
 
 def run_grid(
-    config: Config, prepared: Prepared, progress: bool = True, log: Log = print, must_be_done: bool = False
+    config: Config, prepared: Prepared, progress: bool = True, log: Log = print, must_be_done: bool = False,
+    times: StageTimes | None = None,
 ) -> GridRun:
-    """Factors, source nets (each trained once, reused by every case), transfers and evaluations."""
+    """Factors, source nets (each trained once, reused by every case), transfers and evaluations (their wall
+    times added to `times`)."""
+    times = times or StageTimes()
     subsets = grid_subsets(config.grid)
-    factors = stage_factors(config, prepared, "".join(subsets), progress, must_be_done)
+    with times.timed("factors"):
+        factors = stage_factors(config, prepared, "".join(subsets), progress, must_be_done)
     if factors.results:
         log(format_summary(factors.results))
     if factors.unavailable:
@@ -394,7 +440,8 @@ def run_grid(
     if config.run.scheduler and not must_be_done:
         nets = {(spec, case.seed): None for case in cases
                 for spec in case_specs(case, inputs.task_outputs, grid_tasks, n_mels)}
-        train_nets_on_cluster(config, inputs, list(nets), progress, log)
+        with times.timed("nets"):
+            train_nets_on_cluster(config, inputs, list(nets), progress, log)
     trained: dict[tuple[NetSpec, int], Path] = {}
     transfers: dict[Case, Path] = {}
     for number, case in enumerate(cases, 1):
@@ -402,20 +449,23 @@ def run_grid(
         sources = []
         for spec in case_specs(case, inputs.task_outputs, grid_tasks, n_mels):
             if (spec, case.seed) not in trained:
-                trained[spec, case.seed] = stage_net(
-                    config, inputs, spec, case.seed, progress, log, prefix, must_be_done
-                )
+                with times.timed("nets"):
+                    trained[spec, case.seed] = stage_net(
+                        config, inputs, spec, case.seed, progress, log, prefix, must_be_done
+                    )
             sources.append(trained[spec, case.seed])
         out_dir = transfer_dir(prepared.workdir.transfer, sources, config.transfer, case.seed)
         what = f"transfer {case.label} seed {case.seed}"
         if must_be_done:
             require_done(out_dir, what)
         log(f"{prefix}{what}: {'reused' if is_done(out_dir) else 'fitting'}")
-        transfers[case] = stage_transfer(config, prepared, sources, case.seed, progress).out_dir
-    evaluations = {
-        seed: stage_evaluate(prepared, [d for c, d in transfers.items() if c.seed == seed], seed)
-        for seed in config.grid.seeds
-    }
+        with times.timed("transfers"):
+            transfers[case] = stage_transfer(config, prepared, sources, case.seed, progress).out_dir
+    with times.timed("evaluation"):
+        evaluations = {
+            seed: stage_evaluate(prepared, [d for c, d in transfers.items() if c.seed == seed], seed)
+            for seed in config.grid.seeds
+        }
     return GridRun(transfers, evaluations, factors)
 
 
@@ -644,6 +694,7 @@ class PipelineRun:
     results: pd.DataFrame
     baselines: pd.DataFrame
     report: dict
+    times: StageTimes = field(default_factory=StageTimes)
 
 
 def run_pipeline(config: Config, progress: bool = True, log: Log = print, must_be_done: bool = False) -> PipelineRun:
@@ -652,34 +703,43 @@ def run_pipeline(config: Config, progress: bool = True, log: Log = print, must_b
     an error, not work."""
     check_settings(config)
     use_threads(config.run.threads)
+    times = StageTimes()
     with locked(WorkDir(Path(config.run.workdir))):
         if not must_be_done:
-            plan, speed = plan_run(config)
+            with times.timed("plan"):
+                plan, speed = plan_run(config)
             log("\n".join(plan.lines(speed, config.run.workers)))
-        return _run_stages(config, progress, log, must_be_done)
+        run = _run_stages(config, progress, log, must_be_done, times)
+        if not must_be_done:
+            times.write(run.prepared.workdir)
+            log(times.line())
+        return run
 
 
-def _run_stages(config: Config, progress: bool, log: Log, must_be_done: bool) -> PipelineRun:
-    """run_pipeline's stages, in order."""
+def _run_stages(config: Config, progress: bool, log: Log, must_be_done: bool, times: StageTimes) -> PipelineRun:
+    """run_pipeline's stages, in order, each one's wall time added to `times`."""
     if must_be_done:
         prepared = open_prepared(config)
     else:
         workdir = WorkDir(Path(config.run.workdir))
         save_config(config, workdir)
-        loaded = stage_tracks(config, workdir, progress=progress)
+        with times.timed("tracks" + (" (renders the corpus)" if config.dataset.kind == "synth" else "")):
+            loaded = stage_tracks(config, workdir, progress=progress)
         for warning in loaded.warnings:
             log(f"warning: {warning}")
         problem = space_problem(config, workdir, loaded.tracks)
         if problem:
             raise PipelineError(problem)
-        store, summary = stage_prepare(config, workdir, loaded.tracks, progress=progress)
+        with times.timed("prepare"):
+            store, summary = stage_prepare(config, workdir, loaded.tracks, progress=progress)
         log(summary.format())
         prepared = Prepared(workdir, store.usable(loaded.tracks), store)
     check_dataset(prepared.tracks)
-    grid = run_grid(config, prepared, progress=progress, log=log, must_be_done=must_be_done)
-    results, baselines = collect_results(grid)
-    report = stage_report(config, prepared, grid, results, baselines)
-    return PipelineRun(prepared, grid, results, baselines, report)
+    grid = run_grid(config, prepared, progress=progress, log=log, must_be_done=must_be_done, times=times)
+    with times.timed("report"):
+        results, baselines = collect_results(grid)
+        report = stage_report(config, prepared, grid, results, baselines)
+    return PipelineRun(prepared, grid, results, baselines, report, times)
 
 
 def demo_summary(run: PipelineRun) -> str:
