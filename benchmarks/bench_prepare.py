@@ -29,7 +29,7 @@ import pandas as pd  # noqa: E402
 
 from agf.audio import decode, write_audio  # noqa: E402
 from agf.config import FeatureConfig  # noqa: E402
-from agf.parallel import map_unordered, worker_pool  # noqa: E402
+from agf.parallel import LOCAL_SCHEDULER, dask_client, map_unordered, worker_pool  # noqa: E402
 from agf.prepare import prepare_features  # noqa: E402
 from agf.store import FeatureStore  # noqa: E402
 
@@ -119,6 +119,16 @@ def pool_times(workers: int, module: str = "agf.prepare") -> tuple[float, float]
     return ready - start, time.perf_counter() - closing
 
 
+def dask_start() -> float | None:
+    """Seconds to start the LocalCluster of 2 workers that `--scheduler local -j 2` uses (kept for the
+    measurements that follow); None without dask installed."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        return None
+    return wall(lambda: dask_client(LOCAL_SCHEDULER, 2))
+
+
 def prepare_measurements(paths: list[str], root: Path, reps: int, **prepare_options: Any) -> list[Measurement]:
     """The suite's prepare rows: per-worker ratio to decode-only, 2-vs-1-worker scaling of each, start-up and the
     whole-run scaling (start-up included), from `reps` repetitions over `paths` (and their first fifth)."""
@@ -128,7 +138,12 @@ def prepare_measurements(paths: list[str], root: Path, reps: int, **prepare_opti
     whole: dict[int, list[float]] = {1: [], 2: []}
     fixed: list[float] = []
     pool: list[tuple[float, float]] = []
+    cluster_start = dask_start()
     for _ in range(reps):
+        if cluster_start is not None:
+            dask_rate, _ = marginal_rate(
+                lambda n: prepare_run(paths[:n], root, 2, scheduler=LOCAL_SCHEDULER, **prepare_options), small, large)
+            rates.setdefault(("dask", 2), []).append(dask_rate * audio)
         for workers in (1, 2):
             decode_rate, _ = marginal_rate(lambda n: decode_run(paths[:n], workers), small, large)
             prepare_rate, prepare_fixed = marginal_rate(
@@ -146,6 +161,12 @@ def prepare_measurements(paths: list[str], root: Path, reps: int, **prepare_opti
                     "prepare, 1 worker", rates["prepare", 1], "target ratio >= 1.7"),
         Measurement("decode-only scaling: 2 workers vs 1, warm", "x real time", rates["decode", 2],
                     "decode-only, 1 worker", rates["decode", 1]),
+        *([] if cluster_start is None else [
+            Measurement("prepare scaling on dask: a LocalCluster of 2 workers vs 1 local worker, warm",
+                        "x real time", rates["dask", 2], "prepare, 1 worker", rates["prepare", 1],
+                        "target ratio >= 1.7"),
+            Measurement("dask LocalCluster start-up: 2 worker processes", "s", [cluster_start]),
+        ]),
         Measurement(f"prepare scaling: 2 workers vs 1, whole run of {large} files", "x real time", whole[2],
                     "prepare, 1 worker, whole run", whole[1], "start-up and index included"),
         Measurement("prepare fixed cost per run, 2 workers (start-up, index)", "s", fixed),

@@ -350,8 +350,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(demo_summary(run))
     with run.times.timed("export + predictions"):
         print(demo_predictions(config, run))
-    run.times.write(run.prepared.workdir)
-    print(run.times.line())
+    run.times.write(run.prepared.workdir)  # the stage times printed by run_pipeline, with this last stage
     return 0
 
 
