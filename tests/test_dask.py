@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from audio_cases import make_random_bytes, music_like
 from safetensors.numpy import load_file
-from tiny_config import TINY_TRAINING
+from tiny_config import TINY_CORPUS, TINY_TRAINING
 
 from agf.audio import write_audio
 from agf.config import FeatureConfig, config_from_dict
@@ -107,16 +107,7 @@ def test_a_worker_killed_mid_prepare_leaves_a_complete_store(
     assert again.done == 0 and again.skipped == len(clips)
 
 
-TINY_GRID = """
-[dataset]
-kind = "synth"
-[synth]
-n_genres = 3
-artists_per_genre = 3
-albums_per_artist = 1
-tracks_per_album = 3
-clip_seconds = 3.0
-seed = 1
+TINY_GRID = TINY_CORPUS + """
 [grid]
 tasks = ["g"]
 archs = ["stn"]

@@ -33,12 +33,7 @@ SPEC = NetSpec("mtn", ("g", "m"), 0.25)
 TIMING = ["patches_per_s", "seconds"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def free_port() -> int:

@@ -10,23 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tiny_config import TINY_TRAINING
+from tiny_config import TINY_CORPUS, TINY_TRAINING
 
 from agf.cli import main
 from agf.config import GridConfig, load_config
 from agf.fileio import read_json
 from agf.grid import Case, grid_cases, grid_subsets
 
-TINY = """
-[dataset]
-kind = "synth"
-[synth]
-n_genres = 3
-artists_per_genre = 3
-albums_per_artist = 1
-tracks_per_album = 3
-clip_seconds = 3.0
-seed = 1
+TINY = TINY_CORPUS + """
 [grid]
 tasks = ["g", "m", "s"]
 archs = ["stn", "mtn", "wstn"]

@@ -39,13 +39,7 @@ FAST = TrainConfig(epochs=3, amp=False, channels_last=False, **SMALL_PATCHES)
 AUGMENTED = {"gain_db": 6.0, "time_mask_frames": 4, "freq_mask_bins": 8, "mixup_alpha": 0.4}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine two OpenMP threads stall each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
