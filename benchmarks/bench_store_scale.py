@@ -1,73 +1,103 @@
-"""Random 1-s crop reads from the feature store at FMA-full file counts (not part of `make bench`: writing
-the files takes minutes and GBs).
+"""Random 1-s crop reads from the feature store at FMA file counts, as a training loader process reads them.
 
-FMA full prepared is about 320,000 small files (log-mel, MFCC, entry per track). Training reads one random
-43-frame crop of a random track's memory-mapped log-mel per patch, so the cost per file (open, mmap, header)
-is paid per patch. This writes stores of increasing track counts with the real FeatureStore (short log-mels:
-the file count is what is measured, not the bytes), then times random crop reads from each, warm (after one
-pass over the files, as the page cache holds them during training) and, where the machine allows dropping the
-page cache (root), cold. The baseline: the same crops sliced from one in-memory array.
+Training reads one random 43-frame crop of a random track per patch. The store keeps every track's log-mel in a
+few append-only packs mapped once per process (agf.store), so a crop is a slice of mapped memory. This writes
+stores of increasing track counts with the real FeatureStore (short log-mels: the track count is what is
+measured, not the bytes), then times batches of random crops through the training loader's own
+`CropDataset` (float32 batches of 256 crops), warm (after one pass, as the page cache holds them during
+training) and, where the machine allows dropping the page cache (root), cold. Beside it, in the same run:
+    memory   the same batches from arrays in memory (the ceiling);
+    files    the first store layout (one .npy per track, memory-mapped on open, 4,096 kept open per process),
+             written and read as agf did before the packs.
 
-    python benchmarks/bench_store_scale.py --tracks 1000,32000,107000 --out /tmp/store-scale
+    python benchmarks/bench_store_scale.py --tracks 1000,32000,107000 --out /tmp/store-scale --json rows.json
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
 import statistics
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from agf.config import PATCH_FRAMES, FeatureConfig
 from agf.store import FeatureStore
-from agf.training.data import open_mel
+from agf.training.data import Batch, CropDataset
 
 FRAMES = 2 * PATCH_FRAMES  # short log-mels: a crop still has 44 start positions
-READS = 20_000
+BATCH = 256
+READS = 51_200  # crops per timing: 200 batches
 REPEATS = 3
+CONFIG = FeatureConfig()
 
 
 def write_store(root: Path, tracks: int) -> tuple[FeatureStore, list[str], float]:
-    """A store of `tracks` log-mels + MFCC + entries as prepare writes them; return it, its ids, files/s."""
-    store = FeatureStore(root, FeatureConfig())
+    """A store of `tracks` tracks (log-mel, MFCCs, journal line) as prepare writes them; return it, its ids and
+    tracks written per second."""
+    store = FeatureStore(root, CONFIG)
     rng = np.random.default_rng(0)
-    mel = rng.standard_normal((FRAMES, 128)).astype(np.float16)
-    mfcc = rng.standard_normal((FRAMES, 25)).astype(np.float32)
+    mel = rng.standard_normal((FRAMES, CONFIG.n_mels)).astype(np.float16)
+    mfcc = rng.standard_normal((FRAMES, CONFIG.n_mfcc)).astype(np.float32)
     ids = [f"{i:06d}" for i in range(tracks)]
     started = time.perf_counter()
     for track_id in ids:
-        store.write_array("mel", track_id, mel)
-        store.write_array("mfcc", track_id, mfcc)
-        store.write_entry({"track_id": track_id, "status": "ok", "frames": FRAMES})
-    return store, ids, 3 * tracks / (time.perf_counter() - started)
+        store.write_track({"track_id": track_id, "status": "ok", "frames": FRAMES}, mel, mfcc)
+    return store, ids, tracks / (time.perf_counter() - started)
 
 
-def crop_rate(paths: list[str], rng: np.random.Generator) -> float:
-    """Random crops per second, each from a random file opened as training opens it."""
-    chosen = rng.integers(0, len(paths), READS)
-    starts = rng.integers(0, FRAMES - PATCH_FRAMES + 1, READS)
+def write_files(root: Path, tracks: int) -> tuple[list[str], float]:
+    """The first layout's log-mels: one .npy per track in 256 shard folders; return the paths and files/s."""
+    mel = np.random.default_rng(0).standard_normal((FRAMES, CONFIG.n_mels)).astype(np.float16)
+    paths = [str(root / f"{i % 256:02x}" / f"{i:06d}.npy") for i in range(tracks)]
     started = time.perf_counter()
-    for index, start in zip(chosen, starts):
-        np.array(open_mel(paths[index])[start:start + PATCH_FRAMES])
+    for path in paths:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        np.save(path, mel)
+    return paths, tracks / (time.perf_counter() - started)
+
+
+class FileMels:
+    """The first layout's reader: a track's .npy opened and memory-mapped on use, 4,096 kept open."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, row: int) -> np.ndarray:
+        return _open_npy(self.paths[row])
+
+
+@functools.lru_cache(maxsize=4096)
+def _open_npy(path: str) -> np.ndarray:
+    return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+def crop_rate(mels: Sequence[np.ndarray], rng: np.random.Generator) -> float:
+    """Random crops per second through the training loader's CropDataset, in batches of BATCH."""
+    dataset = CropDataset(mels, {"g": np.zeros((len(mels), 1), dtype=np.float32)}, PATCH_FRAMES)
+    batches = [Batch("g", rng.integers(0, len(mels), BATCH), rng.integers(0, FRAMES - PATCH_FRAMES + 1, BATCH))
+               for _ in range(READS // BATCH)]
+    started = time.perf_counter()
+    for batch in batches:
+        dataset[batch]
     return READS / (time.perf_counter() - started)
 
 
-def memory_rate(tracks: int, rng: np.random.Generator) -> float:
-    """The baseline: the same crops sliced from one in-memory (tracks, FRAMES, 128) array (at most 4,096
-    distinct tracks: the slicing cost does not depend on the count)."""
-    data = rng.standard_normal((min(tracks, 4096), FRAMES, 128)).astype(np.float16)
-    chosen = rng.integers(0, len(data), READS)
-    starts = rng.integers(0, FRAMES - PATCH_FRAMES + 1, READS)
-    started = time.perf_counter()
-    for index, start in zip(chosen, starts):
-        np.array(data[index, start:start + PATCH_FRAMES])
-    return READS / (time.perf_counter() - started)
+def memory_mels(tracks: int) -> list[np.ndarray]:
+    """The ceiling: log-mels in memory (at most 4,096 distinct arrays, repeated: slicing does not depend on it)."""
+    rng = np.random.default_rng(2)
+    distinct = [rng.standard_normal((FRAMES, CONFIG.n_mels)).astype(np.float16) for _ in range(min(tracks, 4096))]
+    return [distinct[i % len(distinct)] for i in range(tracks)]
 
 
 def drop_page_cache() -> bool:
@@ -80,36 +110,59 @@ def drop_page_cache() -> bool:
         return False
 
 
-def measure(root: Path, tracks: int) -> dict:
-    """Write a store of `tracks` tracks and time crop reads from it, warm and cold."""
+def warm_and_cold(mels: Sequence[np.ndarray], rng: np.random.Generator, cold_first: bool) -> tuple[float, float | None]:
+    """(median warm crops/s after one pass over every track, cold crops/s or None)."""
+    cold = crop_rate(mels, rng) if cold_first and drop_page_cache() else None
+    for row in range(len(mels)):  # one pass: every track in the page cache, as after the first epoch
+        np.asarray(mels[row][0])
+    return statistics.median(crop_rate(mels, rng) for _ in range(REPEATS)), cold
+
+
+def measure(root: Path, tracks: int, files: bool = True) -> dict:
+    """Write a store of `tracks` tracks (and the first layout's files) and time crop reads from each."""
     shutil.rmtree(root, ignore_errors=True)
-    store, ids, files_s = write_store(root, tracks)
-    paths = [str(store.array_path("mel", track_id)) for track_id in ids]
+    store, ids, tracks_s = write_store(root / "packs", tracks)
     rng = np.random.default_rng(1)
-    for path in paths:  # one pass: the files in the page cache, as after the first epoch
-        open_mel(path)
-    warm = statistics.median(crop_rate(paths, rng) for _ in range(REPEATS))
-    cold = crop_rate(paths, rng) if drop_page_cache() else None
-    memory = statistics.median(memory_rate(tracks, rng) for _ in range(REPEATS))
+    packed_cold = crop_rate(FeatureStore(store.root, CONFIG).track_mels(ids), rng) if drop_page_cache() else None
+    warm, _ = warm_and_cold(FeatureStore(store.root, CONFIG).track_mels(ids), rng, cold_first=False)
+    memory = statistics.median(crop_rate(memory_mels(tracks), rng) for _ in range(REPEATS))
+    row = {"tracks": tracks, "store_files": len(list(store.root.rglob("*"))), "write_tracks_s": tracks_s,
+           "warm_crops_s": warm, "cold_crops_s": packed_cold, "memory_crops_s": memory,
+           "warm_vs_memory": warm / memory}
+    if files:
+        paths, files_s = write_files(root / "files", tracks)
+        _open_npy.cache_clear()
+        files_warm, files_cold = warm_and_cold(FileMels(paths), rng, cold_first=True)
+        row.update(files_write_s=files_s, files_warm_crops_s=files_warm, files_cold_crops_s=files_cold,
+                   warm_vs_files=warm / files_warm)
     shutil.rmtree(root, ignore_errors=True)
-    return {"tracks": tracks, "files": 3 * tracks, "write_files_s": files_s, "warm_crops_s": warm,
-            "cold_crops_s": cold, "memory_crops_s": memory, "warm_vs_memory": warm / memory}
+    return row
+
+
+def describe(row: dict) -> str:
+    """One line of a row."""
+    def rate(value: float | None) -> str:
+        return f"{value:,.0f}" if value else "n/a"
+    line = (f"{row['tracks']:>7,d} tracks ({row['store_files']} files): random crops warm {rate(row['warm_crops_s'])}/s, "
+            f"cold {rate(row['cold_crops_s'])}/s; in memory {rate(row['memory_crops_s'])}/s "
+            f"(warm/memory {row['warm_vs_memory']:.2f})")
+    if "files_warm_crops_s" in row:
+        line += (f"; first layout (one file per track) warm {rate(row['files_warm_crops_s'])}/s, cold "
+                 f"{rate(row['files_cold_crops_s'])}/s (packs/files {row['warm_vs_files']:.1f}x)")
+    return line
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tracks", default="1000,32000,107000", help="track counts (3 files each)")
+    parser.add_argument("--tracks", default="1000,32000,107000", help="track counts, comma-separated")
     parser.add_argument("--out", default="/tmp/agf-store-scale", help="scratch directory (deleted after)")
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--no-files", action="store_true", help="skip the first layout's one-file-per-track baseline")
     args = parser.parse_args()
     rows = []
     for tracks in (int(t) for t in args.tracks.split(",")):
-        row = measure(Path(args.out) / str(tracks), tracks)
-        rows.append(row)
-        cold = f"{row['cold_crops_s']:.0f}" if row["cold_crops_s"] else "n/a"
-        print(f"{row['files']:>8d} files: write {row['write_files_s']:.0f} files/s; random crops warm "
-              f"{row['warm_crops_s']:.0f}/s, cold {cold}/s; in memory {row['memory_crops_s']:.0f}/s "
-              f"(warm/memory {row['warm_vs_memory']:.3f}); cores {os.cpu_count()}", flush=True)
+        rows.append(measure(Path(args.out) / str(tracks), tracks, files=not args.no_files))
+        print(describe(rows[-1]) + f"; cores {os.cpu_count()}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

@@ -23,17 +23,18 @@ def make_store(
     mels: Mapping[str, np.ndarray],
     config: FeatureConfig | None = None,
     statuses: Mapping[str, str] | None = None,
+    mfccs: Mapping[str, np.ndarray] | None = None,
 ) -> FeatureStore:
     """A store under root holding each (frames, n_mels) array as a float16 log-mel, with an entry and the index.
 
-    `statuses` marks tracks other than 'ok' (their entries say so; their arrays are still written).
+    `statuses` marks tracks other than 'ok' (their entries say so; their arrays are still written). `mfccs`:
+    each track's (frames, n_mfcc) MFCC-like array (default: the log-mel's first n_mfcc bands).
     """
     config = config or FeatureConfig(n_mels=next(iter(mels.values())).shape[1])
     store = FeatureStore(root, config)
     for track_id, mel in mels.items():
-        store.write_array("mel", track_id, mel.astype(np.float16))
         status = (statuses or {}).get(track_id, "ok")
-        store.write_entry(
+        store.write_track(
             {
                 "track_id": track_id,
                 "status": status,
@@ -48,7 +49,9 @@ def make_store(
                 "peak_db": 0.0,
                 "rms_db": -20.0,
                 "decoder": "generated",
-            }
+            },
+            mel,
+            np.asarray(mel if mfccs is None else mfccs[track_id], dtype=np.float32)[:, : config.n_mfcc],
         )
     store.write_index()
     return store

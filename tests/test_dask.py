@@ -25,7 +25,7 @@ from agf.config import FeatureConfig, config_from_dict
 from agf.errors import ConfigError
 from agf.parallel import check_scheduler, close_clients, worker_env
 from agf.prepare import TrackJob, prepare_features, prepare_track
-from agf.store import FeatureStore
+from agf.store import LOCATION_COLUMNS, FeatureStore
 from agf.workdir import WorkDir
 
 distributed = pytest.importorskip("distributed")
@@ -59,7 +59,8 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
 
 
 def _arrays(store: FeatureStore, kind: str) -> dict[str, np.ndarray]:
-    return {t: np.asarray(store.read_array(kind, t)) for t in store.ok_ids()}
+    read = store.mel if kind == "mel" else store.mfcc
+    return {t: np.asarray(read(t)) for t in store.ok_ids()}
 
 
 def test_prepare_on_a_cluster_gives_the_local_store(clips: pd.DataFrame, scheduler: str, tmp_path: Path) -> None:
@@ -68,7 +69,8 @@ def test_prepare_on_a_cluster_gives_the_local_store(clips: pd.DataFrame, schedul
     cluster = FeatureStore.open(tmp_path / "cluster", FeatureConfig())
     summary = prepare_features(clips, cluster, workers=2, progress=False, scheduler=scheduler)
     assert summary.done == len(clips) and summary.status == {"ok": 6, "failed": 1}
-    pd.testing.assert_frame_equal(cluster.index(), local.index())
+    pd.testing.assert_frame_equal(cluster.index().drop(columns=list(LOCATION_COLUMNS)),
+                                  local.index().drop(columns=list(LOCATION_COLUMNS)))
     for kind in ("mel", "mfcc"):
         expected, found = _arrays(local, kind), _arrays(cluster, kind)
         assert found.keys() == expected.keys()
@@ -77,14 +79,15 @@ def test_prepare_on_a_cluster_gives_the_local_store(clips: pd.DataFrame, schedul
 
 
 def kill_once(job: TrackJob) -> dict:
-    """prepare_track, except that the VICTIM's first attempt leaves a half-written array and kills its worker."""
+    """prepare_track, except that the VICTIM's first attempt leaves a half-written record in its pack and a cut
+    journal line, and kills its worker."""
     marker = Path(job.store_root).parent / f"killed-{job.track_id}"
     if job.track_id == VICTIM and not marker.exists():
         marker.touch()
-        store = FeatureStore(job.store_root, job.config)
-        half = store.array_path("mel", job.track_id)
-        half.parent.mkdir(parents=True, exist_ok=True)
-        (half.parent / f".{half.name}.killed.tmp").write_bytes(b"\x93NUMPY half")
+        pack = Path(job.store_root) / "packs" / "killed-worker"
+        pack.parent.mkdir(parents=True, exist_ok=True)
+        pack.with_suffix(".bin").write_bytes(b"half a log-mel")
+        pack.with_suffix(".jsonl").write_text(f'{{"track_id": "{job.track_id}", "status": "ok", "mel_off')
         os._exit(1)
     return prepare_track(job)
 
@@ -100,8 +103,8 @@ def test_a_worker_killed_mid_prepare_leaves_a_complete_store(
     index = store.index().set_index("track_id")
     assert sorted(index.index) == sorted(clips["track_id"])
     for track_id in store.ok_ids():
-        assert store.read_array("mel", track_id).shape[0] == index.loc[track_id, "frames"]
-        assert store.read_array("mfcc", track_id).shape[0] == index.loc[track_id, "frames"]
+        assert store.mel(track_id).shape[0] == index.loc[track_id, "frames"]
+        assert store.mfcc(track_id).shape[0] == index.loc[track_id, "frames"]
     assert not list(store.root.rglob(".*.tmp"))
     again = prepare_features(clips, store, workers=2, progress=False, scheduler=scheduler)
     assert again.done == 0 and again.skipped == len(clips)

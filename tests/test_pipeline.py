@@ -98,7 +98,7 @@ def test_workdir_reused_by_relative_path_and_after_a_move(
     config = str(finished_run / "tiny.toml")
     work = finished_run / "work"
     outputs = ("nets/*/model.safetensors", "transfer/*/mlp.safetensors", "factors/*/*/done.json",
-               "evaluation/*/done.json", "features/*/entries/*/*.json")
+               "evaluation/*/done.json", "features/*/packs/*.jsonl")
 
     def stamps(root: Path) -> dict[str, int]:
         found = {str(p.relative_to(root)): p.stat().st_mtime_ns for pattern in outputs for p in root.glob(pattern)}

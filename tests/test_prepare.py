@@ -21,7 +21,7 @@ from agf.config import FeatureConfig
 from agf.errors import StoreError
 from agf.features import extractor_for
 from agf.prepare import TrackJob, is_finished, prepare_features, prepare_track
-from agf.store import FeatureStore, features_key
+from agf.store import LOCATION_COLUMNS, FeatureStore, features_key
 
 SR = 22050
 
@@ -108,7 +108,7 @@ def test_rerun_skips_finished_and_redoes_changed_files(corpus: pd.DataFrame, tmp
     write_audio(moved, music_like(3.0, 48000, seed=5), 48000)
     table = corpus.copy()
     table.loc[table["track_id"] == "good1", "audio_path"] = str(moved)
-    assert not is_finished(store, "good1", str(moved), retry_failed=False)
+    assert not is_finished(store.read_entry("good1"), str(moved), retry_failed=False)
     third = prepare_features(table, store, workers=1, progress=False)
     assert third.done == 1
     assert store.index().set_index("track_id").loc["good1", "duration"] == pytest.approx(3.0, abs=0.01)
@@ -116,18 +116,23 @@ def test_rerun_skips_finished_and_redoes_changed_files(corpus: pd.DataFrame, tmp
 
 
 def test_half_written_track_is_redone(corpus: pd.DataFrame, tmp_path: Path) -> None:
-    """Arrays without an entry (a kill between the writes) and temp files never count as finished."""
+    """Arrays without a journal line, a journal line cut by a kill, and temp files never count as finished."""
     config = FeatureConfig()
     store = FeatureStore.open(tmp_path, config)
     path = corpus.set_index("track_id").loc["good0", "audio_path"]
-    entry = prepare_track(TrackJob("good0", path, str(store.root), config))
-    store.entry_path("good0").unlink()
-    (store.array_path("mel", "good0").parent / ".good0.npy.abc.tmp").write_bytes(b"half")
-    assert not is_finished(store, "good0", path, retry_failed=False)
+    entry = prepare_track(TrackJob("good0", path, str(tmp_path / "reference"), config))
+    killed = store.root / "packs" / "killedhost-1-00000000"
+    killed.parent.mkdir()
+    killed.with_suffix(".bin").write_bytes(b"\1" * 5000)
+    killed.with_suffix(".jsonl").write_text('{"track_id": "good0", "status": "ok"')
+    (store.root / ".index.parquet.abc.tmp").write_bytes(b"half")
+    assert store.read_entry("good0") is None
     summary = prepare_features(corpus[corpus.track_id == "good0"], store, workers=1, progress=False)
     assert summary.done == 1
-    assert store.read_entry("good0") == entry
-    assert not list(store.root.glob("*/*/.*.tmp"))
+    stored = store.read_entry("good0")
+    assert {k: stored[k] for k in entry} == entry
+    assert is_finished(stored, path, retry_failed=False)
+    assert not list(store.root.glob(".*.tmp"))
 
 
 def test_parallel_equals_serial(corpus: pd.DataFrame, tmp_path: Path) -> None:
@@ -135,8 +140,8 @@ def test_parallel_equals_serial(corpus: pd.DataFrame, tmp_path: Path) -> None:
     parallel = FeatureStore.open(tmp_path / "parallel", FeatureConfig())
     prepare_features(corpus, serial, workers=1, progress=False)
     prepare_features(corpus, parallel, workers=2, progress=False)
-    a = serial.index().drop(columns=["audio_path"])
-    b = parallel.index().drop(columns=["audio_path"])
+    a = serial.index().drop(columns=["audio_path", *LOCATION_COLUMNS])
+    b = parallel.index().drop(columns=["audio_path", *LOCATION_COLUMNS])
     pd.testing.assert_frame_equal(a, b)
     for track_id in serial.ok_ids():
         np.testing.assert_array_equal(serial.mel(track_id), parallel.mel(track_id))
@@ -182,22 +187,29 @@ def test_killed_prepare_resumes_to_the_same_store(corpus: pd.DataFrame, tmp_path
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(_prepare_cmd(manifest, killed, 1), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
-    while time.time() < deadline and len(list(killed.glob("features/*/entries/*/*.json"))) < 3:
+    while time.time() < deadline and _journal_lines(killed) < 3:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    finished_before = len(list(killed.glob("features/*/entries/*/*.json")))
+    finished_before = _journal_lines(killed)
     assert 0 < finished_before < 30, "the kill should land mid-run"
 
     result = subprocess.run(_prepare_cmd(manifest, killed, 1), check=True, capture_output=True, text=True)
     assert f"already done (skipped): {finished_before}" in result.stdout
     [ref_store] = list(reference.glob("features/*"))
     [new_store] = list(killed.glob("features/*"))
-    ref_index = pd.read_parquet(ref_store / "index.parquet").drop(columns=["audio_path"])
-    new_index = pd.read_parquet(new_store / "index.parquet").drop(columns=["audio_path"])
+    ref_index = pd.read_parquet(ref_store / "index.parquet").drop(columns=["audio_path", *LOCATION_COLUMNS])
+    new_index = pd.read_parquet(new_store / "index.parquet").drop(columns=["audio_path", *LOCATION_COLUMNS])
     pd.testing.assert_frame_equal(ref_index, new_index)
-    for mel in ref_store.glob("mel/*/*.npy"):
-        np.testing.assert_array_equal(np.load(mel), np.load(new_store / mel.relative_to(ref_store)))
+    ref, new = FeatureStore(ref_store, FeatureConfig()), FeatureStore(new_store, FeatureConfig())
+    for track_id in ref.ok_ids():
+        np.testing.assert_array_equal(ref.mel(track_id), new.mel(track_id))
+        np.testing.assert_array_equal(ref.mfcc(track_id), new.mfcc(track_id))
+
+
+def _journal_lines(workdir: Path) -> int:
+    """Finished tracks in a work directory's store: complete journal lines."""
+    return sum(path.read_bytes().count(b"\n") for path in workdir.glob("features/*/packs/*.jsonl"))
 
 
 SEGMENTS = [  # (file seconds, max_duration, offset, expected segment [start, stop) in seconds)

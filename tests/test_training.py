@@ -97,7 +97,8 @@ def test_band_norm_streams_all_frames_of_training_tracks_only(tmp_path: Path) ->
     toy = toy_collection(tmp_path)
     train_ids = toy.tracks.loc[toy.tracks["split"] == "train", "track_id"].tolist()
     val_id = toy.tracks.loc[toy.tracks["split"] == "val", "track_id"].iloc[0]
-    toy.store.write_array("mel", val_id, np.full((60, 32), 500.0, dtype=np.float16))
+    loud = np.full((60, 32), 500.0, dtype=np.float16)
+    toy.store.write_track(toy.store.read_entry(val_id), loud, np.zeros((60, 25), dtype=np.float32))
     frames = np.concatenate([np.asarray(toy.store.mel(t), dtype=np.float64) for t in train_ids])
     mean, std = fit_band_norm(toy.store, train_ids)
     np.testing.assert_allclose(mean, frames.mean(axis=0), rtol=1e-12)
@@ -136,7 +137,7 @@ def test_epoch_plan_is_seeded_and_covers_every_training_track_once() -> None:
 
 def test_crops_are_the_planned_memmap_slices(collection, targets) -> None:
     data = prepare_data(collection.store, collection.tracks, targets, ("g",), 16)
-    dataset = CropDataset(data.mel_paths, data.targets, 16)
+    dataset = CropDataset(data.mels, data.targets, 16)
     plan = validation_plan("g", data.val_rows["g"][:2], data.max_offsets, 64)
     task, x, y = dataset[plan[0]]
     assert task == "g" and x.shape == (6, 1, 16, 32) and x.dtype == torch.float32 and y.shape == (6, 3)

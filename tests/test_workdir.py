@@ -50,8 +50,6 @@ class Env:
 def env(tmp_path_factory: pytest.TempPathFactory) -> Env:
     root = tmp_path_factory.mktemp("contract")
     toy = toy_collection(root)
-    for track_id in toy.tracks["track_id"]:
-        toy.store.write_array("mfcc", track_id, np.asarray(toy.store.mel(track_id), dtype=np.float32)[:, :8])
     targets = {"g": task_targets(toy.tracks, "g", None)}
     net_dir = root / "net"
     train_net(NetSpec("stn", ("g",), 0.25), toy.store, toy.tracks, targets, TRAIN, 0, net_dir, "cpu", False)

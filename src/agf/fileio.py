@@ -42,9 +42,7 @@ def atomic_path(path: str | Path, durable: bool = True) -> Iterator[Path]:
         os.replace(tmp_path, path)
     except (OSError, RuntimeError) as exc:
         tmp_path.unlink(missing_ok=True)
-        if _disk_full(exc, path.parent):
-            raise WriteError(f"{path}: no space left on the device; free some space and run the same command "
-                             "again (finished work is kept)") from exc
+        _raise_if_disk_full(exc, path)
         raise
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -52,6 +50,13 @@ def atomic_path(path: str | Path, durable: bool = True) -> Iterator[Path]:
 
 # Less free space than this after a failed write means the write failed for lack of space.
 FULL_DISK_BYTES = 1 << 20
+
+
+def _raise_if_disk_full(error: BaseException, path: Path) -> None:
+    """A WriteError (one line: free space, rerun) when writing `path` failed for lack of space."""
+    if _disk_full(error, path.parent):
+        raise WriteError(f"{path}: no space left on the device; free some space and run the same command "
+                         "again (finished work is kept)") from error
 
 
 def _disk_full(error: BaseException, directory: Path) -> bool:
@@ -63,6 +68,20 @@ def _disk_full(error: BaseException, directory: Path) -> bool:
         return shutil.disk_usage(directory).free < FULL_DISK_BYTES
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def appending(path: str | Path) -> Iterator[Any]:
+    """An append-only binary handle on `path` (created with its folder); a full disk is a WriteError. Only one
+    process may append to a file: readers trust every byte before a record's journal line."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(path, "ab") as handle:
+            yield handle
+    except OSError as exc:
+        _raise_if_disk_full(exc, path)
+        raise
 
 
 def write_bytes_atomic(path: str | Path, data: bytes, durable: bool = True) -> None:

@@ -1,7 +1,7 @@
 """`agf prepare`: decode every track once and store its log-mel, MFCCs and technical facts.
 
-Resumable and kill-safe: a track counts as finished only when its entry (written after its
-arrays) exists and still describes the same audio file, so re-running skips finished tracks and
+Resumable and kill-safe: a track counts as finished only when its entry (its journal line, written after its
+arrays: agf.store) exists and still describes the same audio file, so re-running skips finished tracks and
 redoes anything a kill interrupted. Decoding failures are recorded per track, never fatal.
 """
 
@@ -94,18 +94,16 @@ def prepare_track(job: TrackJob) -> dict:
     }
     if job.known_bad:
         entry.update(status="known_bad", reason="listed in FMA's known bad files")
-        store.write_entry(entry)
+        store.write_track(entry)
         return entry
     segment = Segment.of(job.config)
     try:
         samples, info = decode_segment(job.audio_path, job.config.sample_rate, segment)
     except AudioDecodeError as exc:
         entry.update(status="failed", reason=exc.reason)
-        store.write_entry(entry)
+        store.write_track(entry)
         return entry
     features = extractor_for(job.config)(samples)
-    store.write_array("mel", job.track_id, features.mel)
-    store.write_array("mfcc", job.track_id, features.mfcc)
     frames = int(features.mel.shape[0])
     peak = float(np.max(np.abs(samples))) if samples.size else 0.0
     rms = float(np.sqrt(np.dot(samples, samples) / samples.size)) if samples.size else 0.0
@@ -128,13 +126,13 @@ def prepare_track(job: TrackJob) -> dict:
             "" if segment == Segment() else f" (the segment kept of {info.duration:.2f} s decoded)"))
     elif entry["rms_db"] < job.config.silence_rms_db:
         entry.update(status="silent", reason=f"RMS level {entry['rms_db']:.1f} dBFS")
-    store.write_entry(entry)
+    store.write_track(entry, features.mel, features.mfcc)
     return entry
 
 
-def is_finished(store: FeatureStore, track_id: str, audio_path: str, retry_failed: bool) -> bool:
-    """Whether a track's stored entry is complete and still matches its audio file."""
-    entry = store.read_entry(track_id)
+def is_finished(entry: dict | None, audio_path: str, retry_failed: bool) -> bool:
+    """Whether a track's stored entry (FeatureStore.read_entry; None: never finished) is complete and still
+    matches its audio file."""
     if entry is None:
         return False
     if retry_failed and entry["status"] == "failed":
@@ -143,9 +141,7 @@ def is_finished(store: FeatureStore, track_id: str, audio_path: str, retry_faile
     # directory (and the synthetic corpus in it) reached by another path or moved elsewhere is not redone.
     if (entry["file_size"], entry["file_mtime_ns"]) != _file_facts(audio_path):
         return False
-    if entry["status"] in ("ok", "too_short", "silent"):
-        return store.has_array("mel", track_id) and store.has_array("mfcc", track_id)
-    return True
+    return entry["status"] not in ("ok", "too_short", "silent") or entry["mel_offset"] >= 0
 
 
 def prepare_features(
@@ -162,10 +158,11 @@ def prepare_features(
     removed before and after."""
     store.remove_temporaries()
     summary = PrepareSummary(total=len(tracks))
+    finished = store.entries().set_index("track_id", drop=False).to_dict("index")
     jobs = []
     declared = tracks["declared_duration"] if "declared_duration" in tracks.columns else [float("nan")] * len(tracks)
     for track_id, audio_path, seconds in zip(tracks["track_id"], tracks["audio_path"], declared):
-        if is_finished(store, track_id, audio_path, retry_failed):
+        if is_finished(finished.get(track_id), audio_path, retry_failed):
             summary.skipped += 1
             continue
         # A cluster's workers may run elsewhere: they get paths that do not depend on this process's directory.

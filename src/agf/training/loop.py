@@ -37,7 +37,7 @@ from agf.device import resolve_device
 from agf.errors import TrainingDiverged, TrainingError
 from agf.fileio import stable_key, write_text_atomic
 from agf.models import MTN, STN, count_params, save_net, soft_cross_entropy
-from agf.store import FeatureStore
+from agf.store import FeatureStore, TrackMels
 from agf.tasks import GENRE_TASK
 from agf.training import distributed
 from agf.training.augment import augment_batch, augment_rng
@@ -90,7 +90,7 @@ class TrainingData:
     """The tracks one net sees: a dataset row per track, per-task targets, and each task's train/val rows."""
 
     track_ids: list[str]
-    mel_paths: list[str]
+    mels: TrackMels
     # Last valid crop start per row (frames - patch_frames).
     max_offsets: np.ndarray
     # task -> (rows, K) float32; NaN rows for tracks without a target of that task.
@@ -142,7 +142,7 @@ def prepare_data(
         arrays[task] = aligned
     return TrainingData(
         track_ids=track_ids,
-        mel_paths=[str(store.array_path("mel", track_id)) for track_id in track_ids],
+        mels=store.track_mels(track_ids),
         max_offsets=np.array([frames[t] for t in track_ids], dtype=np.int64) - patch_frames,
         targets=arrays,
         train_rows=train_rows,
@@ -451,7 +451,7 @@ def train_net(
     model = distributed.wrap(net, target_device, find_unused=len(spec.tasks) > 1)
 
     sampler = PlanSampler()
-    dataset = CropDataset(data.mel_paths, data.targets, config.patch_frames)
+    dataset = CropDataset(data.mels, data.targets, config.patch_frames)
     loader = make_loader(dataset, sampler, config.loader_workers, pin_memory=target_device.type == "cuda")
     eval_batch = config.batch_size * EVAL_BATCH_FACTOR
     val_plans = {
