@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from measure import Measurement
 
 from agf.config import PATCH_FRAMES, FeatureConfig
 from agf.store import FeatureStore
@@ -113,8 +114,8 @@ def drop_page_cache() -> bool:
 def warm_and_cold(mels: Sequence[np.ndarray], rng: np.random.Generator, cold_first: bool) -> tuple[float, float | None]:
     """(median warm crops/s after one pass over every track, cold crops/s or None)."""
     cold = crop_rate(mels, rng) if cold_first and drop_page_cache() else None
-    for row in range(len(mels)):  # one pass: every track in the page cache, as after the first epoch
-        np.asarray(mels[row][0])
+    for row in range(len(mels)):  # one pass over every track: in the page cache and mapped, as in later epochs
+        np.array(mels[row])
     return statistics.median(crop_rate(mels, rng) for _ in range(REPEATS)), cold
 
 
@@ -137,6 +138,28 @@ def measure(root: Path, tracks: int, files: bool = True) -> dict:
                    warm_vs_files=warm / files_warm)
     shutil.rmtree(root, ignore_errors=True)
     return row
+
+
+def store_measurements(scratch: Path, tracks: int, reps: int) -> list[Measurement]:
+    """The suite's rows: packed-store crops beside in-memory crops and beside the first layout, `reps` stores of
+    `tracks` tracks each written and read in turn."""
+    rows = [measure(scratch / f"store{rep}", tracks) for rep in range(reps)]
+
+    def column(name: str) -> list[float]:
+        return [row[name] for row in rows]
+
+    cold = [row["cold_crops_s"] for row in rows if row["cold_crops_s"]]
+    files_cold = [row["files_cold_crops_s"] for row in rows if row["files_cold_crops_s"]]
+    cold_note = (f"cold (page cache dropped) packs {statistics.median(cold):,.0f}/s, first layout "
+                 f"{statistics.median(files_cold):,.0f}/s" if cold and files_cold else "cold not measured (not root)")
+    return [
+        Measurement(f"store: random 1-s crops from packs, {tracks:,} tracks, one loader process, warm", "crops/s",
+                    column("warm_crops_s"), "the same crops from memory", column("memory_crops_s"),
+                    f"targets >= 100,000 crops/s and ratio >= 0.5; {cold_note}"),
+        Measurement(f"store: packs vs the first layout (one .npy per track), {tracks:,} tracks, warm", "crops/s",
+                    column("warm_crops_s"), "one file per track", column("files_warm_crops_s"),
+                    "through the training loader's CropDataset, batches of 256"),
+    ]
 
 
 def describe(row: dict) -> str:

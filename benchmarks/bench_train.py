@@ -97,7 +97,7 @@ def interleaved_rates(tracks: pd.DataFrame, store: FeatureStore, config: TrainCo
     in-memory batches, taken alternately on the same net: both see the same load from other jobs."""
     data = prepare_data(store, tracks, {"g": task_targets(tracks, "g", None)}, ("g",), config.patch_frames)
     sampler = PlanSampler()
-    loader = make_loader(CropDataset(data.mel_paths, data.targets, config.patch_frames), sampler,
+    loader = make_loader(CropDataset(data.mels, data.targets, config.patch_frames), sampler,
                          config.loader_workers, pin_memory=False)
     from_loader, from_memory = [], []
     for epoch in range(1, config.epochs + 1):

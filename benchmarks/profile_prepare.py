@@ -66,8 +66,7 @@ def install_timers() -> None:
     prepare_module.FeatureStore = timed("open store", FeatureStore)
     prepare_module.decode_segment = timed("decode", prepare_module.decode_segment)
     prepare_module.extractor_for = lambda config: timed("features", extractor_for(config))
-    FeatureStore.write_array = timed("write arrays", FeatureStore.write_array)
-    FeatureStore.write_entry = timed("write entry", FeatureStore.write_entry)
+    FeatureStore.write_track = timed("write track", FeatureStore.write_track)
     prepare_module._timers_installed = True
 
 
@@ -139,10 +138,10 @@ def main_share(paths: list[str], root: Path) -> None:
     """The main process's own work: the job list (is_finished per track) before, write_index after."""
     store = FeatureStore.open(tempfile.mkdtemp(dir=root), FeatureConfig())
     table = track_table(paths)
-    checks = wall(lambda: [is_finished(store, t, p, False) for t, p in zip(table["track_id"], paths)])
+    checks = wall(lambda: [is_finished(store.read_entry(t), p, False) for t, p in zip(table["track_id"], paths)])
     prepare_module.prepare_features(table, store, workers=1, progress=False)
     index = wall(store.write_index)
-    done = wall(lambda: [is_finished(store, t, p, False) for t, p in zip(table["track_id"], paths)])
+    done = wall(lambda: [is_finished(store.read_entry(t), p, False) for t, p in zip(table["track_id"], paths)])
     print(f"\nmain process, {len(paths)} tracks: is_finished on an empty store {checks:.3f} s, on a finished one "
           f"{done:.3f} s; write_index {index:.3f} s")
 

@@ -1,6 +1,6 @@
 """The benchmark suite (`make bench`): every measurement beside its baseline, in one run, separate from the tests.
 
-    .venv/bin/python benchmarks/suite.py [--only prepare,features,train,predict,factors] [--reps 3]
+    .venv/bin/python benchmarks/suite.py [--only prepare,features,store,train,predict,factors] [--reps 3]
 
 Writes benchmarks/results.json (the machine, and per measurement its repetitions, their median, the baseline
 measured in the same run and the ratio) and renders its table into docs/benchmarks.md between the markers
@@ -27,10 +27,14 @@ from bench_factors import kmeans_measurements, lda_measurements  # noqa: E402
 from bench_features import decoded_clips, feature_measurements  # noqa: E402
 from bench_predict import predict_measurements  # noqa: E402
 from bench_prepare import prepare_measurements, write_clips  # noqa: E402
+from bench_store_scale import store_measurements  # noqa: E402
 from bench_train import random_collection, train_measurements  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-GROUPS = ("prepare", "features", "train", "predict", "factors")
+GROUPS = ("prepare", "features", "store", "train", "predict", "factors")
+# The training row whose baseline is the step's own speed (in memory, bf16 as agf trains) and whose GPU figure is
+# training on the GPU, for the loader-vs-step row.
+STEP_ROW = "training bf16 autocast + channels_last: from the store vs in memory"
 SUITE_BEGIN = "<!-- suite results: written by benchmarks/suite.py -->"
 SUITE_END = "<!-- end of suite results -->"
 
@@ -47,6 +51,7 @@ def run_groups(args: argparse.Namespace, scratch: Path) -> list[Measurement]:
     steps: dict[str, Callable[[], list[Measurement]]] = {
         "prepare": lambda: prepare_measurements(write_clips(folder("prepare"), args.files), scratch, args.reps),
         "features": lambda: feature_measurements(decoded_clips(write_clips(folder("features"), 8)), 5),
+        "store": lambda: store_measurements(folder("store"), args.store_tracks, args.reps),
         "train": lambda: train_measurements(*random_collection(folder("train"), args.tracks, 1300), folder("nets"),
                                             args.epochs, threads=2),
         "predict": lambda: predict_measurements(write_clips(folder("predict"), args.predict_files), scratch,
@@ -61,7 +66,27 @@ def run_groups(args: argparse.Namespace, scratch: Path) -> list[Measurement]:
             print(f"{group}: {time.perf_counter() - start:.0f} s", flush=True)
             print_rows(found)
             rows += found
-    return rows
+    bound = loader_vs_step(rows)
+    if bound:
+        print_rows(bound)
+    return rows + bound
+
+
+def loader_vs_step(rows: list[Measurement]) -> list[Measurement]:
+    """One row: the crops/s one loader process reads from the store beside the patches/s a training step takes
+    (on the GPU too, when there is one), saying which of the two bounds training; [] without both groups."""
+    crops = next((row for row in rows if row.name.startswith("store: random 1-s crops")), None)
+    step = next((row for row in rows if row.name.startswith(STEP_ROW)), None)
+    if crops is None or step is None:
+        return []
+    bounds = {"CPU": "the loader" if crops.figure < step.baseline else "the training step"}
+    if step.gpu is not None:
+        bounds["GPU"] = "the loader" if crops.figure < step.gpu else "the training step"
+    gpu = f"; GPU step {step.gpu:,.0f} patches/s: ratio {crops.figure / step.gpu:.1f}" if step.gpu else ""
+    return [Measurement("loader vs training step: store crops/s per loader process over the step's patches/s",
+                        "crops/s", crops.values, "training step patches/s (bf16, in memory)", step.baseline_values,
+                        "bounds training: " + ", ".join(f"{k} {v}" for k, v in bounds.items()) + gpu
+                        + "; ratio > 1: one loader process keeps up with the step")]
 
 
 def number(value: float | None) -> str:
@@ -128,6 +153,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--files", type=int, default=240, help="30-s MP3s for the prepare rows")
     parser.add_argument("--predict-files", type=int, default=40, help="30-s MP3s for the predict rows")
     parser.add_argument("--tracks", type=int, default=500, help="stored tracks for the training rows")
+    parser.add_argument("--store-tracks", type=int, default=20_000,
+                        help="tracks of the stores the crop-read rows write (the first layout: a file each)")
     parser.add_argument("--epochs", type=int, default=6, help="training epochs (the first is warm-up)")
     parser.add_argument("--frames", type=int, default=100_000, help="MFCC frames for the K-means rows")
     parser.add_argument("--artists", type=int, default=300, help="artist bags for the LDA row")

@@ -158,7 +158,8 @@ def prepare_features(
     removed before and after."""
     store.remove_temporaries()
     summary = PrepareSummary(total=len(tracks))
-    finished = store.entries().set_index("track_id", drop=False).to_dict("index")
+    stored = store.entries().set_index("track_id")
+    finished = stored[["status", "file_size", "file_mtime_ns", "mel_offset"]].to_dict("index")
     jobs = []
     declared = tracks["declared_duration"] if "declared_duration" in tracks.columns else [float("nan")] * len(tracks)
     for track_id, audio_path, seconds in zip(tracks["track_id"], tracks["audio_path"], declared):
