@@ -102,7 +102,7 @@ def test_workdir_reused_by_relative_path_and_after_a_move(
 
     def stamps(root: Path) -> dict[str, int]:
         found = {str(p.relative_to(root)): p.stat().st_mtime_ns for pattern in outputs for p in root.glob(pattern)}
-        assert len(found) > 20
+        assert len(found) > 10 and any(name.startswith("features/") for name in found)
         return found
 
     before = stamps(work)
