@@ -619,6 +619,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `agf` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from agf.parallel import keep_freed_memory  # not for `agf --help`
+
+    keep_freed_memory()  # window features, training and prediction reuse freed memory here (agf.parallel)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -44,11 +44,24 @@ THREAD_ENV_VARS = (
     "NUMEXPR_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS",
 )
-# glibc malloc in worker processes: keep freed blocks up to these sizes in the heap instead of handing each large
-# per-track array back to the kernel. Without them a prepare worker page-faulted ~3,300 fresh pages (13 MB) per
-# track and ran each track 1.19-1.27x slower than the one long-lived process (benchmarks/profile_prepare.py).
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
+# glibc malloc keeping freed memory, in the agf process (keep_freed_memory, called by cli.main) and in every worker
+# (MALLOC_ENV, read when a worker's glibc starts): blocks up to MALLOC_MMAP_THRESHOLD come from the heap and are
+# reused once freed, rather than mapped afresh and handed back to the kernel, which zeroes every page again at the
+# next use; the heap's free top goes back to the kernel only beyond MALLOC_TRIM_THRESHOLD. By default glibc maps
+# every block over 32 MB: window features of one net page-faulted ~440 times per window (a batch of 1,024 windows
+# frees ~1 GB of activations, the fp32 first layer's alone 360 MB) and spent as much system time as user time
+# (benchmarks/bench_memory.py); a prepare worker page-faulted ~3,300 fresh pages (13 MB) per track and ran each
+# track 1.19-1.27x slower (benchmarks/profile_prepare.py). What stays mapped is bounded by the largest batch.
+MALLOC_MMAP_THRESHOLD = 512 << 20
+# Over what a batch frees at once (1 GiB was not: the heap was trimmed and faulted afresh every few batches);
+# the largest value mallopt takes (an int).
+MALLOC_TRIM_THRESHOLD = (2 << 30) - 1
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(MALLOC_MMAP_THRESHOLD),
+              "MALLOC_TRIM_THRESHOLD_": str(MALLOC_TRIM_THRESHOLD)}
 WORKER_ENV = {**{name: "1" for name in THREAD_ENV_VARS}, **MALLOC_ENV}
+# mallopt(3) parameters (glibc's malloc.h).
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
 
 
 # run.scheduler: a LocalCluster started here; any other non-empty value is a scheduler's address.
@@ -70,6 +83,18 @@ def die_with_parent() -> None:
     SIGKILL, so no orphan keeps computing and writing. Linux only; elsewhere a no-op."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def keep_freed_memory() -> bool:
+    """Give this process's glibc malloc MALLOC_ENV's thresholds now (the environment is read only when a process
+    starts). True when glibc took them; False elsewhere (no glibc), where nothing changes."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError, TypeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    taken = [mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD), mallopt(M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD)]
+    return taken == [1, 1]
 
 
 def available_cores() -> int:
