@@ -243,6 +243,12 @@ def map_ordered(
                 future.cancel()
 
 
+def _with_freed_memory(func: Callable[[Item], Result], item: Item) -> Result:
+    """func(item) in a dask worker, whose process agf did not start: its malloc keeps freed memory too."""
+    keep_freed_memory()
+    return func(item)
+
+
 def map_unordered(
     func: Callable[[Item], Result],
     items: Iterable[Item],
@@ -282,7 +288,8 @@ def map_unordered(
                     except StopIteration:
                         exhausted = True
                     else:
-                        pending[pool.submit(func, item)] = item
+                        task = (_with_freed_memory, func, item) if scheduler else (func, item)
+                        pending[pool.submit(*task)] = item
                 if not pending:
                     break
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
