@@ -19,7 +19,7 @@ from agf.config import PATCH_FRAMES, FeatureConfig, TransferConfig, key_settings
 from agf.errors import TransferError
 from agf.evaluation import CLASSICAL, evaluate
 from agf.fileio import read_json
-from agf.metrics import accuracy
+from agf.metrics import accuracy, aggregate_window_probs, log_loss, mean_window_probs, pooled_window_features
 from agf.models import MTN, STN, save_net
 from agf.store import FeatureStore
 from agf.transfer import (
@@ -35,11 +35,12 @@ from agf.transfer import (
 )
 from agf.transfer.mlp import (
     Candidate,
+    FeatureMatrix,
     WindowSet,
     choose_candidate,
     epoch_positions,
     fold_standardization,
-    predict_windows,
+    predict_batches,
     standardization,
     window_cache_dir,
 )
@@ -161,7 +162,9 @@ def test_window_features_shape_values_and_cache(small_store, tmp_path: Path, mon
     counts = [len(window_starts(len(m), 43, 21)) for m in mels.values()]
     assert counts == [1, 1, 4, 6]
     assert first.features.shape == (sum(counts), 256) and first.features.dtype == np.float16
-    assert first.track_ids.tolist() == np.repeat(ids, counts).tolist() and first.genre_probs is None
+    assert first.tracks[first.track_of_window].tolist() == np.repeat(ids, counts).tolist()
+    assert first.track_of_window.dtype == np.int32 and first.genre_probs is None
+    assert isinstance(first.features, np.memmap)  # computed into the cache file and read from there
     stored = store.mel("t3")
     with torch.no_grad():
         expected = net.features(torch.from_numpy(window_batch(stored, window_starts(140, 43, 21), 43)).unsqueeze(1))
@@ -175,7 +178,7 @@ def test_window_features_shape_values_and_cache(small_store, tmp_path: Path, mon
     again = net_window_features(net, store, ids, 43, hop=21, device="cpu", cache_path=cache)
     np.testing.assert_array_equal(again.features, first.features)
     np.testing.assert_array_equal(again.starts, first.starts)
-    assert again.track_ids.tolist() == first.track_ids.tolist()
+    assert again.tracks.tolist() == ids and np.array_equal(again.track_of_window, first.track_of_window)
     with pytest.raises(AssertionError, match="the net ran"):  # another hop is another request: recomputed
         net_window_features(net, store, ids, 43, hop=10, device="cpu", cache_path=cache)
 
@@ -227,7 +230,7 @@ def transfer_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     real_train_mlp = transfer_mlp.train_mlp
 
     def spy(model, train, *args, **kwargs):
-        fitted_on.append(train.track_ids.copy())
+        fitted_on.append(train.track_ids[train.track_of_row])
         return real_train_mlp(model, train, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
@@ -280,8 +283,8 @@ def test_track_prediction_is_the_mean_of_window_probabilities(transfer_run: dict
         )
         for path in transfer_run["sources"]
     ]
-    features = torch.from_numpy(np.concatenate([np.asarray(p.features) for p in parts], axis=1))
-    window_probs = predict_windows(model, features)
+    features = FeatureMatrix(tuple(p.features for p in parts), torch.device("cpu"))
+    window_probs = np.concatenate(list(predict_batches(model, features, np.arange(features.n_rows))))
     by_hand = np.stack([window_probs[4 * i : 4 * i + 4].mean(axis=0) for i in range(len(tracks))])
     np.testing.assert_allclose(result.predictions[GENRES].to_numpy(), by_hand, atol=1e-6)
 
@@ -421,15 +424,16 @@ def test_model_names_are_plain_and_never_merge_two_nets(transfer_run: dict, tmp_
 def test_windows_cap_draws_at_most_n_per_track_anew_every_epoch() -> None:
     sizes = {"t0": 1, "t1": 3, "t2": 10, "t3": 10, "t4": 2, "t5": 7}
     ids = np.repeat(list(sizes), list(sizes.values()))
-    train = WindowSet(features=torch.zeros(len(ids), 2), rows=torch.arange(len(ids)),
-                      labels=torch.zeros(len(ids), dtype=torch.long), track_ids=ids)
-    first = epoch_positions(train, 3, seed=0, epoch=1).numpy()
+    track_of_row = np.repeat(np.arange(len(sizes), dtype=np.int32), list(sizes.values()))
+    train = WindowSet(FeatureMatrix((np.zeros((len(ids), 2)),), torch.device("cpu")), np.arange(len(ids)),
+                      track_of_row, np.zeros(len(ids), dtype=np.int64), np.array(list(sizes)))
+    first = epoch_positions(train, 3, seed=0, epoch=1)
     assert pd.Series(ids[first]).value_counts().to_dict() == {t: min(3, n) for t, n in sizes.items()}
     assert len(set(first)) == len(first)  # no window twice
-    assert not np.array_equal(first, epoch_positions(train, 3, seed=0, epoch=2).numpy())  # other windows next epoch
-    assert np.array_equal(first, epoch_positions(train, 3, seed=0, epoch=1).numpy())  # the same seed: the same draw
-    assert not np.array_equal(first, epoch_positions(train, 3, seed=1, epoch=1).numpy())
-    assert np.array_equal(epoch_positions(train, 0, seed=0, epoch=1).numpy(), np.arange(len(ids)))  # 0: all
+    assert not np.array_equal(first, epoch_positions(train, 3, seed=0, epoch=2))  # other windows next epoch
+    assert np.array_equal(first, epoch_positions(train, 3, seed=0, epoch=1))  # the same seed: the same draw
+    assert not np.array_equal(first, epoch_positions(train, 3, seed=1, epoch=1))
+    assert np.array_equal(epoch_positions(train, 0, seed=0, epoch=1), np.arange(len(ids)))  # 0: all
 
 
 def test_capped_transfer_trains_on_at_most_n_windows_per_track_and_epoch(
@@ -441,7 +445,7 @@ def test_capped_transfer_trains_on_at_most_n_windows_per_track_and_epoch(
 
     def spy(train, cap, seed, epoch):
         positions = real(train, cap, seed, epoch)
-        drawn.append(train.track_ids[positions.numpy()])
+        drawn.append(train.track_ids[train.track_of_row[positions]])
         return positions
 
     monkeypatch.setattr(transfer_mlp, "epoch_positions", spy)
@@ -457,10 +461,11 @@ def test_capped_transfer_trains_on_at_most_n_windows_per_track_and_epoch(
 
 def test_mlp_training_equals_torch_default_single_tensor_adam(monkeypatch) -> None:
     """The MLP's multi-tensor (foreach) Adam is a speed-up only: the weights are bitwise those of torch's default."""
-    generator = torch.Generator().manual_seed(0)
-    ids = np.repeat([f"t{i}" for i in range(12)], 5)
-    train = WindowSet(features=torch.randn(len(ids), 16, generator=generator), rows=torch.arange(len(ids)),
-                      labels=torch.randint(0, 3, (len(ids),), generator=generator), track_ids=ids)
+    rng = np.random.default_rng(0)
+    track_of_row = np.repeat(np.arange(12, dtype=np.int32), 5)
+    features = FeatureMatrix((rng.normal(size=(len(track_of_row), 16)).astype(np.float32),), torch.device("cpu"))
+    train = WindowSet(features, np.arange(len(track_of_row)), track_of_row, rng.integers(0, 3, len(track_of_row)),
+                      np.array([f"t{i}" for i in range(12)]))
     config = TransferConfig(epochs=4, hidden=32, batch_size=8, select_epoch="last")
 
     def trained() -> dict[str, torch.Tensor]:
@@ -476,12 +481,130 @@ def test_mlp_training_equals_torch_default_single_tensor_adam(monkeypatch) -> No
 
 def test_standardisation_folds_into_the_first_layer() -> None:
     x = torch.randn(20, 6) * torch.tensor([1.0, 5.0, 0.1, 2.0, 1.0, 0.0]) + 3.0  # the last column is constant
-    mean, std = standardization(x, np.arange(20) < 15)
+    mean, std = standardization(FeatureMatrix((x.numpy(),), torch.device("cpu")), np.arange(15))
     assert std[-1] == 1.0 and torch.allclose(std[:2], x[:15, :2].double().std(0, unbiased=False).float())
     model = transfer_mlp.build_mlp(6, 3, hidden=8).eval()
     expected = model((x - mean) / std)
     fold_standardization(model, mean, std)
     torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
+
+
+# -- out of core: features read from the nets' caches by batch -----------------------------------------------
+
+
+def in_memory_mlp(
+    features: torch.Tensor, labels: np.ndarray, ids: np.ndarray, split: np.ndarray, config: TransferConfig, seed: int
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The transfer MLP as fitted before its features went out of core, on one in-memory matrix (a row per window,
+    or per track): standardised at once by torch's float64 statistics, batches indexed from the matrix. Returns
+    the curves and the kept MLP's probabilities of every row."""
+    train, val = (torch.from_numpy(np.flatnonzero(split == name)) for name in ("train", "val"))
+    inputs = features
+    if config.standardize:
+        stats = features[train].double()
+        mean, std = stats.mean(0).float(), stats.std(0, unbiased=False)
+        std = torch.where(std < transfer_mlp.STD_FLOOR, torch.ones_like(std), std).float()
+        inputs = ((features.float() - mean) / std).to(features.dtype)
+    torch.manual_seed(seed)
+    model = transfer_mlp.build_mlp(features.shape[1], len(GENRES), config.hidden, config.dropout)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, foreach=True)
+    shuffle = torch.Generator().manual_seed(seed)
+    val_labels = pd.Series(labels[val], index=ids[val]).groupby(level=0, sort=False).first().to_numpy()
+
+    def probs(x: torch.Tensor, rows: torch.Tensor) -> np.ndarray:
+        model.eval()
+        with torch.inference_mode():
+            batches = rows.split(transfer_mlp.PREDICT_BATCH)
+            return torch.cat([torch.softmax(model(x[batch].float()), 1) for batch in batches]).numpy()
+
+    curves, best = [], (np.inf, {})
+    for _ in range(config.epochs):
+        model.train()
+        loss_sum = torch.zeros(())
+        for batch in train[torch.randperm(len(train), generator=shuffle)].split(config.batch_size):
+            loss = torch.nn.functional.cross_entropy(model(inputs[batch].float()), torch.from_numpy(labels[batch]))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * len(batch)
+        track_probs = mean_window_probs(ids[val], probs(inputs, val)).to_numpy()
+        val_loss = log_loss(val_labels, track_probs)
+        curves.append([loss_sum.item() / len(train), val_loss, accuracy(val_labels, track_probs.argmax(1))])
+        if val_loss < best[0]:
+            best = (val_loss, {name: t.detach().clone() for name, t in model.state_dict().items()})
+    model.load_state_dict(best[1])
+    if config.standardize:
+        fold_standardization(model, mean, std)
+    return pd.DataFrame(curves, columns=["train_loss", "val_log_loss", "val_accuracy"]), probs(
+        features, torch.arange(len(features)))
+
+
+@pytest.mark.parametrize("standardize", [True, False])
+def test_the_mlp_read_by_batch_from_memmapped_caches_is_the_in_memory_mlp(
+    tmp_path: Path, monkeypatch, standardize: bool
+) -> None:
+    """Three nets' float16 features memory-mapped and read a batch at a time (statistics, validation, predictions
+    and pooled features in chunks of 16 and 8 rows, tracks straddling them) give bitwise the curves and track
+    probabilities of the concatenated in-memory matrix, for every aggregation."""
+    monkeypatch.setattr(transfer_mlp, "PREDICT_BATCH", 16)
+    monkeypatch.setattr(transfer_mlp, "POOL_BATCH", 8)
+    rng = np.random.default_rng(3)
+    tracks = toy_tracks()
+    labels = tracks["genre"].map(GENRES.index).to_numpy()
+    track_of_row = np.repeat(np.arange(len(tracks), dtype=np.int32), rng.integers(1, 12, len(tracks)))
+    parts = []
+    for i, dim in enumerate((8, 12, 4)):
+        values = rng.normal(rng.normal(0, 1, dim), rng.uniform(0.2, 2, dim), (len(track_of_row), dim))
+        np.save(tmp_path / f"net{i}.npy", (values + labels[track_of_row, None]).astype(np.float16))
+        parts.append(np.load(tmp_path / f"net{i}.npy", mmap_mode="r"))
+    ids, split = tracks["track_id"].to_numpy(dtype=object), tracks["split"].to_numpy()
+    rows = transfer_mlp.Rows(FeatureMatrix(tuple(parts), torch.device("cpu")), track_of_row, ids, labels, split)
+    config = TransferConfig(epochs=4, hidden=16, batch_size=8, standardize=standardize,
+                            aggregations=("probs", "log_probs", "pooled"))
+    fitted = {c.aggregation: c for c in transfer_mlp.fit_candidates(rows, tracks, tuple(GENRES), config, 5, False)}
+
+    features = torch.from_numpy(np.concatenate(parts, axis=1))
+    window_ids = ids[track_of_row]
+    curves, window_probs = in_memory_mlp(features, labels[track_of_row], window_ids, split[track_of_row], config, 5)
+    pooled = pooled_window_features(window_ids, features.float().numpy()).to_numpy(dtype=np.float32)
+    pooled_curves, pooled_probs = in_memory_mlp(torch.tensor(pooled), labels, ids, split, config, 5)
+    expected = {aggregation: (curves, aggregate_window_probs(window_ids, window_probs, aggregation).to_numpy())
+                for aggregation in ("probs", "log_probs")}
+    expected["pooled"] = (pooled_curves, pooled_probs)
+    for aggregation, (reference_curves, reference_probs) in expected.items():
+        candidate = fitted[aggregation]
+        pd.testing.assert_frame_equal(candidate.fitted.curves[list(reference_curves)], reference_curves,
+                                      check_exact=True)
+        assert np.array_equal(candidate.predictions[GENRES].to_numpy(), reference_probs), aggregation
+
+
+@settings(max_examples=100, deadline=None)
+@given(sizes=st.lists(st.integers(1, 9), min_size=1, max_size=12), batch=st.integers(1, 20))
+def test_batches_regroup_into_whole_tracks(sizes: list[int], batch: int) -> None:
+    track_of_row = np.repeat(np.arange(len(sizes), dtype=np.int32), sizes)
+    values = np.arange(len(track_of_row))
+    batches = (values[s] for s in transfer_mlp.batch_slices(len(values), batch))
+    chunks = list(transfer_mlp.whole_tracks(track_of_row, batches))
+    assert np.array_equal(np.concatenate([v for _, v in chunks]), values)  # every row once, in order
+    ends = np.cumsum([len(v) for _, v in chunks])
+    assert set(ends) <= set(np.cumsum(sizes))  # no track split between chunks
+    assert all(np.array_equal(codes, track_of_row[end - len(v) : end]) for (codes, v), end in zip(chunks, ends))
+
+
+def test_nets_with_other_windows_are_refused(small_store) -> None:
+    store, mels = small_store
+    net = fitted_stn(3, list(mels.values()))
+    ids = list(mels)
+    one = net_window_features(net, store, ids, 43, hop=21, device="cpu")
+    other = net_window_features(net, store, ids, 43, hop=10, device="cpu")
+    tracks = pd.DataFrame({"track_id": ids, "genre": GENRES[0], "split": "train"})
+    rows = transfer_mlp.window_rows(transfer_mlp.shared_windows([one, one]), tracks, GENRES, torch.device("cpu"))
+    assert rows.features.dim == 512 and np.array_equal(rows.track_of_row, one.track_of_window)
+    with pytest.raises(TransferError, match="different windows"):
+        transfer_mlp.shared_windows(iter([one, other]))
+    shuffled = dataclasses.replace(one, track_of_window=one.track_of_window[::-1].copy())
+    with pytest.raises(TransferError, match="not grouped by track"):
+        transfer_mlp.shared_windows([shuffled])
 
 
 def _candidate(name: str, tracks: pd.DataFrame, right: float, test_right: float) -> Candidate:

@@ -11,8 +11,19 @@ TransferConfig.aggregations (agf.config.AGGREGATIONS):
                 features (the authors' follow-up work), trained and early-stopped like the window MLP
 With several, each is fitted and the one of the lowest validation log loss after temperature scaling (fitted
 on the same validation tracks, as the evaluation does) is kept; the test split never chooses. With
-`standardize` (on by default), each MLP's input is standardised by the mean and standard deviation of its training rows, and
-the statistics are folded into the first dense layer afterwards, so the saved MLP takes the raw features.
+`standardize` (on by default), each MLP's input is standardised by the mean and standard deviation of its
+training rows, and the statistics are folded into the first dense layer afterwards, so the saved MLP takes the
+raw features.
+
+Out of core: the window features stay in the nets' caches (memory-mapped float16 features.npy; FMA-large with 5
+nets: 6.5 M windows x 1,280 features, 16.6 GB). FeatureMatrix reads a batch of rows of every net, side by side,
+and only that batch goes to the device, standardised there as the MLP is trained (float16-rounded, as before);
+the statistics are accumulated in float64 over the training rows a chunk at a time; validation scores,
+predictions and pooled features are computed a chunk of whole tracks at a time (windows are grouped by track).
+What stays in memory is per window a track index (int32), per training window its row and label, per track its
+id, label and split, and for 'pooled' one float32 row of 2 x 1,280 per track (1.1 GB for FMA-large's 106,574
+tracks). The MLP trained so is bitwise the one of the in-memory matrix (tests/test_transfer.py); memory and
+speed against it: benchmarks/bench_transfer.py.
 
 out_dir (the transfer directory) receives
     mlp.safetensors       the best epoch's MLP weights
@@ -31,7 +42,7 @@ transfers over different subsets of the same nets compute each net's features on
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -57,13 +68,7 @@ from agf.fileio import (
     write_parquet_atomic,
     write_text_atomic,
 )
-from agf.metrics import (
-    accuracy,
-    aggregate_window_probs,
-    log_loss,
-    mean_window_probs,
-    pooled_window_features,
-)
+from agf.metrics import accuracy, aggregate_window_probs, log_loss, pooled_window_features
 from agf.models.nets import init_weights
 from agf.store import FeatureStore
 from agf.transfer.sources import SourceNet, load_source
@@ -72,30 +77,72 @@ from agf.workdir import clear_done, is_done, mark_done
 
 MLP_FORMAT = "agf-transfer/1"
 PREDICT_BATCH = 8192
+# Windows per chunk of pooled features: their float64 moments (2 x D per window) and pandas' copies of them stay
+# under about 100 MB at 5 nets x 256 features (at PREDICT_BATCH, 600 MB).
+POOL_BATCH = 1024
 # A standardised input whose training standard deviation is below this is left unscaled: it is constant up to the
 # float16 rounding of the stored features (resolution about 1e-3 near 1), and dividing by it would amplify that.
 STD_FLOOR = 1e-3
 
 
-@dataclass(frozen=True)
-class WindowSet:
-    """Some rows of the window-feature matrix: their labels (the track's given genre) and track ids."""
+@dataclass(frozen=True, eq=False)
+class FeatureMatrix:
+    """An (n_rows, D) feature matrix left where its parts lie, side by side (one part per source net: its window
+    cache's memory-mapped float16 features.npy; or one in-memory array) and read a batch of rows at a time: the
+    rows of all nets are never in memory, nor on the device, at once. With `mean` and `std`, the batches the
+    model gets are standardised (see `batch`)."""
 
-    features: torch.Tensor  # (n_all_windows, D) float16, shared by every WindowSet of one transfer
-    rows: torch.Tensor  # (n,) int64 rows of `features` in this set
-    labels: torch.Tensor  # (n,) int64 class index of each row's track
-    track_ids: np.ndarray  # (n,) str
+    parts: tuple[np.ndarray, ...]  # (n_rows, D_i) each, one dtype
+    device: torch.device
+    mean: torch.Tensor | None = None  # (D,) float32 on the device
+    std: torch.Tensor | None = None
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.parts[0])
+
+    @property
+    def dim(self) -> int:
+        return sum(part.shape[1] for part in self.parts)
+
+    def read(self, rows: np.ndarray | slice) -> np.ndarray:
+        """The given rows of every part side by side, as stored (a copy in memory)."""
+        return np.concatenate([part[rows] for part in self.parts], axis=1)
+
+    def batch(self, rows: np.ndarray | slice) -> torch.Tensor:
+        """The given rows as the model's float32 input on the device: standardised, when the matrix has a mean and
+        std, and rounded back to the stored dtype (float16 for windows) as the MLP is trained."""
+        stored = torch.from_numpy(self.read(rows)).to(self.device)
+        if self.mean is None:
+            return stored.float()
+        return ((stored.float() - self.mean) / self.std).to(stored.dtype).float()
+
+    def standardized(self, mean: torch.Tensor, std: torch.Tensor) -> FeatureMatrix:
+        """The same rows, standardised by `mean` and `std` when read as the model's input."""
+        return replace(self, mean=mean, std=std)
 
 
 @dataclass(frozen=True)
 class Rows:
-    """What an MLP is fitted on and predicts: one feature row per window (or per track, pooled), each row's
-    label (its track's given genre, class index), track id and split."""
+    """What an MLP is fitted on and predicts: one feature row per window (or per track, pooled), grouped by track,
+    and each track's id, label (its given genre, class index) and split."""
 
-    features: torch.Tensor  # (n, D)
-    labels: np.ndarray  # (n,) int64
-    track_ids: np.ndarray  # (n,) str
-    split: np.ndarray  # (n,) str
+    features: FeatureMatrix  # (n_rows, D)
+    track_of_row: np.ndarray  # (n_rows,) int32 index into the per-track arrays, non-decreasing, every track present
+    track_ids: np.ndarray  # (n_tracks,) str
+    labels: np.ndarray  # (n_tracks,) int64
+    split: np.ndarray  # (n_tracks,) str
+
+
+@dataclass(frozen=True)
+class WindowSet:
+    """Some rows of a Rows (the windows of its training or validation tracks), in order: still grouped by track."""
+
+    features: FeatureMatrix  # every row of the Rows, read by batch (standardised for training and validation)
+    rows: np.ndarray  # (n,) int64 rows of `features` in this set, ascending
+    track_of_row: np.ndarray  # (n,) int32 index into track_ids
+    labels: np.ndarray  # (n,) int64 class index of each row's track
+    track_ids: np.ndarray  # (n_tracks,) str: every track of the Rows
 
 
 @dataclass(frozen=True)
@@ -165,26 +212,64 @@ def check_has_training_tracks(tracks: pd.DataFrame, store: FeatureStore) -> None
         raise TransferError(f"{store.root}: no training track has usable features; run `agf prepare` first")
 
 
-def predict_windows(model: nn.Module, features: torch.Tensor, rows: torch.Tensor | None = None) -> np.ndarray:
-    """(n, K) float32 softmax probabilities of the given rows (all by default), eval mode, large batches."""
+def batch_slices(n_rows: int, size: int) -> Iterator[slice]:
+    """Consecutive slices of `size` rows (the last may be shorter) covering n_rows rows."""
+    return (slice(start, min(start + size, n_rows)) for start in range(0, n_rows, size))
+
+
+def predict_batches(model: nn.Module, features: FeatureMatrix, rows: np.ndarray) -> Iterator[np.ndarray]:
+    """(batch, K) float32 softmax probabilities of the given rows, PREDICT_BATCH rows at a time, eval mode."""
     model.eval()
-    rows = torch.arange(len(features), device=features.device) if rows is None else rows
-    with torch.inference_mode():
-        parts = [torch.softmax(model(features[batch].float()), dim=1).cpu() for batch in rows.split(PREDICT_BATCH)]
-    return torch.cat(parts).numpy() if parts else np.zeros((0, model[-1].out_features), dtype=np.float32)
+    for batch in batch_slices(len(rows), PREDICT_BATCH):
+        with torch.inference_mode():
+            probs = torch.softmax(model(features.batch(rows[batch])), dim=1).cpu().numpy()
+        yield probs
+
+
+def whole_tracks(track_of_row: np.ndarray, batches: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(track of each row, values) of whole tracks, from consecutive non-empty batches of per-row values (rows
+    grouped by track, track_of_row non-decreasing): a batch's last track, which may go on in the next, waits."""
+    held: list[np.ndarray] = []
+    first = end = 0  # rows [first, end) are held
+    for values in batches:
+        held.append(values)
+        end += len(values)
+        cut = first + int(np.searchsorted(track_of_row[first:end], track_of_row[end - 1]))
+        if cut > first:
+            block = np.concatenate(held)
+            yield track_of_row[first:cut], block[: cut - first]
+            held, first = [block[cut - first :]], cut
+    if end > first:
+        yield track_of_row[first:end], np.concatenate(held)
+
+
+def track_probabilities(
+    window_probs: Iterable[np.ndarray],
+    track_of_row: np.ndarray,
+    track_ids: np.ndarray,
+    aggregations: Sequence[str],
+    columns: Sequence[str] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Each aggregation's track probabilities (index track_id, tracks in order) from window probabilities that come
+    in consecutive batches, aggregated a chunk of whole tracks at a time (agf.metrics.aggregate_window_probs)."""
+    parts: dict[str, list[pd.DataFrame]] = {aggregation: [] for aggregation in aggregations}
+    for codes, probs in whole_tracks(track_of_row, window_probs):
+        ids = track_ids[codes]
+        for aggregation, frames in parts.items():
+            frames.append(aggregate_window_probs(ids, probs, aggregation, columns=columns))
+    return {aggregation: pd.concat(frames) for aggregation, frames in parts.items()}
 
 
 def _track_scores(model: nn.Module, windows: WindowSet, track_labels: np.ndarray) -> tuple[float, float]:
     """Track-level log loss and accuracy of a window set (window probabilities averaged per track)."""
-    track_probs = mean_window_probs(windows.track_ids, predict_windows(model, windows.features, windows.rows))
-    matrix = track_probs.to_numpy()
+    probs = predict_batches(model, windows.features, windows.rows)
+    matrix = track_probabilities(probs, windows.track_of_row, windows.track_ids, ["probs"])["probs"].to_numpy()
     return log_loss(track_labels, matrix), accuracy(track_labels, matrix.argmax(axis=1))
 
 
 def _first_label_per_track(windows: WindowSet) -> np.ndarray:
-    """The label of each track of a window set, in order of first appearance (mean_window_probs' order)."""
-    labels = pd.Series(windows.labels.cpu().numpy(), index=windows.track_ids)
-    return labels.groupby(level=0, sort=False).first().to_numpy()
+    """The label of each track of a window set, in order."""
+    return windows.labels[np.flatnonzero(np.diff(windows.track_of_row, prepend=-1))]
 
 
 def capped_positions(track_codes: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
@@ -196,14 +281,12 @@ def capped_positions(track_codes: np.ndarray, cap: int, rng: np.random.Generator
     return np.sort(by_track[rank < cap])
 
 
-def epoch_positions(train: WindowSet, cap: int, seed: int, epoch: int) -> torch.Tensor:
+def epoch_positions(train: WindowSet, cap: int, seed: int, epoch: int) -> np.ndarray:
     """The positions in `train` one epoch trains on: all (cap 0), or at most `cap` per track, drawn at random
     by the run seed and the epoch."""
     if cap == 0:
-        return torch.arange(len(train.rows), device=train.rows.device)
-    codes = pd.factorize(train.track_ids)[0]
-    positions = capped_positions(codes, cap, np.random.default_rng([seed, epoch]))
-    return torch.from_numpy(positions).to(train.rows.device)
+        return np.arange(len(train.rows))
+    return capped_positions(train.track_of_row, cap, np.random.default_rng([seed, epoch]))
 
 
 def train_mlp(
@@ -211,7 +294,8 @@ def train_mlp(
     progress: bool = True,
 ) -> tuple[dict[str, torch.Tensor], pd.DataFrame, int]:
     """Fit on `train` (at most config.max_windows_per_track rows per track and epoch, 0: all; reshuffled every
-    epoch by `seed`); return the best epoch's weights, the curves and that epoch.
+    epoch by `seed`; each batch read from the features and moved to the device alone); return the best epoch's
+    weights, the curves and that epoch.
 
     The best epoch has the lowest track-level validation log loss; without validation tracks, or with
     select_epoch = 'last', it is the last.
@@ -221,20 +305,23 @@ def train_mlp(
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, foreach=True)
     shuffle = torch.Generator().manual_seed(seed)
     val_labels = _first_label_per_track(val) if val is not None else None
+    device = train.features.device
     best_loss, best_epoch, best_state = np.inf, 0, {}
     curves = []
     for epoch in tqdm(range(1, config.epochs + 1), desc="transfer MLP", unit="epoch", disable=not progress):
         started = time.perf_counter()
         model.train()
-        loss_sum = torch.zeros((), device=train.rows.device)
+        loss_sum = torch.zeros((), device=device)
         positions = epoch_positions(train, config.max_windows_per_track, seed, epoch)
-        order = torch.randperm(len(positions), generator=shuffle).to(train.rows.device)
-        for batch in positions[order].split(config.batch_size):
-            loss = F.cross_entropy(model(train.features[train.rows[batch]].float()), train.labels[batch])
+        shuffled = positions[torch.randperm(len(positions), generator=shuffle).numpy()]
+        for batch in batch_slices(len(shuffled), config.batch_size):
+            chosen = shuffled[batch]
+            labels = torch.from_numpy(train.labels[chosen]).to(device)
+            loss = F.cross_entropy(model(train.features.batch(train.rows[chosen])), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_sum += loss.detach() * len(batch)
+            loss_sum += loss.detach() * len(chosen)
         val_loss, val_accuracy = _track_scores(model, val, val_labels) if val is not None else (np.nan, np.nan)
         curves.append(
             {
@@ -251,22 +338,31 @@ def train_mlp(
     return best_state, pd.DataFrame(curves), best_epoch
 
 
-def _window_set(features: torch.Tensor, labels: np.ndarray, track_ids: np.ndarray, mask: np.ndarray) -> WindowSet:
-    """The rows of `features` selected by a boolean mask."""
-    rows = np.flatnonzero(mask)
-    return WindowSet(
-        features=features,
-        rows=torch.from_numpy(rows).to(features.device),
-        labels=torch.from_numpy(labels[rows]).to(features.device),
-        track_ids=track_ids[rows],
-    )
+def _window_set(features: FeatureMatrix, rows: Rows, selected: np.ndarray) -> WindowSet:
+    """The rows of the tracks selected by a boolean mask over `rows`' tracks, read from `features`."""
+    positions = np.flatnonzero(selected[rows.track_of_row])
+    track_of_row = rows.track_of_row[positions]
+    return WindowSet(features, positions, track_of_row, rows.labels[track_of_row], rows.track_ids)
 
 
-def standardization(features: torch.Tensor, train: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-column mean and standard deviation (float32) of the training rows; deviations under STD_FLOOR are 1."""
-    rows = features[torch.from_numpy(np.flatnonzero(train)).to(features.device)].double()
-    mean, std = rows.mean(dim=0), rows.std(dim=0, unbiased=False)
-    return mean.float(), torch.where(std < STD_FLOOR, torch.ones_like(std), std).float()
+def standardization(features: FeatureMatrix, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-column mean and standard deviation (float32, on the features' device) of the given rows, accumulated in
+    float64 a chunk of rows at a time (the chunks' squared deviations merged as Chan et al.'s parallel variance);
+    deviations under STD_FLOOR are 1."""
+    total = np.zeros(features.dim)
+    squares = np.zeros(features.dim)  # sum of squared deviations from the mean of the rows so far
+    count = 0
+    for batch in batch_slices(len(rows), PREDICT_BATCH):
+        chunk = features.read(rows[batch]).astype(np.float64)
+        chunk_sum, n = chunk.sum(axis=0), len(chunk)
+        shift = chunk_sum / n - total / max(count, 1)
+        chunk -= chunk_sum / n
+        squares += np.square(chunk, out=chunk).sum(axis=0) + np.square(shift) * count * n / (count + n)
+        total += chunk_sum
+        count += n
+    mean, std = total / count, np.sqrt(squares / count)
+    std = np.where(std < STD_FLOOR, 1.0, std)
+    return torch.from_numpy(mean).float().to(features.device), torch.from_numpy(std).float().to(features.device)
 
 
 def fold_standardization(model: nn.Sequential, mean: torch.Tensor, std: torch.Tensor) -> None:
@@ -283,16 +379,15 @@ def fit_mlp(
 ) -> FittedMLP:
     """Train an MLP on the rows of training tracks (checked: no other split fits it), early-stopped on the
     validation rows (see train_mlp); with config.standardize, on inputs standardised by the training rows."""
-    train_mask, val_mask = rows.split == "train", rows.split == "val"
-    inputs = rows.features
+    train = _window_set(rows.features, rows, rows.split == "train")
+    check_train_only(rows.track_ids[np.unique(train.track_of_row)], tracks)
     if config.standardize:
-        mean, std = standardization(rows.features, train_mask)
-        inputs = ((rows.features.float() - mean) / std).to(rows.features.dtype)
-    train = _window_set(inputs, rows.labels, rows.track_ids, train_mask)
-    check_train_only(train.track_ids, tracks)
-    val = _window_set(inputs, rows.labels, rows.track_ids, val_mask) if val_mask.any() else None
+        mean, std = standardization(train.features, train.rows)
+        train = replace(train, features=train.features.standardized(mean, std))
+    is_val = rows.split == "val"
+    val = _window_set(train.features, rows, is_val) if is_val.any() else None
     torch.manual_seed(seed)
-    model = build_mlp(inputs.shape[1], n_out, config.hidden, config.dropout).to(inputs.device)
+    model = build_mlp(train.features.dim, n_out, config.hidden, config.dropout).to(train.features.device)
     best_state, curves, best_epoch = train_mlp(model, train, val, config, seed, progress)
     model.load_state_dict(best_state)
     if config.standardize:
@@ -301,15 +396,53 @@ def fit_mlp(
 
 
 def pooled_rows(windows: Rows) -> Rows:
-    """One row per track: the mean and standard deviation of its window features (float32), its label and split."""
-    pooled = pooled_window_features(windows.track_ids, windows.features.float().cpu().numpy())
-    first = pd.DataFrame({"label": windows.labels, "split": windows.split}, index=windows.track_ids)
-    first = first.groupby(level=0, sort=False).first().loc[pooled.index]
+    """One row per track (in memory): the mean and standard deviation of its window features (float32), computed
+    a chunk of whole tracks at a time; the same tracks, labels and splits."""
+    pooled = np.empty((len(windows.track_ids), 2 * windows.features.dim), dtype=np.float32)
+    chunks = (windows.features.read(batch) for batch in batch_slices(windows.features.n_rows, POOL_BATCH))
+    for codes, features in whole_tracks(windows.track_of_row, chunks):
+        moments = pooled_window_features(windows.track_ids[codes], features)
+        pooled[codes[0] : codes[-1] + 1] = moments.to_numpy(dtype=np.float32)
+    return replace(windows, features=FeatureMatrix((pooled,), windows.features.device),
+                   track_of_row=np.arange(len(pooled), dtype=np.int32))
+
+
+def shared_windows(windows: Iterable[WindowFeatures]) -> list[WindowFeatures]:
+    """The nets' window features, taken one at a time, each sharing the first's window arrays (track index and
+    start of every window: one copy in memory); TransferError unless every net has the same windows in the same
+    order, grouped by track."""
+    windows = iter(windows)
+    first = next(windows)
+    steps = np.diff(first.track_of_window)
+    if not ((steps == 0) | (steps == 1)).all():
+        raise TransferError("the window caches' windows are not grouped by track; remove their transfer/windows/ "
+                            "folders to compute them again")
+    shared = [first]
+    for window in windows:
+        if not (np.array_equal(window.tracks, first.tracks) and np.array_equal(window.starts, first.starts)
+                and np.array_equal(window.track_of_window, first.track_of_window)):
+            raise TransferError(
+                "the source nets' window caches hold different windows (tracks or start frames); remove their "
+                "transfer/windows/ folders to compute them again"
+            )
+        shared.append(replace(window, tracks=first.tracks, track_of_window=first.track_of_window,
+                              starts=first.starts))
+    return shared
+
+
+def window_rows(
+    windows: Sequence[WindowFeatures], tracks: pd.DataFrame, genres: Sequence[str], device: torch.device
+) -> Rows:
+    """The window MLP's rows over the nets' windows (see shared_windows): every window, the nets' features side by
+    side (read from their caches by batch), and each track's label and split."""
+    first = windows[0]
+    by_id = tracks.set_index(tracks["track_id"].astype(str)).loc[first.tracks]
     return Rows(
-        features=torch.tensor(pooled.to_numpy(dtype=np.float32), device=windows.features.device),
-        labels=first["label"].to_numpy(dtype=np.int64),
-        track_ids=pooled.index.to_numpy(),
-        split=first["split"].to_numpy(),
+        features=FeatureMatrix(tuple(window.features for window in windows), device),
+        track_of_row=first.track_of_window,
+        track_ids=first.tracks,
+        labels=by_id["genre"].map({genre: i for i, genre in enumerate(genres)}).to_numpy(dtype=np.int64),
+        split=by_id["split"].to_numpy(),
     )
 
 
@@ -337,16 +470,17 @@ def fit_candidates(
     window_aggregations = [a for a in config.aggregations if a != "pooled"]
     if window_aggregations:
         window_mlp = fit_mlp(windows, tracks, len(genres), config, seed, progress)
-        probs = predict_windows(window_mlp.model, windows.features)
-        for aggregation in window_aggregations:
-            track_probs = aggregate_window_probs(windows.track_ids, probs, aggregation, columns=genres)
+        probs = predict_batches(window_mlp.model, windows.features, np.arange(windows.features.n_rows))
+        by_aggregation = track_probabilities(probs, windows.track_of_row, windows.track_ids, window_aggregations,
+                                             genres)
+        for aggregation, track_probs in by_aggregation.items():
             fitted[aggregation] = Candidate(aggregation, window_mlp, _track_table(track_probs, genres, split_of))
     if "pooled" in config.aggregations:
         pooled = pooled_rows(windows)
         pooled_config = replace(config, max_windows_per_track=0)
         pooled_mlp = fit_mlp(pooled, tracks, len(genres), pooled_config, seed, progress)
-        track_probs = pd.DataFrame(predict_windows(pooled_mlp.model, pooled.features), index=pooled.track_ids,
-                                   columns=list(genres))
+        probs = predict_batches(pooled_mlp.model, pooled.features, np.arange(pooled.features.n_rows))
+        track_probs = pd.DataFrame(np.concatenate(list(probs)), index=pooled.track_ids, columns=list(genres))
         fitted["pooled"] = Candidate("pooled", pooled_mlp, _track_table(track_probs, genres, split_of))
     return [fitted[a] for a in config.aggregations]
 
@@ -392,7 +526,9 @@ def _write_baselines(
         name = f"{source.baseline}: {source.label}"
         file = f"baselines/{safe_name(name)}.parquet"
         try:
-            head = mean_window_probs(window.track_ids, window.genre_probs, columns=window.head_genres)
+            probs = (window.genre_probs[batch] for batch in batch_slices(len(window.genre_probs), PREDICT_BATCH))
+            head = track_probabilities(probs, window.track_of_window, window.tracks, ["probs"],
+                                       window.head_genres)["probs"]
             table = _track_table(head, genres, split_of)
         except TransferError as exc:
             raise TransferError(f"{source.path}: {exc}") from None
@@ -435,12 +571,12 @@ def _mlp_spec(
     seed: int,
     chosen: Candidate,
     scores: dict[str, dict[str, float] | None],
-    train_window_ids: np.ndarray,
+    per_track: np.ndarray,
 ) -> dict:
-    """mlp.json: what the MLP was fitted on, its shape, the chosen epoch and aggregation, every candidate's scores."""
+    """mlp.json: what the MLP was fitted on (per_track: the windows of each training track), its shape, the chosen
+    epoch and aggregation, every candidate's scores."""
     curves, best_epoch = chosen.fitted.curves, chosen.fitted.best_epoch
     best_val_loss = curves.loc[curves["epoch"] == best_epoch, "val_log_loss"].iloc[0]
-    per_track = pd.Series(train_window_ids).value_counts()
     cap = config.max_windows_per_track
     return {
         "format": MLP_FORMAT,
@@ -464,7 +600,7 @@ def _mlp_spec(
         "n_train_tracks": len(per_track),
         "n_train_windows": int(per_track.sum()),
         "max_windows_per_track": cap,
-        "train_windows_per_epoch": int(per_track.clip(upper=cap).sum() if cap else per_track.sum()),
+        "train_windows_per_epoch": int(np.minimum(per_track, cap).sum() if cap else per_track.sum()),
     }
 
 
@@ -478,9 +614,9 @@ def fit_transfer(
     device: str | torch.device = "auto",
     progress: bool = True,
 ) -> TransferResult:
-    """Train the transfer MLP with the run seed `seed` on the concatenated window features of `sources` (in order),
-    over the usable tracks `tracks` (see FeatureStore.usable), one per config.aggregations, and keep the one of
-    the lowest validation log loss. See the module doc."""
+    """Train the transfer MLP with the run seed `seed` on the window features of `sources` side by side (in order;
+    read from their caches a batch at a time), over the usable tracks `tracks` (see FeatureStore.usable), one per
+    config.aggregations, and keep the one of the lowest validation log loss. See the module doc."""
     out_dir = Path(out_dir)
     if not sources:
         raise TransferError("no source nets given; pass one or more trained net directories")
@@ -499,29 +635,23 @@ def fit_transfer(
     clear_done(out_dir)
 
     usable = tracks["track_id"].astype(str).tolist()
-    windows = [
+    windows = shared_windows(
         net_window_features(
             source.net, store, usable, source.patch_frames, config.window_hop, torch_device,
             cache_path=window_cache_dir(out_dir, source.path, config.window_hop),
             head_genres=source.head_genres, progress=progress, amp=config.amp,
         )
         for source in nets
-    ]
-    window_ids = windows[0].track_ids
-    split_of = tracks.set_index("track_id")["split"]
-    genre_index = tracks.set_index("track_id")["genre"].map({g: i for i, g in enumerate(genres)})
-    rows = Rows(
-        features=torch.from_numpy(np.concatenate([np.asarray(w.features) for w in windows], axis=1)).to(torch_device),
-        labels=pd.Series(window_ids).map(genre_index).to_numpy(dtype=np.int64),
-        track_ids=window_ids,
-        split=pd.Series(window_ids).map(split_of).to_numpy(),
     )
+    rows = window_rows(windows, tracks, genres, torch_device)
+    split_of = tracks.set_index("track_id")["split"]
     candidates = fit_candidates(rows, tracks, genres, config, seed, progress)
     chosen, scores = choose_candidate(candidates, tracks, genres)
 
     name = "transfer MLP: " + " + ".join(source.label for source in nets)
     baselines = _write_baselines(out_dir, nets, windows, genres, split_of)
-    spec = _mlp_spec(name, nets, windows, genres, config, seed, chosen, scores, window_ids[rows.split == "train"])
+    per_track = np.bincount(rows.track_of_row, minlength=len(rows.track_ids))[rows.split == "train"]
+    spec = _mlp_spec(name, nets, windows, genres, config, seed, chosen, scores, per_track)
     state = {k: v.detach().cpu().contiguous() for k, v in chosen.fitted.model.state_dict().items()}
     with atomic_path(out_dir / "mlp.safetensors") as tmp:
         save_file(state, str(tmp), metadata={"format": MLP_FORMAT})

@@ -6,26 +6,36 @@ padded with the clip's quietest value (silence in dB: with ref 1.0, zero dB is a
 
 Cache layout (one directory per net and hop, written by net_window_features):
     features.npy      (n_windows, D) float16 penultimate activations
-    windows.parquet   track_id, start: which window each row is
+    windows.parquet   track_id, start: which window each row is (grouped by track, in the order asked for)
     genre_probs.npy   (n_windows, G) float32 softmax of the net's genre head (only for nets with one)
     done.json         the completion marker (agf.workdir): the key of the request the files answer (net
                       fingerprint, hop, patch, store, track ids), written last
+
+Memory: the arrays are computed into the cache's files through memory maps and read back memory-mapped, so a
+net's windows are never all in memory (FMA-large: 6.5 M windows x 256 features, 3.3 GB of float16 per net). A
+track id is held once per track, a window by an int32 index into them: windows.parquet's track_id column is
+dictionary-encoded by Arrow on reading (one Python string per window cost 0.5-0.7 GB per net at 6.5 M windows).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
+from numpy.lib.format import open_memmap
 from torch import nn
 from tqdm.auto import tqdm
 
-from agf.fileio import stable_key, write_npy_atomic, write_parquet_atomic
+from agf.fileio import atomic_path, stable_key, write_parquet_atomic
 from agf.models import MTN
 from agf.store import FeatureStore
 from agf.tasks import GENRE_TASK
@@ -36,12 +46,13 @@ CACHE_FORMAT = 1
 
 @dataclass(frozen=True)
 class WindowFeatures:
-    """Per-window features of one net (or several, concatenated) and which track and frame each row is."""
+    """Per-window features of one net and which track and frame each row is (windows grouped by track)."""
 
-    features: np.ndarray  # (n_windows, D) float16
-    track_ids: np.ndarray  # (n_windows,) str, grouped by track in the order asked for
+    features: np.ndarray  # (n_windows, D) float16, memory-mapped when cached
+    tracks: np.ndarray  # (n_tracks,) str: the tracks, in the order asked for
+    track_of_window: np.ndarray  # (n_windows,) int32 index into `tracks`, non-decreasing (grouped by track)
     starts: np.ndarray  # (n_windows,) int64 first frame of each window
-    genre_probs: np.ndarray | None  # (n_windows, G) float32 genre-head softmax, or None
+    genre_probs: np.ndarray | None  # (n_windows, G) float32 genre-head softmax (memory-mapped when cached), or None
     head_genres: tuple[str, ...] | None  # the genre of each genre_probs column
 
 
@@ -110,24 +121,24 @@ def _compute(
     patch: int,
     device: torch.device,
     batch_windows: int,
-    head_genres: tuple[str, ...] | None,
     progress: bool,
     amp: bool,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Features (float16) and genre-head probabilities of every window, in large batches, eval mode.
+    features: np.ndarray,
+    probs: np.ndarray | None,
+) -> None:
+    """Fill `features` (n_windows, D) with every window's features and `probs` (when given) with its genre-head
+    probabilities, in large batches, eval mode.
 
     With `amp`, under bf16 autocast with channels_last (3.2x faster than fp32 on a CPU here).
     """
-    n_windows = sum(len(s) for s in starts)
-    features = np.empty((n_windows, net.feature_dim), dtype=np.float16)
-    probs = np.empty((n_windows, len(head_genres)), dtype=np.float32) if head_genres else None
     was_training = net.training
     memory_format = torch.channels_last if amp else torch.contiguous_format
     net.to(device, memory_format=memory_format).eval()
     offset = 0
     chunks = _window_chunks(store, track_ids, starts, patch, batch_windows)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
-    with torch.inference_mode(), autocast, tqdm(total=n_windows, unit="win", disable=not progress, leave=False) as bar:
+    bar = tqdm(total=len(features), unit="win", disable=not progress, leave=False)
+    with torch.inference_mode(), autocast, bar:
         for chunk in chunks:
             batch = torch.from_numpy(chunk).to(device).unsqueeze(1).contiguous(memory_format=memory_format)
             activations = net.features(batch)
@@ -139,30 +150,64 @@ def _compute(
             offset += len(chunk)
             bar.update(len(chunk))
     net.train(was_training)
-    return features, probs
 
 
-def _load_cache(cache_path: Path, head_genres: tuple[str, ...] | None) -> WindowFeatures:
-    """The cached window features (memory-mapped)."""
-    windows = pd.read_parquet(cache_path / "windows.parquet")
+@contextlib.contextmanager
+def _output_arrays(
+    cache_path: Path | None, n_windows: int, dim: int, n_genres: int
+) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """Arrays for the features (float16, n_windows x dim) and, when n_genres, the genre-head probabilities
+    (float32): in memory without a cache, else memory maps of the cache's files, written under temporary names
+    and renamed into place when the block succeeds."""
+    if cache_path is None:
+        yield (np.empty((n_windows, dim), dtype=np.float16),
+               np.empty((n_windows, n_genres), dtype=np.float32) if n_genres else None)
+        return
+    with contextlib.ExitStack() as files:
+
+        def mapped(name: str, dtype: type, width: int) -> np.ndarray:
+            path = files.enter_context(atomic_path(cache_path / name))
+            array = open_memmap(path, mode="w+", dtype=dtype, shape=(n_windows, width))
+            if hasattr(os, "posix_fallocate"):  # the blocks reserved now: a full disk is an OSError, not a SIGBUS
+                with open(path, "r+b") as handle:
+                    os.posix_fallocate(handle.fileno(), 0, path.stat().st_size)
+            return array
+
+        arrays = (mapped("features.npy", np.float16, dim),
+                  mapped("genre_probs.npy", np.float32, n_genres) if n_genres else None)
+        yield arrays
+        for array in arrays:
+            if array is not None:
+                array.flush()
+
+
+def _read_windows(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """windows.parquet as (tracks, track_of_window, starts): the track ids dictionary-encoded by Arrow (in order
+    of first appearance), never one Python string per window."""
+    table = pq.read_table(path, columns=["track_id", "start"])
+    encoded = table.column("track_id").combine_chunks().dictionary_encode()
+    windows = (
+        encoded.dictionary.to_numpy(zero_copy_only=False),
+        encoded.indices.to_numpy().astype(np.int32),
+        table.column("start").to_numpy().astype(np.int64),
+    )
+    del table, encoded
+    pa.default_memory_pool().release_unused()  # Arrow's allocator would keep the 0.3 GB it took (6.5 M windows)
+    return windows
+
+
+def read_window_cache(cache_path: Path, head_genres: tuple[str, ...] | None) -> WindowFeatures:
+    """A finished cache's window features (memory-mapped); head_genres: None for a net without a genre head."""
+    tracks, track_of_window, starts = _read_windows(cache_path / "windows.parquet")
+    probs_path = cache_path / "genre_probs.npy"
     return WindowFeatures(
         features=np.load(cache_path / "features.npy", mmap_mode="r", allow_pickle=False),
-        track_ids=windows["track_id"].to_numpy(dtype=object),
-        starts=windows["start"].to_numpy(dtype=np.int64),
-        genre_probs=np.load(cache_path / "genre_probs.npy", allow_pickle=False) if head_genres else None,
+        tracks=tracks,
+        track_of_window=track_of_window,
+        starts=starts,
+        genre_probs=np.load(probs_path, mmap_mode="r", allow_pickle=False) if head_genres else None,
         head_genres=head_genres,
     )
-
-
-def _write_cache(cache_path: Path, result: WindowFeatures, request: dict) -> None:
-    """Write the cache files, the completion marker last (removed first, so a killed write is redone)."""
-    clear_done(cache_path)
-    write_npy_atomic(cache_path / "features.npy", result.features)
-    windows = pd.DataFrame({"track_id": result.track_ids, "start": result.starts})
-    write_parquet_atomic(cache_path / "windows.parquet", windows)
-    if result.genre_probs is not None:
-        write_npy_atomic(cache_path / "genre_probs.npy", result.genre_probs)
-    mark_done(cache_path, stable_key(request), request=request)
 
 
 def net_window_features(
@@ -199,18 +244,19 @@ def net_window_features(
     }
     cache = Path(cache_path) if cache_path is not None else None
     if cache is not None and is_done(cache, stable_key(request)):
-        return _load_cache(cache, head)
+        return read_window_cache(cache, head)
     starts = [window_starts(store.mel(t).shape[0], patch, hop) for t in track_ids]
-    features, probs = _compute(
-        net, store, track_ids, starts, patch, torch.device(device), batch_windows, head, progress, amp
-    )
-    result = WindowFeatures(
-        features=features,
-        track_ids=np.repeat(np.array(track_ids, dtype=object), [len(s) for s in starts]),
-        starts=np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64),
-        genre_probs=probs,
-        head_genres=head,
-    )
+    tracks = np.array(track_ids, dtype=object)
+    track_of_window = np.repeat(np.arange(len(tracks), dtype=np.int32), [len(s) for s in starts])
     if cache is not None:
-        _write_cache(cache, result, request)
-    return result
+        clear_done(cache)  # removed first: a killed write is redone
+    with _output_arrays(cache, len(track_of_window), net.feature_dim, len(head or ())) as (features, probs):
+        _compute(net, store, track_ids, starts, patch, torch.device(device), batch_windows, progress, amp,
+                 features, probs)
+    all_starts = np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64)
+    if cache is None:
+        return WindowFeatures(features, tracks, track_of_window, all_starts, probs, head)
+    write_parquet_atomic(cache / "windows.parquet",
+                         pd.DataFrame({"track_id": tracks[track_of_window], "start": all_starts}))
+    mark_done(cache, stable_key(request), request=request)
+    return read_window_cache(cache, head)
