@@ -1,6 +1,6 @@
 """The benchmark suite (`make bench`): every measurement beside its baseline, in one run, separate from the tests.
 
-    .venv/bin/python benchmarks/suite.py [--only prepare,features,store,train,memory,predict,factors] [--reps 3]
+    .venv/bin/python benchmarks/suite.py [--only prepare,features,store,train,memory,transfer,predict,factors] [--reps 3]
 
 Writes benchmarks/results.json (the machine, and per measurement its repetitions, their median, the baseline
 measured in the same run and the ratio) and renders its table into docs/benchmarks.md between the markers
@@ -29,10 +29,11 @@ from bench_features import decoded_clips, feature_measurements  # noqa: E402
 from bench_predict import predict_measurements  # noqa: E402
 from bench_prepare import prepare_measurements, write_clips  # noqa: E402
 from bench_store_scale import store_measurements  # noqa: E402
+from bench_transfer import transfer_measurements  # noqa: E402
 from bench_train import random_collection, train_measurements  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-GROUPS = ("prepare", "features", "store", "train", "memory", "predict", "factors")
+GROUPS = ("prepare", "features", "store", "train", "memory", "transfer", "predict", "factors")
 # The training row whose baseline is the step's own speed (in memory, bf16 as agf trains) and whose GPU figure is
 # training on the GPU, for the loader-vs-step row.
 STEP_ROW = "training bf16 autocast + channels_last: from the store vs in memory"
@@ -56,6 +57,7 @@ def run_groups(args: argparse.Namespace, scratch: Path) -> list[Measurement]:
         "train": lambda: train_measurements(*random_collection(folder("train"), args.tracks, 1300), folder("nets"),
                                             args.epochs, threads=2),
         "memory": lambda: memory_measurements(folder("memory"), 2, n_tracks=30),
+        "transfer": lambda: transfer_measurements(folder("transfer"), args.reps),
         "predict": lambda: predict_measurements(write_clips(folder("predict"), args.predict_files), scratch,
                                                 args.reps, n_nets=2),
         "factors": lambda: kmeans_measurements(args.frames, args.reps) + lda_measurements(args.artists, args.reps),

@@ -30,7 +30,8 @@ from agf.calibration import apply_temperature, fit_temperature
 from agf.config import TransferConfig, load_config
 from agf.datasets.table import genre_list
 from agf.metrics import accuracy, aggregate_window_probs, log_loss
-from agf.transfer.mlp import Candidate, Rows, choose_candidate, fit_candidates
+from agf.transfer.mlp import Candidate, Rows, choose_candidate, fit_candidates, shared_windows, window_rows
+from agf.transfer.windows import read_window_cache
 
 ALL = ("probs", "log_probs", "pooled")
 
@@ -71,19 +72,12 @@ def load_case(case: Case) -> tuple[Rows, pd.DataFrame, np.ndarray, TransferConfi
     """The case's window rows, usable tracks, the head's window probabilities and the work directory's [transfer]."""
     config = load_config(case.workdir / "config.toml").transfer
     cache = case.workdir / "transfer" / "windows" / case.net / f"hop{config.window_hop}"
-    windows = pd.read_parquet(cache / "windows.parquet")
-    ids = windows["track_id"].astype(str).to_numpy()
     tracks = pd.read_parquet(case.workdir / "tracks.parquet")
-    tracks = tracks[tracks["track_id"].astype(str).isin(set(ids))].reset_index(drop=True)
+    window = read_window_cache(cache, tuple(genre_list(tracks)))
+    tracks = tracks[tracks["track_id"].astype(str).isin(set(window.tracks))].reset_index(drop=True)
     genres = genre_list(tracks)
-    by_id = tracks.set_index("track_id")
-    rows = Rows(
-        features=torch.from_numpy(np.load(cache / "features.npy")),
-        labels=by_id.loc[ids, "genre"].map({g: i for i, g in enumerate(genres)}).to_numpy(dtype=np.int64),
-        track_ids=ids,
-        split=by_id.loc[ids, "split"].to_numpy(),
-    )
-    return rows, tracks, np.load(cache / "genre_probs.npy"), config
+    rows = window_rows(shared_windows([window]), tracks, genres, torch.device("cpu"))
+    return rows, tracks, np.asarray(window.genre_probs), config
 
 
 def scores(predictions: pd.DataFrame, tracks: pd.DataFrame) -> dict[str, float]:
@@ -109,7 +103,8 @@ def head_rows(case: Case, rows: Rows, tracks: pd.DataFrame, head: np.ndarray) ->
     """The source head's scores, its window probabilities averaged ('probs') or their logs ('log_probs')."""
     genres = genre_list(tracks)
     return [{"corpus": case.corpus, "net": case.net, "variant": "source head", "aggregation": aggregation,
-             **scores(aggregate_window_probs(rows.track_ids, head, aggregation, genres).reset_index(), tracks)}
+             **scores(aggregate_window_probs(rows.track_ids[rows.track_of_row], head, aggregation, genres).reset_index(),
+                       tracks)}
             for aggregation in ("probs", "log_probs")]
 
 
