@@ -52,11 +52,8 @@ TOY_FRAMES = 86  # 2 s: windows at 0, 21, 42 and 43 (flush with the end)
 
 
 def make_store(root: Path, mels: dict[str, np.ndarray]) -> FeatureStore:
-    """A store of the given log-mels (store_fixtures) plus MFCC-like arrays for the classical baseline."""
-    store = make_mel_store(root, mels)
-    for track_id, mel in mels.items():
-        store.write_array("mfcc", track_id, np.asarray(mel[:, ::5], dtype=np.float32))
-    return store
+    """A store of the given log-mels (store_fixtures) with MFCC-like arrays for the classical baseline."""
+    return make_mel_store(root, mels, mfccs={track_id: mel[:, ::5] for track_id, mel in mels.items()})
 
 
 def toy_tracks() -> pd.DataFrame:
