@@ -343,28 +343,33 @@ def _descendants(root_pid: int) -> list[int]:
     return found
 
 
-def _pss_bytes(pid: int) -> int:
-    """A process's proportional set size (shared pages split among their users); 0 once it is gone."""
+def _memory_bytes(pid: int) -> tuple[int, int]:
+    """A process's (proportional set size: shared pages split among their users, anonymous memory: without the
+    pages of mapped files such as the feature store's packs, which the kernel may drop); (0, 0) once it is gone."""
+    found = {}
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) * 1024
+            if line.startswith(("Pss:", "Anonymous:")):
+                found[line.split(":")[0]] = int(line.split()[1]) * 1024
     except OSError:
         pass
-    return 0
+    return found.get("Pss", 0), found.get("Anonymous", 0)
 
 
 class TreeSampler(threading.Thread):
-    """Samples the summed PSS of a process tree every `interval` seconds; `peak` is the largest sum seen."""
+    """Samples the summed PSS and anonymous memory of a process tree every `interval` seconds; `peak` and
+    `anon_peak` are the largest sums seen."""
 
     def __init__(self, pid: int, interval: float = 0.5) -> None:
         super().__init__(daemon=True)
-        self.pid, self.interval, self.peak = pid, interval, 0
+        self.pid, self.interval, self.peak, self.anon_peak = pid, interval, 0, 0
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         while not self._stop_event.is_set():
-            self.peak = max(self.peak, sum(_pss_bytes(pid) for pid in _descendants(self.pid)))
+            sizes = [_memory_bytes(pid) for pid in _descendants(self.pid)]
+            self.peak = max(self.peak, sum(pss for pss, _ in sizes))
+            self.anon_peak = max(self.anon_peak, sum(anon for _, anon in sizes))
             self._stop_event.wait(self.interval)
 
     def stop(self) -> None:
@@ -383,6 +388,7 @@ class Measurement:
     wall_s: float | None = None
     max_rss_mb: float | None = None  # the largest single process of the tree (os.wait4; /usr/bin/time -v's)
     tree_pss_peak_mb: float | None = None  # the whole tree, summed, sampled
+    tree_anon_peak_mb: float | None = None  # the whole tree's anonymous memory (no mapped file pages), sampled
     disk_mb: float | None = None  # allocated bytes added under the work directory
     files: int | None = None  # files added under the work directory
     load_before: float | None = None
@@ -412,6 +418,7 @@ def measure(stage: str, tracks: int, command: list[str], watch: Path | None, log
         stage, tracks, command, "ok" if process.returncode == 0 else f"failed (rc {process.returncode})",
         wall_s=round(wall, 2), max_rss_mb=round(usage.ru_maxrss / 1024, 1),
         tree_pss_peak_mb=round(sampler.peak / 2**20, 1) if sampler.peak else None,
+        tree_anon_peak_mb=round(sampler.anon_peak / 2**20, 1) if sampler.anon_peak else None,
         disk_mb=round((disk_after - disk_before) / 2**20, 2) if watch else None,
         files=files_after - files_before if watch else None, load_before=load,
         output_tail=(stdout + stderr)[-3000:] if process.returncode else "",
@@ -551,9 +558,10 @@ def read_store(workdir: Path, reads: int, seed: int = 0) -> dict:
 
 # -- growth exponents and projections ---------------------------------------------------------------
 
-METRICS = ("wall_s", "max_rss_mb", "tree_pss_peak_mb", "disk_mb", "files")
+METRICS = ("wall_s", "max_rss_mb", "tree_pss_peak_mb", "tree_anon_peak_mb", "disk_mb", "files")
 # The position of each metric in a DURATION_EXPONENTS tuple (wall, memory, disk, files).
-DURATION_INDEX = {"wall_s": 0, "max_rss_mb": 1, "tree_pss_peak_mb": 1, "disk_mb": 2, "files": 3}
+DURATION_INDEX = {"wall_s": 0, "max_rss_mb": 1, "tree_pss_peak_mb": 1, "tree_anon_peak_mb": 1, "disk_mb": 2,
+                  "files": 3}
 TARGETS = (("FMA medium (25,000 x 30 s)", MEDIUM.tracks, CLIP_SECONDS),
            ("FMA large (106,574 x 30 s)", LARGE.tracks, CLIP_SECONDS),
            ("fma_full (106,574 x mean 278 s)", LARGE.tracks, FMA_FULL_SECONDS))
@@ -584,7 +592,7 @@ def start_up_cost(measurements: list[Measurement], stage: str, metric: str) -> f
     """What a stage's process pays before its work starts (wall time and memory of its imports); 0 for disk."""
     name = f"startup ({startup_kind(stage)})"
     found = next((m for m in measurements if m.stage == name and m.status == "ok"), None)
-    if found is None or metric not in ("wall_s", "max_rss_mb", "tree_pss_peak_mb"):
+    if found is None or metric not in ("wall_s", "max_rss_mb", "tree_pss_peak_mb", "tree_anon_peak_mb"):
         return 0.0
     return getattr(found, metric) or 0.0
 
@@ -638,17 +646,21 @@ def markdown(report: dict) -> str:
         lines.append(f"| {layout['tracks']:,} | {sum(1 for n in layout['genre_tracks'] if n)} | "
                      f"{layout['artists']:,} | {layout['albums']:,} | {splits} |")
     lines += ["", "## Stages", "", "max RSS: the largest single process (os.wait4, as /usr/bin/time -v); tree PSS: "
-              "the summed proportional set size of the whole process tree, sampled every 0.5 s; disk and files: "
-              "added under the work directory.", "",
-              "| stage | tracks | status | wall s | max RSS MB | tree PSS MB | disk MB | files | load before | notes |",
-              "|---|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+              "the summed proportional set size of the whole process tree, sampled every 0.5 s (both count the pages of the "
+              "feature store's packs a process has mapped: page cache the kernel can drop); tree anon: the tree's "
+              "anonymous memory, without mapped file pages, sampled the same way; disk and files: added under the "
+              "work directory.", "",
+              "| stage | tracks | status | wall s | max RSS MB | tree PSS MB | tree anon MB | disk MB | files | "
+              "load before | notes |",
+              "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for m in report["stages"]:
         notes = ", ".join(f"{k} {v}" for k, v in m["extra"].items() if k != "stdout_tail")
         cells = " | ".join(_cell(m[k]) for k in (*METRICS, "load_before"))
         lines.append(f"| {m['stage']} | {m['tracks']:,} | {m['status']} | {cells} | {notes} |")
     if report["growth"]:
         lines += ["", "## Growth exponents b (cost ~ tracks^b; wall and memory net of start-up)", "",
-                  "| stage | sizes | wall | max RSS | tree PSS | disk | files |", "|---|---|---:|---:|---:|---:|---:|"]
+                  "| stage | sizes | wall | max RSS | tree PSS | tree anon | disk | files |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|"]
         for stage, g in report["growth"].items():
             lines.append(f"| {stage} | {', '.join(map(str, g['sizes']))} | "
                          + " | ".join(_cell(g["exponents"][m]) for m in METRICS) + " |")
@@ -656,8 +668,8 @@ def markdown(report: dict) -> str:
                   "Extrapolations: far beyond the sizes measured they are only as good as the exponents. A "
                   "negative exponent (a cost that fell as the collection grew: noise, or fixed costs) is projected "
                   "flat. fma_full multiplies by (278 s / 30 s)^d, d per the last column (assumed, not measured).", "",
-                  "| stage | target | wall s | max RSS MB | tree PSS MB | disk MB | files | duration d (wall, mem, "
-                  "disk, files): why |", "|---|---|---:|---:|---:|---:|---:|---|"]
+                  "| stage | target | wall s | max RSS MB | tree PSS MB | tree anon MB | disk MB | files | duration d "
+                  "(wall, mem, disk, files): why |", "|---|---|---:|---:|---:|---:|---:|---:|---|"]
         for stage, g in report["growth"].items():
             d, why = DURATION_EXPONENTS[stage]
             for target, values in g["projections"].items():
@@ -762,7 +774,8 @@ def run_stages(tracks: int, shape: Shape, voices: list, args: argparse.Namespace
             failed.add(stage)
         results.append(measurement)
         log(f"{tracks} tracks: {stage}: {measurement.status}, {measurement.wall_s} s, max RSS "
-            f"{measurement.max_rss_mb} MB, tree PSS {measurement.tree_pss_peak_mb} MB, +{measurement.disk_mb} MB, "
+            f"{measurement.max_rss_mb} MB, tree PSS {measurement.tree_pss_peak_mb} MB, anon {measurement.tree_anon_peak_mb} MB, "
+            f"+{measurement.disk_mb} MB, "
             f"+{measurement.files} files {measurement.extra or ''}")
         if measurement.status != "ok":
             log(f"{tracks} tracks: {stage} output (the end):\n{measurement.output_tail}")

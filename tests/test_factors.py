@@ -286,6 +286,27 @@ def test_words_are_assigned_in_chunks_exactly_as_at_once(monkeypatch) -> None:
     np.testing.assert_array_equal(np.concatenate(chunked), assign_words(np.concatenate(arrays), dictionary.centres))
 
 
+def test_the_dictionary_of_frames_on_disk_is_the_dictionary_of_frames_in_memory(tmp_path: Path, monkeypatch) -> None:
+    """The samples go through a memory-mapped temporary file (bounded memory at FMA sizes): the same centres, bit
+    for bit, and the same distinct-row count when it is taken in chunks; the file is gone afterwards."""
+    rng = np.random.default_rng(1)
+    arrays = [rng.normal(size=(n, 5)).astype(np.float32) for n in (300, 0, 450, 250)]
+    arrays[2][:100] = arrays[0][:100]  # repeated rows: distinct < total
+    in_memory = fit_dictionary(np.concatenate(arrays), n_words=40, batch_size=64, seed=3)
+    monkeypatch.setattr(dictionary_module, "DISTINCT_CHUNK_ROWS", 128)
+    (tmp_path / ".frames-1.tmp").write_bytes(b"left by a killed run")
+    with build_module.frames_on_disk(iter(arrays), tmp_path) as samples:
+        assert isinstance(samples, np.memmap) and samples.shape == (1000, 5)
+        np.testing.assert_array_equal(samples, np.concatenate(arrays))
+        assert dictionary_module.count_distinct_rows(samples) == 900
+        assert dictionary_module.count_distinct_rows(samples, enough=40) >= 40
+        on_disk = fit_dictionary(samples, n_words=40, batch_size=64, seed=3)
+    assert on_disk.centres.tobytes() == in_memory.centres.tobytes()
+    assert not list(tmp_path.iterdir())
+    tiny = fit_dictionary(np.repeat(arrays[0][:3], 50, axis=0), n_words=40, batch_size=64, seed=3)
+    assert tiny.n_words == 3 and "only 3 distinct samples" in tiny.note
+
+
 def test_sample_rows_keeps_time_order_and_is_seeded() -> None:
     array = np.arange(100)[:, None]
     first = sample_rows(array, 10, np.random.default_rng(3))

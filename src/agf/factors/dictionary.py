@@ -13,6 +13,8 @@ from agf.errors import FactorError
 
 # Frames assigned to words per call: large enough to amortise overhead, small enough for memory.
 ASSIGN_CHUNK_ROWS = 131_072
+# Rows per step when counting distinct rows.
+DISTINCT_CHUNK_ROWS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -29,22 +31,28 @@ class Dictionary:
         return len(self.centres)
 
 
-def count_distinct_rows(data: np.ndarray) -> int:
-    """How many distinct rows `data` (2-D) has."""
-    rows = np.ascontiguousarray(data)
-    as_bytes = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1])))
-    return len(np.unique(as_bytes))
+def count_distinct_rows(data: np.ndarray, enough: int | None = None) -> int:
+    """How many distinct rows `data` (2-D) has, counted DISTINCT_CHUNK_ROWS rows at a time (a memory-mapped array
+    is never copied whole); with `enough`, counting stops once that many are found (the count is then >= enough)."""
+    seen = np.zeros(0, dtype=np.dtype((np.void, data.dtype.itemsize * data.shape[1])))
+    for start in range(0, len(data), DISTINCT_CHUNK_ROWS):
+        rows = np.ascontiguousarray(data[start : start + DISTINCT_CHUNK_ROWS])
+        seen = np.unique(np.concatenate([seen, rows.view(seen.dtype).ravel()]))
+        if enough is not None and len(seen) >= enough:
+            break
+    return len(seen)
 
 
 def fit_dictionary(samples: np.ndarray, n_words: int, batch_size: int, seed: int) -> Dictionary:
-    """Fit a MiniBatch K-means dictionary of up to `n_words` centres on (n, dims) samples.
+    """Fit a MiniBatch K-means dictionary of up to `n_words` centres on (n, dims) samples (in memory or
+    memory-mapped: the same centres).
 
     With fewer distinct samples than `n_words` (tiny corpora) the dictionary shrinks to the
     number of distinct samples, and the returned note says so.
     """
     if samples.ndim != 2 or len(samples) == 0:
         raise FactorError(f"no samples to fit a dictionary on (got shape {samples.shape}); check the feature store")
-    distinct = count_distinct_rows(samples)
+    distinct = count_distinct_rows(samples, enough=n_words)
     size = min(n_words, distinct)
     note = "" if size == n_words else f"reduced from {n_words} to {size} words: only {distinct} distinct samples"
     kmeans = MiniBatchKMeans(
