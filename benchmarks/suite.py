@@ -4,8 +4,8 @@
 
 Writes benchmarks/results.json (the machine, and per measurement its repetitions, their median, the baseline
 measured in the same run and the ratio) and renders its table into docs/benchmarks.md between the markers
-SUITE_BEGIN and SUITE_END (the rest of that page is prose and is kept). 12-13 minutes on 2 CPU cores shared with
-other jobs (load average 3-5); the prepare group is most of it. With a CUDA device, training, window-feature and
+SUITE_BEGIN and SUITE_END (the rest of that page is prose and is kept). 15.3 minutes on 2 quiet CPU cores
+(2026-12-05); the prepare group is a third of it. With a CUDA device, training, window-feature and
 predict rows also get a GPU figure.
 """
 
