@@ -20,6 +20,7 @@ from agf.errors import ConfigError, TrainingDiverged, TrainingError
 from agf.fileio import stable_key
 from agf.models import MTN, load_net, soft_cross_entropy
 from agf.tasks import parse_tasks
+from agf.store import FeatureStore
 from agf.training import (
     NetSpec,
     fit_band_norm,
@@ -91,6 +92,27 @@ def test_factor_targets_must_be_distributions(collection) -> None:
         task_targets(collection.tracks, "m", broken)
     with pytest.raises(TrainingError, match="agf factors"):
         task_targets(collection.tracks, "d", None)
+
+
+def test_band_norm_is_fitted_once_per_set_of_tracks_and_again_when_one_is_rewritten(tmp_path: Path,
+                                                                                    monkeypatch) -> None:
+    toy = toy_collection(tmp_path)
+    train_ids = toy.tracks.loc[toy.tracks["split"] == "train", "track_id"].tolist()
+    mean, std = fit_band_norm(toy.store, train_ids)
+    reads = []
+    original_mel = FeatureStore.mel
+    monkeypatch.setattr(FeatureStore, "mel", lambda self, t: reads.append(t) or original_mel(self, t))
+    again = fit_band_norm(toy.store, train_ids)
+    assert reads == [] and np.array_equal(again[0], mean) and np.array_equal(again[1], std)
+
+    fewer = fit_band_norm(toy.store, train_ids[1:])  # another set of tracks: fitted on its own
+    assert reads == train_ids[1:] and not np.array_equal(fewer[0], mean)
+    reads.clear()
+    louder = np.asarray(toy.store.mel(train_ids[0]), dtype=np.float32) + 10
+    toy.store.write_track(toy.store.read_entry(train_ids[0]), louder, np.asarray(toy.store.mfcc(train_ids[0])))
+    reads.clear()
+    refitted = fit_band_norm(toy.store, train_ids)
+    assert reads == train_ids and refitted[0].mean() > mean.mean()
 
 
 def test_band_norm_streams_all_frames_of_training_tracks_only(tmp_path: Path) -> None:

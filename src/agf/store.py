@@ -318,6 +318,15 @@ class FeatureStore:
         return TrackMels(str(self.root), self.config.n_mels, rows["pack"].tolist(),
                          rows["mel_offset"].to_numpy(np.int64), rows["frames"].to_numpy(np.int64))
 
+    def arrays_key(self, track_ids: Sequence[str]) -> str:
+        """A key of these tracks' stored arrays: another when a track is left out, added or written again."""
+        latest = self._latest_lines()
+        missing = [t for t in track_ids if t not in latest.index]
+        if missing:
+            raise StoreError(f"no features for track {missing[0]} in {self.root}; run `agf prepare`")
+        rows = latest.loc[list(track_ids), ["track_id", "pack", "mel_offset", "written_ns"]]
+        return stable_key(rows.astype(str).to_numpy().tolist(), length=16)
+
     # -- other per-track arrays (one small .npy each) -------------------------------------
     def array_path(self, kind: str, track_id: str) -> Path:
         """Where the array of another `kind` (e.g. 'essentia') for a track lives."""

@@ -1,23 +1,39 @@
-"""Per-mel-band standardisation statistics, fitted on training tracks only."""
+"""Per-mel-band standardisation statistics, fitted on training tracks only, once per set of tracks."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 import numpy as np
 
 from agf.errors import TrainingError
+from agf.fileio import read_json, write_json_atomic
 from agf.store import FeatureStore
 
 # Floor of a band's standard deviation (dB): a constant band must not divide by zero.
 BAND_STD_FLOOR = 1e-3
+# Where a store keeps the statistics it fitted (one JSON file per set of tracks and their arrays).
+BAND_NORM_DIR = "band-norm"
 
 
-def fit_band_norm(store: FeatureStore, track_ids: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-band mean and std (float64, population) over ALL frames of the given tracks, streamed track by track.
+def fit_band_norm(store: FeatureStore, track_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band mean and std (float64, population) over ALL frames of the given tracks.
 
-    Tracks are merged with Chan's pairwise update, so memory is one track and the sums stay accurate.
+    Kept in the store under the key of these tracks' arrays, so the nets of a grid, which share their training
+    tracks, read the log-mels once (at FMA large's size 28 GB per net) instead of once per net.
     """
+    path = store.root / BAND_NORM_DIR / f"{store.arrays_key(track_ids)}.json"
+    if path.exists():
+        saved = read_json(path)
+        return np.array(saved["mean"], dtype=np.float64), np.array(saved["std"], dtype=np.float64)
+    mean, std = _stream_band_norm(store, track_ids)
+    write_json_atomic(path, {"tracks": len(track_ids), "mean": mean.tolist(), "std": std.tolist()})
+    return mean, std
+
+
+def _stream_band_norm(store: FeatureStore, track_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The statistics computed track by track: memory is one track; tracks are merged with Chan's pairwise
+    update, so the sums stay accurate."""
     count = 0
     mean = np.zeros(store.config.n_mels)
     m2 = np.zeros(store.config.n_mels)
@@ -25,8 +41,8 @@ def fit_band_norm(store: FeatureStore, track_ids: Iterable[str]) -> tuple[np.nda
         frames = np.asarray(store.mel(track_id), dtype=np.float64)
         if not np.isfinite(frames).all():
             raise TrainingError(
-                f"{store.array_path('mel', track_id)}: non-finite log-mel values; delete the file and its entry "
-                "and run `agf prepare` again"
+                f"{store.root}: track {track_id} has non-finite log-mel values; prepare the collection again "
+                "into a new work directory"
             )
         n = frames.shape[0]
         track_mean = frames.mean(axis=0)
