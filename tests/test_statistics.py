@@ -6,7 +6,17 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from agf.statistics import bootstrap_ci, compare, holm, noise_trend, sign_flip_p, wilcoxon_p
+from agf.statistics import (
+    MIN_BOOTSTRAP_UNITS,
+    bootstrap_ci,
+    compare,
+    holm,
+    mean_ci,
+    noise_trend,
+    sign_flip_p,
+    unit_means,
+    wilcoxon_p,
+)
 
 
 def test_sign_flip_test_is_scipys_exact_paired_permutation_test() -> None:
@@ -48,13 +58,55 @@ def test_bootstrap_ci_agrees_with_scipys_percentile_bootstrap() -> None:
     assert ours[0] < values.mean() < ours[1]
 
 
-def test_a_cluster_bootstrap_is_wider_when_clusters_share_an_offset() -> None:
-    rng = np.random.default_rng(3)
-    clusters = np.repeat(np.arange(6), 5)
-    values = rng.normal(0, 0.1, size=30) + rng.normal(0, 1.0, size=6)[clusters]
-    plain = bootstrap_ci(values)
-    clustered = bootstrap_ci(values, clusters=clusters)
-    assert clustered[1] - clustered[0] > 2 * (plain[1] - plain[0])
+def test_unit_means_average_each_unit_in_order_of_appearance() -> None:
+    assert list(unit_means([1.0, 3.0, 10.0, 2.0], ["b", "b", "a", "c"])) == [2.0, 10.0, 2.0]
+    assert list(unit_means([1.0, 2.0], None)) == [1.0, 2.0]
+
+
+def test_few_units_get_students_t_interval_and_many_a_bootstrap() -> None:
+    few = np.array([0.1, 0.3, 0.2, 0.6])
+    low, high, kind = mean_ci(few)
+    expected = stats.t.interval(0.95, len(few) - 1, loc=few.mean(), scale=stats.sem(few))
+    assert kind == "t" and (low, high) == pytest.approx(expected)
+    many = np.random.default_rng(6).normal(size=MIN_BOOTSTRAP_UNITS)
+    assert mean_ci(many)[2] == "bootstrap" and mean_ci([1.0])[2] == "none"
+
+
+def _nested_gains(rng: np.random.Generator, effect: float, corpora: int, splits: int, seeds: int,
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Paired gains of a corpora x splits x seeds design with equal variance at every level, and their corpus."""
+    corpus = rng.normal(0, 1, corpora)[:, None, None]
+    split = rng.normal(0, 1, (corpora, splits))[:, :, None]
+    seed = rng.normal(0, 1, (corpora, splits, seeds))
+    gains = effect + corpus + split + seed
+    return gains.ravel(), np.repeat(np.arange(corpora), splits * seeds)
+
+
+def test_on_a_nested_design_the_unit_level_test_keeps_its_level_and_the_interval_its_coverage() -> None:
+    """With 3 splits x 2 seeds nested in each corpus, treating the 6 pairs per corpus as independent rejected a
+    true null far more often than 5 % (the review measured 21 %); tests and intervals over corpus means hold."""
+    rng = np.random.default_rng(7)
+    rejected, naive_rejected, covered = [], [], []
+    for _ in range(400):
+        gains, corpus = _nested_gains(rng, 0.0, corpora=6, splits=3, seeds=2)
+        found = compare({"null": gains}, units={"null": corpus})[0]
+        rejected.append(found.p_permutation < 0.05)
+        covered.append(found.ci_low <= 0.0 <= found.ci_high)
+        naive_rejected.append(sign_flip_p(gains) < 0.05)
+        assert found.n == 6 and found.pairs == 36 and found.interval == "t"
+    assert np.mean(naive_rejected) > 0.15
+    assert np.mean(rejected) <= 0.05 + 0.03  # about 2 binomial standard errors over 400 draws
+    assert abs(np.mean(covered) - 0.95) < 0.035
+
+
+def test_at_three_or_four_units_the_t_interval_covers_where_a_percentile_bootstrap_did_not() -> None:
+    rng = np.random.default_rng(8)
+    for n in (3, 4):
+        draws = rng.normal(0.0, 1.0, size=(2000, n))
+        t_cover = np.mean([(lambda ci: ci[0] <= 0 <= ci[1])(mean_ci(d)) for d in draws])
+        boot_cover = np.mean([(lambda ci: ci[0] <= 0 <= ci[1])(bootstrap_ci(d, n_boot=400, seed=i))
+                              for i, d in enumerate(draws[:400])])
+        assert abs(t_cover - 0.95) < 0.015 and boot_cover < 0.85
 
 
 def test_compare_adjusts_the_family_and_finds_a_real_gain() -> None:
@@ -63,15 +115,19 @@ def test_compare_adjusts_the_family_and_finds_a_real_gain() -> None:
     real, none = compare(family)
     assert real.p_permutation < 0.01 and real.ci_low > 0 and real.p_holm >= real.p_permutation
     assert none.p_holm > 0.05 and none.ci_low < 0 < none.ci_high
-    assert real.n == none.n == 12
+    assert real.n == none.n == 12 == real.pairs and real.interval == "bootstrap"
 
 
-def test_noise_trend_finds_a_slope_and_its_absence() -> None:
+def test_noise_trend_is_the_mean_slope_within_units_tested_over_units() -> None:
     rng = np.random.default_rng(5)
-    rates = np.repeat([0.0, 0.1, 0.2, 0.3, 0.4], 6)
-    growing = 0.2 * rates + rng.normal(0, 0.01, size=rates.size)
-    trend = noise_trend(rates, growing)
-    assert trend.slope == pytest.approx(stats.linregress(rates, growing).slope)
-    assert trend.ci_low < 0.2 < trend.ci_high and trend.p_permutation < 0.001
-    flat = noise_trend(rates, rng.normal(0, 0.01, size=rates.size))
+    rates = np.tile([0.0, 0.1, 0.2, 0.3, 0.4], 8)
+    units = np.repeat(np.arange(8), 5)
+    offsets = rng.normal(0, 1.0, size=8)[units]  # each unit its own level: the slope within units ignores it
+    growing = 0.2 * rates + offsets + rng.normal(0, 0.01, size=rates.size)
+    trend = noise_trend(rates, growing, units)
+    per_unit = [stats.linregress(rates[units == u], growing[units == u]).slope for u in range(8)]
+    assert trend.mean == pytest.approx(np.mean(per_unit)) and trend.n == 8 and trend.pairs == 40
+    assert trend.ci_low < 0.2 < trend.ci_high and trend.p_permutation < 0.01
+    flat = noise_trend(rates, offsets + rng.normal(0, 0.01, size=rates.size), units)
     assert flat.ci_low < 0 < flat.ci_high and flat.p_permutation > 0.01
+    assert noise_trend(rates[:1], growing[:1], units[:1]).n == 0  # one rate: no slope to test

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from agf.config import Config, StudyConfig, SynthConfig, load_config
 from agf.errors import ConfigError, PipelineError
 from agf.study import (
     CLEAN,
+    MIN_CORPUS_UNITS,
     Cell,
     _grid_config,
     cell_config,
@@ -50,19 +52,19 @@ min_artists = 2
 """ + TINY_TRAINING
 
 
-def _results(gain: float) -> pd.DataFrame:
-    """Scores of genre-only and 'stn' on 2 splits of one corpus x 2 seeds, clean and at noise 0.2 / 0.4 (symmetric
+def _results(gain: float, corpora: int = 1) -> pd.DataFrame:
+    """Scores of genre-only and 'stn' on 2 splits of each corpus x 2 seeds, clean and at noise 0.2 / 0.4 (symmetric
     and structured); 'stn' gains `gain` x rate in accuracy and loses nothing in log loss."""
     rows = []
     rng = np.random.default_rng(0)
     cells = [(CLEAN, 0.0)] + [(k, r) for k in ("symmetric", "structured") for r in (0.2, 0.4)]
-    for split_seed in (0, 1):
+    for corpus_seed, split_seed in itertools.product(range(corpora), (0, 1)):
         for kind, rate in cells:
             for seed in (0, 1):
                 base = 0.7 - rate + rng.normal(0, 0.01)
                 for model, accuracy in (("genre", base), ("stn", base + gain * rate)):
                     for split in ("val", "test"):
-                        rows += [{"corpus_seed": 0, "split_seed": split_seed, "noise_kind": kind, "noise_rate": rate,
+                        rows += [{"corpus_seed": corpus_seed, "split_seed": split_seed, "noise_kind": kind, "noise_rate": rate,
                                   "model": model, "seed": seed, "split": split, "labels": "true", "metric": metric,
                                   "value": value}
                                  for metric, value in (("accuracy", accuracy), ("log_loss", 1.0), ("macro_f1", 0.5))]
@@ -115,15 +117,26 @@ def test_paired_gains_pair_runs_and_count_the_clean_cell_for_every_kind() -> Non
 
 
 def test_comparisons_find_a_gain_that_grows_with_noise_and_no_trend_without_one() -> None:
-    table, trends = comparisons(_results(0.5))
+    table, trends = comparisons(_results(0.5, corpora=MIN_CORPUS_UNITS))
     accuracy = trends[trends["metric"] == "accuracy"].set_index("noise_kind")
     assert accuracy.loc["symmetric", "slope"] == pytest.approx(0.5)
-    assert accuracy.loc["symmetric", "ci_low"] > 0.4 and accuracy.loc["symmetric", "p_permutation"] < 0.01
+    assert accuracy.loc["symmetric", "ci_low"] > 0.4 and accuracy.loc["symmetric", "p_permutation"] < 0.05
+    assert accuracy.loc["symmetric", "units"] == MIN_CORPUS_UNITS and accuracy.loc["symmetric", "unit"] == "corpus"
     at_04 = table[(table["metric"] == "accuracy") & (table["noise_rate"] == 0.4)]
-    assert list(at_04["mean_gain"]) == pytest.approx([0.2, 0.2]) and (at_04["n"] == 4).all()
+    assert list(at_04["mean_gain"]) == pytest.approx([0.2, 0.2])
+    assert (at_04["units"] == MIN_CORPUS_UNITS).all() and (at_04["pairs"] == 4 * MIN_CORPUS_UNITS).all()
     assert (table["p_holm"] >= table["p_permutation"] - 1e-12).all()
     flat_trends = comparisons(_results(0.0))[1]
     assert (flat_trends.loc[flat_trends["metric"] == "accuracy", "slope"].abs() < 1e-9).all()
+
+
+def test_with_few_corpora_the_unit_is_the_split_and_runs_are_never_units() -> None:
+    """One corpus, 2 splits x 2 run seeds: 2 independent units, so no test can reach 5 % (the old code counted
+    4 pairs per rate and reported p < 0.01)."""
+    table, trends = comparisons(_results(0.5))
+    assert set(table["unit"]) == set(trends["unit"]) == {"split"}
+    assert (table["units"] == 2).all() and (table.loc[table["noise_rate"] > 0, "pairs"] == 4).all()
+    assert (table["p_permutation"] >= 0.5).all() and (trends["p_permutation"] >= 0.5).all()
 
 
 def test_held_out_splits_need_enough_artists_per_genre() -> None:
@@ -148,7 +161,8 @@ def test_a_tiny_study_runs_end_to_end_and_resumes(tmp_path: Path, capsys: pytest
     assert set(results["model"]) == {"genre", "stn", "stn-shuffled"}
     assert set(results["noise_kind"]) == {CLEAN, "symmetric"} and set(results["seed"]) == {0, 1}
     table = pd.read_csv(study / "comparisons.csv")
-    assert set(table["model"]) == {"stn", "stn-shuffled"} and (table["n"] == 2).all()
+    assert set(table["model"]) == {"stn", "stn-shuffled"} and (table["units"] == 1).all()
+    assert (table["pairs"] == 2).all() and set(table["unit"]) == {"split"}  # 2 run seeds of one split: one unit
     tracks = pd.read_parquet(work / "corpus0" / "tracks.parquet")
     assert tracks["genre_flipped"].any()  # the last cell's labels are noisy, the truth kept
     assert (tracks["true_genre"] == tracks["clean_genre"]).all()

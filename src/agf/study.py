@@ -48,7 +48,7 @@ from agf.pipeline import (
 from agf.plotting import png_figure
 from agf.report.document import Image, Section, render_html, render_markdown
 from agf.report.markup import Table, number
-from agf.statistics import compare, noise_trend
+from agf.statistics import MIN_BOOTSTRAP_UNITS, Comparison, compare, noise_trend
 from agf.tasks import GENRE_TASK, canonical_tasks
 from agf.workdir import WorkDir, locked, save_config
 
@@ -57,6 +57,9 @@ BASELINE = "genre"
 CLEAN = "none"  # the noise kind of the rate-0 cell
 # Which direction is better, per metric: the gain is the improvement over genre-only.
 HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "log_loss": False, "ece": False}
+# Fewest corpora that are the independent unit: a two-sided sign-flip test over n units cannot go below
+# 2 / 2^n, under 0.05 from 6 units. With fewer corpora the unit is the split within a corpus.
+MIN_CORPUS_UNITS = 6
 PRIMARY_METRIC = "accuracy"
 RESULT_COLUMNS = ["corpus_seed", "split_seed", "noise_kind", "noise_rate", "model", "seed", "split", "labels", "metric",
                   "value"]
@@ -278,27 +281,43 @@ def paired_gains(results: pd.DataFrame, metric: str) -> pd.DataFrame:
     return pd.concat(gains, ignore_index=True).dropna(subset=["gain"]) if gains else pd.DataFrame()
 
 
+def independent_units(gains: pd.DataFrame) -> tuple[pd.Series, str]:
+    """The independent unit of each paired gain, and its kind: the corpus when there are MIN_CORPUS_UNITS corpora
+    or more; else the split within its corpus (inference about these corpora). Run seeds are never units."""
+    if gains["corpus_seed"].nunique() >= MIN_CORPUS_UNITS:
+        return gains["corpus_seed"].astype(str), "corpus"
+    return gains["corpus_seed"].astype(str) + "/" + gains["split_seed"].astype(str), "split"
+
+
 def comparisons(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(comparisons, trends): per metric and noise kind, every (model, rate) against genre-only, Holm-adjusted
-    within the family; and each model's gain slope on the noise rate."""
+    """(comparisons, trends): per metric and noise kind, every (model, rate) against genre-only, tested over
+    independent units and Holm-adjusted within the family; and each model's gain slope on the noise rate."""
     rows, trends = [], []
     for metric in HIGHER_IS_BETTER:
         gains = paired_gains(results, metric)
         if gains.empty:
             continue
+        units, unit_kind = independent_units(gains)
+        gains = gains.assign(unit=units)
         for kind, family in gains.groupby("noise_kind"):
-            groups = {(m, r): g["gain"].to_numpy() for (m, r), g in family.groupby(["model", "noise_rate"])}
-            for (model, rate), found in zip(groups, compare({f"{m}@{r}": v for (m, r), v in groups.items()})):
-                rows.append({"metric": metric, "noise_kind": kind, "noise_rate": rate, "model": model,
-                             "n": found.n, "mean_gain": found.mean, "ci_low": found.ci_low, "ci_high": found.ci_high,
-                             "p_permutation": found.p_permutation, "p_wilcoxon": found.p_wilcoxon,
-                             "p_holm": found.p_holm})
+            groups = {f"{m}@{r}": g for (m, r), g in family.groupby(["model", "noise_rate"])}
+            found_all = compare({name: g["gain"].to_numpy() for name, g in groups.items()},
+                                units={name: g["unit"].to_numpy() for name, g in groups.items()})
+            for group, found in zip(groups.values(), found_all):
+                rows.append({"metric": metric, "noise_kind": kind, "noise_rate": group["noise_rate"].iloc[0],
+                             "model": group["model"].iloc[0], **_inference(found, unit_kind),
+                             "mean_gain": found.mean, "p_wilcoxon": found.p_wilcoxon, "p_holm": found.p_holm})
             for model, series in family.groupby("model"):
-                trend = noise_trend(series["noise_rate"], series["gain"])
-                trends.append({"metric": metric, "noise_kind": kind, "model": model, "n": len(series),
-                               "slope": trend.slope, "ci_low": trend.ci_low, "ci_high": trend.ci_high,
-                               "p_permutation": trend.p_permutation})
+                trend = noise_trend(series["noise_rate"], series["gain"], series["unit"])
+                trends.append({"metric": metric, "noise_kind": kind, "model": model, **_inference(trend, unit_kind),
+                               "slope": trend.mean})
     return pd.DataFrame(rows), pd.DataFrame(trends)
+
+
+def _inference(found: Comparison, unit_kind: str) -> dict:
+    """The columns every comparison and trend row shares: what it rests on, its interval and its test."""
+    return {"units": found.n, "unit": unit_kind, "pairs": found.pairs, "interval": found.interval,
+            "ci_low": found.ci_low, "ci_high": found.ci_high, "p_permutation": found.p_permutation}
 
 
 # -- the report ------------------------------------------------------------------------------------------------
@@ -323,18 +342,28 @@ def plot_gains(table: pd.DataFrame, path: Path, metric: str = PRIMARY_METRIC) ->
     return path
 
 
+def _units_note(table: pd.DataFrame) -> str:
+    """What the tests and intervals of a table rest on."""
+    kind = table["unit"].iloc[0] if len(table) else "split"
+    unit = {"corpus": "corpus (its splits and run seeds averaged)",
+            "split": "split within a corpus (its run seeds averaged; inference about these corpora)"}[kind]
+    return (f"Units: the independent {unit}; pairs: the runs averaged into them. Tests (sign-flip permutation, "
+            f"Wilcoxon) and 95 % intervals are over the unit means: Student's t below {MIN_BOOTSTRAP_UNITS} units, "
+            "a percentile bootstrap of units from there.")
+
+
 def _comparison_table(table: pd.DataFrame) -> Table:
     rows = table[table["metric"] == PRIMARY_METRIC].sort_values(["noise_kind", "model", "noise_rate"])
     return Table(
         title=f"Paired gain in {PRIMARY_METRIC} over genre-only",
-        columns=("noise", "rate", "model", "pairs", "mean gain", "95 % CI", "p (permutation)", "p (Wilcoxon)",
-                 "p (Holm)"),
-        rows=tuple((r.noise_kind, f"{r.noise_rate:g}", MODEL_TITLES.get(r.model, r.model), str(r.n),
-                    number(r.mean_gain, 3), f"[{number(r.ci_low, 3)}, {number(r.ci_high, 3)}]",
+        columns=("noise", "rate", "model", "units", "pairs", "mean gain", "95 % CI", "p (permutation)",
+                 "p (Wilcoxon)", "p (Holm)"),
+        rows=tuple((r.noise_kind, f"{r.noise_rate:g}", MODEL_TITLES.get(r.model, r.model), str(r.units),
+                    str(r.pairs), number(r.mean_gain, 3), f"[{number(r.ci_low, 3)}, {number(r.ci_high, 3)}]",
                     number(r.p_permutation, 3), number(r.p_wilcoxon, 3), number(r.p_holm, 3))
                    for r in rows.itertuples()),
         notes=("Pairs: the same corpus, split, noise cell and run seed. Holm's correction runs over every "
-               "(model, rate) comparison of one noise kind.",),
+               "(model, rate) comparison of one noise kind.", _units_note(rows)),
     )
 
 
@@ -342,11 +371,13 @@ def _trend_table(trends: pd.DataFrame) -> Table:
     rows = trends[trends["metric"] == PRIMARY_METRIC].sort_values(["noise_kind", "model"])
     return Table(
         title="Does the gain grow with the noise rate? (slope of the gain on the rate)",
-        columns=("noise", "model", "pairs", "slope", "95 % CI", "p (permutation)"),
-        rows=tuple((r.noise_kind, MODEL_TITLES.get(r.model, r.model), str(r.n), number(r.slope, 3),
-                    f"[{number(r.ci_low, 3)}, {number(r.ci_high, 3)}]", number(r.p_permutation, 3))
+        columns=("noise", "model", "units", "pairs", "slope", "95 % CI", "p (permutation)"),
+        rows=tuple((r.noise_kind, MODEL_TITLES.get(r.model, r.model), str(r.units), str(r.pairs),
+                    number(r.slope, 3), f"[{number(r.ci_low, 3)}, {number(r.ci_high, 3)}]",
+                    number(r.p_permutation, 3))
                    for r in rows.itertuples()),
-        notes=("A positive slope means artist groups help more as the labels get noisier: the paper's claim.",),
+        notes=("A positive slope means artist groups help more as the labels get noisier: the paper's claim. The "
+               "slope is fitted within each unit, then averaged.", _units_note(rows)),
     )
 
 
@@ -386,7 +417,7 @@ def write_study_report(config: Config, results: pd.DataFrame, out: Path) -> dict
         sections += [
             Section("gain", "Gain over genre-only",
                     (Image(paths["figure"], f"{PRIMARY_METRIC} gain over genre-only against the noise rate; "
-                                            "bands: 95 % bootstrap CI over paired runs"), _comparison_table(table))),
+                                            "bands: 95 % CI over independent units"), _comparison_table(table))),
             Section("trend", "Trend with noise", (_trend_table(trends),)),
         ]
     title = "agf study: artist groups against label noise"
@@ -400,8 +431,8 @@ def summary_lines(paths: dict[str, Path]) -> str:
     trends = pd.read_csv(paths["trends"]) if paths["trends"].stat().st_size > 1 else pd.DataFrame()
     buffer = io.StringIO()
     if not trends.empty:
-        shown = trends[trends["metric"] == PRIMARY_METRIC][["noise_kind", "model", "n", "slope", "ci_low", "ci_high",
-                                                            "p_permutation"]]
+        shown = trends[trends["metric"] == PRIMARY_METRIC][["noise_kind", "model", "units", "unit", "slope", "ci_low",
+                                                            "ci_high", "p_permutation"]]
         buffer.write(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}") + "\n")
     buffer.write(f"report: {paths['html']}")
     return buffer.getvalue()
