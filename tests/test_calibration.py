@@ -10,6 +10,7 @@ from scipy.special import softmax
 
 from agf.calibration import apply_temperature, expected_calibration_error, fit_temperature, reliability
 from agf.errors import EvaluationError
+from agf.metrics import log_loss
 
 
 def _sampled(temperature: float, n: int = 20_000, genres: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -59,3 +60,21 @@ def test_bad_inputs_are_clear_errors() -> None:
         fit_temperature(probs, np.array([0, 3]))
     with pytest.raises(EvaluationError, match="2 labels for 1 tracks"):
         fit_temperature(probs[:1], np.array([0, 1]))
+
+
+def test_the_fitted_temperature_minimises_the_log_loss_it_is_scored_with() -> None:
+    """One floor for fitting and scoring: a true genre given probability 0 costs -ln(1e-8) in both. With a
+    floor of 1e-15 in the fit (ln 1e-15 = -34.5), the fit chased that one track to a temperature the scored log
+    loss did not prefer."""
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 4, size=200)
+    logits = rng.normal(0, 1, size=(200, 4))
+    logits[np.arange(200), labels] += 2.0
+    probs = softmax(3 * logits, axis=1)  # overconfident: the best temperature is above 1
+    probs[0] = [0.0, 0.0, 0.0, 0.0]
+    probs[0, (labels[0] + 1) % 4] = 1.0  # one track sure of a wrong genre
+    fitted = fit_temperature(probs, labels)
+    grid = np.exp(np.linspace(np.log(0.5), np.log(10), 400))
+    scored = [log_loss(labels, apply_temperature(probs, t)) for t in grid]
+    best = grid[int(np.argmin(scored))]
+    assert fitted == pytest.approx(best, rel=0.02)

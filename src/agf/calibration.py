@@ -19,8 +19,9 @@ from agf.errors import EvaluationError
 
 # log T is searched in [-LOG_T_BOUND, LOG_T_BOUND]: temperatures from 1/20 to 20.
 LOG_T_BOUND = 3.0
-# Probabilities are clipped here before the log, as metrics.log_loss clips them.
-EPS = 1e-15
+# The floor of a probability before its log, in the temperature's fit and in the scored log loss alike
+# (metrics.log_loss): the challenge's clip, the FMA authors' value.
+LOG_LOSS_EPS = 1e-8
 RELIABILITY_BINS = 10
 
 
@@ -28,7 +29,7 @@ def _log_probs(probs: np.ndarray) -> np.ndarray:
     matrix = np.asarray(probs, dtype=np.float64)
     if matrix.ndim != 2 or matrix.shape[1] < 2:
         raise EvaluationError(f"calibration: expected (tracks, genres) probabilities, got shape {matrix.shape}")
-    return np.log(np.clip(matrix, EPS, 1.0))
+    return np.log(np.clip(matrix, LOG_LOSS_EPS, 1.0))
 
 
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:

@@ -23,10 +23,9 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from agf.calibration import expected_calibration_error
+from agf.calibration import LOG_LOSS_EPS, expected_calibration_error
 from agf.errors import EvaluationError
 
-LOG_LOSS_EPS = 1e-8
 # The metrics every model is scored with, in the order tables show them.
 METRICS: tuple[str, ...] = ("log_loss", "macro_f1", "accuracy", "ece")
 TABLE_COLUMNS: tuple[str, ...] = ("model", "labels", *METRICS)
