@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import av
 import numpy as np
 
 from agf.audio import write_audio
@@ -95,6 +96,34 @@ def make_truncated_mp3(path: str | Path, seconds: float = 4.0, fraction: float =
     data = full.read_bytes()
     path.write_bytes(data[: int(len(data) * fraction)])
     full.unlink()
+    return path
+
+
+def make_vbr_mp3_without_header(path: str | Path, seconds: float = 12.0) -> Path:
+    """At `path`: a VBR MP3 without Xing/VBRI header whose first third is near-silence (few bits per frame), so
+    FFmpeg's duration, estimated from the first frames' bitrate, is longer than the file (what FMA files can be)."""
+    path = Path(path)
+    samples = music_like(seconds, 44100, seed=3, channels=2)
+    quiet = len(samples[0]) // 3
+    samples[:, :quiet] = 1e-5 * np.random.default_rng(0).standard_normal((2, quiet))
+    with av.open(str(path), "w", format="mp3", options={"write_xing": "0"}) as container:
+        stream = container.add_stream("libmp3lame", rate=44100, layout="stereo")
+        stream.codec_context.flags |= av.codec.context.Flags.qscale  # variable bitrate at quality 4
+        stream.codec_context.qscale = 4
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format="fltp", layout="stereo")
+        frame.sample_rate = 44100
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def make_damaged(path: str | Path, size: int = 300, seed: int = 0) -> Path:
+    """Overwrite `size` bytes in the middle of the file at `path` with seeded random bytes (a damaged stretch)."""
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle: middle + size] = np.random.default_rng(seed).bytes(size)
+    path.write_bytes(bytes(data))
     return path
 
 

@@ -10,15 +10,17 @@ import numpy as np
 import pytest
 from audio_cases import (
     FORMATS,
+    make_damaged,
     make_empty,
     make_random_bytes,
     make_truncated_mp3,
+    make_vbr_mp3_without_header,
     make_zero_samples_wav,
     write_case,
 )
 
 from agf import audio
-from agf.audio import AudioInfo, decode, write_audio
+from agf.audio import AudioInfo, decode, float_samples, silence_reason, truncation, write_audio
 from agf.errors import AudioDecodeError
 
 TARGET_RATE = 22050
@@ -52,8 +54,10 @@ def test_decodes_every_format_rate_and_layout(tmp_path: Path, fmt: str, sample_r
     samples, info = decode(path, TARGET_RATE)
     assert samples.dtype == np.float32 and samples.ndim == 1
     assert abs(len(samples) - SECONDS * TARGET_RATE) <= TOLERANCE_S * TARGET_RATE
-    assert info == AudioInfo(sample_rate, channels, info.duration, "pyav")
+    assert (info.sample_rate, info.channels, info.decoder, info.notes) == (sample_rate, channels, "pyav", ())
     assert info.duration == pytest.approx(SECONDS, abs=TOLERANCE_S)
+    # Its header declares what it holds: a good file is never truncated.
+    assert info.declared_duration == pytest.approx(SECONDS, abs=TOLERANCE_S) and truncation(info) is None
     frequency, amplitude = tone_peak(samples, TARGET_RATE)
     assert frequency == pytest.approx(TONE_HZ, abs=2.0)
     # The channels are averaged (0.5 and 0.3 -> 0.4; an FFmpeg downmix would give 0.57); MP3 loses a few %.
@@ -74,7 +78,7 @@ def test_soundfile_fallback_matches_pyav(tmp_path: Path, monkeypatch: pytest.Mon
     pyav_samples, _ = decode(path, TARGET_RATE)
     simulate_pyav_failure(monkeypatch)
     samples, info = decode(path, TARGET_RATE)
-    assert info == AudioInfo(44100, 2, info.duration, "soundfile")
+    assert (info.sample_rate, info.channels, info.decoder, info.notes) == (44100, 2, "soundfile", ())
     assert info.duration == pytest.approx(SECONDS, abs=TOLERANCE_S)
     assert samples.dtype == np.float32
     assert abs(len(samples) - len(pyav_samples)) <= TOLERANCE_S * TARGET_RATE
@@ -175,3 +179,50 @@ def test_max_duration_decodes_the_beginning_only(tmp_path: Path, monkeypatch: py
         assert fallback.size == round(2.5 * 22050) and info.decoder == "soundfile"
     with pytest.raises(ValueError, match="max_duration"):
         decode(path, 22050, max_duration=0)
+
+
+def test_a_file_shorter_than_its_own_header_declares_is_truncated(tmp_path: Path) -> None:
+    """A cut 12-s MP3 whose LAME header still declares 12 s decodes to 4 s: truncated, with no metadata at all."""
+    path = make_truncated_mp3(tmp_path / "cut.mp3", seconds=12.0, fraction=0.33)
+    _, info = decode(path)
+    assert info.declared_duration == pytest.approx(12.0, abs=0.05) and info.duration == pytest.approx(4.0, abs=0.2)
+    assert truncation(info) == "decoded 3.9 s of the 12.0 s its header declares (a damaged or partial file)"
+    assert "its metadata declares" in truncation(info, metadata_duration=12.0)  # the metadata is checked first
+    # Decoding stopped at a limit the file covers: the part needed is all there.
+    assert truncation(decode(path, max_duration=3.0)[1]) is None
+
+
+def test_a_duration_ffmpeg_estimates_from_the_bitrate_is_no_declaration(tmp_path: Path) -> None:
+    """A VBR MP3 without Xing header (quiet start): FFmpeg guesses 15 s for its 12 s; agf declares nothing."""
+    _, info = decode(make_vbr_mp3_without_header(tmp_path / "vbr.mp3", seconds=12.0))
+    assert info.duration == pytest.approx(12.0, abs=0.1)
+    assert np.isnan(info.declared_duration) and truncation(info) is None
+
+
+def test_decoder_chatter_is_attached_to_its_file_not_printed(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    """libmpg123 (under libsndfile) prints '[src/libmpg123/parse.c:...] warning: ...' for random bytes named .mp3,
+    and FFmpeg logs 'CRC mismatch' for a damaged Ogg page: both go with the file, none to the terminal."""
+    with pytest.raises(AudioDecodeError) as caught:
+        decode(make_random_bytes(tmp_path / "noise.mp3"))
+    assert "(the decoder said: " in caught.value.reason and "libmpg123" in caught.value.reason
+    assert "\n" not in caught.value.reason
+    _, info = decode(make_damaged(write_case(tmp_path, "ogg", 44100, 2, 6.0, music=True)))
+    assert info.notes and all("CRC mismatch" in note for note in info.notes)
+    assert capfd.readouterr().err == ""
+
+
+def test_integer_pcm_is_scaled_and_other_dtypes_are_refused() -> None:
+    assert float_samples(np.array([-32768, 0, 16384], np.int16)).tolist() == [-1.0, 0.0, 0.5]
+    assert float_samples(np.array([-2**31, 2**30], np.int32)).tolist() == [-1.0, 0.5]
+    assert float_samples(np.array([0, 128, 192], np.uint8)).tolist() == [-1.0, 0.0, 0.5]
+    assert float_samples(np.array([-128, 64], np.int8)).tolist() == [-1.0, 0.5]
+    floats = np.array([0.25, -0.5], np.float64)
+    assert float_samples(floats).dtype == np.float32 and float_samples(floats).tolist() == [0.25, -0.5]
+    for bad in (np.array([True]), np.array([1j]), np.array([0.5], dtype=object), np.array([1], np.int64)):
+        with pytest.raises(ValueError, match=f"dtype {bad.dtype} is not audio samples"):
+            float_samples(bad)
+
+
+def test_silence_is_one_rule_of_the_rms_level() -> None:
+    assert silence_reason(-200.0, -60.0) == "RMS level -200.0 dBFS is below the silence threshold of -60 dBFS"
+    assert silence_reason(-59.9, -60.0) is None

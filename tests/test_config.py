@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
+import typing
 from pathlib import Path
 
 import pytest
@@ -133,3 +135,111 @@ def test_every_preset_loads_and_round_trips() -> None:
     for name in names:
         config = load_config(name)
         assert config_from_dict(tomllib.loads(config_to_toml(config))) == config, name
+
+
+SEED_SETTINGS = [("dataset", "seed"), ("noise", "seed"), ("synth", "seed"), ("factors", "seed")]
+
+
+@pytest.mark.parametrize(("section", "key"), SEED_SETTINGS)
+@pytest.mark.parametrize("seed", [-1, -5, 2**32])
+def test_every_seed_must_fit_numpy_s_generators(section: str, key: str, seed: int) -> None:
+    with pytest.raises(ConfigError, match=rf"^{section}\.{key} = {seed}: must be in \[0, 4294967296\)$"):
+        config_from_dict({section: {key: seed}})
+    assert getattr(config_from_dict({section: {key: 2**32 - 1}}), section).seed == 2**32 - 1
+
+
+@pytest.mark.parametrize(("section", "key"), [("grid", "seeds"), ("study", "corpus_seeds"), ("study", "split_seeds")])
+def test_every_seed_of_a_list_must_fit_numpy_s_generators(section: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^{section}\.{key}: -1 must be in \[0, 4294967296\)$"):
+        config_from_dict({section: {key: [0, -1]}})
+
+
+@pytest.mark.parametrize(("section", "key", "value"), [
+    ("train", "lr", math.inf), ("transfer", "dropout", math.nan), ("features", "offset", math.inf),
+    ("synth", "clip_seconds", math.nan), ("noise", "rate", -math.inf), ("study", "noise_rates", [math.nan]),
+])
+def test_numbers_that_are_not_finite_are_refused(section: str, key: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=rf"^{section}\.{key}.*must be a finite number$"):
+        config_from_dict({section: {key: value}})
+
+
+def test_toml_infinity_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "inf.toml"
+    path.write_text("[train]\nlr = inf\n")
+    with pytest.raises(ConfigError, match=r"^train\.lr = inf: must be a finite number$"):
+        load_config(path)
+
+
+def test_the_synth_section_is_range_checked_every_problem_at_once() -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict({"synth": {"n_genres": 0, "clip_seconds": -3.0, "label_noise": 1.5, "sample_rate": 0}})
+    assert [p.split(" =")[0] for p in str(caught.value).split("; ")] == [
+        "synth.n_genres", "synth.clip_seconds", "synth.label_noise", "synth.sample_rate"]
+    with pytest.raises(ConfigError, match="synth.confusable_pairs = 5: must be at most n_genres // 2"):
+        config_from_dict({"synth": {"n_genres": 8, "confusable_pairs": 5}})
+
+
+def test_lenient_builds_the_config_and_lists_every_problem() -> None:
+    from agf.config import config_problems, lenient
+
+    with lenient() as found:
+        config = config_from_dict({"train": {"lr": -1.0, "epochs": "many", "bogus": 1}, "grid": {"seeds": [-1]}})
+    assert config.train.lr == -1.0 and config.train.epochs == Config().train.epochs  # a bad type keeps the default
+    assert [p[:20] for p in found["train"]] == ["unknown key train.bo", "train.epochs: expect"]
+    assert config_problems(config) == {"train": ["train.lr = -1.0: must be more than 0"],
+                                       "grid": ["grid.seeds: -1 must be in [0, 4294967296)"]}
+    with pytest.raises(ConfigError):  # outside the block, a bad value raises again
+        dataclasses.replace(config.train)
+
+
+def _holds_numbers(annotation: object) -> bool:
+    """Whether a setting's type is a number, a list of numbers or a union with one."""
+    return annotation in (int, float) or any(_holds_numbers(arg) for arg in typing.get_args(annotation))
+
+
+def _numeric_settings() -> list[tuple[str, str]]:
+    """(section, key) of every numeric setting of every section, found from the dataclasses."""
+    sections = typing.get_type_hints(Config)
+    return [(section.name, item.name) for section in dataclasses.fields(Config)
+            for item in dataclasses.fields(sections[section.name])
+            if _holds_numbers(typing.get_type_hints(sections[section.name])[item.name])]
+
+
+NUMERIC_SETTINGS = _numeric_settings()
+NUMBERS = st.one_of(st.integers(min_value=-2**70, max_value=2**70), st.floats(allow_nan=True, allow_infinity=True),
+                    st.sampled_from([0, -1, 1, 2**32, 2**32 - 1, math.inf, -math.inf, math.nan, 1e308, -0.0]))
+
+
+def _is_seed(key: str) -> bool:
+    return key == "seed" or key.endswith("seeds")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(NUMERIC_SETTINGS), st.one_of(NUMBERS, st.lists(NUMBERS, max_size=3))),
+                min_size=1, max_size=4))
+def test_any_number_in_any_setting_gives_a_valid_config_or_one_line_errors(changes: list) -> None:
+    """Property: arbitrary numbers (huge, negative, inf, nan; lists too) in every numeric setting of every section
+    (found by dataclasses.fields, so a new setting is covered) give a config whose numbers are finite and whose seeds
+    fit, or a ConfigError of one line; while `lenient`, a config and one-line problems, never an exception."""
+    from agf.config import SEED, config_problems, lenient
+    from agf.errors import AgfError
+
+    data: dict = {}
+    for (section, key), value in changes:
+        data.setdefault(section, {})[key] = value
+    try:
+        config = config_from_dict(data)
+    except AgfError as exc:
+        assert isinstance(exc, ConfigError) and "\n" not in str(exc) and str(exc)
+    else:
+        for section in dataclasses.fields(config):
+            part = getattr(config, section.name)
+            for item in dataclasses.fields(part):
+                value = getattr(part, item.name)
+                for number in value if isinstance(value, tuple) else (value,):
+                    assert not isinstance(number, float) or math.isfinite(number), (section.name, item.name)
+                    assert not _is_seed(item.name) or SEED.allows(number), (section.name, item.name)
+    with lenient() as found:
+        config = config_from_dict(data)
+    for problems in [*found.values(), *config_problems(config).values()]:
+        assert all(problem and "\n" not in problem for problem in problems)

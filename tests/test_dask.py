@@ -6,16 +6,21 @@ Workers import this module to run kill_once, so its top level imports nothing he
 
 from __future__ import annotations
 
+import http.server
 import os
+import socketserver
 import sys
+import threading
+import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from audio_cases import make_random_bytes, music_like
 from safetensors.numpy import load_file
 from tiny_config import TINY_CORPUS, TINY_TRAINING
@@ -140,7 +145,14 @@ def test_grid_nets_trained_on_a_cluster_equal_the_local_ones(scheduler: str, tmp
     local = Prepared(workdir, store.usable(loaded.tracks), store)
     inputs = net_inputs(config, local, Factors(None, None))
     [spec] = net_specs("stn", inputs.task_outputs, store.config.n_mels)
-    local_nets = [stage_net(config, inputs, spec, seed, False, lambda _: None) for seed in (0, 1)]
+    # One torch thread, as the cluster's workers: a reduction over 2 threads sums in another order (an earlier
+    # in-process command of the same pytest worker may have left 2).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local_nets = [stage_net(config, inputs, spec, seed, False, lambda _: None) for seed in (0, 1)]
+    finally:
+        torch.set_num_threads(threads)
     # The cluster's grid reads the same store and writes into its own work directory.
     on_cluster = replace(config, run=replace(config.run, scheduler=scheduler))
     lines: list[str] = []
@@ -176,3 +188,72 @@ def test_the_scheduler_option_sets_run_scheduler() -> None:
     args = build_parser().parse_args(["train", "-c", "demo", "--scheduler", "tcp://head:8786"])
     assert _base_config(args).run.scheduler == "tcp://head:8786"
     assert _base_config(build_parser().parse_args(["train", "-c", "demo"])).run.scheduler == ""
+
+
+class _Banner(socketserver.BaseRequestHandler):
+    """A TCP service that greets first, as SSH does (dask read its first 8 bytes as a 2.8 EiB message length),
+    then keeps the connection open."""
+
+    def handle(self) -> None:
+        self.request.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+        self.request.recv(1 << 16)
+
+
+@pytest.fixture(params=["http", "banner"])
+def non_dask_address(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The address of a real non-dask service on localhost: an HTTP server, or a TCP server that greets first."""
+    handler = http.server.SimpleHTTPRequestHandler if request.param == "http" else _Banner
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"tcp://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _within(seconds: float, call: Callable[[], None]) -> BaseException | None:
+    """What call() raised, or None; fails the test when it has not returned after `seconds`."""
+    raised: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+            raised.append(None)
+        except BaseException as exc:  # whatever it is, the test looks at it
+            raised.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert raised, f"still waiting after {seconds} s"
+    return raised[0]
+
+
+def test_a_service_that_is_not_dask_is_one_clear_error_within_the_timeout(
+    non_dask_address: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setattr("agf.parallel.CONNECT_TIMEOUT_S", 1)
+    started = time.monotonic()
+    error = _within(10, lambda: check_scheduler(non_dask_address, 2))
+    assert time.monotonic() - started < 3
+    assert isinstance(error, ConfigError), repr(error)
+    message = str(error)
+    assert non_dask_address in message and "no dask scheduler answered within 1 s" in message
+    assert "fix the address" in message and "\n" not in message
+
+
+def test_check_lists_the_scheduler_beside_every_other_problem(
+    non_dask_address: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from agf.pipeline import check_run
+
+    monkeypatch.setattr("agf.parallel.CONNECT_TIMEOUT_S", 1)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    config = config_from_dict({"dataset": {"kind": "manifest", "manifest": str(tmp_path / "none.csv")},
+                               "run": {"scheduler": non_dask_address, "workdir": str(a_file)}})
+    problems, _ = check_run(config)
+    assert len(problems) == 3, problems
+    assert non_dask_address in problems[0] and "is a file" in problems[1] and "none.csv" in problems[2]

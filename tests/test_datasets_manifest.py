@@ -91,6 +91,17 @@ def test_invalid_tables_are_rejected(tmp_path: Path, change: dict[str, str], mes
         load_manifest(write_manifest(tmp_path, rows))
 
 
+@pytest.mark.parametrize("second", [{"genre": "jazz"}, {"split": "val"}], ids=["two-genres", "train-and-val"])
+def test_a_file_listed_twice_is_refused_naming_it_and_its_lines(tmp_path: Path, second: dict[str, str]) -> None:
+    rows = [{**row, "split": "train"} for row in rows_for(["rock", "jazz"], 2)]
+    rows.append({**rows[1], "path": "./audio/../audio/a0_1.wav", **second})  # the same file, spelled otherwise
+    with pytest.raises(DatasetError) as caught:
+        load_manifest(write_manifest(tmp_path, rows))
+    audio = (tmp_path / "audio" / "a0_1.wav").resolve()
+    assert str(caught.value) == (f"{tmp_path / 'manifest.csv'}: lines 3, 6 list the same audio file {audio}; "
+                                 "list each file once, with one genre and one split")
+
+
 def test_missing_audio_is_listed_or_fatal_when_strict(tmp_path: Path) -> None:
     csv_path = write_manifest(tmp_path, rows_for(["rock", "jazz", "rock", "jazz"], 2))
     (tmp_path / "audio" / "a1_0.wav").unlink()

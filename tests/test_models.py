@@ -228,6 +228,30 @@ def test_load_errors_name_the_file(tmp_path) -> None:
         load_net(tmp_path)
 
 
+@pytest.mark.parametrize("damage", ["cut in half", "torch.save", "empty"])
+def test_unreadable_weights_are_one_line_errors_naming_the_file(tmp_path, damage: str) -> None:
+    net = STN(4, width=0.25)
+    save_net(tmp_path, net, {})
+    weights = tmp_path / "model.safetensors"
+    if damage == "torch.save":
+        torch.save(net.state_dict(), weights)
+    else:
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2 if damage == "cut in half" else 0])
+    with pytest.raises(ModelFileError, match=r"model\.safetensors: not a readable safetensors file .*; train the net "
+                                             r"again") as caught:
+        load_net(tmp_path)
+    assert "\n" not in str(caught.value)
+    assert ("agf never unpickles" in str(caught.value)) == (damage == "torch.save")
+
+
+def test_an_architecture_edited_to_a_huge_width_is_refused_without_building_it(tmp_path) -> None:
+    save_net(tmp_path, STN(4, width=0.25), {})
+    spec = json.loads((tmp_path / "net.json").read_text())
+    (tmp_path / "net.json").write_text(json.dumps({**spec, "width": 1e9}))
+    with pytest.raises(ModelFileError, match=r"net\.json with .*model\.safetensors: .*architecture"):
+        load_net(tmp_path)  # on the meta device: building it would ask for 1.6 TB
+
+
 def test_bf16_autocast_channels_last_agrees_with_fp32() -> None:
     stn = STN(16).eval()
     x = patches(4)

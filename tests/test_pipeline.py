@@ -421,3 +421,124 @@ def test_a_manifest_without_a_config_gets_the_small_collection_preset(tmp_path: 
     assert main(["run", "-c", "paper", "--manifest", str(manifest), "-w", str(work), "--dry-run", "-q"]) == 0
     out = capsys.readouterr().out
     assert "2048 words, 40 topics" in out and "warning: factors.n_words = 2048" in out
+
+
+def _tree(root: Path) -> dict[str, int]:
+    """Every path under root with its modification time."""
+    return {str(p): p.stat().st_mtime_ns for p in root.rglob("*")}
+
+
+def test_check_is_read_only(finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`agf check` creates and writes nothing: not a new work directory, not the store's index (stale here, as after
+    a killed prepare), not a lock file."""
+    work = tmp_path / "work"
+    shutil.copytree(finished_run / "work", work)
+    for journal in work.glob("features/*/packs/*.jsonl"):
+        journal.touch()  # newer than index.parquet
+    before = _tree(work)
+    assert main(["check", str(finished_run / "tiny.toml"), "-w", str(work), "--quiet"]) == 0
+    assert "prepared: 27 of 27 tracks usable" in capsys.readouterr().out
+    assert _tree(work) == before
+    new = tmp_path / "new" / "work"
+    assert main(["check", str(finished_run / "tiny.toml"), "-w", str(new), "--quiet"]) == 0
+    assert not (tmp_path / "new").exists()
+
+
+def test_check_lists_every_problem_of_every_section_at_once(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    config = tmp_path / "bad.toml"
+    config.write_text('[dataset]\nkind = "manifest"\nmanifest = "none.csv"\n[train]\nlr = inf\nepochs = "many"\n'
+                      "[grid]\narchs = ['cnn']\n[synth]\nn_genres = 0\n")
+    argv = ["check", str(config), "-w", str(a_file), "--split-seed", "-1", "--seeds", "-1", "-j", "0", "--quiet"]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    problems = [line.removeprefix("agf check: problem: ").split(":")[0].split(" =")[0]
+                for line in captured.err.splitlines()]
+    assert sorted(problems) == sorted(["train.epochs", "train.lr", "dataset.seed", "synth.n_genres", "grid.seeds",
+                                       "grid.archs", "run.workers", f"run.workdir {a_file}"]), captured.err
+    assert "dataset: not checked until the settings of [dataset] are fixed" in captured.out
+    config.write_text('[dataset]\nkind = "manifest"\nmanifest = "none.csv"\n[train]\nlr = inf\n')
+    assert main(["check", str(config), "-w", str(a_file), "--quiet"]) == 1
+    err = capsys.readouterr().err  # with the dataset section right, its problem is listed beside the others
+    assert "train.lr = inf" in err and "is a file" in err and "none.csv: not found" in err
+
+
+def test_seeds_out_of_range_from_the_command_line_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cases = [
+        (["synth", str(tmp_path / "corpus"), "--seed", "-1"], "synth.seed = -1: must be in [0, 4294967296)"),
+        (["synth", str(tmp_path / "corpus"), "-j", "-1", "--genres", "2", "--seconds", "1"],
+         "run.workers = -1: must be at least 1"),
+        (["prepare", "-c", "demo", "-w", str(tmp_path / "w"), "--split-seed", "-1"], "dataset.seed = -1"),
+        (["run", "-c", "demo", "-w", str(tmp_path / "w"), "--seeds", "0,-1"], "grid.seeds: -1 must be in"),
+        (["train", "-c", "demo", "-w", str(tmp_path / "w"), "--seed", "-1"], "--seed -1: a run seed must be in"),
+    ]
+    for argv, message in cases:
+        assert main([*argv, "--quiet"]) == 1, argv
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, (argv, err)
+    assert not (tmp_path / "corpus").exists() and not (tmp_path / "w").exists()
+
+
+def test_predict_refuses_top_k_and_workers_below_their_range(finished_run: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture) -> None:
+    clip = next((finished_run / "work" / "corpus").rglob("*.mp3"))
+    assert main(["export", str(finished_run / "work"), str(tmp_path / "model"), "--quiet"]) == 0
+    for flags, message in [(["-k", "0"], "--top-k 0: must be at least 1"), (["-k", "-1"], "--top-k -1"),
+                           (["-j", "-1"], "--workers -1: must be at least 0"), (["-j", "-3"], "--workers -3")]:
+        assert main(["predict", str(tmp_path / "model"), str(clip), *flags, "--quiet"]) == 1, flags
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, (flags, err)
+
+
+def test_a_failing_dry_run_prints_its_problem_once(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    missing = tmp_path / "none.csv"
+    assert main(["run", "--manifest", str(missing), "-w", str(tmp_path / "w"), "--dry-run", "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.count("none.csv") == 1 and "plan:" not in captured.out, captured
+
+
+def test_free_space_counts_only_what_is_left_to_store(finished_run: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    """A complete store needs nothing more; a new one is sized in a unit that fits, and `agf prepare` refuses it
+    before decoding anything."""
+    import collections
+
+    from agf.pipeline import space_problem, stage_tracks
+    from agf.workdir import WorkDir
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 2000, 2000))
+    config = load_config(finished_run / "tiny.toml")
+    loaded = pd.read_parquet(finished_run / "work" / "tracks.parquet")
+    assert space_problem(config, WorkDir(finished_run / "work"), loaded) is None
+    assert main(["check", str(finished_run / "tiny.toml"), "-w", str(finished_run / "work"), "--quiet"]) == 0
+    assert "0 bytes of it for the 0 tracks not yet prepared" in capsys.readouterr().out
+    work = tmp_path / "work"
+    shutil.copytree(finished_run / "work" / "corpus", work / "corpus")  # the corpus is rendered; no track prepared
+    assert main(["prepare", "-c", str(finished_run / "tiny.toml"), "-w", str(work), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert " MB more for 27 tracks not yet prepared but " in err and "has 2.0 KB free" in err, err
+    assert err.count("\n") == 1 and not (work / "features").exists()
+    assert space_problem(config, WorkDir(work), stage_tracks(config, WorkDir(work), progress=False).tracks)
+
+
+def test_check_and_run_stop_at_a_split_that_cannot_be_scored(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Three artists per genre and val = test = 0.15: the artist-disjoint split leaves test empty; before any
+    decoding (the audio files here are empty: decoding them would fail differently)."""
+    rows = [{"path": f"{genre}{a}_{n}.wav", "artist": f"{genre}{a}", "genre": genre}
+            for genre, count in (("rock", 3), ("jazz", 3), ("folk", 1)) for a in range(count) for n in range(2)]
+    for row in rows:
+        (tmp_path / row["path"]).touch()
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    config = tmp_path / "c.toml"
+    config.write_text(f'[dataset]\nkind = "manifest"\nmanifest = "{tmp_path / "m.csv"}"\nval_fraction = 0.15\n'
+                      "test_fraction = 0.15\n")
+    assert main(["check", str(config), "-w", str(tmp_path / "w"), "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert "the test split has no track" in captured.err
+    assert "warning: the val split has no track of 1 of 3 genres (folk)" in captured.out
+    assert main(["run", str(config), "-w", str(tmp_path / "w"), "--quiet"]) == 1
+    assert "the test split has no track" in capsys.readouterr().err
+    assert not (tmp_path / "w" / "features").exists()

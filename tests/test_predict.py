@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import pickle
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from audio_cases import make_random_bytes, make_truncated_mp3, music_like
+from audio_cases import make_damaged, make_random_bytes, make_truncated_mp3, music_like, write_case
 
 from agf.audio import write_audio
 from agf.cli import main
@@ -19,6 +20,7 @@ from agf.predict import GenreClassifier, load_bundle, save_bundle, untrained_bun
 from agf.predict.bundle import MANIFEST, MLP_FILE
 from agf.predict.classifier import Decoded
 from agf.predict.inputs import expand_inputs
+from agf.predict.output import PredictionWriter, failure_summary
 
 GENRES = ("Rock", "Jazz", "Pop", "Folk")
 
@@ -231,6 +233,53 @@ def test_a_waveform_matches_its_file(classifier: GenreClassifier, clips: dict) -
         classifier.predict(samples, sr=sr)
 
 
+def test_integer_pcm_is_scaled_and_other_dtypes_are_refused(classifier: GenreClassifier, clips: dict) -> None:
+    """int16 samples as soundfile or scipy read them score as their floats (they were 32768x too loud)."""
+    import soundfile
+
+    floats, sr = soundfile.read(clips["stereo48k"], dtype="float32", always_2d=True)
+    pcm, _ = soundfile.read(clips["stereo48k"], dtype="int16", always_2d=True)
+    expected = classifier.predict(floats.T, sr=sr)
+    assert classifier.predict(pcm.T, sr=sr) == pytest.approx(expected, abs=1e-4)
+    assert classifier.predict((pcm.T.astype(np.int32) << 16), sr=sr) == pytest.approx(expected, abs=1e-4)
+    assert classifier.predict((pcm.T // 256 + 128).astype(np.uint8), sr=sr) == pytest.approx(expected, abs=0.02)
+    for bad in (pcm.T > 0, pcm.T.astype(np.complex64), pcm.T.astype(object), pcm.T.astype(np.int64)):
+        with pytest.raises(PredictError, match=rf"^a waveform of dtype {bad.dtype} is not audio samples; pass"):
+            classifier.predict(bad, sr=sr)
+
+
+def test_silence_is_not_given_a_genre_as_prepare_flags_it(classifier: GenreClassifier, tmp_path: Path) -> None:
+    from agf.config import FeatureConfig
+    from agf.prepare import TrackJob, prepare_track
+
+    path = tmp_path / "silence.wav"
+    write_audio(path, np.zeros(3 * 22050, np.float32), 22050)
+    [prediction] = classifier.predict_many([path])
+    entry = prepare_track(TrackJob("s", str(path), str(tmp_path / "store"), FeatureConfig()))
+    assert entry["status"] == "silent" and prediction.error == f"silent: {entry['reason']}"
+    with pytest.raises(PredictError, match=r"^<waveform>: silent: RMS level -200\.0 dBFS is below the silence"):
+        classifier.predict(np.zeros(44100, np.float32), sr=44100)
+
+
+def test_a_file_shorter_than_its_header_declares_is_not_classified(classifier: GenreClassifier,
+                                                                   tmp_path: Path) -> None:
+    cut = make_truncated_mp3(tmp_path / "cut.mp3", seconds=12.0, fraction=0.33)
+    [prediction] = classifier.predict_many([cut])
+    assert prediction.error == "truncated: decoded 3.9 s of the 12.0 s its header declares (a damaged or partial file)"
+    assert classifier.predict(cut, max_duration=3.0)  # what is there, when asked for explicitly
+
+
+def test_decoder_messages_go_with_the_prediction(classifier: GenreClassifier, tmp_path: Path) -> None:
+    damaged = make_damaged(write_case(tmp_path, "ogg", 44100, 2, 6.0, music=True))
+    [prediction] = classifier.predict_many([damaged])
+    assert prediction.ok and prediction.notes and "CRC mismatch" in prediction.notes[0]
+    summary = failure_summary([], 1, [prediction])
+    assert f"{damaged}: the decoder said: " in summary and "CRC mismatch" in summary
+    lines = io.StringIO()
+    PredictionWriter(lines, "jsonl", classifier.genres, 3).write(prediction)
+    assert json.loads(lines.getvalue())["notes"] == list(prediction.notes)
+
+
 def test_max_duration_classifies_the_beginning(classifier: GenreClassifier, clips: dict) -> None:
     whole = next(classifier.predict_many([clips["a"]]))
     first = next(classifier.predict_many([clips["a"]], max_duration=5.0))
@@ -289,7 +338,8 @@ def test_cli_exit_status_is_1_when_nothing_is_classified(
 ) -> None:
     assert main(["predict", str(bundle_dir), str(clips["corrupt"]), "-q"]) == 1
     assert "classified 0 file(s), 1 failed" in capsys.readouterr().err
-    truncated = make_truncated_mp3(clips["a"].parent.parent / "truncated.mp3")
-    assert main(["predict", str(bundle_dir), str(truncated), "-q"]) == 0  # what is there is classified
+    truncated = make_truncated_mp3(clips["a"].parent.parent / "truncated.mp3", fraction=0.3)
+    assert main(["predict", str(bundle_dir), str(truncated), "-q"]) == 1  # shorter than its header declares
+    assert "truncated: decoded 1.2 s of the 4.0 s its header declares" in capsys.readouterr().err
     assert main(["predict", str(clips["a"].parent / "nothing"), str(truncated), "-q"]) == 1
     assert "agf predict: error:" in capsys.readouterr().err

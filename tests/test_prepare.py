@@ -14,7 +14,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile
-from audio_cases import make_empty, make_random_bytes, make_truncated_mp3, music_like
+from audio_cases import (
+    make_damaged,
+    make_empty,
+    make_random_bytes,
+    make_truncated_mp3,
+    make_vbr_mp3_without_header,
+    music_like,
+    write_case,
+)
 
 from agf.audio import write_audio
 from agf.config import FeatureConfig
@@ -47,7 +55,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
         ("silence", root / "silence.wav"),
         ("empty", make_empty(root / "empty.mp3")),
         ("random", make_random_bytes(root / "random.mp3")),
-        ("truncated", make_truncated_mp3(root / "truncated.mp3")),
+        ("truncated", make_truncated_mp3(root / "truncated.mp3", fraction=0.3)),
         ("missing", root / "does-not-exist.mp3"),
         ("bad1486", root / "good0.mp3"),
     ]
@@ -71,9 +79,13 @@ def test_statuses_and_facts(corpus: pd.DataFrame, tmp_path: Path) -> None:
     for bad in ("empty", "random", "missing"):
         assert index.loc[bad, "status"] == "failed"
         assert index.loc[bad, "reason"]
-    # A truncated MP3 decodes what is there (test_audio): half of its 4 s. Without a declared duration it is ok.
-    assert index.loc["truncated", "status"] == "ok"
-    assert index.loc["truncated", "duration"] == pytest.approx(2.0, abs=0.3)
+    # A truncated MP3 decodes what is there (test_audio): 30 % of the 4 s its own header declares.
+    assert index.loc["truncated", "status"] == "truncated"
+    assert "of the 4.0 s its header declares" in index.loc["truncated", "reason"]
+    assert index.loc["truncated", "duration"] == pytest.approx(1.2, abs=0.3)
+    # The same silence rule as prediction's (agf.audio.silence_reason).
+    assert index.loc["silence", "reason"] == "RMS level -200.0 dBFS is below the silence threshold of -60 dBFS"
+    assert "(the decoder said: " in index.loc["random", "reason"]  # libmpg123's chatter, with its file
     mel = store.mel("good0")
     assert mel.dtype == np.float16 and mel.shape == (index.loc["good0", "frames"], 128)
     assert store.mfcc("good0").shape == (mel.shape[0], 25)
@@ -83,7 +95,7 @@ def test_statuses_and_facts(corpus: pd.DataFrame, tmp_path: Path) -> None:
 
 
 def test_a_file_much_shorter_than_its_metadata_says_is_flagged_truncated(corpus: pd.DataFrame, tmp_path) -> None:
-    """tracks.csv says 6 s, the file decodes to 2 s: flagged truncated (not usable), not silently ok."""
+    """tracks.csv says 6 s, the file decodes to 1.2 s: flagged truncated (not usable), not silently ok."""
     store = FeatureStore.open(tmp_path, FeatureConfig())
     tracks = corpus[corpus["track_id"].isin(["truncated", "good1"])].copy()
     tracks["declared_duration"] = tracks["track_id"].map({"truncated": 6.0, "good1": 2.0})
@@ -92,6 +104,30 @@ def test_a_file_much_shorter_than_its_metadata_says_is_flagged_truncated(corpus:
     assert index.loc["truncated", "status"] == "truncated" and "of the 6.0 s" in index.loc["truncated", "reason"]
     assert index.loc["good1", "status"] == "ok"  # 2 s declared, 2 s decoded
     assert "truncated" not in store.usable(tracks)["track_id"].tolist()
+
+
+def test_a_file_shorter_than_its_header_declares_is_truncated_without_metadata(tmp_path: Path) -> None:
+    """No duration in the metadata: the file's own header (12 s) against what decodes (4 s) flags it; a good file
+    and a VBR MP3 whose duration FFmpeg only estimates stay ok."""
+    tracks = _table([("cut", make_truncated_mp3(tmp_path / "cut.mp3", seconds=12.0, fraction=0.33)),
+                     ("vbr", make_vbr_mp3_without_header(tmp_path / "vbr.mp3")),
+                     ("good", write_case(tmp_path, "mp3", 44100, 2, 4.0, music=True))])
+    store = FeatureStore.open(tmp_path / "work", FeatureConfig())
+    summary = prepare_features(tracks, store, workers=1, progress=False)
+    index = store.index().set_index("track_id")
+    assert index["status"].to_dict() == {"cut": "truncated", "vbr": "ok", "good": "ok"}
+    assert index.loc["cut", "reason"] == "decoded 3.9 s of the 12.0 s its header declares (a damaged or partial file)"
+    assert "truncated: decoded 3.9 s of the 12.0 s its header declares" in summary.format()
+
+
+def test_decoder_messages_of_a_usable_file_are_kept_with_it(tmp_path: Path) -> None:
+    """A damaged Ogg page: the file decodes (ok) and FFmpeg's 'CRC mismatch' is its reason, listed by the summary."""
+    path = make_damaged(write_case(tmp_path, "ogg", 44100, 2, 6.0, music=True))
+    store = FeatureStore.open(tmp_path / "work", FeatureConfig())
+    summary = prepare_features(_table([("damaged", path)]), store, workers=1, progress=False)
+    entry = store.index().set_index("track_id").loc["damaged"]
+    assert entry["status"] == "ok" and entry["reason"].startswith("the decoder said: ogg: CRC mismatch")
+    assert f"usable, with decoder messages: 1\n  {path}: the decoder said: ogg: CRC mismatch" in summary.format()
 
 
 def test_rerun_skips_finished_and_redoes_changed_files(corpus: pd.DataFrame, tmp_path: Path) -> None:

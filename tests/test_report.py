@@ -329,6 +329,18 @@ def test_figure3_plots_the_table3_means_and_breaks_lines_at_missing_n(tmp_path: 
         assert y[n - 1] == pytest.approx(expected)
 
 
+def test_figure3_shows_error_bars_only_over_two_or_more_seeds(tmp_path: Path) -> None:
+    """One seed has no spread: no error bars drawn and none announced in the caption."""
+    single = synthetic_results(seeds=(0,), subsets=("g", "gm"), splits=("val",), label_kinds=("given",))
+    paths = build_report(tmp_path / "one", single, None, synthetic_tracks(), None, ReportImages(), "STN g", None)
+    markdown = paths["tables"].read_text()
+    assert "error bars" in markdown and "std over seeds" not in markdown and "one seed, no error bars" in markdown
+    assert not any(c.has_yerr for c in figure3(single, tmp_path / "one.png", "val").axes[0].containers)
+    paths = build_report(tmp_path / "two", RESULTS, None, synthetic_tracks(), None, ReportImages(), "STN g", None)
+    assert "error bars: sample std over seeds (split test, labels given)" in paths["tables"].read_text()
+    assert all(c.has_yerr for c in figure3(RESULTS, tmp_path / "two.png").axes[0].containers)
+
+
 def test_dataset_section_counts() -> None:
     text = dataset_section(synthetic_tracks(), synthetic_store_index())
     sections = text.split("**")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +14,7 @@ from sklearn.model_selection import train_test_split
 from agf.datasets.splits import (
     artist_disjoint_split,
     assign_split,
+    split_problems,
     stratified_random_split,
 )
 from agf.errors import DatasetError
@@ -111,3 +114,29 @@ def test_assign_split_modes() -> None:
     assert assign_split(tracks, "random", 0.15, 0.0, 0).equals(stratified_random_split(tracks, 0.15, 0.0, 0))
     with pytest.raises(DatasetError, match="'shuffled' is not a split mode"):
         assign_split(tracks, "shuffled", 0.15, 0.0, 0)
+
+
+def test_a_split_that_cannot_be_scored_is_a_problem_and_a_missing_genre_a_warning(tmp_path: Path) -> None:
+    """Three artists per genre and val = test = 0.15: the artist-disjoint split leaves test empty; a genre of one
+    artist has training tracks only."""
+    from agf.datasets.manifest import load_manifest
+
+    artists = [("rock", 3), ("jazz", 3), ("folk", 1)]
+    rows = [{"path": f"{genre}{a}_{n}.wav", "artist": f"{genre}{a}", "genre": genre}
+            for genre, count in artists for a in range(count) for n in range(2)]
+    for row in rows:
+        (tmp_path / row["path"]).touch()
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    loaded = load_manifest(tmp_path / "m.csv", val_fraction=0.15, test_fraction=0.15)
+    assert loaded.splits == ("train", "val", "test") and not (loaded.tracks["split"] == "test").any()
+    problems, warnings = split_problems(loaded.tracks, loaded.splits)
+    assert problems == ["the test split has no track, so nothing is reported on held-out data: 14 tracks by 7 "
+                        "artists leave none for it; add tracks by more artists or raise dataset.test_fraction "
+                        "(or set it to 0 to report on validation)"]
+    assert warnings == ["the val split has no track of 1 of 3 genres (folk): they are not scored there"]
+    # Without a planned test split (test_fraction = 0) an empty one is no problem; an empty validation split is.
+    assert load_manifest(tmp_path / "m.csv", val_fraction=0.15, test_fraction=0.0).splits == ("train", "val")
+    assert split_problems(loaded.tracks, ("train", "val")) == ([], warnings)
+    assert split_problems(loaded.tracks.assign(split="train"), ("train", "val")) == ([
+        "the val split has no track, so nothing selects the epochs and models or fits their calibration: 14 tracks "
+        "by 7 artists leave none for it; add tracks by more artists or raise dataset.val_fraction"], [])

@@ -20,12 +20,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from agf.audio import decode
-from agf.config import SynthConfig
+from agf.config import MAX_SUBGENRES, SynthConfig
+from agf.datasets.synth.collection import SUBGENRE_PREFIXES
 from agf.datasets.fma import load_fma
 from agf.datasets.synth import build_collection, corpus_summary, synthesize_corpus
-from agf.datasets.synth.collection import check_synth_config
 from agf.datasets.synth.corpus import MARKER, render_job, render_jobs
-from agf.errors import SynthError
+from agf.errors import ConfigError, SynthError
 
 # The reduced corpus of the tests: 6 genres x 4 artists x 2 albums x 3 tracks of 4 s = 144 clips.
 SMALL = SynthConfig(n_genres=6, artists_per_genre=4, albums_per_artist=2, tracks_per_album=3, clip_seconds=4.0)
@@ -212,8 +212,8 @@ def test_foreign_folder_is_not_overwritten(tmp_path: Path) -> None:
      ({"min_subgenres": 3, "max_subgenres": 2}, "min_subgenres")],
 )
 def test_bad_settings_are_named(change: dict[str, object], setting: str) -> None:
-    with pytest.raises(SynthError, match=setting):
-        check_synth_config(replace(SynthConfig(), **change))
+    with pytest.raises(ConfigError, match=f"synth.{setting}"):
+        replace(SynthConfig(), **change)
 
 
 def test_default_collection_counts_and_straddlers() -> None:
@@ -244,7 +244,11 @@ def test_hard_profile_options_shape_the_collection() -> None:
     moved = [np.abs(a.style.units - b.style.units).mean()
              for a, b in zip(plain.genres[16:], collection.genres[16:]) if a.title == b.title]
     assert plain.confusable == () and sum(m > 0.02 for m in moved) >= 0.2 * len(moved)
-    with pytest.raises(SynthError, match="confusable_pairs"):
-        check_synth_config(replace(base, confusable_pairs=9))
-    with pytest.raises(SynthError, match="albums_zipf"):
-        check_synth_config(replace(base, albums_zipf=0.5))
+    with pytest.raises(ConfigError, match="synth.confusable_pairs"):
+        replace(base, confusable_pairs=9)
+    with pytest.raises(ConfigError, match="synth.albums_zipf"):
+        replace(base, albums_zipf=0.5)
+
+
+def test_the_config_allows_as_many_subgenres_as_the_collection_can_name() -> None:
+    assert len(SUBGENRE_PREFIXES) == MAX_SUBGENRES

@@ -11,14 +11,15 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from safetensors.torch import save_file
 from store_fixtures import make_store as make_mel_store
 from store_fixtures import toy_mels
 
 import agf.transfer.mlp as transfer_mlp
 from agf.config import PATCH_FRAMES, FeatureConfig, TransferConfig, key_settings
-from agf.errors import TransferError
+from agf.errors import ModelFileError, TransferError
 from agf.evaluation import CLASSICAL, evaluate
-from agf.fileio import read_json
+from agf.fileio import read_json, write_json_atomic
 from agf.metrics import accuracy, aggregate_window_probs, log_loss, mean_window_probs, pooled_window_features
 from agf.models import MTN, STN, save_net
 from agf.store import FeatureStore
@@ -675,3 +676,33 @@ def test_an_exported_transfer_predicts_what_the_evaluation_scored(
     scored = result.predictions.set_index("track_id").loc[test_ids, GENRES].to_numpy()
     assert np.abs(predicted - apply_temperature(scored, 1.7)).max() < 1e-5
     assert np.abs(predicted - scored).max() > 1e-3  # the temperature was applied (the check can fail)
+
+
+@pytest.mark.parametrize("damage", ["cut in half", "torch.save"])
+def test_unreadable_weights_of_a_net_or_an_mlp_are_one_line_errors(small_store, tmp_path: Path, damage: str) -> None:
+    """`agf transfer` on a net, and export's read of a transfer MLP, whose safetensors file is cut short or is a
+    torch.save file: one line naming the file and how to make it again; never unpickled."""
+    store, mels = small_store
+    net = STN(3, width=0.25)
+    save_net(tmp_path / "net", net, net_meta(store, {"g": 3}))
+    mlp = transfer_mlp.build_mlp(net.feature_dim, 3, hidden=8)
+    (tmp_path / "mlp").mkdir()
+    save_file(mlp.state_dict(), str(tmp_path / "mlp" / "mlp.safetensors"))
+    write_json_atomic(tmp_path / "mlp" / "mlp.json",
+                      {"input_dim": net.feature_dim, "genres": GENRES, "hidden": 8, "dropout": 0.5})
+    tracks = pd.DataFrame({"track_id": list(mels), "genre": GENRES[0], "split": "train"})
+    loads = {
+        tmp_path / "net" / "model.safetensors": (net, "train the net again", lambda: fit_transfer(
+            [tmp_path / "net"], store, tracks, TransferConfig(), 0, tmp_path / "transfer", "cpu", progress=False)),
+        tmp_path / "mlp" / "mlp.safetensors": (mlp, "run the transfer again", lambda: load_mlp(tmp_path / "mlp")),
+    }
+    for weights, (module, fix, load) in loads.items():
+        if damage == "torch.save":
+            torch.save(module.state_dict(), weights)
+        else:
+            weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+        with pytest.raises(ModelFileError, match=f"{weights}: not a readable safetensors file") as caught:
+            load()
+        message = str(caught.value)
+        assert fix in message and "\n" not in message
+        assert ("a pickle or torch.save file, which agf never unpickles" in message) == (damage == "torch.save")

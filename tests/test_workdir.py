@@ -208,3 +208,18 @@ def test_agf_prepare_refuses_a_work_directory_another_command_holds(tmp_path: Pa
         assert main(["prepare", "--manifest", str(manifest), "-w", str(workdir.root), "--quiet"]) == 1
     assert "is working in this work directory" in capsys.readouterr().err
     assert not (workdir.root / "features").exists()
+
+
+def test_check_creatable_finds_what_create_refuses_and_writes_nothing(tmp_path: Path) -> None:
+    from agf.errors import ConfigError
+    from agf.workdir import check_creatable, create
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    for path, message in ((a_file, "is a file, not a folder"), (a_file / "under", "lies under a file")):
+        for check in (check_creatable, create):
+            with pytest.raises(ConfigError, match=message):
+                check(WorkDir(path))
+    check_creatable(WorkDir(tmp_path / "new" / "work"))
+    check_creatable(WorkDir(tmp_path))
+    assert sorted(tmp_path.iterdir()) == [a_file]

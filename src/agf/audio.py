@@ -2,15 +2,25 @@
 
 Decoding tries PyAV (FFmpeg) first and falls back to soundfile (libsndfile) when PyAV fails; a file that
 neither can read raises AudioDecodeError, whatever went wrong, so a bad file in a large collection is a
-status to record, never a crash.
+status to record, never a crash. What the decoders' libraries say while decoding (FFmpeg's log, lines libsndfile's
+MP3 reader libmpg123 writes to the terminal) is captured and attached to the file it concerns: to the
+AudioDecodeError's reason, or to AudioInfo.notes. The rules that make a decoded file unusable live here too, for
+prepare and prediction alike: `truncation` (shorter than its metadata or its own header declare) and
+`silence_reason` (an RMS level under features.silence_rms_db).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import av
+import av.logging
 import librosa
 import numpy as np
 import soundfile
@@ -28,6 +38,51 @@ class AudioInfo:
     channels: int  # of the input file
     duration: float  # true duration in seconds of the decoded input (not the header's claim)
     decoder: str  # "pyav" or "soundfile"
+    # Seconds the file's own header declares (an MP3's Xing/VBRI frame count, FLAC's STREAMINFO, ...); NaN when
+    # it declares none (FFmpeg's guess from the bitrate of an MP3 without such a header is no declaration).
+    declared_duration: float = float("nan")
+    decode_limit: float | None = None  # the max_duration decoding stopped at (None: the whole file)
+    notes: tuple[str, ...] = ()  # what the decoder's libraries reported while decoding (damaged frames, ...)
+
+
+# A file that decodes to less than this share of the duration declared for it, by the track's metadata or by the
+# file's own header, is truncated (a damaged or partial file). Header durations are frame counts, not estimates
+# (see AudioInfo.declared_duration), so good files decode to all of it; a cut download keeps a fraction.
+TRUNCATED_SHARE = 0.5
+# FFmpeg's log line when it guesses a duration from the bitrate and the file size (an MP3 without Xing/VBRI header).
+_ESTIMATED_DURATION = "Estimating duration from bitrate"
+# The integer dtypes of PCM audio (WAV's 8-bit samples are unsigned), which float_samples scales to [-1, 1).
+_PCM_DTYPES = frozenset(np.dtype(name) for name in ("int8", "int16", "int32", "uint8"))
+# At most this many of a decoder's distinct messages are attached to a file (a damaged MP3 gives one per frame).
+MAX_DECODER_NOTES = 3
+
+
+def truncation(info: AudioInfo, metadata_duration: float = float("nan")) -> str | None:
+    """Why a decoded file is truncated, or None: it decoded to less than TRUNCATED_SHARE of the seconds its
+    metadata (NaN: unknown) or its own header declare, counted up to the decode limit when decoding stopped there."""
+    for declared, by in ((metadata_duration, "its metadata"), (info.declared_duration, "its header")):
+        # min() keeps a NaN declared duration, and a comparison with NaN is False: unknown is never truncated.
+        if info.duration < TRUNCATED_SHARE * min(declared, info.decode_limit or np.inf):
+            return f"decoded {info.duration:.1f} s of the {declared:.1f} s {by} declares (a damaged or partial file)"
+    return None
+
+
+def level_db(value: float) -> float:
+    """A linear level in dBFS, floored at -200 dB."""
+    return float(20.0 * np.log10(max(value, 1e-10)))
+
+
+def rms_db(samples: np.ndarray) -> float:
+    """The RMS level of samples in dBFS (floored at -200 dB; no samples: -200 dB)."""
+    return level_db(float(np.sqrt(np.dot(samples, samples) / samples.size)) if samples.size else 0.0)
+
+
+def silence_reason(rms_level_db: float, threshold_db: float) -> str | None:
+    """Why audio of this RMS level counts as silent (below threshold_db, features.silence_rms_db: digital silence
+    or near-silence, which carries no genre), or None."""
+    if rms_level_db < threshold_db:
+        return f"RMS level {rms_level_db:.1f} dBFS is below the silence threshold of {threshold_db:g} dBFS"
+    return None
 
 
 def decode(
@@ -49,6 +104,8 @@ def decode(
         raise AudioDecodeError(path, "empty file (0 bytes); re-download or drop this track")
     # Both decoders wrap C libraries that raise many exception types on bad input (FFmpegError subclasses,
     # LibsndfileError, ValueError, RuntimeError, ...): any of them means "this decoder cannot read the file".
+    # While FFmpeg's log is captured, PyAV's exceptions quote its last error; the soundfile fallback notes on its
+    # exception what libsndfile's libraries printed: the reason carries what the decoders said.
     try:
         samples, info = _decode_pyav(path, sample_rate, max_duration)
     except Exception as pyav_error:
@@ -62,7 +119,20 @@ def decode(
         raise AudioDecodeError(path, f"no audio samples decoded ({info.decoder}); the file holds no audio")
     if max_duration is not None:
         samples = samples[: int(round(max_duration * sample_rate))]
-    return samples, info
+    return samples, replace(info, decode_limit=max_duration)
+
+
+def float_samples(samples: np.ndarray) -> np.ndarray:
+    """A waveform as float32: floats as they are; integer PCM (int8, int16, int32, and uint8 centred on 128)
+    scaled to [-1, 1) by its full scale. ValueError for any other dtype (bool, complex, int64, object, ...)."""
+    if samples.dtype.kind == "f":
+        return samples.astype(np.float32, copy=False)
+    if samples.dtype in _PCM_DTYPES:
+        full_scale = 2.0 ** (8 * samples.dtype.itemsize - 1)
+        centre = full_scale if samples.dtype.kind == "u" else 0.0
+        return (samples.astype(np.float32) - np.float32(centre)) / np.float32(full_scale)
+    raise ValueError(f"a waveform of dtype {samples.dtype} is not audio samples; pass floats in [-1, 1] or integer "
+                     "PCM (int16, int32, int8 or uint8)")
 
 
 @dataclass(frozen=True)
@@ -111,6 +181,16 @@ def decode_segment(
 
 
 def _decode_pyav(path: Path, sample_rate: int, max_duration: float | None) -> tuple[np.ndarray, AudioInfo]:
+    """_read_pyav with FFmpeg's log captured: its errors become the notes (PyAV's exceptions quote the last one
+    themselves while the log is on), and a duration FFmpeg only estimated from the bitrate is no declared one."""
+    with _ffmpeg_log() as log:
+        samples, info = _read_pyav(path, sample_rate, max_duration)
+    estimated = any(_ESTIMATED_DURATION in message for _, _, message in log)
+    return samples, replace(info, declared_duration=float("nan") if estimated else info.declared_duration,
+                            notes=_ffmpeg_errors(log))
+
+
+def _read_pyav(path: Path, sample_rate: int, max_duration: float | None) -> tuple[np.ndarray, AudioInfo]:
     """Decode the first audio stream with FFmpeg, resample it with FFmpeg's resampler, average the channels.
 
     The channels are averaged here (as librosa and the soundfile fallback do) rather than by FFmpeg's
@@ -120,6 +200,7 @@ def _decode_pyav(path: Path, sample_rate: int, max_duration: float | None) -> tu
         if not container.streams.audio:
             raise ValueError("no audio stream")
         stream = container.streams.audio[0]
+        declared = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else np.nan
         resampler = av.AudioResampler(format="fltp", rate=sample_rate)
         chunks: list[np.ndarray] = []
         input_samples = 0
@@ -136,17 +217,67 @@ def _decode_pyav(path: Path, sample_rate: int, max_duration: float | None) -> tu
         raise ValueError("the audio stream has no sample rate")
     samples = np.concatenate(chunks, axis=1).mean(axis=0, dtype=np.float32) if chunks else np.zeros(0, np.float32)
     duration = input_samples / input_rate if max_duration is None else min(input_samples / input_rate, max_duration)
-    return samples, AudioInfo(input_rate, input_channels, duration, "pyav")
+    return samples, AudioInfo(input_rate, input_channels, duration, "pyav", declared)
 
 
 def _decode_soundfile(path: Path, sample_rate: int, max_duration: float | None) -> tuple[np.ndarray, AudioInfo]:
-    """Decode with libsndfile, average the channels and resample with soxr (through librosa)."""
-    with soundfile.SoundFile(path) as handle:
-        input_rate = handle.samplerate
-        wanted = -1 if max_duration is None else int(np.ceil(max_duration * input_rate))
-        frames = handle.read(frames=wanted, dtype="float32", always_2d=True)
-    info = AudioInfo(int(input_rate), int(frames.shape[1]), frames.shape[0] / input_rate, "soundfile")
+    """Decode with libsndfile, average the channels and resample with soxr (through librosa). What libsndfile's
+    libraries write to the terminal meanwhile becomes the notes (or the exception's)."""
+    said: list[str] = []
+    try:
+        with _terminal_lines(said), soundfile.SoundFile(path) as handle:
+            input_rate = handle.samplerate
+            wanted = -1 if max_duration is None else int(np.ceil(max_duration * input_rate))
+            frames = handle.read(frames=wanted, dtype="float32", always_2d=True)
+    except Exception as error:
+        if said:
+            error.add_note(f"(the decoder said: {' | '.join(_distinct(said))})")
+        raise
+    info = AudioInfo(int(input_rate), int(frames.shape[1]), frames.shape[0] / input_rate, "soundfile",
+                     notes=_distinct(said))
     return to_mono(frames.T, input_rate, sample_rate), info
+
+
+@contextmanager
+def _ffmpeg_log() -> Iterator[list[tuple[int, str, str]]]:
+    """FFmpeg's log records (level, component, message) of this thread while the block runs, warnings and worse,
+    captured: neither dropped (PyAV's default) nor printed without the file's name."""
+    previous, skipping = av.logging.get_level(), av.logging.get_skip_repeated()
+    av.logging.set_level(max(previous or 0, av.logging.WARNING))
+    av.logging.set_skip_repeated(False)  # else a file's repeated message is counted out during the next file
+    try:
+        with av.logging.Capture() as records:
+            yield records
+    finally:
+        av.logging.set_level(previous)
+        av.logging.set_skip_repeated(skipping)
+
+
+def _ffmpeg_errors(records: Iterable[tuple[int, str, str]]) -> tuple[str, ...]:
+    """The error messages (or worse) of FFmpeg log records, as 'component: message'."""
+    return _distinct(f"{name}: {message}" for level, name, message in records if level <= av.logging.ERROR)
+
+
+@contextmanager
+def _terminal_lines(lines: list[str]) -> Iterator[None]:
+    """Add to `lines` what C libraries write straight to file descriptor 2 (the terminal) while the block runs:
+    libmpg123's 'Note: Illegal Audio-MPEG-Header ...' under libsndfile, which names no file."""
+    with tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines += sink.read().decode(errors="replace").splitlines()
+
+
+def _distinct(messages: Iterable[str]) -> tuple[str, ...]:
+    """The first MAX_DECODER_NOTES distinct non-empty messages, each on one line."""
+    return tuple(dict.fromkeys(" ".join(m.split()) for m in messages if m.strip()))[:MAX_DECODER_NOTES]
 
 
 def to_mono(samples: np.ndarray, sample_rate: int, target_rate: int) -> np.ndarray:
@@ -161,16 +292,17 @@ def to_mono(samples: np.ndarray, sample_rate: int, target_rate: int) -> np.ndarr
     return np.ascontiguousarray(planar, dtype=np.float32)
 
 
-def _one_line(error: BaseException) -> str:
-    """An exception as one line: its type and its message."""
-    return " ".join(f"{type(error).__name__}: {error}".split())
+def _one_line(error: BaseException, message: str | None = None) -> str:
+    """An exception as one line: its type, its message (or `message`) and its notes (what the decoder said)."""
+    text = f"{type(error).__name__}: {error if message is None else message}"
+    return " ".join(" ".join([text, *getattr(error, "__notes__", ())]).split())
 
 
 def _soundfile_reason(error: BaseException) -> str:
     """libsndfile's error as one line. For a file it cannot parse (e.g. a damaged MP3 handed to its mpg123
     reader) it says 'File does not exist or is not a regular file' although the file exists: say what it means."""
     if "File does not exist" in str(error):
-        return f"{type(error).__name__}: not a format libsndfile can read, or damaged"
+        return _one_line(error, "not a format libsndfile can read, or damaged")
     return _one_line(error)
 
 

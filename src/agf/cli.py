@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import math
 import os
 import sys
 import traceback
@@ -22,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from agf import __version__
-from agf.config import Config, load_config
+from agf.config import SEED, Config, lenient, load_config
 from agf.errors import AgfError, ConfigError, PredictError
 from agf.predict.output import FORMATS
 from agf.tasks import ARCHS, parse_tasks
@@ -63,7 +64,8 @@ def _base_config(args: argparse.Namespace) -> Config:
                       threads=args.threads, scheduler=args.scheduler)
     from agf.device import use_threads  # torch loads here, not for `agf --help`
 
-    use_threads(config.run.threads)
+    if not config.run.problems():  # `agf check` builds a config with problems (config.lenient) to list them all
+        use_threads(config.run.threads)
     return config
 
 
@@ -74,12 +76,16 @@ def _locked(config: Config) -> contextlib.AbstractContextManager:
 
 def _run_seed(config: Config, args: argparse.Namespace) -> int:
     """--seed, or the first of the config's grid.seeds."""
-    return args.seed if args.seed is not None else config.grid.seeds[0]
+    if args.seed is None:
+        return config.grid.seeds[0]
+    if not SEED.allows(args.seed):
+        raise ConfigError(f"--seed {args.seed}: a run seed must be {SEED.describe()}")
+    return args.seed
 
 
 def _add_run_seed(parser: argparse.ArgumentParser, seeds_what: str) -> None:
-    parser.add_argument("--seed", type=int, help=f"run seed, which seeds {seeds_what} (default: the first of the "
-                        "config's grid.seeds)")
+    parser.add_argument("--seed", type=int, help=f"run seed, which seeds {seeds_what}; 0 to 2**32 - 1 (default: the "
+                        "first of the config's grid.seeds)")
 
 
 def _task_list(text: str | None) -> tuple[str, ...] | None:
@@ -96,7 +102,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", help="TOML config file or preset name (demo, small-collection: the default "
                         "with --manifest, paper, fma-medium, fma-medium-paper, study-quick, study)")
     parser.add_argument("-w", "--workdir", help="work directory for all outputs (default: the config's, 'work')")
-    parser.add_argument("-j", "--workers", type=int, help="worker processes (default: the config's, 2)")
+    parser.add_argument("-j", "--workers", type=int, help="worker processes, at least 1 (default: the config's "
+                        "run.workers, 2)")
     parser.add_argument("--scheduler", metavar="ADDRESS", help="run per-track work, nets and study corpora on a dask "
                         "cluster: 'local' (a LocalCluster of --workers processes) or a scheduler's address, e.g. "
                         "tcp://host:8786 (default: the config's run.scheduler; '' = local processes; docs/dask.md)")
@@ -118,7 +125,7 @@ def _add_dataset_options(parser: argparse.ArgumentParser) -> None:
         help="official: the dataset's own split (FMA's artist-disjoint one); random: the paper's stratified "
         "random split; artist: a new artist-disjoint stratified split",
     )
-    group.add_argument("--split-seed", type=int, help="seed of generated splits (dataset.seed)")
+    group.add_argument("--split-seed", type=int, help="seed of generated splits (dataset.seed), 0 to 2**32 - 1")
     group.add_argument("--strict", action="store_true", default=None, help="missing audio files are an error")
 
 
@@ -150,7 +157,8 @@ def _add_grid_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--tasks", help="tasks of the grid, e.g. g,m,d,e,s")
     group.add_argument("--archs", help="architectures, e.g. stn,mtn,wstn")
     group.add_argument("--subsets", help="task subsets to run, e.g. g,gm,gmdes (default: all of --tasks)")
-    group.add_argument("--seeds", help="run seeds, e.g. 0,1,2: each trains every net and MLP once")
+    group.add_argument("--seeds", help="run seeds, e.g. 0,1,2, each 0 to 2**32 - 1: each trains every net and MLP "
+                       "once")
 
 
 def _grid_config(config: Config, args: argparse.Namespace) -> Config:
@@ -204,7 +212,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
         label_noise=args.label_noise,
         seed=args.seed,
     )
-    out = synthesize_corpus(Path(args.out_dir), config.synth, workers=args.workers or 2, progress=not args.quiet)
+    config = _replace(config, "run", workers=args.workers)
+    out = synthesize_corpus(Path(args.out_dir), config.synth, workers=config.run.workers, progress=not args.quiet)
     print(corpus_summary(out))
     return 0
 
@@ -290,13 +299,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     `agf check` and the plan, nothing else."""
     from agf.pipeline import plan_run, run_pipeline
 
-    config = _run_config(args)
     if args.dry_run:
-        status = _check(config)
+        config = _check(args)
+        if config is None:
+            return EXIT_ERROR
         plan, speed = plan_run(config)
         print("\n".join(plan.lines(speed, config.run.workers)))
-        return status
-    run = run_pipeline(config, progress=not args.quiet)
+        return 0
+    run = run_pipeline(_run_config(args), progress=not args.quiet)
     print(f"report: {run.report['html']}")
     return 0
 
@@ -314,20 +324,23 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Check a run before any compute: settings, grid, device, work directory, dataset; every problem at once."""
-    return _check(_run_config(args))
+    return 0 if _check(args) is not None else EXIT_ERROR
 
 
-def _check(config: Config) -> int:
-    """Print what `agf check` finds; the exit status."""
+def _check(args: argparse.Namespace) -> Config | None:
+    """Print what `agf check` finds in the config of `agf run`'s arguments, every problem of every section at once
+    (config.lenient); the config when there is none."""
     from agf.pipeline import check_run
 
-    problems, facts = check_run(config)
+    with lenient() as load_problems:
+        config = _run_config(args)
+    problems, facts = check_run(config, load_problems)
     for line in facts:
         print(line)
     for problem in problems:
-        print(f"agf check: problem: {problem}", file=sys.stderr)
+        print(f"agf {args.command}: problem: {problem}", file=sys.stderr)
     print(f"{len(problems)} problem(s) found" if problems else "ok: no problem found")
-    return EXIT_ERROR if problems else 0
+    return None if problems else config
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -383,20 +396,28 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from agf.predict import GenreClassifier
     from agf.predict.classifier import default_decode_workers
     from agf.predict.inputs import STDIN, expand_inputs
-    from agf.predict.output import PredictionWriter, failure_summary, format_for
+    from agf.predict.output import PredictionWriter, check_output_path, failure_summary, file_id_warning, format_for
 
+    check_output_path(args.output)
+    if args.max_duration is not None and not 0 < args.max_duration < math.inf:
+        raise PredictError(f"--max-duration must be positive seconds, got {args.max_duration}")
+    for flag, value, least in (("--top-k", args.top_k, 1), ("--workers", args.workers, 0),
+                               ("--batch-windows", args.batch_windows, 1)):
+        if value is not None and value < least:
+            raise PredictError(f"{flag} {value}: must be at least {least}")
     paths = expand_inputs(args.inputs, sys.stdin if STDIN in args.inputs else ())
     if not paths:
         raise PredictError("no input files: give audio files, directories, glob patterns, or - to read paths from "
                            "stdin")
-    if args.max_duration is not None and not args.max_duration > 0:
-        raise PredictError(f"--max-duration must be positive seconds, got {args.max_duration}")
+    fmt = format_for(args.output, args.format)
+    clash = file_id_warning(paths, fmt)
+    if clash:
+        print(f"warning: {clash}", file=sys.stderr)
     classifier = GenreClassifier.load(args.bundle, device=args.device, batch_windows=args.batch_windows)
     workers = args.workers if args.workers is not None else default_decode_workers() if len(paths) > 2 else 0
     if classifier.device.type == "cpu":  # the nets' threads share the cores with the decoding processes
         torch.set_num_threads(max(1, available_cores() - workers))
-    fmt = format_for(args.output, args.format)
-    failures, predicted = [], 0
+    failures, noted, predicted = [], [], 0
     with contextlib.ExitStack() as stack:
         if args.output:
             stream = stack.enter_context(open(stack.enter_context(atomic_path(args.output)), "w", encoding="utf-8"))
@@ -408,9 +429,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
             writer.write(prediction)
             if prediction.ok:
                 predicted += 1
+                if prediction.notes:
+                    noted.append(prediction)
             else:
                 failures.append(prediction)
-    print(failure_summary(failures, predicted), file=sys.stderr)
+    print(failure_summary(failures, predicted, noted), file=sys.stderr)
     if args.output:
         print(f"wrote {args.output}", file=sys.stderr)
     return EXIT_ERROR if predicted == 0 or (args.strict and failures) else 0
@@ -449,10 +472,11 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--artists-per-genre", type=int, help="artists per genre (default 6)")
     synth.add_argument("--albums-per-artist", type=int, help="albums per artist (default 2)")
     synth.add_argument("--tracks-per-album", type=int, help="tracks per album (default 5)")
-    synth.add_argument("--seconds", type=float, help="clip length in seconds, up to 30 (default 10)")
+    synth.add_argument("--seconds", type=float, help="clip length in seconds, up to 600 (default 10)")
     synth.add_argument("--label-noise", type=float, help="share of albums with a wrong genre label (default 0.15)")
-    synth.add_argument("--seed", type=int, help="seed of the corpus (default 0)")
-    synth.add_argument("-j", "--workers", type=int, help="worker processes (default 2)")
+    synth.add_argument("--seed", type=int, help="seed of the corpus, 0 to 2**32 - 1 (default 0)")
+    synth.add_argument("-j", "--workers", type=int, help="worker processes, at least 1 (default: the config's "
+                       "run.workers, 2)")
     _add_output_options(synth)
     synth.set_defaults(func=cmd_synth)
 
@@ -520,11 +544,12 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text, description, func in (
         ("run", "run every stage of a config: prepare, factors, nets, transfer, evaluate, report", cached, cmd_run),
         ("grid", "run the paper's experiment grid (all task subsets x STN/MTN/wSTN x seeds)", cached, cmd_run),
-        ("check", "check a run before any compute: settings, grid, device, work directory, dataset",
-         ": load the config and the dataset as `agf run` would and list every problem at once (settings out of "
-         "range, an unknown architecture, a missing GPU, a work directory that is a file, unreadable metadata, no "
-         "audio files, too little disk space, genres without training tracks, no validation or test split), "
-         "without decoding or training anything. Exit status 1 when there is a problem.", cmd_check),
+        ("check", "check a run before any compute: settings, grid, device, scheduler, work directory, dataset",
+         ": load the config and the dataset as `agf run` would and list every problem of every section at once "
+         "(settings out of range, an unknown architecture, a missing GPU, an address where no dask scheduler "
+         "answers, a work directory that is a file, unreadable metadata, no audio files, too little disk space, "
+         "genres without training tracks, no validation or test split), without decoding, training or writing "
+         "anything. Exit status 1 when there is a problem.", cmd_check),
     ):
         command = commands.add_parser(name, help=help_text, description=help_text + description)
         command.add_argument("config_file", nargs="?", metavar="CONFIG", help="TOML config file or preset name")
@@ -590,15 +615,17 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--format", choices=FORMATS, help="table (default), csv (the WWW 2018 challenge format: "
                          "file_id + one probability column per genre) or jsonl (default from --output's suffix)")
     predict.add_argument("-o", "--output", metavar="FILE", help="write to FILE (atomically) instead of stdout")
-    predict.add_argument("-k", "--top-k", type=int, default=3, help="genres shown per file (table, jsonl; default 3)")
+    predict.add_argument("-k", "--top-k", type=int, default=3, help="genres shown per file, at least 1 (table, "
+                         "jsonl; default 3)")
     predict.add_argument("--max-duration", type=float, metavar="SECONDS",
                          help="classify only the first SECONDS of each file (default: the whole file)")
     predict.add_argument("--strict", action="store_true", help="exit status 1 when any file fails")
     predict.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     predict.add_argument("-j", "--workers", type=int,
-                         help="decoding processes beside the nets (default: cores - 1, at most 8; 0 decodes in "
-                         "the main process)")
-    predict.add_argument("--batch-windows", type=int, default=512, help="windows per forward pass (default 512)")
+                         help="decoding processes beside the nets, at least 0 (default: cores - 1, at most 8; "
+                         "0 decodes in the main process)")
+    predict.add_argument("--batch-windows", type=int, default=512, help="windows per forward pass, at least 1 "
+                         "(default 512)")
     _add_output_options(predict)
     predict.set_defaults(func=cmd_predict)
 
@@ -609,7 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and prints genre-only vs the best artist-group transfer against the noisy and the true labels.",
     )
     demo.add_argument("--out", default="demo", help="work directory (default ./demo)")
-    demo.add_argument("-j", "--workers", type=int, help="worker processes (default 2)")
+    demo.add_argument("-j", "--workers", type=int, help="worker processes, at least 1 (default 2)")
     _add_output_options(demo)
     demo.set_defaults(func=cmd_demo)
     return parser

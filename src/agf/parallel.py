@@ -12,6 +12,7 @@ task reads its inputs from and writes its outputs to shared storage, atomically,
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import ctypes
 import multiprocessing
@@ -25,6 +26,7 @@ from concurrent.futures import (
     Executor,
     Future,
     ProcessPoolExecutor,
+    ThreadPoolExecutor,
     wait,
 )
 from contextlib import contextmanager
@@ -147,21 +149,57 @@ def dask_client(scheduler: str, workers: int) -> Any:
                                                dashboard_address=None)
         client = distributed.Client(cluster)
     else:
+        _check_handshake(distributed, scheduler)
         try:
             client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT_S)
         except (OSError, TimeoutError, ValueError) as exc:
-            raise ConfigError(f"run.scheduler = {scheduler!r}: no dask scheduler answered within "
-                              f"{CONNECT_TIMEOUT_S} s ({type(exc).__name__}: {exc}); start one (`dask scheduler`) "
-                              "or fix the address") from None
+            raise _no_scheduler(scheduler, f"{type(exc).__name__}: {exc}") from None
     if not _clients:
         atexit.register(close_clients)
     _clients[key] = client
     return client
 
 
+def _no_scheduler(scheduler: str, why: str) -> ConfigError:
+    """The error of a run.scheduler address where no dask scheduler answers, and why."""
+    return ConfigError(f"run.scheduler = {scheduler!r}: no dask scheduler answered within {CONNECT_TIMEOUT_S} s "
+                       f"({why}); start one (`dask scheduler`) or fix the address")
+
+
+async def _comm_handshake(distributed: Any, address: str) -> None:
+    """Open a dask comm to `address` (dask's handshake: both ends send their info first) and close it."""
+    comm = await distributed.comm.connect(address, timeout=CONNECT_TIMEOUT_S)
+    await comm.close()
+
+
+def _check_handshake(distributed: Any, scheduler: str) -> None:
+    """A ConfigError unless a dask scheduler at the address completes dask's handshake within CONNECT_TIMEOUT_S.
+    distributed.Client waits for the handshake without a time limit (an HTTP server there kept it waiting for
+    minutes) and reads another service's first bytes as a message length (a 3 EiB allocation)."""
+    try:
+        distributed.comm.resolve_address(scheduler)
+    except ValueError as exc:
+        raise ConfigError(f"run.scheduler = {scheduler!r}: not a scheduler address ({exc}); give 'local' or "
+                          "tcp://HOST:PORT") from None
+    except OSError as exc:  # a host name without an address
+        raise _no_scheduler(scheduler, f"{type(exc).__name__}: {exc}") from None
+    try:
+        with ThreadPoolExecutor(1) as thread:  # an event loop of its own, also where the caller runs one (Jupyter)
+            thread.submit(asyncio.run, asyncio.wait_for(_comm_handshake(distributed, scheduler),
+                                                        CONNECT_TIMEOUT_S)).result()
+    except TimeoutError:
+        raise _no_scheduler(scheduler, "something accepted the connection but sent no dask handshake: another "
+                            "service answers there") from None
+    except OSError as exc:  # nothing listens there
+        raise _no_scheduler(scheduler, f"{type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # whatever another service's bytes make of dask's reader (MemoryError, msgpack's errors)
+        raise _no_scheduler(scheduler, f"what answers is not a dask scheduler: {type(exc).__name__} reading its "
+                            "handshake") from None
+
+
 def check_scheduler(scheduler: str, workers: int) -> None:
-    """Before any compute: a ConfigError when run.scheduler cannot be used (dask missing, no scheduler at the
-    address). A remote scheduler is connected now and the connection kept; a LocalCluster starts on first use."""
+    """Before any compute: a ConfigError when run.scheduler cannot be used (dask missing, no dask scheduler at the
+    address: nothing, or another service, answers there). A remote scheduler is connected now and the connection kept; a LocalCluster starts on first use."""
     if scheduler == LOCAL_SCHEDULER:
         _distributed()
     elif scheduler:

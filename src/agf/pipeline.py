@@ -8,7 +8,6 @@ output directory is finished for the same inputs; `agf run` and the single-stage
 from __future__ import annotations
 
 import hashlib
-import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,14 +18,15 @@ from pathlib import Path
 import pandas as pd
 
 from agf import __version__
-from agf.config import Config, TrainConfig, config_to_dict, key_settings
+from agf.config import Config, TrainConfig, config_problems, config_to_dict, key_settings
 from agf.datasets import LoadedDataset, load_dataset
 from agf.datasets.fma import KNOWN_BAD_IDS
 from agf.datasets.noise import inject_label_noise
+from agf.datasets.splits import split_problems
 from agf.datasets.synth import corpus_is_complete
 from agf.datasets.table import split_fingerprint
 from agf.device import resolve_device, use_threads
-from agf.errors import AgfError, PipelineError
+from agf.errors import AgfError, ConfigError, PipelineError
 from agf.evaluation import evaluate, evaluation_key
 from agf.factors import FactorResult, build_factors, format_summary, load_track_targets
 from agf.factors.sizing import fitting_artists, sized_factors
@@ -36,7 +36,7 @@ from agf.metrics import METRICS
 from agf.parallel import check_scheduler, map_unordered
 from agf.predict import bundle_from_transfer, save_bundle
 from agf.plan import Plan, Throughput, make_plan, measure_throughput, unrendered_synth_tracks
-from agf.prepare import PrepareSummary, prepare_features
+from agf.prepare import PrepareSummary, is_finished, prepare_features
 from agf.report import ReportImages, build_report
 from agf.report.results import (
     SELECTION_BIAS_NOTE,
@@ -56,8 +56,7 @@ from agf.training import (
     train_net,
 )
 from agf.transfer import TransferResult, fit_transfer, load_transfer, transfer_dir
-from agf.workdir import WorkDir, is_done, locked, require_done, save_config
-from agf.workdir import create as create_workdir
+from agf.workdir import WorkDir, check_creatable, free_bytes, is_done, locked, require_done, save_config
 
 Log = Callable[[str], None]
 
@@ -86,7 +85,11 @@ def known_bad_ids(config: Config) -> frozenset[str]:
 def stage_prepare(
     config: Config, workdir: WorkDir, tracks: pd.DataFrame, retry_failed: bool = False, progress: bool = True
 ) -> tuple[FeatureStore, PrepareSummary]:
-    """Build (or complete) the feature store for the track table."""
+    """Build (or complete) the feature store for the track table; a PipelineError before any decoding when what is
+    left to store would not fit on the disk."""
+    problem = space_problem(config, workdir, tracks, retry_failed)
+    if problem:
+        raise PipelineError(problem)
     store = FeatureStore.open(workdir.root, config.features)
     summary = prepare_features(
         tracks,
@@ -109,21 +112,64 @@ class Prepared:
     store: FeatureStore
 
 
+def settings_problems(config: Config, grid: bool = True) -> list[str]:
+    """What can be checked before any compute beyond the config's own ranges, each on its own: the grid (unless
+    not `grid`), the device and the scheduler."""
+    checks = [lambda: grid_cases(config.grid, grid_subsets(config.grid))] if grid else []
+    checks += [lambda: resolve_device(config.run.device),
+               lambda: check_scheduler(config.run.scheduler, config.run.workers)]
+    problems = []
+    for check in checks:
+        try:
+            check()
+        except AgfError as exc:
+            problems.append(str(exc))
+    return problems
+
+
 def check_settings(config: Config) -> None:
-    """What can be checked before any compute, beyond the config's own ranges: the grid, the device and the
-    scheduler."""
-    grid_cases(config.grid, grid_subsets(config.grid))
-    resolve_device(config.run.device)
-    check_scheduler(config.run.scheduler, config.run.workers)
+    """A ConfigError naming every problem of settings_problems."""
+    problems = settings_problems(config)
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
-def space_problem(config: Config, workdir: WorkDir, tracks: pd.DataFrame) -> str | None:
-    """A problem when the feature store of these tracks would not fit in the work directory's free space."""
-    needed = estimated_bytes(tracks, config.features)
-    free = shutil.disk_usage(workdir.root if workdir.root.exists() else workdir.root.parent).free
+def stored_tracks(config: Config, workdir: WorkDir) -> tuple[FeatureStore | None, pd.DataFrame]:
+    """The work directory's feature store of these feature settings and its finished tracks (their journal lines),
+    read without writing anything; (None, no rows) when there is no such store yet."""
+    root = workdir.root / "features" / features_key(config.features)
+    if not (root / "settings.json").is_file():
+        return None, pd.DataFrame(columns=["track_id"])
+    store = FeatureStore(root, config.features)
+    return store, store.entries()
+
+
+def unprepared(tracks: pd.DataFrame, entries: pd.DataFrame, retry_failed: bool = False) -> pd.DataFrame:
+    """The rows of a track table that prepare would decode, given the store's finished `entries`."""
+    if entries.empty:
+        return tracks
+    finished = entries.set_index("track_id").to_dict("index")
+    todo = [not is_finished(finished.get(track_id), path, retry_failed)
+            for track_id, path in zip(tracks["track_id"], tracks["audio_path"])]
+    return tracks[todo]
+
+
+def size_text(n_bytes: float) -> str:
+    """A size in the unit that fits: '512 bytes', '3.4 KB', '12.4 MB', '1.2 GB'."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.1f} {unit}"
+    return f"{n_bytes:.0f} bytes"
+
+
+def space_problem(config: Config, workdir: WorkDir, tracks: pd.DataFrame, retry_failed: bool = False) -> str | None:
+    """A problem when the features of the tracks not yet stored would not fit in the work directory's free space."""
+    pending = unprepared(tracks, stored_tracks(config, workdir)[1], retry_failed)
+    needed = estimated_bytes(pending, config.features)
+    free = free_bytes(workdir)
     if needed > free:
-        return (f"the feature store of {len(tracks)} tracks needs about {needed / 1e9:.1f} GB but {workdir.root} "
-                f"has {free / 1e9:.1f} GB free; free space or choose another --workdir")
+        return (f"the feature store needs about {size_text(needed)} more for {len(pending)} tracks not yet prepared "
+                f"but {workdir.root} has {size_text(free)} free; free space or choose another --workdir")
     return None
 
 
@@ -150,20 +196,29 @@ def check_dataset(tracks: pd.DataFrame) -> None:
         raise PipelineError("the prepared dataset cannot be used: " + "; ".join(problems))
 
 
-def check_run(config: Config) -> tuple[list[str], list[str]]:
+def check_run(config: Config, load_problems: dict[str, list[str]] | None = None) -> tuple[list[str], list[str]]:
     """`agf check`: every problem a run of `config` would meet before its first expensive step, and what was
-    found (counts per split), without decoding or training anything. Returns (problems, facts)."""
-    problems: list[str] = []
+    found (counts per split), without decoding, training or writing anything. `config` may have been built
+    under config.lenient: the problems of its sections and `load_problems` ({section: problems} found while
+    loading it) come first, and the checks that read a section with problems are left out. Returns
+    (problems, facts)."""
+    by_section = {name: list(found) for name, found in (load_problems or {}).items()}
+    for name, found in config_problems(config).items():
+        by_section.setdefault(name, []).extend(found)
+    problems = [problem for found in by_section.values() for problem in found]
     facts: list[str] = []
-    try:
-        check_settings(config)
-    except AgfError as exc:
-        problems.append(str(exc))
+    problems += settings_problems(config, grid="grid" not in by_section)
     workdir = WorkDir(Path(config.run.workdir))
     try:
-        create_workdir(workdir)
+        check_creatable(workdir)
     except AgfError as exc:
         problems.append(str(exc))
+    # The sections the dataset check reads: with a problem in one of them, the dataset is not checked.
+    read = ("dataset", "features", *(["synth"] if config.dataset.kind == "synth" else []))
+    unchecked = [name for name in read if name in by_section]
+    if unchecked:
+        facts.append(f"dataset: not checked until the settings of [{'], ['.join(unchecked)}] are fixed")
+        return problems, facts
     synth_dir = None
     if config.dataset.kind == "synth":
         if not corpus_is_complete(workdir.corpus, config.synth):
@@ -172,6 +227,7 @@ def check_run(config: Config) -> tuple[list[str], list[str]]:
         synth_dir = workdir.corpus
     try:
         loaded = load_dataset(config.dataset, synth_dir=synth_dir)
+        store, entries = stored_tracks(config, workdir)
     except AgfError as exc:
         return [*problems, str(exc)], facts
     tracks = loaded.tracks
@@ -179,13 +235,19 @@ def check_run(config: Config) -> tuple[list[str], list[str]]:
     facts.append(f"dataset: {len(tracks)} tracks with audio files, {tracks['genre'].nunique()} genres, "
                  f"{tracks['artist_id'].nunique()} artists; " + ", ".join(f"{s} {n}" for s, n in counts.items()))
     facts += [f"warning: {warning}" for warning in loaded.warnings]
-    facts.append(f"feature store: about {estimated_bytes(tracks, config.features) / 1e9:.2f} GB")
+    split_errors, split_notes = split_problems(tracks, loaded.splits)
+    problems += split_errors
+    facts += [f"warning: {note}" for note in split_notes]
+    pending = unprepared(tracks, entries)
+    facts.append(f"feature store: about {size_text(estimated_bytes(tracks, config.features))}, "
+                 f"{size_text(estimated_bytes(pending, config.features))} of it for the {len(pending)} tracks not "
+                 "yet prepared")
     problems += [problem for problem in [space_problem(config, workdir, tracks)] if problem]
-    if workdir.root.is_dir() and (workdir.root / "features").is_dir():
-        store = FeatureStore.open(workdir.root, config.features)
-        usable = store.usable(tracks)
+    if store is not None:
+        ok = set(entries.loc[entries["status"] == "ok", "track_id"])  # FeatureStore.usable, without the index
+        usable = tracks[tracks["track_id"].isin(ok)]
         facts.append(f"prepared: {len(usable)} of {len(tracks)} tracks usable in {store.root}")
-        problems += dataset_problems(usable) if len(store.index()) >= len(tracks) else []
+        problems += dataset_problems(usable) if pending.empty else []
     else:
         problems += dataset_problems(tracks)
     return problems, facts
@@ -725,11 +787,11 @@ def _run_stages(config: Config, progress: bool, log: Log, must_be_done: bool, ti
         save_config(config, workdir)
         with times.timed("tracks" + (" (renders the corpus)" if config.dataset.kind == "synth" else "")):
             loaded = stage_tracks(config, workdir, progress=progress)
-        for warning in loaded.warnings:
+        split_errors, split_notes = split_problems(loaded.tracks, loaded.splits)
+        for warning in [*loaded.warnings, *split_notes]:
             log(f"warning: {warning}")
-        problem = space_problem(config, workdir, loaded.tracks)
-        if problem:
-            raise PipelineError(problem)
+        if split_errors:
+            raise PipelineError("; ".join(split_errors))
         with times.timed("prepare"):
             store, summary = stage_prepare(config, workdir, loaded.tracks, progress=progress)
         log(summary.format())

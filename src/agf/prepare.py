@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from agf.audio import AudioDecodeError, Segment, decode_segment
+from agf.audio import AudioDecodeError, Segment, decode_segment, level_db, rms_db, silence_reason, truncation
 from agf.config import FeatureConfig
 from agf.features import extractor_for
 from agf.parallel import available_cores, map_unordered
 from agf.store import FeatureStore
 
-# A file that decodes to less than this share of its declared duration is flagged truncated (not usable).
-TRUNCATED_SHARE = 0.5
+# At most this many usable files with decoder messages are listed in the summary (all are in the index).
+MAX_LISTED_NOTES = 20
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,8 @@ class PrepareSummary:
     skipped: int = 0
     status: Counter = field(default_factory=Counter)
     reasons: Counter = field(default_factory=Counter)
+    # 'path: reason' of usable files whose decoder reported problems (damaged frames skipped, ...).
+    noted: list[str] = field(default_factory=list)
 
     def format(self) -> str:
         """A short human-readable report."""
@@ -56,6 +58,9 @@ class PrepareSummary:
         if self.reasons:
             lines.append("not usable, by reason:")
             lines += [f"  {count:6d}  {reason}" for reason, count in self.reasons.most_common(20)]
+        if self.noted:
+            lines.append(f"usable, with decoder messages: {len(self.noted)}")
+            lines += [f"  {note}" for note in self.noted[:MAX_LISTED_NOTES]]
         return "\n".join(lines)
 
 
@@ -66,11 +71,6 @@ def _file_facts(path: str) -> tuple[int, int]:
     except OSError:
         return -1, -1
     return stat.st_size, stat.st_mtime_ns
-
-
-def _level_db(value: float) -> float:
-    """A linear level in dBFS, floored at -200 dB."""
-    return float(20.0 * np.log10(max(value, 1e-10)))
 
 
 def prepare_track(job: TrackJob) -> dict:
@@ -105,27 +105,27 @@ def prepare_track(job: TrackJob) -> dict:
         return entry
     features = extractor_for(job.config)(samples)
     frames = int(features.mel.shape[0])
-    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
-    rms = float(np.sqrt(np.dot(samples, samples) / samples.size)) if samples.size else 0.0
     entry.update(
         sample_rate=info.sample_rate,
         channels=info.channels,
         duration=info.duration,
         frames=frames,
-        peak_db=_level_db(peak),
-        rms_db=_level_db(rms),
+        peak_db=level_db(float(np.max(np.abs(samples))) if samples.size else 0.0),
+        rms_db=rms_db(samples),
         decoder=info.decoder,
     )
-    # A segment that stops decoding early is compared with the share of the file it needs. False when NaN.
-    if info.duration < TRUNCATED_SHARE * min(job.declared_duration, segment.decode_limit() or np.inf):
-        entry.update(status="truncated", reason=f"decoded {info.duration:.1f} s of the {job.declared_duration:.1f} s "
-                     "its metadata declares (a damaged or partial file)")
+    truncated = truncation(info, job.declared_duration)
+    silent = silence_reason(entry["rms_db"], job.config.silence_rms_db)
+    if truncated:
+        entry.update(status="truncated", reason=truncated)
     elif frames < job.config.min_frames:
         kept = samples.size / job.config.sample_rate
         entry.update(status="too_short", reason=f"{kept:.2f} s is shorter than one patch" + (
             "" if segment == Segment() else f" (the segment kept of {info.duration:.2f} s decoded)"))
-    elif entry["rms_db"] < job.config.silence_rms_db:
-        entry.update(status="silent", reason=f"RMS level {entry['rms_db']:.1f} dBFS")
+    elif silent:
+        entry.update(status="silent", reason=silent)
+    if info.notes:
+        entry["reason"] = "; ".join([*filter(None, [entry["reason"]]), f"the decoder said: {' | '.join(info.notes)}"])
     store.write_track(entry, features.mel, features.mfcc)
     return entry
 
@@ -177,6 +177,8 @@ def prepare_features(
         summary.status[entry["status"]] += 1
         if entry["status"] != "ok":
             summary.reasons[f"{entry['status']}: {entry['reason']}"] += 1
+        elif entry["reason"]:
+            summary.noted.append(f"{entry['audio_path']}: {entry['reason']}")
     store.remove_temporaries()
     store.write_index()
     return summary

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -87,16 +88,45 @@ class WorkDir:
         return self.root / "model"
 
 
+def _refused(workdir: WorkDir, why: str) -> ConfigError:
+    """The error of a work directory that cannot be used, and why."""
+    return ConfigError(f"run.workdir {workdir.root}: {why}; choose another --workdir")
+
+
 def create(workdir: WorkDir) -> None:
     """Create the work directory; ConfigError when its path is a file or lies under one, or cannot be written."""
     try:
         workdir.root.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise ConfigError(f"run.workdir {workdir.root}: is a file, not a folder; choose another --workdir") from None
+        raise _refused(workdir, "is a file, not a folder") from None
     except NotADirectoryError:
-        raise ConfigError(f"run.workdir {workdir.root}: lies under a file; choose another --workdir") from None
+        raise _refused(workdir, "lies under a file") from None
     except PermissionError:
-        raise ConfigError(f"run.workdir {workdir.root}: not allowed to create it; choose another --workdir") from None
+        raise _refused(workdir, "not allowed to create it") from None
+
+
+def _nearest_existing(path: Path) -> Path:
+    """`path`, or the nearest of its parents that exists."""
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_creatable(workdir: WorkDir) -> None:
+    """The ConfigError create() would raise, found without creating or writing anything (`agf check`)."""
+    existing = _nearest_existing(workdir.root)
+    if not existing.is_dir():
+        raise _refused(workdir, "is a file, not a folder" if existing == workdir.root.absolute() else
+                       "lies under a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise _refused(workdir, "not allowed to write in it" if existing == workdir.root.absolute() else
+                       "not allowed to create it")
+
+
+def free_bytes(workdir: WorkDir) -> int:
+    """Free bytes on the file system that holds (or will hold) the work directory."""
+    return shutil.disk_usage(_nearest_existing(workdir.root)).free
 
 
 @contextlib.contextmanager

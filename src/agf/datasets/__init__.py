@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from agf.config import DatasetConfig
-from agf.datasets.splits import assign_split
+from agf.datasets.splits import assign_split, planned_splits
 from agf.datasets.table import validate_track_table
 from agf.errors import DatasetError
 
@@ -30,6 +30,8 @@ class LoadedDataset:
     # track_id, audio_path of listed tracks whose audio file does not exist.
     missing: pd.DataFrame
     warnings: list[str] = field(default_factory=list)
+    # The splits the dataset's split mode means to fill (splits.planned_splits): what splits.split_problems checks.
+    splits: tuple[str, ...] = ()
 
 
 def assemble_dataset(
@@ -62,9 +64,10 @@ def assemble_dataset(
                 "or set dataset.strict = false to skip them"
             )
         warnings = [*warnings, f"{count}, e.g. {', '.join(missing['audio_path'].head(_EXAMPLES))}"]
+    planned = planned_splits(table, split, val_fraction, test_fraction)
     present = table.loc[exists].reset_index(drop=True)
     present["split"] = assign_split(present, split, val_fraction, test_fraction, seed)
-    return LoadedDataset(validate_track_table(present, source=source), missing, warnings)
+    return LoadedDataset(validate_track_table(present, source=source), missing, warnings, planned)
 
 
 def load_dataset(config: DatasetConfig, synth_dir: Path | None = None) -> LoadedDataset:

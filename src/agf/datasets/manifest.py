@@ -1,7 +1,9 @@
 """A collection described by a CSV manifest: one row per audio file.
 
 Required columns: path, artist, genre. Optional: track_id, album, subgenres (';'-separated), split
-(train/val/test), duration (seconds the file lasts: a file decoding to much less is flagged truncated). Relative paths are relative to the CSV's folder. Other columns are kept as extras.
+(train/val/test), duration (seconds the file lasts: a file decoding to much less is flagged truncated).
+Relative paths are relative to the CSV's folder; each audio file is listed once. Other columns are kept as
+extras.
 """
 
 from __future__ import annotations
@@ -36,10 +38,12 @@ def load_manifest(
     csv_path = Path(csv_path)
     rows = _read_manifest(csv_path)
     base = csv_path.resolve().parent
+    audio_paths = pd.Series([str((base / path).resolve()) for path in rows["path"]])
+    _refuse_repeated_files(csv_path, audio_paths)
     table = pd.DataFrame(
         {
             "track_id": rows["track_id"] if "track_id" in rows else [f"t{i:06d}" for i in range(1, len(rows) + 1)],
-            "audio_path": [str((base / path).resolve()) for path in rows["path"]],
+            "audio_path": audio_paths,
             "artist_id": rows["artist"],
             "album_id": rows["album"] if "album" in rows else "",
             "genre": rows["genre"],
@@ -78,6 +82,17 @@ def _read_manifest(csv_path: Path) -> pd.DataFrame:
             # Data row i is line i + 2 of the file (line 1 is the header).
             raise DatasetError(f"{csv_path}: line {empty[0] + 2}: empty {column}; every row needs one")
     return rows
+
+
+def _refuse_repeated_files(csv_path: Path, audio_paths: pd.Series) -> None:
+    """DatasetError naming the first audio file that two or more rows list (by any spelling of its path): it
+    would count twice, under two genres or in two splits (training on a file that is scored)."""
+    repeated = audio_paths[audio_paths.duplicated(keep=False)]
+    if len(repeated):
+        path = repeated.iloc[0]
+        lines = ", ".join(str(row + 2) for row in repeated.index[repeated == path])  # line 1 is the header
+        raise DatasetError(f"{csv_path}: lines {lines} list the same audio file {path}; list each file once, "
+                           "with one genre and one split")
 
 
 def _split_subgenres(value: str) -> list[str]:

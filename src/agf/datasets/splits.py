@@ -8,14 +8,22 @@ and both leave every genre with at least one training track.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from agf.datasets.table import SPLITS
 from agf.errors import DatasetError
 
 SPLIT_MODES: tuple[str, ...] = ("official", "random", "artist")
+# What a run does with each evaluated split, and how to give an empty one tracks.
+_EVALUATED = {
+    "val": ("nothing selects the epochs and models or fits their calibration", "raise dataset.val_fraction"),
+    "test": ("nothing is reported on held-out data",
+             "raise dataset.test_fraction (or set it to 0 to report on validation)"),
+}
 
 
 def check_fractions(val_fraction: float, test_fraction: float) -> None:
@@ -25,6 +33,33 @@ def check_fractions(val_fraction: float, test_fraction: float) -> None:
             f"dataset.val_fraction = {val_fraction} and dataset.test_fraction = {test_fraction}: "
             "each must be >= 0 and together below 1"
         )
+
+
+def planned_splits(tracks: pd.DataFrame, mode: str, val_fraction: float, test_fraction: float) -> tuple[str, ...]:
+    """The splits `mode` means to fill: for 'official', those the table lists; else train and each split whose
+    fraction is positive."""
+    if mode == "official":
+        return tuple(split for split in SPLITS if split in set(tracks["split"]))
+    return ("train", *(split for split, share in (("val", val_fraction), ("test", test_fraction)) if share > 0))
+
+
+def split_problems(tracks: pd.DataFrame, planned: Collection[str]) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of a track table's splits, found before any compute: a planned evaluated split (val,
+    test; LoadedDataset.splits) without tracks is a problem (a generated split may leave one empty: it moves
+    whole artists); a genre of the training split absent from an evaluated split is a warning (not scored there)."""
+    problems, warnings = [], []
+    genres = set(tracks.loc[tracks["split"] == "train", "genre"])
+    for split, (purpose, fix) in _EVALUATED.items():
+        part = tracks[tracks["split"] == split]
+        if part.empty and split in planned:
+            problems.append(f"the {split} split has no track, so {purpose}: {len(tracks)} tracks by "
+                            f"{tracks['artist_id'].nunique()} artists leave none for it; add tracks by more artists "
+                            f"or {fix}")
+        absent = sorted(genres - set(part["genre"]))
+        if absent and not part.empty:
+            warnings.append(f"the {split} split has no track of {len(absent)} of {len(genres)} genres "
+                            f"({', '.join(absent)}): they are not scored there")
+    return problems, warnings
 
 
 def assign_split(tracks: pd.DataFrame, mode: str, val_fraction: float, test_fraction: float, seed: int) -> pd.Series:

@@ -3,7 +3,8 @@
 bundle.py      Bundle, save_bundle, load_bundle, bundle_from_transfer: one self-contained model directory
 classifier.py  GenreClassifier: load once, predict files or waveforms, predict_many streams a batch of files
 inputs.py      expand_inputs: files, directories, globs, stdin -> the list of files to classify
-output.py      the table, challenge CSV and JSON-lines writers, the failure summary
+output.py      the table, challenge CSV and JSON-lines writers, the output-path check, the file_id clash
+               warning, the failure summary
 
 The names below are imported on first use, so that `agf.predict.output` (which the CLI's parser reads) does
 not load torch.

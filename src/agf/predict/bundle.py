@@ -8,8 +8,13 @@ A bundle (written by save_bundle, e.g. through `agf export`) is a directory:
                          and the byte size and SHA-256 of every weight file
     net-<i>.safetensors  the source nets' weights (band-norm statistics included)
     mlp.safetensors      the transfer MLP's weights
-load_bundle checks the manifest against the weight files (size, hash) and against the weights themselves
-(shapes, band statistics, feature widths) and raises ModelFileError saying what is wrong.
+mlp.safetensors' header metadata records the manifest's model part as exported (MODEL_KEYS: genres,
+preprocessing, nets with their files' sizes and hashes, the MLP's shape, aggregation, calibration).
+load_bundle checks every value of the manifest (types, ranges, allowed names), the weight files (size, hash),
+the weights themselves (shapes, band statistics, feature widths) and then that record: an edit of the manifest
+that keeps every shape (genres renamed or reordered, another sample rate or temperature, ...) is refused too.
+Bundles exported before that record are read with every check but the last. Each failure is one
+ModelFileError saying what is wrong.
 """
 
 from __future__ import annotations
@@ -26,22 +31,23 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from agf.config import (
     AGGREGATIONS,
+    MIN_PATCH_FRAMES,
     PATCH_FRAMES,
     FeatureConfig,
     TransferConfig,
+    config_from_dict,
     config_to_dict,
 )
-from agf.errors import AgfError, ModelFileError
+from agf.errors import AgfError, ConfigError, ModelFileError
 from agf.fileio import read_json, write_json_atomic
 from agf.models import MTN, STN
-from agf.models.io import build_net
-from agf.tasks import GENRE_TASK
+from agf.models.io import build_net, is_pickle, read_weights, with_weights
+from agf.tasks import GENRE_TASK, TASKS
 from agf.transfer import build_mlp, load_mlp, load_source
 
 BUNDLE_FORMAT = "agf-bundle/2"
@@ -51,8 +57,11 @@ OLDER_FORMATS: dict[str, dict[str, Any]] = {"agf-bundle/1": {"aggregation": "pro
 MANIFEST = "manifest.json"
 MLP_FILE = "mlp.safetensors"
 EXPORT_AGAIN = "export it again with `agf export`"
-# First bytes of files that are not bundles but are often mistaken for models: a pickle, a zip (torch.save).
-_PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")
+# The manifest's keys that say what the model computes; beside `format`, every other key (name, case,
+# selection, metrics, training, provenance) describes it.
+MODEL_KEYS = ("genres", "preprocessing", "nets", "mlp", "aggregation", "calibration")
+# The key of mlp.safetensors' header metadata that records the manifest's model part as exported.
+EXPORTED = "agf-manifest"
 
 
 @dataclass(frozen=True)
@@ -186,21 +195,23 @@ def save_bundle(bundle: Bundle, out: str | Path) -> Path:
                 "architecture": source.net.spec(), "feature_dim": source.net.feature_dim,
                 "band_mean": band.mean.cpu().tolist(), "band_std": band.std.cpu().tolist(),
             })
-        save_file(_state(bundle.mlp), str(staging / MLP_FILE), metadata={"format": BUNDLE_FORMAT})
-        mlp = {**_file_entry(staging, MLP_FILE), "input_dim": bundle.mlp[1].in_features,
-               "hidden": bundle.mlp[1].out_features, "dropout": bundle.mlp[0].p}
+        mlp = {"file": MLP_FILE, "input_dim": bundle.mlp[1].in_features, "hidden": bundle.mlp[1].out_features,
+               "dropout": bundle.mlp[0].p}
         manifest = {
             "format": BUNDLE_FORMAT,
             **bundle.info,
             "name": bundle.name,
             "genres": list(bundle.genres),
-            "preprocessing": {"features": config_to_dict(bundle.features), "patch_frames": bundle.patch_frames,
-                              "hop_frames": bundle.hop_frames, "amp": bundle.amp},
+            "preprocessing": {"features": config_to_dict(bundle.features), "patch_frames": int(bundle.patch_frames),
+                              "hop_frames": int(bundle.hop_frames), "amp": bool(bundle.amp)},
             "nets": nets,
             "mlp": mlp,
             "aggregation": bundle.aggregation,
-            "calibration": {"temperature": bundle.temperature},
+            "calibration": {"temperature": float(bundle.temperature)},
         }
+        save_file(_state(bundle.mlp), str(staging / MLP_FILE),
+                  metadata={"format": BUNDLE_FORMAT, EXPORTED: json.dumps(_model_part(manifest))})
+        mlp.update(_file_entry(staging, MLP_FILE))
         write_json_atomic(staging / MANIFEST, manifest)
         for path in staging.iterdir():
             os.chmod(path, 0o644)  # safetensors and mkdtemp make files private; a bundle is meant to be shared
@@ -215,9 +226,7 @@ def save_bundle(bundle: Bundle, out: str | Path) -> Path:
 
 def _not_a_directory(path: Path) -> ModelFileError:
     """The error for a bundle path that is a file: say when it looks like a pickle."""
-    with open(path, "rb") as handle:
-        head = handle.read(4)
-    if head.startswith(_PICKLE_MAGIC):
+    if is_pickle(path):
         return ModelFileError(f"{path}: a pickle or torch.save file, not an agf bundle; agf never unpickles model "
                               "files (they can run code); use a bundle directory made by `agf export`")
     return ModelFileError(f"{path}: a file, not an agf bundle; a bundle is a directory with {MANIFEST} "
@@ -247,8 +256,8 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     return {**OLDER_FORMATS.get(manifest["format"], {}), **manifest}
 
 
-def _checked_weights(directory: Path, entry: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """A weight file's tensors, after checking its size and hash against the manifest."""
+def _checked_weights(directory: Path, entry: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A weight file's tensors and header metadata, after checking its size and hash against the manifest."""
     path = directory / str(entry["file"])
     if Path(entry["file"]).name != entry["file"] or not path.is_file():
         raise ModelFileError(f"{path}: missing from the bundle; {EXPORT_AGAIN}")
@@ -259,62 +268,118 @@ def _checked_weights(directory: Path, entry: dict[str, Any]) -> dict[str, torch.
     if _sha256(path) != entry["sha256"]:
         raise ModelFileError(f"{path}: its content does not match the manifest's SHA-256 (corrupt or edited); "
                              f"{EXPORT_AGAIN}")
+    return read_weights(path, EXPORT_AGAIN)
+
+
+def _require(ok: bool, where: Path, name: str, value: Any, wanted: str) -> None:
+    """ModelFileError naming the manifest value `name` unless it is as `wanted` says (`ok`)."""
+    if not ok:
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise ModelFileError(f"{where}: {name} {shown} is not {wanted}; {EXPORT_AGAIN}")
+
+
+def _is_int(value: Any, low: int) -> bool:
+    """Whether a JSON value is an integer (not a boolean) of at least `low`."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _settings(where: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The Bundle fields a manifest sets besides the weights, each checked: type, range, allowed names."""
+    pre = manifest["preprocessing"]
     try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelFileError(f"{path}: not a readable safetensors file ({exc}); {EXPORT_AGAIN}") from None
+        features = config_from_dict({"features": pre["features"]}).features
+    except ConfigError as exc:
+        raise ModelFileError(f"{where}: preprocessing: {exc}; {EXPORT_AGAIN}") from None
+    genres, patch, hop, amp = manifest["genres"], pre["patch_frames"], pre["hop_frames"], pre["amp"]
+    aggregation, temperature = manifest["aggregation"], manifest["calibration"]["temperature"]
+    _require(isinstance(genres, list) and len(genres) > 0 and all(isinstance(g, str) and g for g in genres)
+             and len(set(genres)) == len(genres), where, "genres", genres, "a list of distinct genre names")
+    _require(_is_int(patch, MIN_PATCH_FRAMES), where, "preprocessing.patch_frames", patch,
+             f"a number of frames of at least {MIN_PATCH_FRAMES}")
+    _require(_is_int(hop, 1), where, "preprocessing.hop_frames", hop, "a number of frames of at least 1")
+    _require(isinstance(amp, bool), where, "preprocessing.amp", amp, "true or false")
+    _require(aggregation in AGGREGATIONS, where, "aggregation", aggregation, f"one of {', '.join(AGGREGATIONS)}")
+    _require(isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+             and 0 < temperature < float("inf"), where, "calibration.temperature", temperature, "a positive number")
+    return {"genres": tuple(genres), "features": features, "patch_frames": patch, "hop_frames": hop, "amp": amp,
+            "aggregation": aggregation, "temperature": float(temperature)}
 
 
 def _load_net(directory: Path, entry: dict[str, Any], n_mels: int) -> BundleNet:
     """One source net, checked against its manifest entry."""
     where = f"{directory / MANIFEST}: net {entry.get('file')!r}"
-    net = build_net(entry["architecture"])
+    label, tasks = entry["label"], entry["tasks"]
+    _require(isinstance(label, str) and label != "", directory / MANIFEST, "a net's label", label, "a name")
+    _require(isinstance(tasks, list) and len(tasks) > 0 and all(t in TASKS for t in tasks), directory / MANIFEST,
+             "a net's tasks", tasks, f"a list of task letters ({', '.join(TASKS)})")
+    state, _ = _checked_weights(directory, entry)
     try:
-        net.load_state_dict(_checked_weights(directory, entry), strict=True)
-    except RuntimeError as exc:
-        raise ModelFileError(f"{where}: the architecture does not match the weights ({exc})") from None
+        net = with_weights(lambda: build_net(entry["architecture"]), state)
+    except ValueError as exc:
+        raise ModelFileError(f"{where}: {exc}") from None
     mean, std = (np.asarray(entry[k], dtype=np.float64) for k in ("band_mean", "band_std"))
     band = net.band_norm
-    if mean.shape != (n_mels,) or not (np.allclose(mean, band.mean.numpy()) and np.allclose(std, band.std.numpy())):
+    if not (mean.shape == std.shape == (n_mels,) and np.allclose(mean, band.mean.numpy())
+            and np.allclose(std, band.std.numpy())):
         raise ModelFileError(f"{where}: the band statistics in the manifest differ from the weights'")
     if entry["feature_dim"] != net.feature_dim:
         raise ModelFileError(f"{where}: feature_dim {entry['feature_dim']}, the net gives {net.feature_dim}")
-    tasks = tuple(net.task_outputs) if isinstance(net, MTN) else tuple(str(t) for t in entry["tasks"])
-    return BundleNet(net.eval(), str(entry["label"]), tasks)
+    return BundleNet(net.eval(), label, tuple(net.task_outputs) if isinstance(net, MTN) else tuple(tasks))
+
+
+def _model_part(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What a manifest says about the model (MODEL_KEYS), without the MLP file's own size and hash (which cannot
+    be recorded inside that file)."""
+    part = {key: manifest[key] for key in MODEL_KEYS if key in manifest}
+    if isinstance(part.get("mlp"), dict):
+        part["mlp"] = {key: value for key, value in part["mlp"].items() if key not in ("bytes", "sha256")}
+    return part
+
+
+def _differences(recorded: Any, found: Any, name: str = "") -> list[str]:
+    """The dotted names of the values that differ between two parsed JSON documents (types included)."""
+    if isinstance(recorded, dict) and isinstance(found, dict):
+        names = {key: f"{name}.{key}" if name else key for key in recorded.keys() | found.keys()}
+        return [difference for key in sorted(names)
+                for difference in (_differences(recorded[key], found[key], names[key])
+                                   if key in recorded and key in found else [names[key]])]
+    return [] if json.dumps(recorded, sort_keys=True) == json.dumps(found, sort_keys=True) else [name]
+
+
+def _check_exported(where: Path, manifest: dict[str, Any], metadata: dict[str, str]) -> None:
+    """ModelFileError naming what the manifest changed in the model part that mlp.safetensors recorded at export;
+    nothing to check in a bundle exported before that record."""
+    if EXPORTED not in metadata:
+        return
+    changed = _differences(json.loads(metadata[EXPORTED]), _model_part(manifest))
+    if changed:
+        raise ModelFileError(f"{where}: {', '.join(changed)} differ from what the weights were exported with "
+                             f"(recorded in {MLP_FILE}): the manifest was edited; {EXPORT_AGAIN}")
 
 
 def load_bundle(path: str | Path) -> Bundle:
     """Load and check a bundle directory (on the CPU); ModelFileError says what is wrong with a bad one."""
     path = Path(path)
+    where = path / MANIFEST
     manifest = read_manifest(path)
     try:
-        pre = manifest["preprocessing"]
-        features = FeatureConfig(**pre["features"])
-        nets = tuple(_load_net(path, entry, features.n_mels) for entry in manifest["nets"])
-        genres = tuple(str(g) for g in manifest["genres"])
+        settings = _settings(where, manifest)
+        nets = tuple(_load_net(path, entry, settings["features"].n_mels) for entry in manifest["nets"])
         spec = manifest["mlp"]
-        mlp = build_mlp(int(spec["input_dim"]), len(genres), int(spec["hidden"]), float(spec["dropout"]))
+        state, metadata = _checked_weights(path, spec)
         try:
-            mlp.load_state_dict(_checked_weights(path, spec), strict=True)
-        except RuntimeError as exc:
-            raise ModelFileError(f"{path / MANIFEST}: the MLP's shape or genres do not match its weights ({exc})") from None
-        aggregation = str(manifest["aggregation"])
-        if aggregation not in AGGREGATIONS:
-            raise ModelFileError(f"{path / MANIFEST}: aggregation {aggregation!r} is not one of "
-                                 f"{', '.join(AGGREGATIONS)}; {EXPORT_AGAIN}")
-        temperature = float(manifest["calibration"]["temperature"])
-        if not 0 < temperature < float("inf"):
-            raise ModelFileError(f"{path / MANIFEST}: calibration temperature {temperature} is not a positive number; "
-                                 f"{EXPORT_AGAIN}")
-        info = {k: v for k, v in manifest.items()
-                if k not in ("format", "genres", "preprocessing", "nets", "mlp", "aggregation", "calibration")}
-        bundle = Bundle(nets, mlp.eval(), genres, features, int(pre["patch_frames"]), int(pre["hop_frames"]),
-                        bool(pre["amp"]), temperature, info, aggregation)
+            mlp = with_weights(lambda: build_mlp(spec["input_dim"], len(settings["genres"]), spec["hidden"],
+                                                 spec["dropout"]), state)
+        except ValueError as exc:
+            raise ModelFileError(f"{where}: the MLP's shape or genres do not match its weights ({exc})") from None
+        info = {k: v for k, v in manifest.items() if k != "format" and k not in MODEL_KEYS}
+        bundle = Bundle(nets, mlp.eval(), info=info, **settings)
         if bundle.mlp_input_dim != spec["input_dim"]:
-            raise ModelFileError(f"{path / MANIFEST}: the nets' features do not add up to the MLP's input "
-                                 f"({aggregation} aggregation)")
+            raise ModelFileError(f"{where}: the nets' features do not add up to the MLP's input "
+                                 f"({bundle.aggregation} aggregation)")
+        _check_exported(where, manifest, metadata)
         return bundle
     except ModelFileError:
         raise
     except (AgfError, KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ModelFileError(f"{path / MANIFEST}: invalid manifest ({type(exc).__name__}: {exc}); {EXPORT_AGAIN}") from None
+        raise ModelFileError(f"{where}: invalid manifest ({type(exc).__name__}: {exc}); {EXPORT_AGAIN}") from None

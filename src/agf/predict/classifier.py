@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from agf.audio import Segment, decode_segment, to_mono
+from agf.audio import Segment, decode_segment, float_samples, rms_db, silence_reason, to_mono, truncation
 from agf.calibration import apply_temperature
 from agf.config import FeatureConfig
 from agf.device import resolve_device
@@ -52,6 +52,7 @@ class Prediction:
     n_windows: int = 0
     duration: float = 0.0  # seconds of audio classified
     error: str | None = None
+    notes: tuple[str, ...] = ()  # what the decoder reported about a file it still decoded (damaged frames, ...)
 
     @property
     def ok(self) -> bool:
@@ -77,6 +78,7 @@ class Decoded:
     mel: np.ndarray | None  # (frames, n_mels) float16, as the feature store holds it
     duration: float = 0.0
     error: str | None = None
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -93,18 +95,34 @@ def log_mel(samples: np.ndarray, features: FeatureConfig) -> np.ndarray:
     return extractor_for(features)(samples).mel
 
 
+def decode_samples(source: str, samples: np.ndarray, features: FeatureConfig, notes: tuple[str, ...] = ()) -> Decoded:
+    """Mono samples at features.sample_rate as the nets take them: their log-mel, or why they have none (none at
+    all, or silence: the rule and threshold prepare flags 'silent' tracks with)."""
+    seconds = samples.size / features.sample_rate
+    if not samples.size:
+        return Decoded(source, None, seconds, "no samples", notes)
+    silent = silence_reason(rms_db(samples), features.silence_rms_db)
+    if silent:
+        return Decoded(source, None, seconds, f"silent: {silent}", notes)
+    return Decoded(source, log_mel(samples, features), seconds, None, notes)
+
+
 def decode_file(job: DecodeJob) -> Decoded:
-    """Decode one file to its log-mel (run in a worker process); a bad file gives its reason, never an error."""
+    """Decode one file to its log-mel (run in a worker process); a bad file gives its reason, never an error. A
+    file shorter than its own header declares is truncated (agf.audio.truncation, as prepare flags it)."""
     if not Path(job.path).exists():
         return Decoded(job.path, None, error="no such file or directory")
     if Path(job.path).is_dir():
         suffixes = ", ".join(sorted(AUDIO_SUFFIXES))
         return Decoded(job.path, None, error=f"a directory without audio files (searched for {suffixes})")
     try:
-        samples, _ = decode_segment(job.path, job.features.sample_rate, Segment.of(job.features), job.max_duration)
+        samples, info = decode_segment(job.path, job.features.sample_rate, Segment.of(job.features), job.max_duration)
     except AgfError as exc:
         return Decoded(job.path, None, error=getattr(exc, "reason", str(exc)))
-    return Decoded(job.path, log_mel(samples, job.features), samples.size / job.features.sample_rate)
+    truncated = truncation(info)
+    if truncated:
+        return Decoded(job.path, None, info.duration, f"truncated: {truncated}", info.notes)
+    return decode_samples(job.path, samples, job.features, info.notes)
 
 
 def default_decode_workers() -> int:
@@ -150,9 +168,11 @@ class GenreClassifier:
 
     def predict(self, audio: str | Path | np.ndarray, sr: int | None = None,
                 max_duration: float | None = None) -> dict[str, float]:
-        """{genre: probability} of one file, or of a waveform ((n,) or (channels, n) floats at rate `sr`).
+        """{genre: probability} of one file, or of a waveform ((n,) or (channels, n) samples at rate `sr`: floats in
+        [-1, 1], or integer PCM (int16, int32, int8, uint8), scaled to [-1, 1)).
 
-        Raises AudioDecodeError for a file that cannot be decoded, PredictError for audio shorter than one window.
+        Raises PredictError for a file that cannot be decoded, audio shorter than one window, silence, a file
+        shorter than its header declares, or a waveform of another dtype.
         """
         if isinstance(audio, (str, Path)):
             if sr is not None:
@@ -171,9 +191,10 @@ class GenreClassifier:
             raise PredictError("a waveform needs its sample rate: predict(samples, sr=44100)")
         if samples.ndim == 2 and samples.shape[0] > samples.shape[1]:
             raise PredictError(f"waveform of shape {samples.shape}: pass (n,) mono or (channels, n) samples")
-        if not np.isfinite(samples).all():
-            raise PredictError("the waveform holds NaN or infinite samples")
         try:
+            samples = float_samples(samples)
+            if not np.isfinite(samples).all():
+                raise PredictError("the waveform holds NaN or infinite samples")
             mono = to_mono(samples, sr, self.bundle.features.sample_rate)
         except ValueError as exc:
             raise PredictError(str(exc)) from None
@@ -181,10 +202,7 @@ class GenreClassifier:
         if max_duration is not None:
             mono = mono[: int(round(max_duration * rate))]
         start, stop = Segment.of(self.bundle.features).bounds(mono.size, rate)
-        mono = mono[start:stop]
-        seconds = mono.size / rate
-        return Decoded(WAVEFORM, log_mel(mono, self.bundle.features) if mono.size else None, seconds,
-                       None if mono.size else "no samples")
+        return decode_samples(WAVEFORM, mono[start:stop], self.bundle.features)
 
     def predict_many(self, paths: Iterable[str | Path], max_duration: float | None = None, workers: int = 0,
                      progress: bool = False, total: int | None = None) -> Iterator[Prediction]:
@@ -248,7 +266,7 @@ class GenreClassifier:
         if item.error is None and (item.mel is None or item.mel.shape[0] < self.bundle.patch_frames):
             return Decoded(item.source, None, item.duration,
                            f"{item.duration:.2f} s of audio is shorter than the model's "
-                           f"{self.bundle.window_seconds:.2f}-s window")
+                           f"{self.bundle.window_seconds:.2f}-s window", item.notes)
         return item
 
     def _score(self, items: Iterable[Decoded]) -> Iterator[Prediction]:
@@ -296,7 +314,7 @@ class GenreClassifier:
             pending = waiting.popleft()
             item = pending.item
             if item.error is not None:
-                yield Prediction(item.source, self.genres, None, 0, item.duration, item.error)
+                yield Prediction(item.source, self.genres, None, 0, item.duration, item.error, item.notes)
                 continue
             yield Prediction(item.source, self.genres, self.track_probabilities(pending.total / pending.n_windows),
-                             pending.n_windows, item.duration)
+                             pending.n_windows, item.duration, notes=item.notes)

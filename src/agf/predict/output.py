@@ -1,18 +1,23 @@
-"""`agf predict` output: a table for people, the WWW 2018 challenge CSV, or JSON lines; failures summarised."""
+"""`agf predict` output: a table for people, the WWW 2018 challenge CSV, or JSON lines; failures summarised; the
+output path and the CSV's file ids checked before any decoding."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
+
+from agf.errors import PredictError
 
 if TYPE_CHECKING:
     from agf.predict.classifier import Prediction
 
 FORMATS: tuple[str, ...] = ("table", "csv", "jsonl")
 CSV_ID = "file_id"
+SHOWN_CLASHES = 5  # file_ids whose files a clash warning lists
 
 
 def format_for(output: str | None, given: str | None) -> str:
@@ -23,9 +28,45 @@ def format_for(output: str | None, given: str | None) -> str:
     return {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}.get(suffix, "table")
 
 
+def check_output_path(output: str | None) -> None:
+    """PredictError unless the output file (when given) can be written: not a folder, no file among the folders
+    above it, the nearest existing folder writable. For the CLI to call before any decoding."""
+    if not output:
+        return
+    path = Path(output)
+    if path.is_dir():
+        raise PredictError(f"--output {output}: is a folder; give a file name such as {path / 'predictions.csv'}")
+    folder = next(parent for parent in path.absolute().parents if parent.exists())
+    if not folder.is_dir():
+        raise PredictError(f"--output {output}: {folder} is a file, not a folder; choose another output path")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PredictError(f"--output {output}: cannot write into {folder} (permission denied); "
+                           "choose another folder")
+
+
 def file_id(source: str) -> str:
     """The challenge's file_id of a file: its name without the extension (e.g. 'fma_test/000123.mp3' -> '000123')."""
     return Path(source).stem
+
+
+def file_id_warning(sources: Sequence[str], fmt: str) -> str | None:
+    """A one-line warning listing the inputs that would share a row id of the challenge CSV, else None.
+
+    The challenge format identifies a file by its name without the extension (the ids of its test set), so the
+    ids are kept as they are rather than made up; JSON lines and the table also give each file's path."""
+    if fmt != "csv":
+        return None
+    by_id: dict[str, list[str]] = {}
+    for source in sources:
+        by_id.setdefault(file_id(source), []).append(source)
+    clashes = {key: files for key, files in by_id.items() if len(files) > 1}
+    if not clashes:
+        return None
+    shown = "; ".join(f"{key!r}: {', '.join(files)}" for key, files in list(clashes.items())[:SHOWN_CLASHES])
+    more = f"; and {len(clashes) - SHOWN_CLASHES} more file_id(s)" if len(clashes) > SHOWN_CLASHES else ""
+    return (f"{sum(map(len, clashes.values()))} files share a {CSV_ID} (their name without the extension), so "
+            f"their CSV rows cannot be told apart ({shown}{more}); rename them, classify them in separate runs or "
+            "use --format jsonl, which also gives each file's path")
 
 
 class PredictionWriter:
@@ -48,6 +89,8 @@ class PredictionWriter:
                               seconds=round(prediction.duration, 3))
             else:
                 record["error"] = prediction.error
+            if prediction.notes:
+                record["notes"] = list(prediction.notes)
             self.stream.write(json.dumps(record) + "\n")
         elif not prediction.ok:
             return
@@ -59,9 +102,13 @@ class PredictionWriter:
         self.stream.flush()
 
 
-def failure_summary(failures: Sequence[Prediction], predicted: int) -> str:
-    """Every failed input with its reason, then the counts."""
+def failure_summary(failures: Sequence[Prediction], predicted: int, noted: Sequence[Prediction] = ()) -> str:
+    """Every failed input with its reason, the classified files the decoder reported problems in, then the
+    counts."""
     lines = [f"could not classify {len(failures)} file(s):"] if failures else []
     lines += [f"  {p.source}: {p.error}" for p in failures]
+    if noted:
+        lines.append(f"classified, but the decoder reported problems in {len(noted)} file(s):")
+        lines += [f"  {p.source}: the decoder said: {'; '.join(p.notes)}" for p in noted]
     lines.append(f"classified {predicted} file(s), {len(failures)} failed")
     return "\n".join(lines)

@@ -18,7 +18,7 @@ from agf.report.document import (
     render_html,
     render_markdown,
 )
-from agf.report.figures import figure3, training_curves
+from agf.report.figures import figure3, figure3_caption, training_curves
 from agf.report.results import (
     LABEL_KINDS,
     RESULT_SPLITS,
@@ -68,8 +68,7 @@ def _results_section(results: pd.DataFrame, baselines: pd.DataFrame | None, kind
     """Figure 3 and Tables 3-5 (plus the baselines) of one split and label kind."""
     split, labels = kind
     blocks = [
-        Image(figure_path, f"Figure 3: mean log loss and macro-F1 against the number of tasks, with and without "
-                           f"the genre task; error bars: std over seeds (split {split}, labels {labels})."),
+        Image(figure_path, figure3_caption(results, split, labels)),
         build_table3(results, split, labels),
         build_table4(results, split, labels),
         build_table5(results, split, labels),

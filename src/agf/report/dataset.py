@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from agf.datasets.splits import split_problems
 from agf.datasets.table import SPLITS
 from agf.errors import ReportError
 from agf.report.markup import Table, number, to_markdown
@@ -40,18 +41,11 @@ def _percent(part: int, whole: int) -> str:
 
 
 def split_warnings(tracks: pd.DataFrame) -> list[str]:
-    """One line per evaluated split (val, test) that lacks genres of the training split or has fewer than
-    MIN_ARTISTS_PER_GENRE artists in one of its genres."""
-    genres = sorted(tracks.loc[tracks["split"] == "train", "genre"].unique())
-    warnings = []
+    """One line per evaluated split (val, test) that lacks genres of the training split (split_problems' warnings)
+    or has fewer than MIN_ARTISTS_PER_GENRE artists in one of its genres."""
+    warnings = [f"warning: {warning}" for warning in split_problems(tracks, ())[1]]
     for split in ("val", "test"):
         part = tracks[tracks["split"] == split]
-        if part.empty:
-            continue
-        absent = [g for g in genres if g not in set(part["genre"])]
-        if absent:
-            warnings.append(f"warning: the {split} split has no track of {len(absent)} of {len(genres)} genres "
-                            f"({', '.join(absent)}): they are not scored there")
         artists = part.groupby("genre")["artist_id"].nunique()
         few = artists[artists < MIN_ARTISTS_PER_GENRE]
         if len(few):

@@ -41,17 +41,30 @@ def seed_spread(seed_values: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=1).fillna(0.0)}).reset_index()
 
 
+def has_spread(results: pd.DataFrame, split: str, labels: str) -> bool:
+    """Whether the results of a split and label kind come from two or more seeds (a std over seeds exists)."""
+    return results.loc[(results["split"] == split) & (results["labels"] == labels), "seed"].nunique() >= 2
+
+
+def figure3_caption(results: pd.DataFrame, split: str = "test", labels: str = "given") -> str:
+    """Figure 3's caption; it mentions error bars only when there are two or more seeds."""
+    bars = "error bars: sample std over seeds" if has_spread(results, split, labels) else "one seed, no error bars"
+    return (f"Figure 3: mean log loss and macro-F1 against the number of tasks, with and without the genre task; "
+            f"{bars} (split {split}, labels {labels}).")
+
+
 def figure3(results: pd.DataFrame, path: str | Path, split: str = "test", labels: str = "given") -> Figure:
     """Write Figure 3 as PNG and return it: two panels (log loss, macro-F1) vs N; STN/MTN x with/without g,
     wSTN markers.
 
     Each point is the mean over seeds of the per-seed mean over the task subsets of that group (as in
-    Table 3); error bars are the sample std over seeds. N = 1 is one net, drawn for both STN and MTN. A line
-    breaks where the grid has no result for an N instead of joining its neighbours.
+    Table 3); error bars are the sample std over seeds (none for one seed). N = 1 is one net, drawn for both STN
+    and MTN. A line breaks where the grid has no result for an N instead of joining its neighbours.
     """
     by_n = seed_spread(subset_seed_means(net_rows(results, split, labels)),
                        ["arch", "n_tasks", "includes_genre", "metric"])
     wide = seed_spread(wstn_rows(results, split, labels), ["n_tasks", "metric"])
+    spread = has_spread(results, split, labels)
     with png_figure(path, (11, 4.2), layout="constrained") as figure:
         panels = figure.subplots(1, len(PAPER_METRICS))
         for axes, metric in zip(panels, PAPER_METRICS):
@@ -60,12 +73,13 @@ def figure3(results: pd.DataFrame, path: str | Path, split: str = "test", labels
                               & (by_n["metric"] == metric)]
                 if not points.empty:
                     every_n = points.set_index("n_tasks").reindex(range(1, len(TASKS) + 1))  # NaN breaks the line
-                    axes.errorbar(every_n.index + OFFSETS[(arch, with_genre)], every_n["mean"], yerr=every_n["std"],
-                                  capsize=3, **style)
+                    axes.errorbar(every_n.index + OFFSETS[(arch, with_genre)], every_n["mean"],
+                                  yerr=every_n["std"] if spread else None, capsize=3, **style)
             wide_points = wide[wide["metric"] == metric]
             if not wide_points.empty:
-                axes.errorbar(wide_points["n_tasks"] + WSTN_OFFSET, wide_points["mean"], yerr=wide_points["std"],
-                              color="black", marker="D", linestyle="none", capsize=3, label="wSTN (genre only)")
+                axes.errorbar(wide_points["n_tasks"] + WSTN_OFFSET, wide_points["mean"],
+                              yerr=wide_points["std"] if spread else None, color="black", marker="D",
+                              linestyle="none", capsize=3, label="wSTN (genre only)")
             if not axes.has_data():
                 axes.text(0.5, 0.5, "no results", transform=axes.transAxes, ha="center", va="center")
             axes.set_xticks(range(1, len(TASKS) + 1))

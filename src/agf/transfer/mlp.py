@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -58,7 +58,7 @@ from agf.calibration import apply_temperature, fit_temperature
 from agf.config import TransferConfig, key_settings
 from agf.datasets.table import genre_list, tracks_fingerprint
 from agf.device import resolve_device
-from agf.errors import TransferError
+from agf.errors import ModelFileError, TransferError
 from agf.fileio import (
     atomic_path,
     read_json,
@@ -69,6 +69,7 @@ from agf.fileio import (
     write_text_atomic,
 )
 from agf.metrics import accuracy, aggregate_window_probs, log_loss, pooled_window_features
+from agf.models.io import read_weights, with_weights
 from agf.models.nets import init_weights
 from agf.store import FeatureStore
 from agf.transfer.sources import SourceNet, load_source
@@ -77,6 +78,7 @@ from agf.workdir import clear_done, is_done, mark_done
 
 MLP_FORMAT = "agf-transfer/1"
 PREDICT_BATCH = 8192
+RERUN = "run the transfer again (`agf transfer`) or delete its folder"
 # Windows per chunk of pooled features: their float64 moments (2 x D per window) and pandas' copies of them stay
 # under about 100 MB at 5 nets x 256 features (at PREDICT_BATCH, 600 MB).
 POOL_BATCH = 1024
@@ -684,6 +686,11 @@ def load_mlp(out_dir: str | Path, device: str | torch.device = "cpu") -> tuple[n
     """The trained transfer MLP (eval mode) and its mlp.json, e.g. for prediction bundles."""
     out_dir = Path(out_dir)
     spec = read_json(out_dir / "mlp.json")
-    model = build_mlp(spec["input_dim"], len(spec["genres"]), spec["hidden"], spec["dropout"])
-    model.load_state_dict(load_file(str(out_dir / "mlp.safetensors")))
+    weights = out_dir / "mlp.safetensors"
+    state, _ = read_weights(weights, RERUN)
+    try:
+        model = with_weights(lambda: build_mlp(spec["input_dim"], len(spec["genres"]), spec["hidden"], spec["dropout"]),
+                             state)
+    except ValueError as exc:
+        raise ModelFileError(f"{weights}: does not fit the MLP in {out_dir / 'mlp.json'} ({exc}); {RERUN}") from None
     return model.to(device).eval(), spec
