@@ -386,3 +386,21 @@ def test_factor_settings_are_sized_to_the_artists_that_fit_them() -> None:
     tracks = pd.DataFrame({"artist_id": [1, 1, 2, 3, 4], "split": ["train", "train", "train", "val", "test"]})
     assert fitting_artists(tracks, FactorConfig()) == 2
     assert fitting_artists(tracks, FactorConfig(leaky=True)) == 3
+
+
+def test_the_dictionary_fits_on_at_most_dictionary_samples_frames(tmp_path: Path) -> None:
+    """Above the cap the K-means sees a random draw of the frames; at or below it, all of them, as before."""
+    tracks, store = make_corpus(tmp_path)
+    config = FactorConfig(tasks=("m",), n_words=8, n_topics=2, frames_per_track=20)
+
+    def build(cap: int, name: str) -> dict:
+        config_cap = dataclasses.replace(config, dictionary_samples=cap)
+        return build_factors(tracks, store, config_cap, tmp_path / name, workers=1, progress=False)["m"].summary
+
+    every, capped, roomy = build(0, "every"), build(50, "capped"), build(10**6, "roomy")
+    assert every["dictionary_samples"] == every["sampled_frames"] > 50
+    assert capped["dictionary_samples"] == 50 and capped["sampled_frames"] == every["sampled_frames"]
+    assert roomy["dictionary_samples"] == every["dictionary_samples"]
+    dictionary = {name: np.load(tmp_path / name / "m" / "dictionary.npy") for name in ("every", "capped", "roomy")}
+    assert np.array_equal(dictionary["roomy"], dictionary["every"])
+    assert not np.array_equal(dictionary["capped"], dictionary["every"])

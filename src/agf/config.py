@@ -7,10 +7,14 @@ config file is an error, not a silently ignored setting. Defaults are the paper'
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import tomllib
 import types
 import typing
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple
@@ -49,12 +53,20 @@ class Range(NamedTuple):
         return above and below
 
     def describe(self) -> str:
-        """The range in words, e.g. 'at least 1', 'in (0, 1]'."""
+        """The range in words, e.g. 'at least 1', 'in (0, 1]', 'in [0, 4294967296)'."""
+        low, high = _number(self.low), _number(self.high)
         if self.high is None:
-            return f"{'more than' if self.low_open else 'at least'} {self.low:g}"
+            return f"{'more than' if self.low_open else 'at least'} {low}"
         if self.low is None:
-            return f"{'less than' if self.high_open else 'at most'} {self.high:g}"
-        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+            return f"{'less than' if self.high_open else 'at most'} {high}"
+        return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+
+
+def _number(value: float | None) -> str:
+    """A range bound as written: whole numbers in full (2**32 as 4294967296), others as %g; None as ''."""
+    if value is None:
+        return ""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 AGGREGATIONS: tuple[str, ...] = ("probs", "log_probs", "pooled")
@@ -64,6 +76,37 @@ NON_NEGATIVE = Range(0)
 POSITIVE = Range(0, low_open=True)
 FRACTION = Range(0, 1, high_open=True)
 SHARE = Range(0, 1)
+# Every seed (corpus, splits, noise, factors, run seeds): what NumPy's and scikit-learn's generators take.
+SEED = Range(0, 2**32, high_open=True)
+# The synthetic corpus: its longest track (a full-length one; FMA's clips are 30 s) and the most sub-genres a
+# genre can have (agf.datasets.synth names them from this many prefixes).
+MAX_CLIP_SECONDS = 600.0
+MAX_SUBGENRES = 12
+# The sample rates an MP3 (the corpus's format) can have.
+MP3_SAMPLE_RATES: tuple[int, ...] = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+
+# Set while `lenient` is active: the problems found while building a config, by section (an unknown top-level key
+# under its own name).
+_lenient: ContextVar[dict[str, list[str]] | None] = ContextVar("agf_lenient_config", default=None)
+
+
+@contextlib.contextmanager
+def lenient() -> Iterator[dict[str, list[str]]]:
+    """Within the block a config is built whatever its problems, so that `agf check` can list them all: a section
+    out of range keeps its values (config_problems lists them), a value of the wrong type or an unknown key is
+    recorded in the yielded {section: problems} and the setting keeps its default."""
+    found: dict[str, list[str]] = {}
+    token = _lenient.set(found)
+    try:
+        yield found
+    finally:
+        _lenient.reset(token)
+
+
+def config_problems(config: Config) -> dict[str, list[str]]:
+    """Every problem of every section of a config, by section name (sections without problems left out)."""
+    found = {item.name: getattr(config, item.name).problems() for item in dataclasses.fields(config)}
+    return {name: problems for name, problems in found.items() if problems}
 
 
 class Section:
@@ -77,16 +120,23 @@ class Section:
 
     def __post_init__(self) -> None:
         problems = self.problems()
-        if problems:
+        if problems and _lenient.get() is None:
             raise ConfigError("; ".join(problems))
 
     def problems(self) -> list[str]:
-        """Every setting out of its range, as '[section] key = value: must be ...'."""
+        """Every setting out of its range or not a finite number, as 'section.key = value: must be ...' (for a
+        list, 'section.key: value must be ...' per value), then other_problems."""
         found = []
-        for name, allowed in self.RANGES.items():
-            value = getattr(self, name)
-            if value is not None and not allowed.allows(value):
-                found.append(f"{self.NAME}.{name} = {value!r}: must be {allowed.describe()}")
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            allowed = self.RANGES.get(item.name)
+            # (how the value is named, the number): a list's values one by one
+            named = [(f": {v!r}", v) for v in value] if isinstance(value, tuple) else [(f" = {value!r}:", value)]
+            for name, number in named:
+                if isinstance(number, float) and not math.isfinite(number):
+                    found.append(f"{self.NAME}.{item.name}{name} must be a finite number")
+                elif allowed is not None and number is not None and not allowed.allows(number):
+                    found.append(f"{self.NAME}.{item.name}{name} must be {allowed.describe()}")
         return found + self.other_problems()
 
     def other_problems(self) -> list[str]:
@@ -107,7 +157,7 @@ class DatasetConfig(Section):
     """Where the tracks come from and how they are split."""
 
     NAME: ClassVar[str] = "dataset"
-    RANGES: ClassVar[dict[str, Range]] = {"val_fraction": FRACTION, "test_fraction": FRACTION}
+    RANGES: ClassVar[dict[str, Range]] = {"val_fraction": FRACTION, "test_fraction": FRACTION, "seed": SEED}
 
     # fma: metadata_dir (tracks.csv, genres.csv) + audio_dir; manifest: the CSV;
     # synth: the corpus is rendered into WORKDIR/corpus with [synth] settings, then read as FMA.
@@ -137,7 +187,7 @@ class NoiseConfig(Section):
     """Label noise injected into any dataset's track table (agf.datasets.noise): album-level genre flips."""
 
     NAME: ClassVar[str] = "noise"
-    RANGES: ClassVar[dict[str, Range]] = {"rate": FRACTION, "subgenre_rate": FRACTION}
+    RANGES: ClassVar[dict[str, Range]] = {"rate": FRACTION, "subgenre_rate": FRACTION, "seed": SEED}
 
     # Share of albums whose genre label is replaced (0: no noise injected).
     rate: float = 0.0
@@ -163,8 +213,17 @@ class NoiseConfig(Section):
 
 
 @dataclass(frozen=True)
-class SynthConfig:
+class SynthConfig(Section):
     """The synthetic demo corpus (agf synth): a seeded generative model of a music collection."""
+
+    NAME: ClassVar[str] = "synth"
+    RANGES: ClassVar[dict[str, Range]] = {
+        "n_genres": Range(2), "min_subgenres": AT_LEAST_1, "max_subgenres": Range(1, MAX_SUBGENRES),
+        "artists_per_genre": AT_LEAST_1, "albums_per_artist": AT_LEAST_1, "tracks_per_album": AT_LEAST_1,
+        "clip_seconds": Range(0, MAX_CLIP_SECONDS, low_open=True), "label_noise": SHARE, "straddle_fraction": SHARE,
+        "confusable_pairs": NON_NEGATIVE, "subgenre_borrow": SHARE, "albums_zipf": NON_NEGATIVE,
+        "bitrate": AT_LEAST_1, "seed": SEED,
+    }
 
     n_genres: int = 8
     min_subgenres: int = 2
@@ -188,6 +247,21 @@ class SynthConfig:
     bitrate: int = 128000
     # Seed of the whole corpus: genres, artists, albums, label noise and audio.
     seed: int = 0
+
+    def other_problems(self) -> list[str]:
+        found = []
+        if self.min_subgenres > self.max_subgenres:
+            found.append(f"synth.min_subgenres = {self.min_subgenres}: must be at most max_subgenres "
+                         f"({self.max_subgenres})")
+        if self.confusable_pairs > self.n_genres // 2:
+            found.append(f"synth.confusable_pairs = {self.confusable_pairs}: must be at most n_genres // 2 "
+                         f"({self.n_genres // 2})")
+        if self.sample_rate not in MP3_SAMPLE_RATES:
+            found.append(f"synth.sample_rate = {self.sample_rate}: must be a rate MP3 has: "
+                         + ", ".join(map(str, MP3_SAMPLE_RATES)))
+        if 0 < self.albums_zipf <= 1:
+            found.append(f"synth.albums_zipf = {self.albums_zipf!r}: must be 0 (off) or a Zipf exponent above 1")
+        return found
 
 
 @dataclass(frozen=True)
@@ -242,8 +316,8 @@ class FactorConfig(Section):
     NAME: ClassVar[str] = "factors"
     RANGES: ClassVar[dict[str, Range]] = {
         "n_words": NON_NEGATIVE, "n_topics": NON_NEGATIVE, "frames_per_track": NON_NEGATIVE,
-        "kmeans_batch_size": AT_LEAST_1,
-        "lda_max_iter": AT_LEAST_1, "essentia_timeout_s": POSITIVE,
+        "dictionary_samples": NON_NEGATIVE, "kmeans_batch_size": AT_LEAST_1,
+        "lda_max_iter": AT_LEAST_1, "essentia_timeout_s": POSITIVE, "seed": SEED,
     }
 
     tasks: tuple[str, ...] = FACTOR_TASKS
@@ -252,6 +326,10 @@ class FactorConfig(Section):
     n_topics: int = 40
     # Frames per track sampled for fitting the m/d dictionaries (0 = all frames).
     frames_per_track: int = 0
+    # At most this many of those frames, drawn at random, fit the K-means (0 = all of them, as the authors did).
+    # MiniBatch K-means over all frames grows faster than the collection (more steps, each slower): over 4 M
+    # frames it took 161 s here, 17 M at FMA large's size would take tens of minutes per dictionary; 1 M take 21 s.
+    dictionary_samples: int = 1_000_000
     kmeans_batch_size: int = 4096
     # scikit-learn's default, as in the authors' code; 10 fits LDA over 5,000 artists in under a minute.
     lda_max_iter: int = 10
@@ -365,7 +443,7 @@ class GridConfig(Section):
     """Which task subsets and architectures to run, over which seeds."""
 
     NAME: ClassVar[str] = "grid"
-    RANGES: ClassVar[dict[str, Range]] = {}
+    RANGES: ClassVar[dict[str, Range]] = {"seeds": SEED}
 
     tasks: tuple[str, ...] = TASKS
     archs: tuple[str, ...] = ARCHS
@@ -393,7 +471,9 @@ class StudyConfig(Section):
     grid.seeds."""
 
     NAME: ClassVar[str] = "study"
-    RANGES: ClassVar[dict[str, Range]] = {"min_artists": AT_LEAST_1}
+    RANGES: ClassVar[dict[str, Range]] = {
+        "min_artists": AT_LEAST_1, "noise_rates": FRACTION, "corpus_seeds": SEED, "split_seeds": SEED,
+    }
 
     noise_rates: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4)
     # symmetric: flips to any other genre; structured: flips within the corpus's confusable genre pairs.
@@ -413,9 +493,7 @@ class StudyConfig(Section):
     min_artists: int = 5
 
     def other_problems(self) -> list[str]:
-        found = [f"study.noise_rates: {r!r} must be at least 0 and below 1" for r in self.noise_rates
-                 if not 0 <= r < 1]
-        found += _letters("study", "noise_kinds", self.noise_kinds, NOISE_KINDS, empty=False)
+        found = _letters("study", "noise_kinds", self.noise_kinds, NOISE_KINDS, empty=False)
         found += _letters("study", "artist_tasks", self.artist_tasks, FACTOR_TASKS, empty=False)
         found += _letters("study", "models", self.models, STUDY_MODELS, empty=False)
         if "genre" not in self.models:
@@ -504,23 +582,26 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     raise ConfigError(f"{key}: unsupported setting type {annotation!r}")
 
 
+def _unknown_key(prefix: str, name: str, names: set[str]) -> str:
+    """The problem of a key `name` that is not a setting of [prefix] (or of the top level)."""
+    moved = MOVED_KEYS.get(f"{prefix}.{name}")
+    if moved:
+        return f"{prefix}.{name} is no longer a setting: use {moved}"
+    where = f"[{prefix}]" if prefix else "the top level"
+    return f"unknown key {prefix + '.' if prefix else ''}{name} in {where}; known keys: {', '.join(sorted(names))}"
+
+
 def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
-    """Instantiate dataclass `cls` from a dict, rejecting unknown keys by their dotted name."""
+    """Instantiate dataclass `cls` from a dict, rejecting unknown keys and values of the wrong type by their dotted
+    name, every one at once (while `lenient`: recorded, and the setting keeps its default)."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        moved = MOVED_KEYS.get(f"{prefix}.{unknown[0]}")
-        if moved:
-            raise ConfigError(f"{prefix}.{unknown[0]} is no longer a setting: use {moved}")
-        where = f"[{prefix}]" if prefix else "the top level"
-        raise ConfigError(
-            f"unknown key {prefix + '.' if prefix else ''}{unknown[0]} in {where}; "
-            f"known keys: {', '.join(sorted(names))}"
-        )
+    # (section, problem): every section's problems, reported at once
+    problems = [(prefix or name, _unknown_key(prefix, name, names)) for name in sorted(set(data) - names)]
     kwargs = {}
-    problems = []  # every section's problems, reported at once
     for name, value in data.items():
+        if name not in names:
+            continue
         key = f"{prefix}.{name}" if prefix else name
         hint = hints[name]
         try:
@@ -531,9 +612,12 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
             else:
                 kwargs[name] = _coerce(value, hint, key)
         except ConfigError as exc:
-            problems.append(str(exc))
-    if problems:
-        raise ConfigError("; ".join(problems))
+            problems.append((key.split(".")[0], str(exc)))
+    found = _lenient.get()
+    if problems and found is None:
+        raise ConfigError("; ".join(problem for _, problem in problems))
+    for section, problem in problems:
+        found.setdefault(section, []).append(problem)
     return cls(**kwargs)
 
 

@@ -189,13 +189,16 @@ def _frame_words(
     ids = fit["track_id"].tolist()
     rng = np.random.default_rng(config.seed)
     tracks = tqdm(ids, desc=f"{task}: frames", unit="track", disable=not progress, dynamic_ncols=True)
-    with frames_on_disk((sample_rows(read(t), config.frames_per_track, rng) for t in tracks), task_dir) as samples:
-        logger.info("factors %s: K-means, %d words over %d frames", task, config.n_words, len(samples))
+    with frames_on_disk((sample_rows(read(t), config.frames_per_track, rng) for t in tracks), task_dir) as frames:
+        samples = sample_rows(frames, config.dictionary_samples, rng)
+        logger.info("factors %s: K-means, %d words over %d of %d frames", task, config.n_words, len(samples),
+                    len(frames))
         dictionary = fit_dictionary(samples, config.n_words, config.kmeans_batch_size, config.seed)
+        sampled = len(frames)
     write_npy_atomic(task_dir / "dictionary.npy", dictionary.centres)
     reads = (read(t) for t in tqdm(ids, desc=f"{task}: words", unit="track", disable=not progress,
                                    dynamic_ncols=True))
-    info = {"dictionary_note": dictionary.note, "dictionary_samples": len(samples)}
+    info = {"dictionary_note": dictionary.note, "dictionary_samples": len(samples), "sampled_frames": sampled}
     return Words(dictionary.n_words, ids, words_per_array(reads, dictionary.centres), info)
 
 
