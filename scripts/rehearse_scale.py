@@ -540,7 +540,8 @@ def write_config(context: Context, metadata_dir: Path, audio_dir: Path, shape: S
 def read_store(workdir: Path, reads: int, seed: int = 0) -> dict:
     """Random 1-s log-mel crops from the feature store of a work directory, as training reads them."""
     from agf.config import PATCH_FRAMES, load_config
-    from agf.store import FeatureStore
+    from agf.prepare import TrackJob, prepare_track
+    from agf.store import ENTRY_COLUMNS, FeatureStore
 
     started = time.perf_counter()
     store = FeatureStore.open(workdir, load_config(workdir / "config.toml").features)
@@ -554,6 +555,39 @@ def read_store(workdir: Path, reads: int, seed: int = 0) -> dict:
         np.array(mel[start:start + PATCH_FRAMES])
     elapsed = time.perf_counter() - started
     return {"tracks": len(ids), "reads": reads, "open_s": round(opened, 3), "crops_per_s": round(reads / elapsed, 1)}
+
+
+def fill_store(workdir: Path) -> dict:
+    """Complete the feature store of a stopped prepare (a --keep rehearsal): every track not prepared yet gets the
+    arrays and facts of a prepared track whose audio is the same file (a hard link to the same clip), which is
+    what prepare computes from the same bytes. Written with the store's own write_track, one process."""
+    import pandas as pd
+    from agf.config import load_config
+    from agf.prepare import TrackJob, prepare_track
+    from agf.store import ENTRY_COLUMNS, FeatureStore
+
+    started = time.perf_counter()
+    store = FeatureStore.open(workdir, load_config(workdir / "config.toml").features)
+    tracks = pd.read_parquet(workdir / "tracks.parquet")
+    inode = {track: os.stat(path).st_ino for track, path in zip(tracks["track_id"], tracks["audio_path"])}
+    paths = dict(zip(tracks["track_id"], tracks["audio_path"]))
+    done = store.entries().set_index("track_id")
+    source = {inode[track]: track for track in done.index[done["status"] == "ok"] if track in inode}
+    unprepared_clips = {inode[track]: track for track in tracks["track_id"] if inode[track] not in source}
+    for track in unprepared_clips.values():  # a clip none of whose tracks was reached: prepare one of them
+        prepare_track(TrackJob(track, paths[track], str(store.root), store.config))
+    done = store.entries().set_index("track_id")
+    source.update({inode[track]: track for track in unprepared_clips.values()})
+    todo = [track for track in tracks["track_id"] if track not in done.index]
+    # Each clip's entry and arrays read once: a write makes the store read its journals again on the next read.
+    models = {node: ({key: value for key, value in done.loc[track].to_dict().items() if key in ENTRY_COLUMNS},
+                     np.array(store.mel(track)), np.array(store.mfcc(track))) for node, track in source.items()}
+    for track in todo:
+        entry, mel, mfcc = models[inode[track]]
+        store.write_track({**entry, "track_id": track, "audio_path": paths[track]}, mel, mfcc)
+    return {"prepared": len(done), "clips_prepared_here": len(unprepared_clips), "copied": len(todo),
+            "clips": len(source),
+            "seconds": round(time.perf_counter() - started, 1)}
 
 
 # -- growth exponents and projections ---------------------------------------------------------------
@@ -708,8 +742,9 @@ def check_disk(root: Path, sizes: Sequence[int], args: argparse.Namespace) -> in
     return needed
 
 
-def parse_stages(text: str | None, shape: str) -> tuple[str, ...]:
-    """--stages: all, scaling, or names; each with the stages it needs, in pipeline order."""
+def parse_stages(text: str | None, shape: str, existing: bool = False) -> tuple[str, ...]:
+    """--stages: all, scaling, or names; each with the stages it needs (unless they ran in an --existing work
+    directory), in pipeline order."""
     if text is None:
         text = "all" if shape == "medium" else "scaling"
     names = {"all": ALL_STAGES, "scaling": SCALING_STAGES}.get(text) or tuple(s.strip() for s in text.split(","))
@@ -717,7 +752,7 @@ def parse_stages(text: str | None, shape: str) -> tuple[str, ...]:
     if unknown:
         raise SystemExit(f"--stages: unknown {', '.join(unknown)}; choose from all, scaling, {', '.join(STAGES)}")
     wanted = set(names)
-    for stage in names:
+    for stage in () if existing else names:
         while stage in NEEDS:
             stage = NEEDS[stage]
             wanted.add(stage)
@@ -734,8 +769,9 @@ def run_size(tracks: int, shape: Shape, voices: list, args: argparse.Namespace, 
     collection, workdir = args.root / f"collection-{tracks}", args.root / f"work-{tracks}"
     config = args.root / f"config-{tracks}.toml"
     for path in (collection, workdir):
-        if path.exists():
-            raise SystemExit(f"{path} exists (an earlier --keep run?): agf would reuse its stages; delete it first")
+        if path.exists() != args.existing:
+            raise SystemExit(f"{path} exists (an earlier --keep run?): agf would reuse its stages; delete it first, "
+                             "or pass --existing" if path.exists() else f"--existing: {path} is not there")
     try:
         return run_stages(tracks, shape, voices, args, Context(tracks, workdir, config, Path(sys.executable), agf,
                                                                args), collection)
@@ -750,12 +786,13 @@ def run_stages(tracks: int, shape: Shape, voices: list, args: argparse.Namespace
                collection: Path) -> list[Measurement]:
     """Write the collection and the config, then run and measure each stage; a stage whose input stage failed is
     skipped."""
-    layout = scale(shape, tracks)
-    log(f"{tracks} tracks: writing the collection ({layout.artists} artists, {layout.albums} albums, split "
-        f"{'/'.join(map(str, layout.splits))}; audio hard-linked to the distinct clips)")
-    metadata_dir, audio_dir = write_collection(layout, collection, voices)
-    context.workdir.mkdir(parents=True)
-    write_config(context, metadata_dir, audio_dir, shape)
+    if not args.existing:
+        layout = scale(shape, tracks)
+        log(f"{tracks} tracks: writing the collection ({layout.artists} artists, {layout.albums} albums, split "
+            f"{'/'.join(map(str, layout.splits))}; audio hard-linked to the distinct clips)")
+        metadata_dir, audio_dir = write_collection(layout, collection, voices)
+        context.workdir.mkdir(parents=True)
+        write_config(context, metadata_dir, audio_dir, shape)
     results, failed = [], set()
     for stage in args.stages:
         command = stage_command(stage, context)
@@ -837,6 +874,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="agf's run.device (default auto)")
     parser.add_argument("--keep", action="store_true", help="keep the clips, collections and work directories")
     parser.add_argument("--read-store", type=Path, metavar="WORKDIR", help=argparse.SUPPRESS)  # the reads stage
+    parser.add_argument("--fill-store", type=Path, metavar="WORKDIR",
+                        help="complete the feature store of a stopped prepare in a kept work directory: each track "
+                             "not prepared gets the arrays of a prepared track of the same audio file (the same "
+                             "hard-linked clip), what prepare computes from those bytes; then exit")
+    parser.add_argument("--existing", action="store_true",
+                        help="run --stages on the collection and work directory of an earlier --keep run of the "
+                             "same single size under --root (e.g. after --fill-store), instead of new ones")
     args = parser.parse_args(argv)
     args.factor_tasks = [t.strip() for t in args.factor_tasks.split(",") if t.strip()]
     return args
@@ -847,16 +891,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.read_store:
         print(json.dumps(read_store(args.read_store, args.reads)))
         return
+    if args.fill_store:
+        print(json.dumps(fill_store(args.fill_store)))
+        return
     shape = SHAPES[args.shape]
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [args.tracks or shape.tracks]
-    args.stages = parse_stages(args.stages, args.shape)
+    args.stages = parse_stages(args.stages, args.shape, args.existing)
     args.root = args.root.resolve()
     agf = Path(sys.executable).with_name("agf")
     if not agf.is_file():
         raise SystemExit(f"{agf} not found: run this script with the Python of agf's venv (.venv/bin/python)")
     if max(sizes) / max(1, args.clips) > MAX_HARD_LINKS:
         raise SystemExit(f"{max(sizes)} tracks over {args.clips} clips exceed {MAX_HARD_LINKS} links per file")
-    needed = check_disk(args.root, sizes, args)
+    needed = 0 if args.existing else check_disk(args.root, sizes, args)
     log(f"shape {shape.name}, sizes {sizes}, stages {', '.join(args.stages)}; about {needed / 1e9:.1f} GB needed "
         f"under {args.root}")
     args.root.mkdir(parents=True, exist_ok=True)
@@ -876,7 +923,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "machine": f"{platform.node()}, {os.cpu_count()} cores, {platform.processor() or platform.machine()}",
         "commit": git_commit(),
         "settings": {k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v)
-                     for k, v in vars(args).items() if k != "read_store"},
+                     for k, v in vars(args).items() if k not in ("read_store", "fill_store")},
         "fakes": fakes(args),
         "layouts": [asdict(scale(shape, n)) for n in sizes],
         "stages": [asdict(m) for m in measurements],
