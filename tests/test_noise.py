@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agf.config import NoiseConfig
-from agf.datasets.noise import inject_label_noise, round_half_up
+from agf.datasets.noise import flip_rates, inject_label_noise, round_half_up
 from agf.errors import ConfigError, DatasetError
 
 GENRES = ("Rock", "Pop", "Jazz", "Folk", "Metal")
@@ -49,18 +49,38 @@ def test_symmetric_noise_flips_exactly_the_rate_of_albums(rate: float) -> None:
     assert summary.flipped_per_split == {s: int(n) for s, n in per_split.items()}
 
 
-def test_structured_noise_flips_only_within_confusable_pairs() -> None:
+def test_structured_noise_flips_the_rate_of_the_confusable_genres_albums_only() -> None:
+    """The rate is the share of eligible albums: 0.3 structured relabels 30 % of the confusable genres' albums
+    (it used to draw 0.3 x all albums among them: 38 % here, 0.6-0.96 in the study's corpora)."""
     tracks = collection(100)
     config = NoiseConfig(rate=0.3, kind="structured", confusable=("Rock/Pop", "Jazz/Folk"), seed=1)
     noisy, summary = inject_label_noise(tracks, config)
-    assert summary.flipped == 30
+    assert summary.albums == 80 and summary.flipped == 24 == round_half_up(0.3 * 80)
     moves = set(zip(noisy.loc[noisy["genre_flipped"], "clean_genre"], noisy.loc[noisy["genre_flipped"], "genre"]))
     assert moves <= {("Rock", "Pop"), ("Pop", "Rock"), ("Jazz", "Folk"), ("Folk", "Jazz")}
     assert not noisy.loc[noisy["clean_genre"] == "Metal", "genre_flipped"].any()
-    with pytest.raises(DatasetError, match="60 albums should flip but only 40 can"):
-        inject_label_noise(tracks, NoiseConfig(rate=0.6, kind="structured", confusable=("Rock/Pop",)))
+    rates = flip_rates(noisy).groupby("genre")[["albums", "flipped"]].sum()
+    assert rates.loc[["Rock", "Pop", "Jazz", "Folk"], "flipped"].sum() == 24 and rates.loc["Metal", "flipped"] == 0
+    assert (flip_rates(noisy)["rate"] == flip_rates(noisy)["flipped"] / flip_rates(noisy)["albums"]).all()
     with pytest.raises(DatasetError, match="no genre 'Disco'"):
         inject_label_noise(tracks, NoiseConfig(rate=0.1, kind="structured", confusable=("Rock/Disco",)))
+
+
+@pytest.mark.parametrize(("kind", "rate", "confusable"), [("structured", 0.5, ("Rock/Pop",)),
+                                                          ("symmetric", 0.6, ())])
+def test_a_rate_that_would_swap_labels_is_refused(kind: str, rate: float, confusable: tuple[str, ...]) -> None:
+    """Half the Rock albums to Pop and half the Pop to Rock: the labels say nothing; refused, not run."""
+    with pytest.raises(DatasetError, match=r"would be \d+% of other genres \(half or more wrong"):
+        inject_label_noise(collection(100), NoiseConfig(rate=rate, kind=kind, confusable=confusable))
+    inject_label_noise(collection(100), NoiseConfig(rate=0.4, kind=kind, confusable=confusable))
+
+
+def test_a_small_genre_next_to_a_large_partner_is_protected() -> None:
+    """Rock (45 albums) with Pop (5): 0.2 of Rock's albums relabelled Pop outnumber Pop's own 4 that stay."""
+    tracks = collection(50)
+    tracks["genre"] = np.where(tracks["album_id"].str[2:].astype(int) < 45, "Rock", "Pop")
+    with pytest.raises(DatasetError, match=r"'Pop' would be 69% of other genres"):  # 9 of 9 + 4
+        inject_label_noise(tracks, NoiseConfig(rate=0.2, kind="structured", confusable=("Rock/Pop",)))
 
 
 def test_subgenre_noise_is_independent_of_the_genre() -> None:
@@ -86,8 +106,15 @@ def test_noise_is_seeded_and_the_streams_are_independent() -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(n_albums=st.integers(3, 80), rate=st.floats(0, 1, exclude_max=True), seed=st.integers(0, 1000))
-def test_any_rate_gives_the_exact_count(n_albums: int, rate: float, seed: int) -> None:
-    noisy, summary = inject_label_noise(collection(n_albums, 1, seed), NoiseConfig(rate=rate, seed=seed))
+def test_any_rate_gives_the_exact_count_or_is_refused_as_a_swap(n_albums: int, rate: float, seed: int) -> None:
+    tracks = collection(n_albums, 1, seed)
+    genres = tracks["genre"].nunique()
+    try:
+        noisy, summary = inject_label_noise(tracks, NoiseConfig(rate=rate, seed=seed))
+    except DatasetError as error:
+        assert "half or more wrong" in str(error) and rate > 0
+        assert genres == 1 or rate >= 0.4  # 5 genres of near-equal size: a label is about rate wrong
+        return
     assert summary.flipped == round_half_up(rate * n_albums) == int(noisy["genre_flipped"].sum())
 
 
@@ -117,5 +144,5 @@ def test_a_run_injects_the_configured_noise_into_its_track_table(tmp_path) -> No
                                      '[noise]\nrate = 0.25\nkind = "structured"\nconfusable = ["Rock/Pop"]\n')
     loaded = stage_tracks(load_config(tmp_path / "c.toml"), WorkDir(tmp_path / "work"), progress=False)
     saved = pd.read_parquet(tmp_path / "work" / "tracks.parquet")
-    assert saved["genre_flipped"].sum() == 10 and (saved["true_genre"] == saved["clean_genre"]).all()
-    assert any("label noise: 10 of 40 albums relabelled" in w for w in loaded.warnings)
+    assert saved["genre_flipped"].sum() == 4 and (saved["true_genre"] == saved["clean_genre"]).all()  # 0.25 x 16
+    assert any("label noise: 4 of 16 eligible albums relabelled" in w for w in loaded.warnings)

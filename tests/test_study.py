@@ -13,6 +13,7 @@ from tiny_config import TINY_TRAINING
 
 from agf.cli import main
 from agf.config import Config, StudyConfig, SynthConfig, load_config
+from agf.datasets.noise import round_half_up
 from agf.errors import ConfigError, PipelineError
 from agf.study import (
     CLEAN,
@@ -155,8 +156,13 @@ def test_a_tiny_study_runs_end_to_end_and_resumes(tmp_path: Path, capsys: pytest
     out = capsys.readouterr().out
     assert "symmetric" in out and "report:" in out
     study = work / "study"
-    for name in ("results.csv", "comparisons.csv", "trends.csv", "gain.png", "report.html", "report.md"):
+    for name in ("results.csv", "noise.csv", "comparisons.csv", "trends.csv", "gain.png", "report.html",
+                 "report.md"):
         assert (study / name).stat().st_size > 0, name
+    noise = pd.read_csv(study / "noise.csv")  # the noisy cell's realised rate per genre and split
+    assert set(noise["noise_rate"]) == {0.3} and set(noise["split"]) == {"train", "val", "test"}
+    assert noise["flipped"].sum() == round_half_up(0.3 * noise["albums"].sum())  # symmetric: every album eligible
+    assert "Realised label noise" in (study / "report.md").read_text()
     results = pd.read_csv(study / "results.csv")
     assert set(results["model"]) == {"genre", "stn", "stn-shuffled"}
     assert set(results["noise_kind"]) == {CLEAN, "symmetric"} and set(results["seed"]) == {0, 1}

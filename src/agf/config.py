@@ -189,7 +189,8 @@ class NoiseConfig(Section):
     NAME: ClassVar[str] = "noise"
     RANGES: ClassVar[dict[str, Range]] = {"rate": FRACTION, "subgenre_rate": FRACTION, "seed": SEED}
 
-    # Share of albums whose genre label is replaced (0: no noise injected).
+    # Share of the eligible albums whose genre label is replaced (symmetric: every album; structured: the albums
+    # of the confusable genres); 0: no noise injected. A rate that would leave a label half wrong is refused.
     rate: float = 0.0
     # symmetric: any other genre; structured: a genre declared confusable with it in `confusable`.
     kind: Literal["symmetric", "structured"] = "symmetric"

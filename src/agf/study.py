@@ -15,6 +15,7 @@ Work directory (run.workdir):
     study/cells/*.csv      one finished cell's results each, written last: a killed study resumes there
     study/results.csv      every score: corpus_seed, split_seed, noise_kind, noise_rate, model, seed, split, labels,
                            metric, value
+    study/noise.csv        the realised label noise of every noisy cell: per genre and split, albums, relabelled, rate
     study/comparisons.csv  per metric, noise kind, rate and model: the paired gain over genre-only and its tests
     study/trends.csv       per metric, noise kind and model: the gain's slope on the noise rate
     study/gain.png, study/report.html, study/report.md
@@ -31,7 +32,9 @@ import numpy as np
 import pandas as pd
 
 from agf.config import Config, NoiseConfig, key_settings
+from agf.datasets.noise import flip_rates
 from agf.datasets.synth import build_collection
+from agf.datasets.table import SPLITS
 from agf.device import use_threads
 from agf.errors import PipelineError
 from agf.fileio import stable_key, write_text_atomic
@@ -159,8 +162,9 @@ def model_of(case: Case, shuffled: bool) -> str:
     return case.arch + ("-shuffled" if shuffled else "")
 
 
-def run_cell(config: Config, cell: Cell, progress: bool, log: Log) -> pd.DataFrame:
-    """Every requested model of one cell, scored: the results rows tagged with the cell and the model."""
+def run_cell(config: Config, cell: Cell, progress: bool, log: Log) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every requested model of one cell, scored: the results rows tagged with the cell and the model; and the
+    realised label noise per genre and split (empty for the clean cell)."""
     workdir = WorkDir(Path(config.run.workdir))
     save_config(config, workdir)
     loaded = stage_tracks(config, workdir, progress=progress)
@@ -181,8 +185,11 @@ def run_cell(config: Config, cell: Cell, progress: bool, log: Log) -> pd.DataFra
         results["model"] = [models[key] for key in zip(results["arch"], results["tasks"], results["n_tasks"])]
         frames.append(results[results["model"].isin(config.study.models)])
     rows = pd.concat(frames, ignore_index=True).drop_duplicates(["model", "seed", "split", "labels", "metric"])
-    return rows.assign(corpus_seed=cell.corpus_seed, split_seed=cell.split_seed, noise_kind=cell.kind,
-                       noise_rate=cell.rate)[RESULT_COLUMNS]
+    tags = {"corpus_seed": cell.corpus_seed, "split_seed": cell.split_seed, "noise_kind": cell.kind,
+            "noise_rate": cell.rate}
+    noisy = loaded.tracks
+    rates = flip_rates(noisy).assign(**tags) if "genre_flipped" in noisy.columns else pd.DataFrame()
+    return rows.assign(**tags)[RESULT_COLUMNS], rates
 
 
 def cell_plan(config: Config, cell: Cell, root: Path) -> tuple[Config, Path]:
@@ -192,12 +199,19 @@ def cell_plan(config: Config, cell: Cell, root: Path) -> tuple[Config, Path]:
     return cell_cfg, root / "study" / "cells" / f"{cell.name}-{stable_key(settings)}.csv"
 
 
-def finish_cell(config: Config, cell: Cell, root: Path, progress: bool, log: Log) -> pd.DataFrame:
-    """Run one cell here and write its results file (atomically, last); return its rows."""
+def noise_path(results_path: Path) -> Path:
+    """Where a cell's realised label noise is kept, beside its results file."""
+    return results_path.with_suffix(".noise.csv")
+
+
+def finish_cell(config: Config, cell: Cell, root: Path, progress: bool, log: Log) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run one cell here and write its realised noise, then its results file (atomically, last: the marker);
+    return both."""
     cell_cfg, path = cell_plan(config, cell, root)
-    rows = run_cell(cell_cfg, cell, progress, log)
+    rows, rates = run_cell(cell_cfg, cell, progress, log)
+    write_text_atomic(noise_path(path), rates.to_csv(index=False))
     write_text_atomic(path, rows.to_csv(index=False))
-    return rows
+    return rows, rates
 
 
 @dataclass(frozen=True)
@@ -247,12 +261,18 @@ def run_study(config: Config, progress: bool = True, log: Log = print) -> dict[s
         for number, cell in enumerate(cells, 1):
             if paths[cell].exists():
                 log(f"[{number}/{len(cells)}] {cell.label}: reused")
-                frames.append(pd.read_csv(paths[cell]))
+                frames.append((pd.read_csv(paths[cell]), _read_rates(noise_path(paths[cell]))))
                 continue
             log(f"[{number}/{len(cells)}] {cell.label}")
             frames.append(finish_cell(config, cell, root, progress, log))
-        results = pd.concat(frames, ignore_index=True)
-        return write_study_report(config, results, root / "study")
+        results = pd.concat([rows for rows, _ in frames], ignore_index=True)
+        rates = pd.concat([rates for _, rates in frames], ignore_index=True)
+        return write_study_report(config, results, root / "study", rates)
+
+
+def _read_rates(path: Path) -> pd.DataFrame:
+    """A cell's realised noise (empty for a clean cell, or one finished before it was recorded)."""
+    return pd.read_csv(path) if path.exists() and path.stat().st_size > 1 else pd.DataFrame()
 
 
 # -- statistics ------------------------------------------------------------------------------------------
@@ -393,12 +413,34 @@ def _score_table(results: pd.DataFrame) -> Table:
     )
 
 
-def write_study_report(config: Config, results: pd.DataFrame, out: Path) -> dict[str, Path]:
-    """results.csv, comparisons.csv, trends.csv, gain.png, report.html and report.md under `out`."""
+def _noise_table(rates: pd.DataFrame) -> Table:
+    """The realised noise: per kind, rate and genre, the share of its albums relabelled in each split, pooled over
+    corpora and splits."""
+    pooled = rates.groupby(["noise_kind", "noise_rate", "genre", "split"])[["albums", "flipped"]].sum()
+    shares = (pooled["flipped"] / pooled["albums"]).unstack("split")
+    splits = [split for split in SPLITS if split in shares.columns]
+    return Table(
+        title="Realised label noise: share of each genre's albums relabelled",
+        columns=("noise", "rate", "genre", *splits),
+        rows=tuple((kind, f"{rate:g}", genre, *(number(row[split], 3) for split in splits))
+                   for (kind, rate, genre), row in shares.iterrows()),
+        notes=("The rate is the share of the eligible albums relabelled: every album for symmetric noise, the "
+               "albums of the confusable genres for structured noise (other genres: 0). Pooled over corpora and "
+               "splits; an album's tracks flip together.",),
+    )
+
+
+def write_study_report(config: Config, results: pd.DataFrame, out: Path,
+                       rates: pd.DataFrame | None = None) -> dict[str, Path]:
+    """results.csv, noise.csv (the realised noise), comparisons.csv, trends.csv, gain.png, report.html and
+    report.md under `out`."""
+    rates = pd.DataFrame() if rates is None else rates
     table, trends = comparisons(results)
-    paths = {"results": out / "results.csv", "comparisons": out / "comparisons.csv", "trends": out / "trends.csv",
-             "figure": out / "gain.png", "html": out / "report.html", "markdown": out / "report.md"}
+    paths = {"results": out / "results.csv", "noise": out / "noise.csv", "comparisons": out / "comparisons.csv",
+             "trends": out / "trends.csv", "figure": out / "gain.png", "html": out / "report.html",
+             "markdown": out / "report.md"}
     write_text_atomic(paths["results"], results.to_csv(index=False))
+    write_text_atomic(paths["noise"], rates.to_csv(index=False))
     write_text_atomic(paths["comparisons"], table.to_csv(index=False))
     write_text_atomic(paths["trends"], trends.to_csv(index=False))
     split, labels = reported_split(results)
@@ -412,6 +454,8 @@ def write_study_report(config: Config, results: pd.DataFrame, out: Path) -> dict
         f"Scores on the {split} split against the {labels} genres; epochs chosen on validation with the noisy labels.",
     ]
     sections = [Section("setup", "Scores", (_score_table(results),))]
+    if not rates.empty:
+        sections.append(Section("noise", "Realised label noise", (_noise_table(rates),)))
     if not table.empty:
         plot_gains(table, paths["figure"])
         sections += [

@@ -1,12 +1,16 @@
 """Label noise as a controlled variable: album-level genre flips at an exact rate, symmetric or structured.
 
-Genre labels are given per album (as on FMA), so noise flips whole albums: exactly round(rate x albums)
-of them, spread over the splits in proportion (largest remainder), so the small test split carries its
-share too. A flipped album's genre becomes, with 'symmetric' noise, any other genre (uniformly); with
-'structured' noise, a genre declared confusable with it (as annotators confuse neighbouring genres) — only
-albums of a genre with a confusable partner can flip. Sub-genre labels are flipped independently, at their
-own rate, to sub-genres seen elsewhere in the collection. Truth is kept: `true_genre` (added as the genre
-before noise when the table has none), `clean_genre`, `genre_flipped` and `subgenres_flipped` columns.
+Genre labels are given per album (as on FMA), so noise flips whole albums: exactly round(rate x eligible albums)
+of them, spread over the splits in proportion (largest remainder), so the small test split carries its share
+too. A flipped album's genre becomes, with 'symmetric' noise, any other genre (uniformly; every album is
+eligible); with 'structured' noise, a genre declared confusable with it (as annotators confuse neighbouring
+genres): only albums of a genre with a confusable partner are eligible, so "0.3 structured" relabels 30 % of
+the albums of the confusable genres, as "0.3 symmetric" relabels 30 % of all. A rate at which the tracks of
+some label would be expected to be half or more of other genres is refused: such labels are swapped, not
+noisy. Sub-genre labels are flipped independently, at their own rate, to sub-genres seen elsewhere in the
+collection. Truth is kept: `true_genre` (added as the genre before noise when the table has none),
+`clean_genre`, `genre_flipped` and `subgenres_flipped` columns; `flip_rates` gives the realised rate per genre
+and split.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ NOISE_STREAM, SUBGENRE_STREAM = 1, 2
 class NoiseSummary:
     """What the injector did: the units it counted and how many it flipped, per split."""
 
-    albums: int
+    albums: int  # eligible albums (symmetric: all; structured: those of the confusable genres)
     flipped: int
     subgenre_flipped: int
     flipped_per_split: dict[str, int]
@@ -36,7 +40,7 @@ class NoiseSummary:
 
     def format(self) -> str:
         splits = ", ".join(f"{s} {self.flipped_per_split.get(s, 0)}/{n}" for s, n in self.albums_per_split.items())
-        return (f"label noise: {self.flipped} of {self.albums} albums relabelled ({splits}); "
+        return (f"label noise: {self.flipped} of {self.albums} eligible albums relabelled ({splits}); "
                 f"sub-genres relabelled on {self.subgenre_flipped} albums")
 
 
@@ -47,16 +51,12 @@ def round_half_up(value: float) -> int:
 
 def exact_share(groups: Sequence[str], share: float, rng: np.random.Generator,
                 eligible: Sequence[bool] | None = None) -> set[int]:
-    """Exactly round(share x len(groups)) indices drawn among the eligible ones (default: all), spread over the
-    groups (e.g. splits) in proportion to their eligible members by largest remainder; DatasetError when fewer
-    are eligible."""
-    total = round_half_up(share * len(groups))
+    """Exactly round(share x eligible) indices drawn among the eligible ones (default: all), spread over the
+    groups (e.g. splits) in proportion to their eligible members by largest remainder."""
     pools = {group: [i for i, g in enumerate(groups) if g == group and (eligible is None or eligible[i])]
              for group in dict.fromkeys(groups)}
     available = sum(len(pool) for pool in pools.values())
-    if total > available:
-        raise DatasetError(f"label noise: {total} albums should flip but only {available} can (structured noise "
-                           "flips only albums of confusable genres); declare more confusable pairs or lower noise.rate")
+    total = round_half_up(share * available)
     quotas = {group: total * len(pool) / available if available else 0.0 for group, pool in pools.items()}
     counts = {group: int(quota) for group, quota in quotas.items()}
     by_remainder = sorted(pools, key=lambda group: quotas[group] - counts[group], reverse=True)
@@ -83,6 +83,39 @@ def confusable_partners(pairs: Sequence[str], genres: Sequence[str]) -> dict[str
     return {genre: sorted(set(others)) for genre, others in partners.items()}
 
 
+def expected_wrong_shares(album_genres: pd.Series, partners: dict[str, list[str]], rate: float) -> dict[str, float]:
+    """Per genre label: the share of its albums expected to be of another genre after noise at `rate` (an
+    eligible album keeps its label with probability 1 - rate, and moves to one of its partners uniformly)."""
+    counts = album_genres.value_counts()
+    inflow = {genre: 0.0 for genre in counts.index}
+    for genre, others in partners.items():
+        for other in others:
+            inflow[other] = inflow.get(other, 0.0) + rate * counts.get(genre, 0) / len(others)
+    kept = {genre: counts[genre] * (1 - rate if genre in partners else 1.0) for genre in counts.index}
+    return {genre: inflow[genre] / (inflow[genre] + kept[genre]) for genre in counts.index
+            if inflow[genre] + kept[genre] > 0}
+
+
+def check_not_swapped(album_genres: pd.Series, partners: dict[str, list[str]], rate: float, kind: str) -> None:
+    """DatasetError when noise at `rate` would leave a genre's label expected to be half or more wrong."""
+    shares = expected_wrong_shares(album_genres, partners, rate)
+    swapped = {genre: share for genre, share in shares.items() if share >= 0.5}
+    if swapped:
+        genre, share = max(swapped.items(), key=lambda item: item[1])
+        raise DatasetError(
+            f"label noise: at noise.rate = {rate:g} ({kind}) the albums labelled {genre!r} would be {share:.0%} of "
+            "other genres (half or more wrong: swapped labels, not noisy ones); lower noise.rate"
+        )
+
+
+def flip_rates(noisy: pd.DataFrame) -> pd.DataFrame:
+    """The realised noise: per clean genre and split, its albums, how many were relabelled and their share."""
+    albums = noisy.assign(album=_album_keys(noisy)).groupby("album", sort=False).agg(
+        genre=("clean_genre", "first"), split=("split", "first"), flipped=("genre_flipped", "first"))
+    table = albums.groupby(["genre", "split"], sort=True)["flipped"].agg(albums="size", flipped="sum").reset_index()
+    return table.assign(rate=table["flipped"] / table["albums"])
+
+
 def _album_keys(tracks: pd.DataFrame) -> pd.Series:
     """Each track's album: its album id, or the track itself when the album is unknown."""
     albums = tracks["album_id"].astype(str)
@@ -106,6 +139,7 @@ def inject_label_noise(tracks: pd.DataFrame, config: NoiseConfig) -> tuple[pd.Da
     else:
         partners = {genre: [g for g in genres if g != genre] for genre in genres}
         eligible = None
+    check_not_swapped(albums["genre"], partners, config.rate, config.kind)
     flipped = sorted(exact_share(list(albums["split"]), config.rate, rng, eligible))
     new_genre = albums["genre"].copy()
     for index in flipped:
@@ -126,9 +160,10 @@ def inject_label_noise(tracks: pd.DataFrame, config: NoiseConfig) -> tuple[pd.Da
     noisy["subgenres_flipped"] = keys.isin(list(replaced)).to_numpy()
     noisy["subgenres"] = [replaced.get(album, labels) for album, labels in zip(keys, noisy["subgenres"])]
     per_split = albums.iloc[flipped]["split"].value_counts()
+    candidates = albums if eligible is None else albums[np.asarray(eligible, dtype=bool)]
     summary = NoiseSummary(
-        albums=len(albums), flipped=len(flipped), subgenre_flipped=len(replaced),
+        albums=len(candidates), flipped=len(flipped), subgenre_flipped=len(replaced),
         flipped_per_split={str(s): int(n) for s, n in per_split.items()},
-        albums_per_split={str(s): int(n) for s, n in albums["split"].value_counts().items()},
+        albums_per_split={str(s): int(n) for s, n in candidates["split"].value_counts().items()},
     )
     return noisy, summary
