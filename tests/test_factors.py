@@ -152,13 +152,14 @@ def test_each_task_groups_carry_genre_information_beyond_shuffled_genres(built) 
         assert 1 / CONFIG.n_topics < summary["mean_max_topic"] <= 1.0
 
 
-def test_the_shuffled_control_breaks_the_artist_group_association(built, tmp_path: Path) -> None:
+def test_the_random_groups_control_breaks_the_artist_group_association(built, tmp_path: Path) -> None:
     """Same groups, permuted across artists: the groups' genre information (NMI of the dominant group with the
-    genre) falls to the level of random artist permutations, far below the real groups'."""
+    genre) falls to the level of random artist permutations, far below the real groups'; each artist's tracks
+    still share one target."""
     from sklearn.metrics import normalized_mutual_info_score
 
     tracks, store, _, results = built
-    config = dataclasses.replace(CONFIG, tasks=("m", "s"), shuffle_artists=True)
+    config = dataclasses.replace(CONFIG, tasks=("m", "s"), control="random-groups")
     shuffled = build_factors(tracks, store, config, tmp_path / "shuffled", progress=False)
     train = tracks[tracks["split"] == "train"]
 
@@ -173,7 +174,24 @@ def test_the_shuffled_control_breaks_the_artist_group_association(built, tmp_pat
         rng = np.random.default_rng(0)
         null = [nmi(real.set_axis(rng.permutation(real.index))) for _ in range(200)]
         assert nmi(control) <= np.percentile(null, 95) < nmi(real), task
-        assert shuffled[task].summary["shuffled_artists"] and not results[task].summary["shuffled_artists"]
+        assert shuffled[task].summary["control"] == "random-groups" and results[task].summary["control"] == "none"
+        per_artist = shuffled[task].track_targets.groupby(train.set_index("track_id")["artist_id"]).nunique()
+        assert (per_artist.max(axis=1) == 1).all()  # one target per artist
+
+
+def test_the_per_track_control_keeps_the_targets_but_no_artist_shares_one(built, tmp_path: Path) -> None:
+    """The fit tracks' targets permuted across tracks: the same multiset of targets (marginal distribution), but
+    the tracks of one artist no longer share a target, so nothing about artists is left to learn."""
+    tracks, store, _, results = built
+    config = dataclasses.replace(CONFIG, tasks=("m",), control="per-track")
+    per_track = build_factors(tracks, store, config, tmp_path / "per-track", progress=False)["m"]
+    real = results["m"].track_targets
+    assert sorted(map(tuple, per_track.track_targets.to_numpy())) == sorted(map(tuple, real.to_numpy()))
+    assert list(per_track.track_targets.index) == list(real.index)
+    artist_of = tracks.set_index("track_id").loc[real.index, "artist_id"]
+    distinct = per_track.track_targets.round(12).apply(tuple, axis=1).groupby(artist_of.to_numpy()).nunique()
+    assert (distinct > 1).mean() > 0.8  # an artist's tracks had one target each; now most have several
+    assert per_track.summary["control"] == "per-track"
 
 
 def test_same_seed_gives_identical_factors_and_another_seed_differs(built, tmp_path: Path) -> None:

@@ -48,7 +48,7 @@ seeds = [0, 1]
 noise_rates = [0.0, 0.3]
 noise_kinds = ["symmetric"]
 corpus_seeds = [0]
-models = ["genre", "stn", "stn-shuffled"]
+models = ["genre", "stn", "stn-random-groups"]
 min_artists = 2
 """ + TINY_TRAINING
 
@@ -98,12 +98,15 @@ def test_structured_cells_flip_within_the_corpus_pairs_and_need_some() -> None:
 
 def test_the_grids_hold_the_baseline_the_models_and_the_controls() -> None:
     config = Config(study=StudyConfig(artist_tasks=("m",)))
-    real, shuffled = _grid_config(config, False), _grid_config(config, True)
+    real = _grid_config(config, "none")
     assert real.grid.subsets == ("g", "gm") and set(real.grid.archs) == {"stn", "mtn", "wstn"}
-    assert not real.factors.shuffle_artists and real.factors.tasks == ("m",)
-    assert shuffled.grid.subsets == ("gm",) and shuffled.factors.shuffle_artists
+    assert real.factors.control == "none" and real.factors.tasks == ("m",)
+    for control in ("random-groups", "per-track"):
+        grid = _grid_config(config, control)
+        assert grid.grid.subsets == ("gm",) and set(grid.grid.archs) == {"stn", "mtn"}
+        assert grid.factors.control == control
     only_genre = dataclasses.replace(config, study=StudyConfig(models=("genre", "wstn")))
-    assert _grid_config(only_genre, True) is None
+    assert _grid_config(only_genre, "random-groups") is None and _grid_config(only_genre, "per-track") is None
 
 
 def test_paired_gains_pair_runs_and_count_the_clean_cell_for_every_kind() -> None:
@@ -164,19 +167,19 @@ def test_a_tiny_study_runs_end_to_end_and_resumes(tmp_path: Path, capsys: pytest
     assert noise["flipped"].sum() == round_half_up(0.3 * noise["albums"].sum())  # symmetric: every album eligible
     assert "Realised label noise" in (study / "report.md").read_text()
     results = pd.read_csv(study / "results.csv")
-    assert set(results["model"]) == {"genre", "stn", "stn-shuffled"}
+    assert set(results["model"]) == {"genre", "stn", "stn-random-groups"}
     assert set(results["noise_kind"]) == {CLEAN, "symmetric"} and set(results["seed"]) == {0, 1}
     table = pd.read_csv(study / "comparisons.csv")
-    assert set(table["model"]) == {"stn", "stn-shuffled"} and (table["units"] == 1).all()
+    assert set(table["model"]) == {"stn", "stn-random-groups"} and (table["units"] == 1).all()
     assert (table["pairs"] == 2).all() and set(table["unit"]) == {"split"}  # 2 run seeds of one split: one unit
     tracks = pd.read_parquet(work / "corpus0" / "tracks.parquet")
     assert tracks["genre_flipped"].any()  # the last cell's labels are noisy, the truth kept
     assert (tracks["true_genre"] == tracks["clean_genre"]).all()
-    # Genre nets are shared by the real and the shuffled grid; nets of artist groups (no label in their targets)
-    # by the noise cells too: per seed one STN g per cell, one STN m and one shuffled STN m.
+    # Genre nets are shared by the real and the control grid; nets of artist groups (no label in their targets)
+    # by the noise cells too: per seed one STN g per cell, one STN m and one STN m of random groups.
     assert len(list((work / "corpus0" / "nets").iterdir())) == 2 * (2 + 2)
 
-    killed = next((study / "cells").glob("corpus0-split0-symmetric-*.csv"))
+    killed = next(p for p in (study / "cells").glob("corpus0-split0-symmetric-*.csv") if ".noise" not in p.suffixes)
     killed.unlink()
     assert main(["study", str(config), "-w", str(work), "-q"]) == 0
     assert (study / "cells" / killed.name).exists()

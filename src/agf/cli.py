@@ -565,7 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
         "study",
         help="test the paper's claim: artist groups against label noise (noise sweep, controls, paired statistics)",
         description="For each corpus seed and noise cell (symmetric or structured album-level label noise at each "
-        "rate), train genre-only, genre + artist-group STN and MTN, the same with the artist groups shuffled, and "
+        "rate), train genre-only, genre + artist-group STN and MTN, the same with control targets, and "
         "the matched wSTN over the run seeds; score them against the true genres; write paired gains over "
         "genre-only with 95 % CIs, permutation/Wilcoxon tests with Holm's correction, the gain's slope on the "
         "noise rate, a figure and WORKDIR/study/report.html. Finished cells are reused; a killed study resumes. "

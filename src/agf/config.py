@@ -347,10 +347,12 @@ class FactorConfig(Section):
     # tracks (their labels and audio), so the validation split that selects models has seen the artist groups.
     # The test split is never fitted on.
     leaky: bool = False
-    # A control: the artist groups permuted across artists (seeded), so the targets keep their distribution but
-    # carry no artist (or genre) information; does a gain come from the artists or from an extra task?
-    shuffle_artists: bool = False
-    # Seed of the dictionaries (K-means), the quantile normaliser, LDA and the shuffle.
+    # A control (seeded), each answering one question: 'random-groups': the artists' group mixtures permuted
+    # across artists, so every track of an artist still shares one target (artist identity kept, the audio
+    # similarity the groups found gone); 'per-track': the fit tracks' targets permuted across tracks, the same
+    # marginal distribution with no artist information (an artist's tracks no longer share a target).
+    control: Literal["none", "random-groups", "per-track"] = "none"
+    # Seed of the dictionaries (K-means), the quantile normaliser, LDA and the controls.
     seed: int = 0
 
     def other_problems(self) -> list[str]:
@@ -462,7 +464,11 @@ class GridConfig(Section):
         return found
 
 
-STUDY_MODELS: tuple[str, ...] = ("genre", "stn", "mtn", "wstn", "stn-shuffled", "mtn-shuffled")
+# The factor controls of agf.factors (FactorConfig.control), and the study's models: an artist-group model with a
+# control is named 'ARCH-CONTROL'.
+FACTOR_CONTROLS: tuple[str, ...] = ("none", "random-groups", "per-track")
+STUDY_MODELS: tuple[str, ...] = ("genre", "stn", "mtn", "wstn", *(f"{arch}-{control}" for control in
+                                                                  FACTOR_CONTROLS[1:] for arch in ("stn", "mtn")))
 NOISE_KINDS: tuple[str, ...] = ("symmetric", "structured")
 
 
@@ -488,7 +494,7 @@ class StudyConfig(Section):
     # The artist-group tasks of the artist-group models (e.g. ['m']: MFCC groups, which never see a label).
     artist_tasks: tuple[str, ...] = ("m",)
     # genre: genre-only STN (the baseline of every comparison); stn / mtn: genre + artist groups; wstn: a genre
-    # STN as large as the MTN; *-shuffled: the same with the artist groups permuted across artists.
+    # STN as large as the MTN; *-random-groups / *-per-track: the same with a control's targets (factors.control).
     models: tuple[str, ...] = STUDY_MODELS
     # Artists each genre must have in the validation and in the test split.
     min_artists: int = 5

@@ -315,7 +315,7 @@ class NetInputs:
 
     def key(self, tasks: Sequence[str]) -> str:
         """The inputs part of a net directory's key: only the tasks the net learns count, so a genre net is
-        shared by runs whose artist groups differ (other factor settings, the shuffled control)."""
+        shared by runs whose artist groups differ (other factor settings, the factor controls)."""
         return stable_key([self.task_keys[task] for task in sorted(tasks)])
 
 

@@ -2,9 +2,9 @@
 
 For every corpus seed (its own synthetic corpus), split seed (its own artist-disjoint split of that corpus) and
 noise cell (kind x rate; rate 0 is one clean cell shared by both kinds), the same models are trained and scored against the TRUE
-genres: genre-only STN (the baseline), genre + artist-group STN and MTN, the same with the artist groups
-shuffled across artists (the control: artist information, or just an extra task?), and the parameter-matched
-wSTN, all with the config's epochs, over grid.seeds. Each model's gain over genre-only is paired by corpus,
+genres: genre-only STN (the baseline), genre + artist-group STN and MTN, the same with two controls (random
+artist groups: each artist keeps one target, but not its own; groups drawn per track: no artist information at
+all; agf.factors' `control`), and the parameter-matched wSTN, all with the config's epochs, over grid.seeds. Each model's gain over genre-only is paired by corpus,
 split, noise cell and run seed; agf.statistics gives its mean, 95 % CI, permutation and Wilcoxon tests with
 Holm's correction, and the slope of the gain on the noise rate.
 
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agf.config import Config, NoiseConfig, key_settings
+from agf.config import FACTOR_CONTROLS, Config, NoiseConfig, key_settings
 from agf.datasets.noise import flip_rates
 from agf.datasets.synth import build_collection
 from agf.datasets.table import SPLITS
@@ -67,8 +67,9 @@ PRIMARY_METRIC = "accuracy"
 RESULT_COLUMNS = ["corpus_seed", "split_seed", "noise_kind", "noise_rate", "model", "seed", "split", "labels", "metric",
                   "value"]
 MODEL_TITLES = {"genre": "genre-only STN", "stn": "STN genre + artist groups", "mtn": "MTN genre + artist groups",
-                "wstn": "wSTN (genre, as large as the MTN)", "stn-shuffled": "STN, artist groups shuffled",
-                "mtn-shuffled": "MTN, artist groups shuffled"}
+                "wstn": "wSTN (genre, as large as the MTN)",
+                "stn-random-groups": "STN, random artist groups", "mtn-random-groups": "MTN, random artist groups",
+                "stn-per-track": "STN, groups drawn per track", "mtn-per-track": "MTN, groups drawn per track"}
 
 
 @dataclass(frozen=True)
@@ -142,24 +143,33 @@ def check_held_out_artists(tracks: pd.DataFrame, minimum: int) -> None:
                                 "artists per genre or raise dataset.val_fraction / test_fraction")
 
 
-def _grid_config(config: Config, shuffled: bool) -> Config | None:
-    """The grid of the real (or shuffled) artist-group models the study asks for; None when there are none."""
+def _grid_config(config: Config, control: str) -> Config | None:
+    """The grid of the artist-group models the study asks for with this factor control ('none': the real
+    groups, with the genre-only baseline); None when there are none."""
     tasks = canonical_tasks(GENRE_TASK + "".join(config.study.artist_tasks))
-    wanted = [m for m in config.study.models if m.endswith("-shuffled") == shuffled]
-    archs = tuple(dict.fromkeys(m.removesuffix("-shuffled") for m in wanted if m != BASELINE))
-    if shuffled and not archs:
+    archs = tuple(dict.fromkeys(arch for arch, wanted in map(_model_parts, config.study.models)
+                                if wanted == control and arch))
+    if control != "none" and not archs:
         return None
-    subsets = ([] if shuffled else [GENRE_TASK]) + ([tasks] if archs else [])
+    subsets = ([GENRE_TASK] if control == "none" else []) + ([tasks] if archs else [])
     grid = replace(config.grid, tasks=tuple(tasks), archs=archs or ("stn",), subsets=tuple(subsets))
-    factors = replace(config.factors, tasks=tuple(config.study.artist_tasks), shuffle_artists=shuffled)
+    factors = replace(config.factors, tasks=tuple(config.study.artist_tasks), control=control)
     return replace(config, grid=grid, factors=factors)
 
 
-def model_of(case: Case, shuffled: bool) -> str:
+def _model_parts(model: str) -> tuple[str, str]:
+    """(architecture, control) of a study model name ('' for the baseline): 'stn-per-track' -> ('stn', 'per-track')."""
+    if model == BASELINE:
+        return "", "none"
+    arch, _, control = model.partition("-")
+    return arch, control or "none"
+
+
+def model_of(case: Case, control: str) -> str:
     """The study's name of a grid case."""
     if case.arch == "stn" and case.tasks == GENRE_TASK:
         return BASELINE
-    return case.arch + ("-shuffled" if shuffled else "")
+    return case.arch + ("" if control == "none" else f"-{control}")
 
 
 def run_cell(config: Config, cell: Cell, progress: bool, log: Log) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -175,13 +185,13 @@ def run_cell(config: Config, cell: Cell, progress: bool, log: Log) -> tuple[pd.D
     check_dataset(prepared.tracks)
     check_held_out_artists(prepared.tracks, config.study.min_artists)
     frames = []
-    for shuffled in (False, True):
-        grid_config = _grid_config(config, shuffled)
+    for control in FACTOR_CONTROLS:
+        grid_config = _grid_config(config, control)
         if grid_config is None:
             continue
         grid = run_grid(grid_config, prepared, progress=progress, log=lambda line: log(f"  {line}"))
         results, _ = collect_results(grid)
-        models = {(c.arch, c.tasks, c.n_tasks): model_of(c, shuffled) for c in grid.transfers}
+        models = {(c.arch, c.tasks, c.n_tasks): model_of(c, control) for c in grid.transfers}
         results["model"] = [models[key] for key in zip(results["arch"], results["tasks"], results["n_tasks"])]
         frames.append(results[results["model"].isin(config.study.models)])
     rows = pd.concat(frames, ignore_index=True).drop_duplicates(["model", "seed", "split", "labels", "metric"])

@@ -107,7 +107,7 @@ class Words:
 LEAKY_SPLITS: tuple[str, ...] = ("train", "val")
 
 
-SHUFFLE_STREAM = 7  # the shuffle control's random stream of factors.seed
+CONTROL_STREAM = 7  # the controls' random stream of factors.seed
 
 
 def fit_tracks(tracks: pd.DataFrame, leaky: bool) -> pd.DataFrame:
@@ -376,16 +376,19 @@ def _fit_groups(task: str, fit: pd.DataFrame, words: Words, config: FactorConfig
     model = fit_artist_topics(bags, config.n_topics, config.lda_max_iter, config.seed)
     write_npy_atomic(task_dir / "lda_components.npy", model.components)
     columns = [f"topic_{k}" for k in range(config.n_topics)]
-    order = shuffled_artists(len(artists), config.seed) if config.shuffle_artists else np.arange(len(artists))
+    order = control_order(len(artists), config.seed) if config.control == "random-groups" else np.arange(len(artists))
     artist_topics = pd.DataFrame(model.topics[order], index=pd.Index(artists, name="artist_id"), columns=columns)
-    track_targets = artist_topics.loc[fit["artist_id"]].set_axis(pd.Index(fit["track_id"], name="track_id"))
-    informed = ~pd.Series(model.empty[order], index=artists).loc[fit["artist_id"]].to_numpy()
+    rows = pd.Index(fit["artist_id"])
+    if config.control == "per-track":
+        rows = rows[control_order(len(rows), config.seed)]
+    track_targets = artist_topics.loc[rows].set_axis(pd.Index(fit["track_id"], name="track_id"))
+    informed = ~pd.Series(model.empty[order], index=artists).loc[rows].to_numpy()
     summary = {
         "task": task,
         "title": TASK_TITLES[task],
         "status": "ok",
         "leaky": config.leaky,
-        "shuffled_artists": config.shuffle_artists,
+        "control": config.control,
         "n_words": words.n_words,
         "n_topics": config.n_topics,
         "fit_tracks": len(fit),
@@ -402,9 +405,9 @@ def _fit_groups(task: str, fit: pd.DataFrame, words: Words, config: FactorConfig
     return FactorResult(task, artist_topics, track_targets, _json_safe(summary))
 
 
-def shuffled_artists(n_artists: int, seed: int) -> np.ndarray:
-    """The shuffle control's permutation: artist i gets the groups of artist order[i]."""
-    return np.random.default_rng([seed, SHUFFLE_STREAM]).permutation(n_artists)
+def control_order(n: int, seed: int) -> np.ndarray:
+    """A control's permutation: artist (random-groups) or fit track (per-track) i gets the groups of order[i]."""
+    return np.random.default_rng([seed, CONTROL_STREAM]).permutation(n)
 
 
 def _json_safe(summary: dict[str, Any]) -> dict[str, Any]:
