@@ -24,7 +24,7 @@ from agf.report.results import (
     selection_split,
     validate_results,
 )
-from agf.statistics import bootstrap_ci
+from agf.statistics import MIN_BOOTSTRAP_UNITS, mean_ci
 from agf.tasks import TASKS, task_subsets
 from agf.transfer.sources import MTN_BASELINE, STN_BASELINE
 
@@ -263,14 +263,14 @@ CALIBRATION_COLUMNS: tuple[str, ...] = ("model", "seed", "temperature", "log_los
 
 def build_calibration_table(calibration: pd.DataFrame, split: str) -> Table:
     """Per model (rows of CALIBRATION_COLUMNS, one per seed): the mean temperature, the split's mean log loss and
-    ECE before and after scaling, and the paired log-loss reduction over seeds with its 95 % bootstrap CI."""
+    ECE before and after scaling, and the paired log-loss reduction over seeds with its 95 % CI (agf.statistics)."""
     missing = [c for c in CALIBRATION_COLUMNS if c not in calibration.columns]
     if missing:
         raise ReportError(f"calibration: missing column(s) {', '.join(missing)}")
     rows = []
     for model, runs in calibration.groupby("model", sort=False):
         reduction = (runs["log_loss_before"] - runs["log_loss_after"]).to_numpy()
-        low, high = bootstrap_ci(reduction)
+        low, high, _ = mean_ci(reduction)
         rows.append((str(model), str(len(runs)), number(runs["temperature"].mean(), 3),
                      number(runs["log_loss_before"].mean()), number(runs["log_loss_after"].mean()),
                      f"{number(reduction.mean())} [{number(low)}, {number(high)}]",
@@ -282,8 +282,9 @@ def build_calibration_table(calibration: pd.DataFrame, split: str) -> Table:
         rows=tuple(rows),
         notes=("Temperature scaling: each model's track probabilities p become softmax(log p / T), T fitted on the "
                "validation split's given labels only; accuracy and F1 are unchanged. T > 1: the model was "
-               "overconfident. Reduction: the paired log-loss difference (before - after) per seed; its CI is a "
-               "percentile bootstrap over seeds (one seed: no interval).",),
+               "overconfident. Reduction: the paired log-loss difference (before - after) per seed; its CI is over "
+               f"the seeds (the independent units here, on this one split): Student's t below {MIN_BOOTSTRAP_UNITS} "
+               "seeds, a percentile bootstrap from there (one seed: no interval).",),
     )
 
 
