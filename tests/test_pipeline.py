@@ -542,3 +542,16 @@ def test_check_and_run_stop_at_a_split_that_cannot_be_scored(tmp_path: Path, cap
     assert main(["run", str(config), "-w", str(tmp_path / "w"), "--quiet"]) == 1
     assert "the test split has no track" in capsys.readouterr().err
     assert not (tmp_path / "w" / "features").exists()
+
+
+def test_device_is_a_flag_of_run_and_demo_and_fma_without_data_names_the_flag(tmp_path: Path,
+                                                                              capsys: pytest.CaptureFixture) -> None:
+    from agf.cli import build_parser
+
+    for argv in (["run", "demo", "--device", "cpu"], ["check", "demo", "--device", "cpu"],
+                 ["demo", "--device", "cpu"], ["train", "--device", "cpu"]):
+        assert build_parser().parse_args(argv).device == "cpu"
+    argv = ["check", "fma-medium", "-w", str(tmp_path / "w"), "--fma-metadata", str(tmp_path), "--fma-audio",
+            str(tmp_path), "--quiet"]
+    assert main(argv) == 1
+    assert "with --fma-metadata" in capsys.readouterr().err

@@ -110,7 +110,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help="torch/BLAS threads of the main process (default: the config's "
                         "run.threads; 0 = torch's default: OMP_NUM_THREADS or the cores); 1 when other busy processes "
                         "share the cores")
+    _add_device_option(parser, "the config's run.device")
     _add_output_options(parser)
+
+
+def _add_device_option(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--device", help=f"auto, cpu, cuda or cuda:N (default: {default})")
 
 
 def _add_dataset_options(parser: argparse.ArgumentParser) -> None:
@@ -358,7 +363,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     and applied to a few test files."""
     from agf.pipeline import demo_predictions, demo_summary, run_pipeline
 
-    config = _replace(load_config("demo"), "run", workdir=args.out, workers=args.workers)
+    config = _replace(load_config("demo"), "run", workdir=args.out, workers=args.workers, device=args.device)
     run = run_pipeline(config, progress=not args.quiet)
     print(demo_summary(run))
     with run.times.timed("export + predictions"):
@@ -512,7 +517,6 @@ def build_parser() -> argparse.ArgumentParser:
                        "epochs x its number of tasks)")
     _add_run_seed(train, "training: initialisation, crops, dropout")
     train.add_argument("--schedule", choices=["epoch", "batch"], help="MTN task schedule (default: the config's)")
-    train.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the config's run.device)")
     train.set_defaults(func=cmd_train)
 
     transfer = commands.add_parser(
@@ -631,12 +635,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="render the synthetic corpus and run the whole system on it (about 13 min on 2 cores)",
+        help="render the synthetic corpus and run the whole system on it (about 8 min on 2 cores)",
         description="Renders the built-in synthetic corpus, runs the 'demo' preset end to end, writes the report "
         "and prints genre-only vs the best artist-group transfer against the noisy and the true labels.",
     )
     demo.add_argument("--out", default="demo", help="work directory (default ./demo)")
     demo.add_argument("-j", "--workers", type=int, help="worker processes, at least 1 (default 2)")
+    _add_device_option(demo, "auto: a GPU when torch sees one")
     _add_output_options(demo)
     demo.set_defaults(func=cmd_demo)
     return parser

@@ -89,7 +89,8 @@ def load_fma(
 def _read_tracks_csv(path: Path) -> pd.DataFrame:
     """tracks.csv as FMA's two-level frame indexed by track id; DatasetError if absent or incomplete."""
     if not path.is_file():
-        raise DatasetError(f"{path}: not found; set dataset.metadata_dir to the unpacked fma_metadata folder")
+        raise DatasetError(f"{path}: not found; give the unpacked fma_metadata folder with --fma-metadata (in a "
+                           "config: dataset.metadata_dir)")
     raw = read_csv_file(path, "use FMA's tracks.csv (three header lines: groups, names, track_id)", index_col=0,
                         header=[0, 1], low_memory=False)
     missing = [column for column in REQUIRED_TRACK_COLUMNS if column not in raw.columns]
