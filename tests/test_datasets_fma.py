@@ -223,7 +223,8 @@ def test_missing_column_is_named(fma_dirs: tuple[Path, Path]) -> None:
 
 
 def test_missing_metadata_file_names_the_fix(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match=r"tracks\.csv: not found; set dataset\.metadata_dir"):
+    fix = r"tracks\.csv: not found; give the unpacked fma_metadata folder with --fma-metadata \(in a config: dataset"
+    with pytest.raises(DatasetError, match=fix):
         load_fma(tmp_path, tmp_path)
 
 
