@@ -24,7 +24,8 @@ from agf.factors import build_factors
 from agf.store import FeatureStore
 
 VARIANTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("authors: divide m d s, e quantile", ("m", "d", "s"), "quantile"),
+    ("authors: divide all, e quantile", ("m", "d", "e", "s"), "quantile"),
+    ("divide m d s, e quantile", ("m", "d", "s"), "quantile"),
     ("divide m d s, e standardise", ("m", "d", "s"), "standardise"),
     ("divide m d, e quantile", ("m", "d"), "quantile"),
     ("divide m d, e standardise", ("m", "d"), "standardise"),

@@ -243,3 +243,55 @@ def test_any_number_in_any_setting_gives_a_valid_config_or_one_line_errors(chang
         config = config_from_dict(data)
     for problems in [*found.values(), *config_problems(config).values()]:
         assert all(problem and "\n" not in problem for problem in problems)
+
+
+# -- the paper's presets ---------------------------------------------------------------------------------
+
+# Every model and feature setting where agf's default differs from the paper (docs/protocol.md, "Deviations"),
+# and the paper's values that agf's defaults share: each paper preset must hold all of them.
+PAPER_SETTINGS: dict[str, dict[str, object]] = {
+    "factors": {"divide_bags": ("m", "d", "e", "s"), "essentia_binary": "quantile", "n_words": 2048, "n_topics": 40,
+                "dictionary_samples": 0, "tasks": ("m", "d", "e", "s")},
+    "train": {"epochs": 200, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.0, "l2_loss": 1e-5, "amp": False,
+              "schedule": "epoch"},
+    "transfer": {"epochs": 50, "batch_size": 64, "lr": 1e-3, "hidden": 1024, "dropout": 0.5, "standardize": False,
+                 "l2_loss": 1e-5, "amp": False, "aggregations": ("probs",), "calibrate": False},
+}
+
+
+@pytest.mark.parametrize("preset", ["paper", "fma-medium-paper"])
+def test_paper_presets_set_every_model_and_feature_setting_to_the_papers(preset: str) -> None:
+    from agf.training.spec import NetSpec, net_train_config
+
+    config = load_config(preset)
+    wrong = {f"{section}.{key}": getattr(getattr(config, section), key)
+             for section, values in PAPER_SETTINGS.items() for key, value in values.items()
+             if getattr(getattr(config, section), key) != value}
+    assert not wrong, f"{preset}: not the paper's: {wrong}"
+    assert net_train_config(NetSpec("stn", ("g",)), config.train).epochs == 200
+    assert net_train_config(NetSpec("mtn", ("g", "m", "d", "e", "s")), config.train).epochs == 1000
+
+
+def test_paper_keeps_agf_protocol_and_fma_medium_paper_is_the_papers_protocol() -> None:
+    paper, reproduction = load_config("paper"), load_config("fma-medium-paper")
+    assert (paper.dataset.split, paper.factors.leaky) == ("official", False) and paper.dataset.test_fraction > 0
+    assert (reproduction.dataset.split, reproduction.dataset.test_fraction, reproduction.factors.leaky) == (
+        "random", 0.0, True)
+    assert (reproduction.train.select_epoch, reproduction.transfer.select_epoch) == ("last", "last")
+
+
+def test_paper_settings_keep_agf_defaults_and_cache_keys_and_are_range_checked() -> None:
+    from agf.config import TrainConfig, TransferConfig, key_settings
+
+    train, transfer = TrainConfig(), TransferConfig()
+    assert (train.l2_loss, train.weight_decay, train.amp) == (0.0, 1e-5, True)
+    assert (transfer.l2_loss, transfer.calibrate, transfer.standardize, transfer.batch_size) == (0.0, True, True, 256)
+    assert transfer.aggregations == ("probs", "log_probs")
+    assert "l2_loss" not in key_settings(train)  # an existing net's key is unchanged
+    assert not {"l2_loss", "calibrate"} & set(key_settings(transfer))
+    assert {"l2_loss", "calibrate"} <= set(key_settings(load_config("paper").transfer))
+    for section in ("train", "transfer"):
+        with pytest.raises(ConfigError, match=rf"{section}\.l2_loss = -1e-05: must be at least 0"):
+            config_from_dict({section: {"l2_loss": -1e-5}})
+    with pytest.raises(ConfigError, match="transfer.calibrate: expected true or false"):
+        config_from_dict({"transfer": {"calibrate": "no"}})

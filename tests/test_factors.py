@@ -422,3 +422,43 @@ def test_the_dictionary_fits_on_at_most_dictionary_samples_frames(tmp_path: Path
     dictionary = {name: np.load(tmp_path / name / "m" / "dictionary.npy") for name in ("every", "capped", "roomy")}
     assert np.array_equal(dictionary["roomy"], dictionary["every"])
     assert not np.array_equal(dictionary["capped"], dictionary["every"])
+
+
+def test_paper_factor_settings_divide_e_bags_by_the_track_count(tmp_path: Path, monkeypatch) -> None:
+    """The paper presets' divide_bags: an artist's e bag (one word per track) sums to 1, divided by its 3 tracks;
+    agf's default counts it (sum 3)."""
+    from agf.config import load_config
+
+    tracks, store = make_corpus(tmp_path)
+    paper = load_config("paper").factors
+    sums: dict[tuple[str, ...], set[float]] = {}
+    real_bags = build_module.artist_bags
+    for divide in (paper.divide_bags, FactorConfig().divide_bags):
+        def spy(*args, divide_now: tuple[str, ...] = divide, **kwargs):
+            bags, counts = real_bags(*args, **kwargs)
+            sums.setdefault(divide_now, set()).update(np.round(bags[counts > 0].sum(axis=1), 9).tolist())
+            return bags, counts
+
+        monkeypatch.setattr(build_module, "artist_bags", spy)
+        config = dataclasses.replace(CONFIG, tasks=("e",), divide_bags=divide, essentia_binary=paper.essentia_binary)
+        build_factors(tracks, store, config, tmp_path / "-".join(divide), progress=False)
+    assert sums[paper.divide_bags] == {1.0} and sums[FactorConfig().divide_bags] == {float(TRACKS_PER_ARTIST)}
+
+
+def test_paper_quantile_normalisation_makes_every_column_normal_on_the_fit_tracks() -> None:
+    """essentia_binary = 'quantile' (the paper presets'): every kept column, binary ones too, is mapped through its
+    ranks on the fit tracks to standard-normal quantiles (clipped near +-5.2)."""
+    from scipy.stats import norm
+
+    from agf.config import load_config
+    from agf.factors.build import normalise_descriptors
+
+    rng = np.random.default_rng(0)
+    n = 200
+    matrix = np.column_stack([rng.exponential(3.0, n), rng.uniform(-9, 1, n), (rng.random(n) < 0.1).astype(float)])
+    normalised, keep, quantiled, _ = normalise_descriptors(matrix, load_config("paper").factors.essentia_binary, 0)
+    assert keep.all() and quantiled.all()
+    ranks = np.clip(np.linspace(0, 1, n), 1e-7, 1 - 1e-7)
+    for column in (0, 1):
+        np.testing.assert_allclose(np.sort(normalised[:, column]), norm.ppf(ranks), atol=1e-5)
+    np.testing.assert_allclose(np.abs(normalised[:, 2]), norm.ppf(1 - 1e-7), rtol=1e-5)  # one-hot: the extremes

@@ -449,3 +449,38 @@ def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(tmp_path
     with pytest.raises(TrainingError, match="unreadable checkpoint"):
         load_checkpoint(path, torch.device("cpu"))
     assert not marker.exists()
+
+
+
+def _step_gradients(net: torch.nn.Module, task: str, l2_loss: float) -> dict[str, torch.Tensor]:
+    """-(change of every parameter) in one train_step with SGD at learning rate 1 (the gradient of its loss); the
+    net's parameters are put back."""
+    from agf.training.loop import train_step
+
+    torch.manual_seed(0)
+    x, y = torch.randn(6, 1, 16, 128), torch.softmax(torch.randn(6, 3), dim=1)
+    before = {name: param.detach().clone() for name, param in net.named_parameters()}
+    torch.manual_seed(1)  # the same dropout masks
+    train_step(net, torch.optim.SGD(net.parameters(), lr=1.0), task, x, y, False, l2_loss)
+    gradients = {name: before[name] - param.detach() for name, param in net.named_parameters()}
+    with torch.no_grad():
+        for name, param in net.named_parameters():
+            param.copy_(before[name])
+    return gradients
+
+
+def test_paper_l2_term_adds_beta_times_squared_weights_and_gammas_to_the_loss() -> None:
+    """train.l2_loss: the step's gradient gains 2 beta w on every convolution, dense and batch-norm weight the
+    task reaches (d/dw of beta sum w^2), nothing on biases and batch-norm shifts or another task's branch."""
+    from agf.models import STN
+
+    beta = 0.05
+    for net in (STN(3, width=WIDTH).train(), MTN({"g": 3, "m": 5}, width=WIDTH).train()):
+        plain, with_l2 = _step_gradients(net, "g", 0.0), _step_gradients(net, "g", beta)
+        gammas = {f"{name}.weight" for name, module in net.named_modules()
+                  if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))}
+        for name, param in net.named_parameters():
+            regularised = name.endswith("weight") and not name.startswith(("trunks.m.", "heads.m."))
+            expected = 2 * beta * param.detach() if regularised else torch.zeros_like(param)
+            torch.testing.assert_close(with_l2[name] - plain[name], expected, atol=1e-6, rtol=1e-4, msg=name)
+        assert gammas and gammas <= {name for name, _ in net.named_parameters()}

@@ -16,7 +16,7 @@ from store_fixtures import make_store as make_mel_store
 from store_fixtures import toy_mels
 
 import agf.transfer.mlp as transfer_mlp
-from agf.config import PATCH_FRAMES, FeatureConfig, TransferConfig, key_settings
+from agf.config import PATCH_FRAMES, FeatureConfig, TransferConfig, key_settings, load_config
 from agf.errors import ModelFileError, TransferError
 from agf.evaluation import CLASSICAL, evaluate
 from agf.fileio import read_json, write_json_atomic
@@ -706,3 +706,98 @@ def test_unreadable_weights_of_a_net_or_an_mlp_are_one_line_errors(small_store, 
         message = str(caught.value)
         assert fix in message and "\n" not in message
         assert ("a pickle or torch.save file, which agf never unpickles" in message) == (damage == "torch.save")
+
+
+# -- the paper's transfer settings ---------------------------------------------------------------------------
+
+
+def test_paper_transfer_keeps_the_mean_of_window_probabilities_and_is_never_calibrated(
+    transfer_run: dict, tmp_path: Path
+) -> None:
+    """aggregations = ['probs'], calibrate = false: one candidate, recorded; the evaluation scores the raw
+    probabilities of the MLP, its baselines and the classical baseline (temperature 1); by default it does not."""
+    run = transfer_run
+    config = dataclasses.replace(run["config"], aggregations=("probs",), calibrate=False)
+    result = fit_transfer(run["sources"], run["store"], run["tracks"], config, 0, tmp_path / "paper", device="cpu",
+                          progress=False)
+    spec = read_json(result.out_dir / "mlp.json")
+    assert (list(spec["candidates"]), spec["aggregation"], spec["calibrate"]) == (["probs"], "probs", False)
+    assert result.calibrate is False
+    models = evaluate([result.out_dir], run["tracks"], tmp_path / "eval", store=run["store"]).metrics["models"]
+    assert {CLASSICAL, result.name} <= set(models) and len(models) >= 4
+    for name, entry in models.items():
+        assert (entry["temperature"], entry["calibrated"]) == (1.0, False), name
+        for split in ("val", "test"):
+            assert entry["scores"][split]["given"]["log_loss"] == entry["uncalibrated"][split]["given"]["log_loss"]
+    default = evaluate([run["result"].out_dir], run["tracks"], tmp_path / "default", store=run["store"])
+    assert all(entry["temperature"] != 1.0 and entry["calibrated"] for entry in default.metrics["models"].values())
+
+
+def test_paper_choice_without_calibration_is_on_the_raw_validation_log_loss() -> None:
+    """Near-uniform but always right: the best once a temperature sharpens it. Confident with two validation
+    mistakes: the best uncalibrated, what the evaluation scores with calibrate = false."""
+    tracks = toy_tracks()
+    flat, confident = _candidate("probs", tracks, 0.36, 0.36), _candidate("log_probs", tracks, 0.6, 0.6)
+    probs = confident.predictions.copy()
+    for row in np.flatnonzero(probs["split"] == "val")[:2]:
+        wrong = GENRES[(GENRES.index(tracks.loc[row, "genre"]) + 1) % len(GENRES)]
+        probs.loc[row, GENRES] = 0.2
+        probs.loc[row, wrong] = 0.6
+    confident = dataclasses.replace(confident, predictions=probs)
+    assert choose_candidate([flat, confident], tracks, GENRES)[0] is flat
+    chosen, scores = choose_candidate([flat, confident], tracks, GENRES, calibrate=False)
+    assert chosen is confident
+    assert scores["probs"]["val_log_loss_calibrated"] < scores["log_probs"]["val_log_loss_calibrated"]
+
+
+def test_paper_mlp_without_standardisation_sees_the_raw_features(monkeypatch) -> None:
+    """The paper presets' transfer.standardize = false: the MLP is trained on the stored features as they are."""
+    rng = np.random.default_rng(0)
+    n_tracks, per_track = 12, 5
+    raw = (rng.normal(size=(n_tracks * per_track, 16)) * 7 + 40).astype(np.float32)
+    rows = transfer_mlp.Rows(FeatureMatrix((raw,), torch.device("cpu")),
+                             np.repeat(np.arange(n_tracks, dtype=np.int32), per_track),
+                             np.array([f"t{i}" for i in range(n_tracks)]), rng.integers(0, 3, n_tracks),
+                             np.array(["train"] * 9 + ["val"] * 3))
+    tracks = pd.DataFrame({"track_id": rows.track_ids, "split": rows.split})
+    seen: list[torch.Tensor] = []
+    real_train_mlp = transfer_mlp.train_mlp
+
+    def spy(model, train, *args, **kwargs):
+        seen.append(train.features.batch(train.rows))
+        return real_train_mlp(model, train, *args, **kwargs)
+
+    monkeypatch.setattr(transfer_mlp, "train_mlp", spy)
+    for preset in (load_config("paper").transfer, TransferConfig()):  # the paper's raw input, then agf's default
+        config = dataclasses.replace(preset, epochs=1, hidden=8, batch_size=16)
+        transfer_mlp.fit_mlp(rows, tracks, 3, config, 0, False)
+    raw_input, standardised = seen
+    torch.testing.assert_close(raw_input, torch.from_numpy(raw[: 9 * per_track]))
+    assert abs(float(standardised.mean())) < 0.05 and abs(float(raw_input.mean()) - 40) < 1
+
+
+def test_paper_mlp_l2_term_adds_beta_times_squared_dense_weights_to_the_loss(monkeypatch) -> None:
+    """transfer.l2_loss: one full-batch step of SGD at learning rate 1 (Adam swapped out) moves each dense weight by
+    2 beta w more than without the term, and no bias."""
+    rng = np.random.default_rng(0)
+    track_of_row = np.repeat(np.arange(12, dtype=np.int32), 5)
+    features = FeatureMatrix((rng.normal(size=(len(track_of_row), 16)).astype(np.float32),), torch.device("cpu"))
+    train = WindowSet(features, np.arange(len(track_of_row)), track_of_row, rng.integers(0, 3, len(track_of_row)),
+                      np.array([f"t{i}" for i in range(12)]))
+    monkeypatch.setattr(torch.optim, "Adam", lambda params, lr, foreach=None: torch.optim.SGD(params, lr=1.0))
+    torch.manual_seed(0)
+    start = transfer_mlp.build_mlp(16, 3, 32, dropout=0.0).state_dict()
+    beta = 0.05
+
+    def step(l2_loss: float) -> dict[str, torch.Tensor]:
+        model = transfer_mlp.build_mlp(16, 3, 32, dropout=0.0)
+        model.load_state_dict(start)
+        config = TransferConfig(epochs=1, hidden=32, dropout=0.0, batch_size=len(track_of_row), l2_loss=l2_loss,
+                                select_epoch="last")
+        state = transfer_mlp.train_mlp(model, train, None, config, 0, False)[0]
+        return {name: start[name] - state[name] for name in start}
+
+    plain, with_l2 = step(0.0), step(beta)
+    for name, weight in start.items():
+        expected = 2 * beta * weight if name.endswith("weight") else torch.zeros_like(weight)
+        torch.testing.assert_close(with_l2[name] - plain[name], expected, atol=1e-6, rtol=1e-4, msg=name)

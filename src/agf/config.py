@@ -1,8 +1,9 @@
 """The one typed configuration of agf: a section per pipeline stage, loaded from TOML.
 
 Every stage function takes its own section. Unknown keys are rejected by name, so a typo in a
-config file is an error, not a silently ignored setting. Defaults are the paper's values
-(see docs/architecture.md and the implementation notes).
+config file is an error, not a silently ignored setting. Defaults are the paper's values but for the
+deviations docs/protocol.md lists, each with its reason; the `paper` and `fma-medium-paper` presets set every
+model and feature setting to the paper's value.
 """
 
 from __future__ import annotations
@@ -334,12 +335,14 @@ class FactorConfig(Section):
     kmeans_batch_size: int = 4096
     # scikit-learn's default, as in the authors' code; 10 fits LDA over 5,000 artists in under a minute.
     lda_max_iter: int = 10
-    # Tasks whose artist bags are divided by the artist's number of tracks (the authors divided m, d and s and
-    # counted e). Dividing leaves an e or s bag of about one word, so LDA returns its prior: near-uniform targets.
+    # Tasks whose artist bags are divided by the artist's number of tracks (the authors' released code divides
+    # all four: m, d, e and s; its Essentia AGF defaults to normalize=True). Dividing leaves an e or s bag of about
+    # one word, so LDA returns its prior: near-uniform targets (docs/factors.md); agf divides m and d only.
     divide_bags: tuple[str, ...] = DIVIDE_BAGS_DEFAULT
-    # Binary Essentia columns (the one-hot keys and scales): 'standardise' (z-scores, the spread of a
-    # quantile-normalised column), 'drop', or 'quantile' (the authors': mapped to about +-5.2, outliers that
-    # dominate the K-means distances).
+    # Essentia columns are quantile-normalised to a normal distribution (QuantileTransformer, fitted on the fit
+    # tracks only); the binary ones (the one-hot keys and scales) as this says: 'standardise' (z-scores, the
+    # spread of a quantile-normalised column), 'drop', or 'quantile' (every column quantile-normalised: the
+    # paper's; binary ones map to about +-5.2, outliers that dominate the K-means distances).
     essentia_binary: Literal["standardise", "drop", "quantile"] = ESSENTIA_BINARY_DEFAULT
     # A track whose Essentia extraction runs longer than this is recorded as failed and skipped.
     essentia_timeout_s: float = 300.0
@@ -370,16 +373,21 @@ class TrainConfig(Section):
         "epochs": AT_LEAST_1, "batch_size": AT_LEAST_1, "lr": POSITIVE, "weight_decay": NON_NEGATIVE,
         "patch_frames": Range(MIN_PATCH_FRAMES), "width_factor": NON_NEGATIVE, "loader_workers": NON_NEGATIVE,
         "gain_db": NON_NEGATIVE, "time_mask_frames": NON_NEGATIVE, "freq_mask_bins": NON_NEGATIVE,
-        "mixup_alpha": NON_NEGATIVE,
+        "mixup_alpha": NON_NEGATIVE, "l2_loss": NON_NEGATIVE,
     }
     ADDED_SETTINGS: ClassVar[dict[str, Any]] = {
-        "gain_db": 0.0, "time_mask_frames": 0, "freq_mask_bins": 0, "mixup_alpha": 0.0,
+        "gain_db": 0.0, "time_mask_frames": 0, "freq_mask_bins": 0, "mixup_alpha": 0.0, "l2_loss": 0.0,
     }
 
     epochs: int = 200
     batch_size: int = 64
     lr: float = 1e-3
+    # Adam's weight decay on convolution and dense weights (not biases, not batch-norm): agf's L2.
     weight_decay: float = 1e-5
+    # The authors' L2 instead (set weight_decay = 0 with it): beta x the sum of squared convolution and dense
+    # weights and batch-norm scales (gammas; Lasagne's regularizable parameters, not biases or batch-norm shifts)
+    # added to the loss; their beta 1e-5. 0: off.
+    l2_loss: float = 0.0
     patch_frames: int = PATCH_FRAMES
     # The weights kept: 'best_val', the epoch of the lowest mean validation loss (early stopping on the
     # validation split); 'last', the last epoch (a fixed epoch budget, no selection: the paper's protocol).
@@ -388,6 +396,7 @@ class TrainConfig(Section):
     schedule: Literal["epoch", "batch"] = "epoch"
     # wSTN width factor; 0 = computed to match the parameter count of the compared setup.
     width_factor: float = 0.0
+    # bf16 autocast (CPU or CUDA); false: fp32 throughout, as the paper.
     amp: bool = True
     channels_last: bool = True
     loader_workers: int = 1
@@ -408,21 +417,27 @@ class TransferConfig(Section):
     NAME: ClassVar[str] = "transfer"
     RANGES: ClassVar[dict[str, Range]] = {
         "epochs": AT_LEAST_1, "hidden": AT_LEAST_1, "dropout": FRACTION, "lr": POSITIVE, "batch_size": AT_LEAST_1,
-        "window_hop": AT_LEAST_1, "max_windows_per_track": NON_NEGATIVE,
+        "window_hop": AT_LEAST_1, "max_windows_per_track": NON_NEGATIVE, "l2_loss": NON_NEGATIVE,
     }
     ADDED_SETTINGS: ClassVar[dict[str, Any]] = {
-        "max_windows_per_track": 0, "aggregations": ("probs",), "standardize": False,
+        "max_windows_per_track": 0, "aggregations": ("probs",), "standardize": False, "l2_loss": 0.0,
+        "calibrate": True,
     }
 
     epochs: int = 50
     hidden: int = 1024
     dropout: float = 0.5
     lr: float = 1e-3
+    # Windows per MLP step; the paper used 64 across its experiments.
     batch_size: int = 256
+    # The authors' L2 term of the transfer MLP: beta x the sum of its two dense layers' squared weights added to
+    # the loss (their transfer script did so; its beta is not recorded, their nets' was 1e-5). 0: off (agf's).
+    l2_loss: float = 0.0
     window_hop: int = 21
     # 'best_val': the MLP epoch of the lowest validation log loss; 'last': the last epoch (no selection).
     select_epoch: Literal["best_val", "last"] = "best_val"
-    # Window features under bf16 autocast with channels_last: 3.2x faster on CPU here, 0.5 % relative error.
+    # Window features under bf16 autocast with channels_last: 3.2x faster on CPU here, 0.5 % relative error;
+    # false: fp32, as the paper.
     amp: bool = True
     # Windows of each training track the MLP sees per epoch, drawn at random every epoch (0: all): full-length
     # tracks give hundreds of windows each, and a few per track and epoch train the MLP in minutes.
@@ -430,11 +445,17 @@ class TransferConfig(Section):
     # How window evidence becomes a track's probabilities; with several, each is fitted and the one of the
     # lowest validation log loss is kept: 'probs', the mean of the window probabilities (the paper's);
     # 'log_probs', the mean of their logarithms (renormalised); 'pooled', an MLP on the track's mean and
-    # standard deviation of window features (the authors' follow-up work).
+    # standard deviation of window features (the authors' follow-up work). ["probs"] alone: the paper's, fixed,
+    # nothing chosen on validation.
     aggregations: tuple[str, ...] = ("probs", "log_probs")
+    # Temperature-scale this transfer's track probabilities (and its source nets' genre-head baselines') on the
+    # validation tracks: in choosing among the aggregations and in `agf evaluate`. false: temperature 1, the
+    # paper's raw probabilities (needed where validation is also the reported split: no test split).
+    calibrate: bool = True
     # Standardise the MLP's input by the training windows' mean and standard deviation (folded into the first
     # layer after training, so the saved MLP takes raw features). Without it the MLP lost to the source net's own
-    # genre head on validation in 3 of 10 cases (docs/transfer.md); with it, in none.
+    # genre head on validation in 3 of 10 cases (docs/transfer.md); with it, in none. false: the MLP sees the
+    # raw features, as the paper.
     standardize: bool = True
 
     def other_problems(self) -> list[str]:

@@ -8,11 +8,14 @@ all models have a prediction for.
 Calibration (agf.calibration): each model's track probabilities are temperature-scaled, the temperature fitted
 on the validation tracks' given labels only; every split is scored with the calibrated probabilities, and
 metrics.json keeps the temperature and the uncalibrated scores beside them. Without validation tracks the
-temperature is 1 (nothing is calibrated).
+temperature is 1 (nothing is calibrated); likewise for a transfer made with `transfer.calibrate = false` and its
+genre-head baselines (the paper's raw probabilities), and for the classical baseline when every transfer
+evaluated beside it is so.
 
 out_dir receives
-    metrics.json                    genres, splits (track counts), per model: temperature, and per split the
-                                    scores vs given/true labels, calibrated ('scores') and not ('uncalibrated')
+    metrics.json                    genres, splits (track counts), per model: whether it is calibrated
+                                    ('calibrated'), its temperature, and per split the scores vs given/true
+                                    labels, calibrated ('scores') and not ('uncalibrated')
     reliability/<model>.png         reliability diagram on the primary split (given labels), before and after
     confusion/<model>.png           confusion matrix on the primary split (the last of `splits` with tracks)
     confusion/<model>.true.png      the same against the true genres, when the table has them
@@ -64,6 +67,7 @@ class Model:
     kind: str  # 'transfer', 'genre STN softmax', 'MTN genre head' or 'classical'
     source: str
     probs: pd.DataFrame
+    calibrate: bool = True  # temperature-scaled on validation before scoring; False: temperature 1
 
 
 @dataclass(frozen=True)
@@ -100,10 +104,11 @@ def transfer_models(transfer_dirs: Sequence[str | Path], genres: Sequence[str]) 
                 f"{', '.join(genres)}; evaluate with the track table it was trained on"
             )
         predictions = _probability_frame(result.predictions, genres)
-        _add_model(models, Model(result.name, "transfer", str(directory), predictions))
+        _add_model(models, Model(result.name, "transfer", str(directory), predictions, result.calibrate))
         for baseline in result.baselines:
             table = pd.read_parquet(directory / baseline.file)
-            _add_model(models, Model(baseline.name, baseline.kind, baseline.source, _probability_frame(table, genres)))
+            _add_model(models, Model(baseline.name, baseline.kind, baseline.source, _probability_frame(table, genres),
+                                     result.calibrate))
     return list(models.values())
 
 
@@ -185,8 +190,8 @@ def _labels(tracks: pd.DataFrame, ids: pd.Index, column: str, genres: Sequence[s
 
 def calibrated(model: Model, tracks: pd.DataFrame, genres: Sequence[str], val_ids: pd.Index | None) -> tuple[Model, float]:
     """The model with its probabilities temperature-scaled, the temperature fitted on `val_ids`' given labels
-    (none: the model unchanged, temperature 1); and that temperature."""
-    if val_ids is None:
+    (none, or a model not to calibrate: the model unchanged, temperature 1); and that temperature."""
+    if val_ids is None or not model.calibrate:
         return model, 1.0
     temperature = fit_temperature(model.probs.loc[val_ids].to_numpy(), _labels(tracks, val_ids, "genre", genres))
     probs = pd.DataFrame(apply_temperature(model.probs.to_numpy(), temperature), index=model.probs.index,
@@ -297,7 +302,8 @@ def evaluate(
     genres = genre_list(tracks)
     models = transfer_models(transfer_dirs, genres)
     if store is not None:
-        models.append(classical_model(store, tracks, genres, splits, seed))
+        calibrate = not models or any(model.calibrate for model in models)
+        models.append(replace(classical_model(store, tracks, genres, splits, seed), calibrate=calibrate))
     if not models:
         raise TransferError("nothing to evaluate: pass transfer directories or a feature store")
     split_ids: dict[str, pd.Index] = {}
@@ -329,8 +335,9 @@ def evaluate(
         "primary_split": primary,
         "splits": {split: {"n_tracks": len(ids)} for split, ids in split_ids.items()},
         "calibration_split": CALIBRATION_SPLIT if CALIBRATION_SPLIT in split_ids else None,
-        "models": {m.name: {"kind": m.kind, "source": m.source, "temperature": temperatures[m.name],
-                            "scores": scores[m.name], "uncalibrated": before[m.name]} for m in models},
+        "models": {m.name: {"kind": m.kind, "source": m.source, "calibrated": m.calibrate,
+                            "temperature": temperatures[m.name], "scores": scores[m.name],
+                            "uncalibrated": before[m.name]} for m in models},
     }
     sections = []
     for split, ids in split_ids.items():

@@ -37,6 +37,7 @@ from agf.device import resolve_device
 from agf.errors import TrainingDiverged, TrainingError
 from agf.fileio import stable_key, write_text_atomic
 from agf.models import MTN, STN, count_params, save_net, soft_cross_entropy
+from agf.models.losses import l2_parameters, l2_term
 from agf.store import FeatureStore, TrackMels
 from agf.tasks import GENRE_TASK
 from agf.training import distributed
@@ -164,8 +165,14 @@ def task_parameters(net: STN | MTN, task: str) -> list[torch.nn.Parameter]:
     return [param for name, param in net.named_parameters() if not name.startswith(others)]
 
 
+def task_l2_parameters(net: STN | MTN, task: str) -> list[torch.nn.Parameter]:
+    """The parameters a task's loss reaches that the authors' L2 term covers (models.losses.l2_parameters)."""
+    reached = {id(param) for param in task_parameters(net, task)}
+    return [param for param in l2_parameters(net) if id(param) in reached]
+
+
 def make_optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Adam:
-    """Adam with the L2 term (weight_decay) on convolution and dense weights only, not on biases or batch-norm."""
+    """Adam with agf's L2 (weight_decay) on convolution and dense weights only, not on biases or batch-norm."""
     weights = [p for p in params if p.ndim > 1]
     others = [p for p in params if p.ndim <= 1]
     groups = [{"params": weights, "weight_decay": config.weight_decay}, {"params": others, "weight_decay": 0.0}]
@@ -188,16 +195,20 @@ def to_device(
 
 
 def train_step(
-    net: torch.nn.Module, optimizer: torch.optim.Optimizer, task: str, x: torch.Tensor, y: torch.Tensor, amp: bool
+    net: torch.nn.Module, optimizer: torch.optim.Optimizer, task: str, x: torch.Tensor, y: torch.Tensor, amp: bool,
+    l2_loss: float = 0.0,
 ) -> tuple[float, int]:
-    """One Adam step on one batch of one task (per process, data-parallel); return the loss summed over the
-    step's examples of all processes, and their number. A non-finite sum (any process) is returned without a step
-    on every process."""
+    """One Adam step on one batch of one task (per process, data-parallel), on the loss plus, with `l2_loss`, the
+    authors' L2 term over the task's parameters (task_l2_parameters); return the cross-entropy (without the term)
+    summed over the step's examples of all processes, and their number. A non-finite sum (any process) is returned
+    without a step on every process."""
     with autocast(x.device, amp):
         logits = task_logits(net, x, task)
     loss = soft_cross_entropy(logits, y)
     total, count = distributed.sum_floats([loss.item() * len(y), len(y)])
     if math.isfinite(total):
+        if l2_loss:
+            loss = loss + l2_term(task_l2_parameters(distributed.unwrap(net), task), l2_loss).to(loss.device)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -222,7 +233,7 @@ def train_epoch(
     start = time.perf_counter()
     for number, (task, x, y) in enumerate(loader, 1):
         x, y = augment_batch(*to_device(x, y, device, config.channels_last), config, augment)
-        total, count = train_step(net, optimizers[task], task, x, y, config.amp)
+        total, count = train_step(net, optimizers[task], task, x, y, config.amp, config.l2_loss)
         if not math.isfinite(total):
             raise TrainingDiverged(epoch, task, f"training batch {number}", total / count, config.lr)
         sums[task] = sums.get(task, 0.0) + total

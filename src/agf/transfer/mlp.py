@@ -10,7 +10,9 @@ TransferConfig.aggregations (agf.config.AGGREGATIONS):
     pooled      an MLP of its own on one vector per track: the mean and standard deviation of its window
                 features (the authors' follow-up work), trained and early-stopped like the window MLP
 With several, each is fitted and the one of the lowest validation log loss after temperature scaling (fitted
-on the same validation tracks, as the evaluation does) is kept; the test split never chooses. With
+on the same validation tracks, as the evaluation does; with TransferConfig.calibrate = false, before it: the
+evaluation then scores the raw probabilities) is kept; the test split never chooses. ['probs'] alone is the
+paper's fixed aggregation: nothing is chosen. With
 `standardize` (on by default), each MLP's input is standardised by the mean and standard deviation of its
 training rows, and the statistics are folded into the first dense layer afterwards, so the saved MLP takes the
 raw features.
@@ -28,7 +30,8 @@ speed against it: benchmarks/bench_transfer.py.
 out_dir (the transfer directory) receives
     mlp.safetensors       the best epoch's MLP weights
     mlp.json              sources, genres, input dimensions, best epoch, the aggregation kept and every
-                          candidate's validation scores, the baselines written
+                          candidate's validation scores, whether the evaluation calibrates it (`calibrate`), the
+                          baselines written
     curves.csv            epoch, train_loss, val_log_loss, val_accuracy, seconds (of the kept MLP)
     predictions.parquet   track_id, split, one probability column per genre: every usable track of every split
     baselines/*.parquet   the same for each source's own genre head (genre STN softmax, MTN genre head)
@@ -70,6 +73,7 @@ from agf.fileio import (
 )
 from agf.metrics import accuracy, aggregate_window_probs, log_loss, pooled_window_features
 from agf.models.io import read_weights, with_weights
+from agf.models.losses import l2_parameters, l2_term
 from agf.models.nets import init_weights
 from agf.store import FeatureStore
 from agf.transfer.sources import SourceNet, load_source
@@ -186,6 +190,7 @@ class TransferResult:
     curves: pd.DataFrame
     best_epoch: int
     baselines: tuple[Baseline, ...]
+    calibrate: bool = True  # whether the evaluation temperature-scales its probabilities and baselines'
 
 
 def build_mlp(n_in: int, n_out: int, hidden: int = 1024, dropout: float = 0.5) -> nn.Sequential:
@@ -296,8 +301,9 @@ def train_mlp(
     progress: bool = True,
 ) -> tuple[dict[str, torch.Tensor], pd.DataFrame, int]:
     """Fit on `train` (at most config.max_windows_per_track rows per track and epoch, 0: all; reshuffled every
-    epoch by `seed`; each batch read from the features and moved to the device alone); return the best epoch's
-    weights, the curves and that epoch.
+    epoch by `seed`; each batch read from the features and moved to the device alone), on the cross-entropy plus,
+    with config.l2_loss, the authors' L2 term over the dense weights; return the best epoch's weights, the curves
+    (train_loss: the cross-entropy alone) and that epoch.
 
     The best epoch has the lowest track-level validation log loss; without validation tracks, or with
     select_epoch = 'last', it is the last.
@@ -305,6 +311,7 @@ def train_mlp(
     # foreach: one multi-tensor step, 1.6x faster than torch's default single-tensor Adam on CPU for this MLP and
     # bitwise equal to it (checked in tests/test_transfer.py).
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, foreach=True)
+    l2_weights = l2_parameters(model)
     shuffle = torch.Generator().manual_seed(seed)
     val_labels = _first_label_per_track(val) if val is not None else None
     device = train.features.device
@@ -321,7 +328,7 @@ def train_mlp(
             labels = torch.from_numpy(train.labels[chosen]).to(device)
             loss = F.cross_entropy(model(train.features.batch(train.rows[chosen])), labels)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss + l2_term(l2_weights, config.l2_loss).to(device) if config.l2_loss else loss).backward()
             optimizer.step()
             loss_sum += loss.detach() * len(chosen)
         val_loss, val_accuracy = _track_scores(model, val, val_labels) if val is not None else (np.nan, np.nan)
@@ -506,14 +513,16 @@ def validation_scores(candidate: Candidate, tracks: pd.DataFrame, genres: Sequen
 
 
 def choose_candidate(
-    candidates: Sequence[Candidate], tracks: pd.DataFrame, genres: Sequence[str]
+    candidates: Sequence[Candidate], tracks: pd.DataFrame, genres: Sequence[str], calibrate: bool = True,
 ) -> tuple[Candidate, dict[str, dict[str, float] | None]]:
-    """The candidate of the lowest calibrated validation log loss (the first without validation tracks) and
-    every candidate's validation scores, by aggregation. Test labels are never read."""
+    """The candidate of the lowest validation log loss, calibrated (or, without `calibrate`, raw: what the
+    evaluation will score), the first without validation tracks; and every candidate's validation scores, by
+    aggregation. Test labels are never read."""
     scores = {c.aggregation: validation_scores(c, tracks, genres) for c in candidates}
     if any(score is None for score in scores.values()):
         return candidates[0], scores
-    best = min(candidates, key=lambda c: scores[c.aggregation]["val_log_loss_calibrated"])
+    scored = "val_log_loss_calibrated" if calibrate else "val_log_loss"
+    best = min(candidates, key=lambda c: scores[c.aggregation][scored])
     return best, scores
 
 
@@ -595,6 +604,7 @@ def _mlp_spec(
         "patch_frames": sources[0].patch_frames,
         "aggregation": chosen.aggregation,
         "standardized": config.standardize,
+        "calibrate": config.calibrate,
         "candidates": scores,
         "seed": seed,
         "best_epoch": best_epoch,
@@ -648,7 +658,7 @@ def fit_transfer(
     rows = window_rows(windows, tracks, genres, torch_device)
     split_of = tracks.set_index("track_id")["split"]
     candidates = fit_candidates(rows, tracks, genres, config, seed, progress)
-    chosen, scores = choose_candidate(candidates, tracks, genres)
+    chosen, scores = choose_candidate(candidates, tracks, genres, config.calibrate)
 
     name = "transfer MLP: " + " + ".join(source.label for source in nets)
     baselines = _write_baselines(out_dir, nets, windows, genres, split_of)
@@ -662,7 +672,7 @@ def fit_transfer(
     write_parquet_atomic(out_dir / "predictions.parquet", chosen.predictions)
     mark_done(out_dir, key, request=request)
     return TransferResult(out_dir, name, genres, chosen.predictions, chosen.fitted.curves, chosen.fitted.best_epoch,
-                          baselines)
+                          baselines, config.calibrate)
 
 
 def load_transfer(out_dir: str | Path) -> TransferResult:
@@ -679,6 +689,7 @@ def load_transfer(out_dir: str | Path) -> TransferResult:
         curves=pd.read_csv(out_dir / "curves.csv"),
         best_epoch=int(spec["best_epoch"]),
         baselines=tuple(Baseline(**b) for b in spec["baselines"]),
+        calibrate=spec.get("calibrate", True),  # transfers made before the setting were calibrated
     )
 
 
