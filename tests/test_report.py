@@ -29,6 +29,7 @@ from agf.report import (
     table5,
     write_results_csv,
 )
+from agf.report.markup import to_markdown
 from agf.report.results import rank_by_selection
 from agf.report.tables import build_calibration_table, source_head_note
 from agf.tasks import task_subsets
@@ -381,8 +382,9 @@ def build_synthetic_report(out_dir: Path, results: pd.DataFrame = RESULTS) -> di
     )
 
 
-# Per split and label kind: Tables 3, 4, 5 and baselines; then per-genre; then 6 dataset tables.
-EXPECTED_TABLES = 4 * 4 + 1 + 6
+# The headline; per split and label kind: Tables 3, 4, 5 and baselines; then per-genre; then 6 dataset tables;
+# then the provenance table (no stage times given).
+EXPECTED_TABLES = 1 + 4 * 4 + 1 + 6 + 1
 
 
 def test_build_report_writes_a_self_contained_page(tmp_path: Path) -> None:
@@ -423,7 +425,7 @@ def test_build_report_with_a_minimal_grid(tmp_path: Path) -> None:
     paths = build_report(tmp_path, single, None, synthetic_tracks(), None, ReportImages(), "STN g", None)
     assert set(paths) == {"results", "tables", "html", "figure3"}
     page = paths["html"].read_text()
-    assert page.count("<table>") == 3 + 4 and "±" not in page
+    assert page.count("<table>") == 1 + 3 + 4 + 1 and "±" not in page
 
 
 def test_per_genre_table_lists_absent_genres_instead_of_scoring_them() -> None:
@@ -490,3 +492,206 @@ def test_the_report_says_when_a_source_head_beats_the_best_transfer_on_validatio
     paths = build_report(tmp_path, results, heads(accuracy + 0.01), synthetic_tracks(), None, ReportImages(),
                          "STN g", None)
     assert note in paths["tables"].read_text()
+
+
+# -- the headline, notes once, provenance, training curves ----------------------------------------------------
+
+
+def with_val_accuracy(results: pd.DataFrame, setup: tuple[str, str, int], accuracy: float) -> pd.DataFrame:
+    """`results` with the validation accuracy (given labels) of one setup set to `accuracy` for every seed."""
+    frame = results.copy()
+    arch, tasks, n_tasks = setup
+    rows = ((frame["arch"] == arch) & (frame["tasks"] == tasks) & (frame["n_tasks"] == n_tasks)
+            & (frame["split"] == "val") & (frame["labels"] == "given") & (frame["metric"] == "accuracy"))
+    frame.loc[rows, "value"] = accuracy
+    return frame
+
+
+def per_seed_values(results: pd.DataFrame, setup: tuple[str, str, int], labels: str, metric: str) -> list[float]:
+    """The test values of one setup, label kind and metric, seed by seed."""
+    return [r["value"] for r in records(results, "test", labels) if (r["arch"], r["tasks"], r["n_tasks"]) == setup
+            and r["metric"] == metric]
+
+
+def test_new_headline_is_the_validation_choice_beside_genre_only_with_the_spread_verdict() -> None:
+    from agf.report import headline
+
+    results = with_val_accuracy(synthetic_results(subsets=("g", "gm", "md"), archs=("stn", "mtn")), ("mtn", "gm", 2),
+                                0.95)
+    lead = headline(results)
+    assert lead.best == "MTN gm"
+    rows = {(r["model"], r["labels"]): r for r in parse_table(to_markdown(lead.table))}
+    assert set(rows) == {(model, labels) for model in ("best: MTN gm", "genre only: STN g")
+                         for labels in ("given", "true")}
+    for (model, labels), row in rows.items():
+        setup = ("mtn", "gm", 2) if model.startswith("best") else ("stn", "g", 1)
+        for metric, column in (("accuracy", "accuracy"), ("log_loss", "log loss"), ("macro_f1", "macro-F1")):
+            assert_cell(row[column], per_seed_values(results, setup, labels, metric))
+    best = per_seed_values(results, ("mtn", "gm", 2), "true", "accuracy")
+    genre = per_seed_values(results, ("stn", "g", 1), "true", "accuracy")
+    difference = statistics.fmean(best) - statistics.fmean(genre)
+    spread = max(statistics.stdev(best), statistics.stdev(genre))
+    assert lead.verdict == (f"MTN gm vs STN g: test accuracy (true labels) difference {difference:+.3f} is "
+                            f"{'within' if abs(difference) <= spread else 'beyond'} the spread over 2 seeds (largest "
+                            f"std {spread:.3f})")
+    assert lead.text().endswith(lead.verdict) and "best: MTN gm" in lead.text()
+    # The test numbers never choose.
+    poisoned = results.copy()
+    test = poisoned["split"] == "test"
+    poisoned.loc[test, "value"] = np.random.default_rng(1).permutation(poisoned.loc[test, "value"].to_numpy())
+    assert headline(poisoned).best == "MTN gm"
+
+
+def test_new_when_genre_only_is_best_the_headline_compares_it_with_the_best_artist_group_setup() -> None:
+    from agf.report import headline
+
+    results = synthetic_results(seeds=(0,), subsets=("g", "gm", "md"), archs=("stn", "mtn"))
+    results = with_val_accuracy(with_val_accuracy(results, ("stn", "g", 1), 0.99), ("stn", "md", 2), 0.98)
+    lead = headline(results)
+    assert lead.best == "STN g"
+    assert [row[0] for row in lead.table.rows[:2]] == ["best, genre only: STN g", "best with artist groups: STN md"]
+    assert lead.verdict.startswith("STN md vs STN g: test accuracy (true labels) difference ")
+    assert lead.verdict.endswith("one seed: no spread to compare with (run more seeds, e.g. --seeds 0,1,2)")
+    only_val = synthetic_results(seeds=(0,), subsets=("g",), archs=("stn",), splits=("val",), label_kinds=("given",))
+    alone = headline(only_val)
+    assert alone.best == "STN g" and "no other setup" in alone.verdict
+    assert any("selection-biased" in note for note in alone.table.notes)
+
+
+def test_new_report_opens_with_the_headline(tmp_path: Path) -> None:
+    from agf.report import headline
+
+    results = with_val_accuracy(synthetic_results(subsets=("g", "gm", "md"), archs=("stn", "mtn")), ("stn", "md", 2),
+                                0.97)
+    paths = build_report(tmp_path, results, None, synthetic_tracks(), None, ReportImages(), "STN md", None,
+                         notes=["a run note"])
+    page = paths["html"].read_text()
+    body = page[page.index("<body>"):]
+    assert body.index('<section id="headline">') < body.index("warning: ") < body.index("a run note")
+    assert body.index("a run note") < body.index("<nav>") < body.index("Table 3:")
+    lead = headline(results)
+    assert "Best model (chosen on validation): STN md." in page and lead.verdict in page
+    markdown = paths["tables"].read_text()
+    assert re.findall(r"^## .*", markdown, flags=re.MULTILINE)[0] == "## Headline"
+    assert markdown.index(lead.verdict) < markdown.index("warning: ") < markdown.index("**Table 3:")
+
+
+def test_new_tables_appear_once_per_kind_with_each_note_once_and_no_empty_columns(tmp_path: Path) -> None:
+    from agf.report.tables import METRIC_NOTE, SHARED_N1_NOTE, TASK_LETTERS_NOTE
+
+    no_wide = synthetic_results(subsets=("g", "gm", "md"), archs=("stn", "mtn"))
+    paths = build_report(tmp_path, no_wide, synthetic_baselines(), synthetic_tracks(), None, ReportImages(), "STN g",
+                         None)
+    markdown, page = paths["tables"].read_text(), paths["html"].read_text()
+    assert markdown.count("**Table 3:") == markdown.count("**Table 5:") == 4
+    for note in (METRIC_NOTE, SHARED_N1_NOTE, TASK_LETTERS_NOTE, "Cells: mean ± sample std over 2 seeds."):
+        assert markdown.count(note) == 1 and page.count(note) == 1, note
+    assert markdown.count("The notes under the tables of split test, labels given apply here too.") == 3
+    assert "wSTN log loss" not in page and "wSTN log loss" not in markdown
+    sections = markdown.split("**")
+    shown = parse_table(sections[sections.index(
+        "Table 5: best STN and MTN for each number of tasks N vs the wide single-task net (split test, labels given)"
+    ) + 1])
+    assert list(shown[0]) == ["N", "best STN", "STN log loss", "STN macro-F1", "STN accuracy", "STN ECE", "best MTN",
+                              "MTN log loss", "MTN macro-F1", "MTN accuracy", "MTN ECE"]
+    assert "wSTN log loss" in table5(no_wide)  # the full table keeps them; the report leaves them out
+    # The validation split chose the models: its sections are folded when a test split is reported.
+    folded = {section: "<details><summary>Selection-biased" in page.split(f'<section id="results-{section}">')[1]
+              .split("</section>")[0] for section in ("test-given", "test-true", "val-given", "val-true")}
+    assert folded == {"test-given": False, "test-true": False, "val-given": True, "val-true": True}
+    val_only = build_report(tmp_path / "val", no_wide[no_wide["split"] == "val"], None, synthetic_tracks(), None,
+                            ReportImages(), "STN g", None)["html"].read_text()
+    assert "<details><summary>Selection-biased" not in val_only  # the only split there is stays open
+
+
+def test_new_report_records_how_the_results_were_made(tmp_path: Path) -> None:
+    import os
+    from datetime import UTC, datetime
+
+    import agf
+    from agf.report import Provenance
+    from agf.report.build import source_commit
+
+    provenance = Provenance(dataset="the manifest music.csv; split: artist", config_toml='[run]\nworkdir = "w<1>"\n',
+                            device="cpu", stage_seconds={"prepare": 12.0, "nets": 200.4},
+                            stage_times_note="this run, up to the report")
+    single = synthetic_results(seeds=(0,), subsets=("g", "gm"), splits=("val",), label_kinds=("given",))
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    paths = build_report(tmp_path, single, None, synthetic_tracks(), None, ReportImages(), "STN g", None,
+                         provenance=provenance)
+    markdown, page = paths["tables"].read_text(), paths["html"].read_text()
+    sections = markdown.split("**")
+    facts = {r["what"]: r["value"] for r in parse_table(sections[sections.index("How these results were made") + 1])}
+    commit = source_commit()
+    assert facts["written"].startswith(today) and facts["written"].endswith(" UTC")
+    assert facts["agf"] == f"{agf.__version__}, git commit {commit}"
+    assert facts["dataset"] == "the manifest music.csv; split: artist"
+    assert facts["usable tracks"] == "12 tracks (train 8, val 2, test 2), 3 artists, 3 genres"
+    assert facts["machine"].startswith(f"{os.cpu_count()} CPUs, torch device cpu, ")
+    assert facts["run time"] == "3 min 32 s over the stages below (this run, up to the report)"
+    stages = parse_table(sections[sections.index("Wall time per stage") + 1])
+    assert [(r["stage"], r["wall time"], r["seconds"]) for r in stages] == [("prepare", "12 s", "12.0"),
+                                                                            ("nets", "3 min 20 s", "200.4")]
+    assert '<details><summary>config.toml' in page and '<pre>[run]\nworkdir = &quot;w&lt;1&gt;&quot;\n</pre>' in page
+    assert '```\n[run]\nworkdir = "w<1>"\n```' in markdown
+    assert f"(git commit {commit}) on {today}" in page.split("<footer>")[1]
+    bare = build_report(tmp_path / "bare", single, None, synthetic_tracks(), None, ReportImages(), "STN g", None)
+    bare_markdown = bare["tables"].read_text()
+    assert "config.toml: not recorded." in bare_markdown and "| run time      | not recorded" in bare_markdown
+
+
+def test_new_source_commit_is_the_checkout_s_commit_or_unknown(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    from agf.report.build import source_commit
+
+    package = tmp_path / "repo" / "pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    assert source_commit(package) == "unknown"  # not a git repository
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(package), "-c", "user.name=t", "-c", "user.email=t@example.org",
+                               *args], check=True, capture_output=True, text=True).stdout.strip()
+
+    git("init", "-q")
+    assert source_commit(package) == "unknown"  # a repository that does not track the package
+    git("add", "__init__.py")
+    git("commit", "-q", "-m", "first")
+    head = git("rev-parse", "--short=12", "HEAD")
+    assert source_commit(package) == head
+    (package / "__init__.py").write_text("changed = True\n")
+    assert source_commit(package) == f"{head} + uncommitted changes"
+    monkeypatch.setenv("PATH", str(tmp_path / "no-git-here"))
+    assert source_commit(package) == "unknown"
+
+
+def test_new_training_curves_legend_lists_drawn_curves_and_marks_the_kept_epoch(tmp_path: Path) -> None:
+    from agf.report import TrainingCurves
+    from agf.report.figures import training_curves
+
+    epochs = range(1, 11)
+    net = pd.DataFrame([{"epoch": e, "task": task, "train_loss": 2.0 / e,
+                         "val_loss": 1.0 + 0.1 * (e - 3) ** 2 if task == "g" else np.nan}  # m: no validation
+                        for e in epochs for task in ("g", "m")])
+    mlp = pd.DataFrame({"epoch": list(epochs), "train_loss": [1.0 / e for e in epochs],
+                        "val_log_loss": [np.nan] * 10})  # no validation split
+    figure = training_curves({"STN gm": TrainingCurves(net, 3), "transfer MLP": TrainingCurves(mlp, 10),
+                              "unknown": TrainingCurves(mlp), "one epoch": TrainingCurves(net[net["epoch"] == 1], 1)},
+                             tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").read_bytes().startswith(PNG_SIGNATURE)
+    net_axes, mlp_axes, unknown_axes, one_epoch_axes = figure.axes[:4]
+    assert [t.get_text() for t in net_axes.get_legend().get_texts()] == ["train g", "validation g", "train m",
+                                                                          "kept: epoch 3"]
+    assert [t.get_text() for t in mlp_axes.get_legend().get_texts()] == ["train", "kept: epoch 10"]
+    assert [t.get_text() for t in unknown_axes.get_legend().get_texts()] == ["train"]
+    for axes in (net_axes, mlp_axes):
+        [kept] = [line for line in axes.get_lines() if line.get_label().startswith("kept")]
+        assert list(kept.get_xdata()) == [int(kept.get_label().split()[-1])] * 2
+        assert all(np.isfinite(np.asarray(line.get_ydata(), dtype=float)).all() for line in axes.get_lines()
+                   if not line.get_label().startswith("kept"))
+    for axes, at_least in ((net_axes, 3), (mlp_axes, 3), (one_epoch_axes, 1)):
+        low, high = axes.get_xlim()
+        ticks = [tick for tick in axes.get_xticks() if low <= tick <= high]
+        assert len(ticks) >= at_least and all(float(tick).is_integer() for tick in ticks), ticks

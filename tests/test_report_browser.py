@@ -37,6 +37,8 @@ PAGE_FACTS = """JSON.stringify({
   rows: document.querySelectorAll('tbody tr').length,
   scripts: document.scripts.length,
   title: document.title,
+  headline_top: document.getElementById('headline')?.getBoundingClientRect().top ?? null,
+  height: document.documentElement.scrollHeight,
 })"""
 
 
@@ -169,6 +171,8 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert facts["scripts"] == 0
     assert facts["tables"] == EXPECTED_TABLES
     assert facts["rows"] > 100
+    # The answer first: the headline starts within the first screen (the window is 1000 px tall).
+    assert facts["headline_top"] is not None and facts["headline_top"] < 500
     assert len(facts["images"]) == 7
     broken = [image["alt"] for image in facts["images"] if not (image["ok"] and image["data"])]
     assert broken == []

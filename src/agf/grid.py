@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from agf.config import GridConfig
 from agf.errors import ConfigError
-from agf.tasks import canonical_tasks, task_subsets
+from agf.tasks import canonical_tasks, setup_label, task_subsets
 from agf.training.spec import NetSpec, net_specs, wstn_spec
 
 
@@ -27,7 +27,7 @@ class Case:
 
     @property
     def label(self) -> str:
-        return f"{self.arch.upper()} {self.tasks}" + (f" (N={self.n_tasks})" if self.arch == "wstn" else "")
+        return setup_label(self.arch, self.tasks, self.n_tasks)
 
 
 def grid_subsets(grid: GridConfig) -> list[str]:

@@ -42,3 +42,8 @@ def task_subsets(tasks: Iterable[str] = TASKS) -> list[str]:
     ordered = canonical_tasks(tasks)
     return ["".join(c) for n in range(1, len(ordered) + 1) for c in combinations(ordered, n)]
 
+
+
+def setup_label(arch: str, tasks: str, n_tasks: int) -> str:
+    """A setup's name: 'STN gm', 'MTN gmdes', 'WSTN g (N=2)' (a wSTN is named by the N it is matched to)."""
+    return f"{arch.upper()} {tasks}" + (f" (N={n_tasks})" if arch == "wstn" else "")

@@ -1,43 +1,63 @@
-"""build_report: results.csv, tables.md, Figure 3 and the self-contained report.html in one directory."""
+"""build_report: results.csv, tables.md, Figure 3 and the self-contained report.html in one directory.
+
+The report leads with the headline (the best model beside genre-only training), then the notes, Figure 3 and
+Tables 3-5 once per split and label kind (each note under its first table only, columns empty everywhere left
+out), the best model, the artist groups, the dataset, and how the results were made (provenance).
+"""
 
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+import torch
 
+from agf import __version__
 from agf.fileio import write_text_atomic
-from agf.report.dataset import dataset_tables, split_warnings
+from agf.report.dataset import dataset_counts, dataset_tables, split_warnings
 from agf.report.document import (
     Block,
+    Code,
     Image,
     Section,
     read_png,
     render_html,
     render_markdown,
 )
-from agf.report.figures import figure3, figure3_caption, training_curves
+from agf.report.figures import TrainingCurves, figure3, figure3_caption, training_curves
+from agf.report.markup import Table, duration_text, number, without_empty_columns
 from agf.report.results import (
     LABEL_KINDS,
     RESULT_SPLITS,
+    SELECTION_BIAS_NOTE,
     canonical_order,
+    selection_split,
     validate_results,
     write_results_csv,
 )
-from agf.report.markup import Table
 from agf.report.tables import (
+    Headline,
     build_baselines_table,
     build_calibration_table,
     build_per_genre_table,
     build_table3,
     build_table4,
     build_table5,
+    headline,
     source_head_note,
     validate_baselines,
 )
 from agf.tasks import TASK_TITLES, canonical_tasks
+
+NOT_RECORDED = "not recorded"
+GIT_TIMEOUT_S = 10.0
+AGF_PACKAGE_DIR = Path(__file__).resolve().parent.parent  # src/agf in a checkout
 
 
 @dataclass(frozen=True)
@@ -49,6 +69,96 @@ class ReportImages:
     heatmaps: Mapping[str, str | Path] = field(default_factory=dict)
     confusion_true: str | Path | None = None
     reliability: str | Path | None = None
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What the pipeline knows of how the results were made and the report cannot see for itself."""
+
+    dataset: str = NOT_RECORDED  # the dataset's kind and source
+    config_toml: str | None = None  # the text of the saved WORKDIR/config.toml
+    device: str = NOT_RECORDED  # the torch device of the run
+    stage_seconds: Mapping[str, float] = field(default_factory=dict)  # wall seconds per stage (StageTimes)
+    stage_times_note: str = ""  # which run measured the stage times, and when
+
+
+def source_commit(package_dir: Path = AGF_PACKAGE_DIR) -> str:
+    """The git commit of the agf code that runs ('<hash>', '+ uncommitted changes' when the tracked files
+    differ from it), or 'unknown' when it is not a git checkout (an installed package) or git cannot tell."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(package_dir), *args], capture_output=True, text=True, check=True,
+                              timeout=GIT_TIMEOUT_S).stdout.strip()
+
+    try:
+        git("ls-files", "--error-unmatch", "__init__.py")  # the package's own files are tracked: a checkout
+        commit = git("rev-parse", "--short=12", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + (" + uncommitted changes" if changed else "")
+
+
+def footer_text(written: str | None = None, commit: str | None = None) -> str:
+    """The last line of a report: agf's version, the commit of its code and when it was written (now, unless
+    given)."""
+    written = written or datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"Written by agf {__version__} (git commit {commit or source_commit()}) on {written}."
+
+
+def machine_facts(device: str) -> str:
+    """CPU count, torch device, platform, Python and torch versions of this machine."""
+    return (f"{os.cpu_count()} CPUs, torch device {device}, {platform.platform()}, Python "
+            f"{platform.python_version()}, torch {torch.__version__}")
+
+
+def _provenance_section(provenance: Provenance, tracks: pd.DataFrame, written: str, commit: str) -> Section:
+    """Date, agf version and commit, dataset and counts, machine, run time per stage and the config."""
+    total = sum(provenance.stage_seconds.values())
+    run_time = (f"{duration_text(total)} over the stages below" if provenance.stage_seconds else NOT_RECORDED)
+    facts = Table(
+        title="How these results were made",
+        columns=("what", "value"),
+        rows=(("written", written), ("agf", f"{__version__}, git commit {commit}"),
+              ("dataset", provenance.dataset), ("usable tracks", dataset_counts(tracks)),
+              ("machine", machine_facts(provenance.device)),
+              ("run time", run_time + (f" ({provenance.stage_times_note})" if provenance.stage_times_note else ""))),
+    )
+    blocks: list[Block] = [facts]
+    if provenance.stage_seconds:
+        blocks.append(Table(
+            title="Wall time per stage", columns=("stage", "wall time", "seconds"),
+            rows=tuple((stage, duration_text(seconds), number(seconds, 1))
+                       for stage, seconds in provenance.stage_seconds.items()),
+            notes=("A stage reused from an earlier run counts only the time to find it finished.",),
+        ))
+    blocks.append(Code("config.toml (the settings the run used)", provenance.config_toml) if provenance.config_toml
+                  else f"config.toml: {NOT_RECORDED}.")
+    return Section("provenance", "Provenance", tuple(blocks))
+
+
+def _headline_section(lead: Headline) -> Section:
+    """The answer first: the best model, the verdict on its difference from genre-only training, the table."""
+    return Section("headline", "Headline", (f"Best model (chosen on validation): {lead.best}.", lead.verdict,
+                                            lead.table))
+
+
+def _notes_once(sections: Sequence[Section]) -> list[Section]:
+    """The sections with each table's notes shown only under the first table that has them (and not after a
+    paragraph that says the same), and each table's columns that are '-' in every row left out."""
+    shown: set[str] = set()
+    trimmed = []
+    for section in sections:
+        blocks = []
+        for block in section.blocks:
+            if isinstance(block, Table):
+                block = replace(without_empty_columns(block), notes=tuple(n for n in block.notes if n not in shown))
+                shown.update(block.notes)
+            elif isinstance(block, str):
+                shown.add(block)
+            blocks.append(block)
+        trimmed.append(replace(section, blocks=tuple(blocks)))
+    return trimmed
 
 
 def result_kinds(results: pd.DataFrame) -> list[tuple[str, str]]:
@@ -64,10 +174,17 @@ def _figure3_name(kind: tuple[str, str], primary: tuple[str, str]) -> str:
 
 
 def _results_section(results: pd.DataFrame, baselines: pd.DataFrame | None, kind: tuple[str, str],
-                     figure_path: Path) -> Section:
-    """Figure 3 and Tables 3-5 (plus the baselines) of one split and label kind."""
+                     figure_path: Path, first: tuple[str, str]) -> Section:
+    """Figure 3 and Tables 3-5 (plus the baselines) of one split and label kind; a section after the `first` kind
+    says that the notes under the first one's tables apply. The split that chose the models is folded when
+    another split is reported (its numbers are selection-biased)."""
     split, labels = kind
+    biased = split == selection_split(results)
+    lead = [SELECTION_BIAS_NOTE] if biased else []
+    if kind != first:
+        lead.append(f"The notes under the tables of split {first[0]}, labels {first[1]} apply here too.")
     blocks = [
+        *lead,
         Image(figure_path, figure3_caption(results, split, labels)),
         build_table3(results, split, labels),
         build_table4(results, split, labels),
@@ -75,7 +192,9 @@ def _results_section(results: pd.DataFrame, baselines: pd.DataFrame | None, kind
     ]
     if baselines is not None:
         blocks.append(build_baselines_table(baselines, split, labels))
-    return Section(f"results-{split}-{labels}", f"Results: split {split}, labels {labels}", tuple(blocks))
+    fold = ("Selection-biased numbers of the split that chose the epochs and models (open to show)"
+            if biased and first[0] != split else "")
+    return Section(f"results-{split}-{labels}", f"Results: split {split}, labels {labels}", tuple(blocks), fold)
 
 
 def _best_model_section(best_model_name: str, confusions: Sequence[tuple[Path, str]], per_genre: pd.DataFrame | None,
@@ -92,7 +211,8 @@ def _best_model_section(best_model_name: str, confusions: Sequence[tuple[Path, s
     if calibration is not None:
         blocks.append(calibration)
     if curves is not None:
-        blocks.append(Image(curves, f"Training curves of the best model's nets and MLP ({best_model_name})."))
+        blocks.append(Image(curves, f"Training curves of the best model's nets and MLP ({best_model_name}); the "
+                                    "dotted line marks the epoch each kept."))
     return Section("best-model", f"Best model: {best_model_name}", tuple(blocks))
 
 
@@ -116,17 +236,19 @@ def build_report(
     per_genre: pd.DataFrame | None,
     title: str = "agf report",
     notes: Sequence[str] = (),
-    curves: Mapping[str, pd.DataFrame] | None = None,
+    curves: Mapping[str, TrainingCurves] | None = None,
     calibration: tuple[pd.DataFrame, str] | None = None,
+    provenance: Provenance = Provenance(),
 ) -> dict[str, Path]:
     """Write results.csv, tables.md, Figure 3 (one PNG per split and label kind), the training curves of the best
-    model (`curves`: model name -> its curves.csv) and report.html to `out_dir`; `calibration` is the calibration
-    frame (CALIBRATION_COLUMNS) of the best model's evaluation and its split.
+    model (`curves`: model name -> its curves and kept epoch) and report.html to `out_dir`; `calibration` is the
+    calibration frame (CALIBRATION_COLUMNS) of the best model's evaluation and its split; `provenance` what the
+    pipeline knows of how the results were made.
 
     Returns the paths: 'results', 'tables', 'html', 'figure3' (the first of test/val x given/true with
     results), 'figure3-<split>-<labels>' for the other kinds and 'curves' when given. Every input is checked
-    before anything is written, so a bad input leaves no half-written report. Warnings about the splits
-    (genres missing, few artists per genre) open the report.
+    before anything is written, so a bad input leaves no half-written report. The headline opens the report;
+    warnings about the splits (genres missing, few artists per genre) follow it.
     """
     out_dir = Path(out_dir)
     results = canonical_order(validate_results(results))
@@ -145,13 +267,18 @@ def build_report(
 
     kinds = result_kinds(results)
     figure_paths = {kind: out_dir / _figure3_name(kind, kinds[0]) for kind in kinds}
-    sections = [_results_section(results, baselines, kind, figure_paths[kind]) for kind in kinds]
+    lead = _headline_section(headline(results))
+    sections = [_results_section(results, baselines, kind, figure_paths[kind], kinds[0]) for kind in kinds]
     if confusions or per_genre is not None or curves_path is not None or calibration_table is not None:
         sections.append(_best_model_section(best_model_name, confusions, per_genre, curves_path, reliability,
                                             calibration_table))
     if heatmaps:
         sections.append(_heatmap_section(heatmaps))
     sections.append(Section("dataset", "Dataset", tuple(dataset_tables(tracks, store_index))))
+    written, commit = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), source_commit()
+    sections.append(_provenance_section(provenance, tracks, written, commit))
+    sections = _notes_once(sections)
+    footer = footer_text(written, commit)
 
     paths = {"results": out_dir / "results.csv", "tables": out_dir / "tables.md", "html": out_dir / "report.html"}
     write_results_csv(results, paths["results"])
@@ -161,6 +288,6 @@ def build_report(
     if curves_path is not None:
         training_curves(curves, curves_path)
         paths["curves"] = curves_path
-    write_text_atomic(paths["tables"], render_markdown(title, notes, sections, out_dir))
-    write_text_atomic(paths["html"], render_html(title, notes, sections))
+    write_text_atomic(paths["tables"], render_markdown(title, lead, notes, sections, out_dir, footer))
+    write_text_atomic(paths["html"], render_html(title, lead, notes, sections, footer))
     return paths

@@ -170,6 +170,14 @@ def audio_facts_table(store_index: pd.DataFrame) -> Table:
                  columns=("sample rate", "channels", "files", "min s", "median s", "max s"), rows=rows)
 
 
+def dataset_counts(tracks: pd.DataFrame) -> str:
+    """'480 tracks (train 380, val 50, test 50), 48 artists, 8 genres'."""
+    per_split = tracks["split"].value_counts()
+    splits = ", ".join(f"{split} {per_split[split]}" for split in SPLITS if split in per_split)
+    return (f"{len(tracks)} tracks ({splits}), {tracks['artist_id'].nunique()} artists, "
+            f"{tracks['genre'].nunique()} genres")
+
+
 def dataset_tables(tracks: pd.DataFrame, store_index: pd.DataFrame | None = None) -> list[Table]:
     """Every table of the dataset section; the store tables only when an index is given."""
     _require(tracks, TRACK_FACT_COLUMNS, "tracks", "pass the track table (tracks.parquet)")

@@ -1,7 +1,8 @@
 """The report as a document model (sections of tables, figures and paragraphs) and its two renderings.
 
 report.html is self-contained: CSS inline, every image a base64 data: URI, no script and no external
-resource, so it opens offline. tables.md links the figures by path relative to itself.
+resource, so it opens offline. tables.md links the figures by path relative to itself. Both open with the
+headline section, then the notes, then the other sections.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agf import __version__
 from agf.errors import ReportError
 from agf.report.markup import Table, to_html, to_markdown
 
@@ -31,6 +31,8 @@ th { background: #eef2f6; } tbody tr:nth-child(even) { background: #f7f9fb; }
 td.num, th.num { text-align: right; } td.num { white-space: nowrap; font-variant-numeric: tabular-nums; }
 figure { margin: 1.2em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #e3e7ec; }
 figcaption { color: #4a5560; font-size: 0.92em; }
+pre { background: #f7f9fb; border: 1px solid #e3e7ec; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
+#headline { border: 2px solid #d6dce3; padding: 0 1em 0.6em; } #headline h2 { margin-top: 0.6em; }
 footer { margin-top: 3em; color: #8a949e; font-size: 0.85em; }
 """
 
@@ -43,16 +45,27 @@ class Image:
     caption: str
 
 
-Block = Table | Image | str
+@dataclass(frozen=True)
+class Code:
+    """A file's text shown verbatim, folded under its name."""
+
+    name: str
+    text: str
+
+
+Block = Table | Image | Code | str
 
 
 @dataclass(frozen=True)
 class Section:
-    """A titled part of the report: tables, images and paragraphs (plain strings), in order."""
+    """A titled part of the report: tables, images and paragraphs (plain strings), in order. A section with a
+    `fold` text shows its blocks in report.html only when opened (the text says what they are); tables.md shows
+    them all."""
 
     anchor: str
     heading: str
     blocks: tuple[Block, ...]
+    fold: str = ""
 
 
 def read_png(path: Path) -> bytes:
@@ -78,24 +91,30 @@ def _block_html(block: Block) -> str:
         caption = html.escape(block.caption)
         return (f'<figure><img src="{png_data_uri(block.path)}" alt="{caption}">'
                 f"<figcaption>{caption}</figcaption></figure>")
+    if isinstance(block, Code):
+        return f"<details><summary>{html.escape(block.name)}</summary><pre>{html.escape(block.text)}</pre></details>"
     return f"<p>{html.escape(block)}</p>"
 
 
-def render_html(title: str, notes: Sequence[str], sections: Sequence[Section]) -> str:
-    """The whole report as one self-contained HTML page (no script, images inline)."""
+def _section_html(section: Section) -> str:
+    """One section as HTML; a folded one as a <details> element under its heading."""
+    blocks = "".join(_block_html(block) for block in section.blocks)
+    if section.fold:
+        blocks = f"<details><summary>{html.escape(section.fold)}</summary>{blocks}</details>"
+    return f'<section id="{section.anchor}"><h2>{html.escape(section.heading)}</h2>{blocks}</section>'
+
+
+def render_html(title: str, headline: Section, notes: Sequence[str], sections: Sequence[Section], footer: str) -> str:
+    """The whole report as one self-contained HTML page (no script, images inline): the headline first, then the
+    notes, the contents and the sections."""
     contents = "".join(f'<li><a href="#{s.anchor}">{html.escape(s.heading)}</a></li>' for s in sections)
-    body = "".join(
-        f'<section id="{s.anchor}"><h2>{html.escape(s.heading)}</h2>'
-        + "".join(_block_html(block) for block in s.blocks) + "</section>"
-        for s in sections
-    )
     lead = "".join(f'<p class="lead">{html.escape(note)}</p>' for note in notes)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1>{lead}<nav><ul>{contents}</ul></nav>{body}"
-        f"<footer>Written by agf {__version__}.</footer></body></html>\n"
+        f"<h1>{html.escape(title)}</h1>{_section_html(headline)}{lead}<nav><ul>{contents}</ul></nav>"
+        f"{''.join(_section_html(s) for s in sections)}<footer>{html.escape(footer)}</footer></body></html>\n"
     )
 
 
@@ -105,13 +124,18 @@ def _block_markdown(block: Block, base_dir: Path) -> str:
         return to_markdown(block)
     if isinstance(block, Image):
         return f"![{block.caption}]({Path(os.path.relpath(block.path, base_dir)).as_posix()})"
+    if isinstance(block, Code):
+        return f"{block.name}:\n\n```\n{block.text.rstrip()}\n```"
     return block
 
 
-def render_markdown(title: str, notes: Sequence[str], sections: Sequence[Section], base_dir: Path) -> str:
-    """The report as Markdown (for docs); `base_dir` is where the .md file lives."""
-    parts = [f"# {title}", *notes]
-    for section in sections:
+def render_markdown(title: str, headline: Section, notes: Sequence[str], sections: Sequence[Section],
+                    base_dir: Path, footer: str) -> str:
+    """The report as Markdown (for docs), in the order of render_html; `base_dir` is where the .md file lives."""
+    parts = [f"# {title}"]
+    for position, section in enumerate([headline, *sections]):
         parts.append(f"## {section.heading}")
         parts += [_block_markdown(block, base_dir) for block in section.blocks]
-    return "\n\n".join(parts) + "\n"
+        if position == 0:
+            parts += notes
+    return "\n\n".join([*parts, footer]) + "\n"

@@ -7,10 +7,13 @@ Drawn with agf.plotting (matplotlib's object API, no pyplot; names drawn literal
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from agf.plotting import png_figure
 from agf.report.tables import (
@@ -94,24 +97,47 @@ def figure3(results: pd.DataFrame, path: str | Path, split: str = "test", labels
     return figure
 
 
-def training_curves(curves: Mapping[str, pd.DataFrame], path: str | Path) -> Figure:
-    """Write one panel per trained model (name -> its curves.csv) and return the figure: training and validation
-    loss per epoch (per task for a multi-task net; the MLP's validation log loss)."""
+@dataclass(frozen=True)
+class TrainingCurves:
+    """A trained model's curves.csv and the epoch it kept (None when not recorded)."""
+
+    frame: pd.DataFrame
+    chosen_epoch: int | None = None
+
+
+def _plot_losses(axes: Axes, frame: pd.DataFrame) -> None:
+    """Training and validation loss per epoch (per task for a multi-task net); a curve with no value is not drawn,
+    so the legend lists only drawn curves."""
+    validation = "val_loss" if "val_loss" in frame.columns else "val_log_loss"
+    tasks = frame.groupby("task") if "task" in frame.columns else [("", frame)]
+    for task, rows in tasks:
+        suffix = f" {task}" if task else ""
+        for column, linestyle, what in (("train_loss", "-", "train"), (validation, "--", "validation")):
+            drawn = rows.dropna(subset=[column])
+            if not drawn.empty:
+                axes.plot(drawn["epoch"], drawn[column], marker=".", linestyle=linestyle, label=f"{what}{suffix}")
+
+
+def training_curves(curves: Mapping[str, TrainingCurves], path: str | Path) -> Figure:
+    """Write one panel per trained model (name -> its curves) and return the figure: training and validation loss
+    per epoch (per task for a multi-task net; the MLP's validation log loss), the kept epoch marked, integer epoch
+    ticks."""
     with png_figure(path, (11, 3.2 * ((len(curves) + 1) // 2)), layout="constrained") as figure:
         panels = figure.subplots((len(curves) + 1) // 2, 2, squeeze=False).ravel()
-        for axes, (name, frame) in zip(panels, curves.items()):
-            validation = "val_loss" if "val_loss" in frame.columns else "val_log_loss"
-            tasks = frame.groupby("task") if "task" in frame.columns else [("", frame)]
-            for task, rows in tasks:
-                suffix = f" {task}" if task else ""
-                trained = rows.dropna(subset=["train_loss"])
-                axes.plot(trained["epoch"], trained["train_loss"], marker=".", label=f"train{suffix}")
-                axes.plot(rows["epoch"], rows[validation], marker=".", linestyle="--", label=f"validation{suffix}")
+        for axes, (name, model) in zip(panels, curves.items()):
+            _plot_losses(axes, model.frame)
+            if model.chosen_epoch is not None:
+                axes.axvline(model.chosen_epoch, color="0.35", linestyle=":",
+                             label=f"kept: epoch {model.chosen_epoch}")
+            axes.xaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True, min_n_ticks=1))  # one epoch too
             axes.set_title(name, fontsize=9)
             axes.set_xlabel("epoch")
             axes.set_ylabel("loss")
             axes.grid(alpha=0.3)
-            axes.legend(fontsize=7)
+            if axes.get_legend_handles_labels()[0]:
+                axes.legend(fontsize=7)
+            else:
+                axes.text(0.5, 0.5, "no losses recorded", transform=axes.transAxes, ha="center", va="center")
         for axes in panels[len(curves):]:
             axes.set_visible(False)
     return figure

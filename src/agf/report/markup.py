@@ -9,7 +9,7 @@ import html
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -67,6 +67,33 @@ def to_markdown(table: Table) -> str:
     if table.notes:
         parts += ["", *(f"- {note}" for note in table.notes)]
     return "\n".join(parts)
+
+
+def to_text(table: Table) -> str:
+    """A plain-text table for a terminal: the title, aligned columns under a rule of dashes, then the notes."""
+    widths = [max([len(name), *(len(row[i]) for row in table.rows)]) for i, name in enumerate(table.columns)]
+    right = [_is_numeric_column(table, i) for i in range(len(table.columns))]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, right)).rstrip()
+
+    header = line(table.columns)
+    return "\n".join([table.title, header, "-" * len(header), *(line(row) for row in table.rows), *table.notes])
+
+
+def without_empty_columns(table: Table) -> Table:
+    """The table without the columns (after the first) that are '-' in every row; a table without rows as is."""
+    if not table.rows:
+        return table
+    kept = [0, *(i for i in range(1, len(table.columns)) if any(row[i] != MISSING for row in table.rows))]
+    return replace(table, columns=tuple(table.columns[i] for i in kept),
+                   rows=tuple(tuple(row[i] for i in kept) for row in table.rows))
+
+
+def duration_text(seconds: float) -> str:
+    """'40 s', '3 min 57 s' (rounded to the second)."""
+    total = round(seconds)
+    return f"{total} s" if total < 60 else f"{total // 60} min {total % 60:02d} s"
 
 
 def to_html(table: Table) -> str:

@@ -21,7 +21,7 @@ import pandas as pd
 from agf.errors import ReportError
 from agf.fileio import atomic_path
 from agf.metrics import METRICS
-from agf.tasks import ARCHS, TASKS, task_subsets
+from agf.tasks import ARCHS, TASKS, setup_label, task_subsets
 
 RESULT_SPLITS: tuple[str, ...] = ("test", "val")
 LABEL_KINDS: tuple[str, ...] = ("given", "true")
@@ -41,6 +41,10 @@ SELECTION_RULE = ("highest mean validation accuracy (given labels) over seeds, t
                   "validation log loss")
 SELECTION_BIAS_NOTE = ("These numbers are on the validation split, which also chose the best epochs and models: "
                        "they are selection-biased (optimistic). Add a test split for unbiased numbers.")
+
+
+# The columns that name a setup (an architecture over a task subset): one row of the paper's tables, over seeds.
+SETUP_KEYS: list[str] = ["arch", "tasks", "n_tasks"]
 
 
 def selection_split(results: pd.DataFrame) -> str:

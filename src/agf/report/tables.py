@@ -7,25 +7,27 @@ Cells are 'mean ± std' over seeds (sample std); '-' where the grid has no resul
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pandas as pd
 
 from agf.errors import ReportError
 from agf.metrics import METRICS
-from agf.report.markup import MISSING, Table, mean_std, number, to_markdown
+from agf.report.markup import MISSING, Table, mean_std, number, to_markdown, to_text
 from agf.report.results import (
     LABEL_KINDS,
     RESULT_SPLITS,
     SELECTION_BIAS_NOTE,
     SELECTION_LABELS,
     SELECTION_RULE,
+    SETUP_KEYS,
     rank_by_selection,
     select,
     selection_split,
     validate_results,
 )
 from agf.statistics import MIN_BOOTSTRAP_UNITS, mean_ci
-from agf.tasks import TASKS, task_subsets
+from agf.tasks import GENRE_TASK, TASKS, setup_label, task_subsets
 from agf.transfer.sources import MTN_BASELINE, STN_BASELINE
 
 METRIC_NAMES = {"log_loss": "log loss", "macro_f1": "macro-F1", "accuracy": "accuracy", "ece": "ECE"}
@@ -34,8 +36,9 @@ BASELINE_COLUMNS: tuple[str, ...] = ("model", "seed", "split", "labels", "metric
 PER_GENRE_COLUMNS: tuple[str, ...] = ("genre", "precision", "recall", "f1", "support")
 TASK_LETTERS_NOTE = "Tasks: g genre, m MFCC AGF, d delta-MFCC AGF, e Essentia AGF, s subgenre AGF."
 SHARED_N1_NOTE = "N = 1: a single task has a single net; the STN and the MTN are the same net, shown under both."
-METRIC_NOTE = ("Log loss (after temperature scaling fitted on validation) and ECE (expected calibration error, 10 "
-               "confidence bins): lower is better. Macro-F1 (over the genres present in the split) and accuracy: "
+METRIC_NOTE = ("Log loss and ECE (expected calibration error, 10 confidence bins) of the scored probabilities: "
+               "temperature-scaled on validation, or unscaled with transfer.calibrate = false (the paper presets; "
+               "metrics.json records every temperature): lower is better. Macro-F1 (over the genres present in the split) and accuracy: "
                "higher is better.")
 MACRO_F1_NOTE = ("Macro-F1: the mean F1 over the genres present in the split's truth (the challenge also averaged "
                  "in genres only predicted, as F1 0; metrics.json records that value as macro_f1_challenge).")
@@ -248,7 +251,7 @@ def source_head_note(results: pd.DataFrame, baselines: pd.DataFrame) -> str | No
     best = select(results, split, SELECTION_LABELS)
     best = best[(best["arch"] == arch) & (best["tasks"] == tasks) & (best["n_tasks"] == n_tasks)]
     best = _selection_means(best, ["arch"]).iloc[0]
-    case = f"{arch.upper()} {tasks}" + (f" (N = {n_tasks})" if arch == "wstn" else "")
+    case = setup_label(arch, tasks, n_tasks)
     if (head["accuracy"], -head["log_loss"]) <= (best["accuracy"], -best["log_loss"]):
         return None
     return (f"On the {split} split ({SELECTION_LABELS} labels) the source net's own genre head {head_name} (accuracy "
@@ -305,3 +308,93 @@ def build_per_genre_table(per_genre: pd.DataFrame, model_name: str) -> Table:
                                 if absent else ())
     return Table(title=f"Per-genre scores of the best model ({model_name})", columns=PER_GENRE_COLUMNS, rows=rows,
                  notes=notes)
+
+
+# -- the headline: the answer the report, `agf run` and `agf demo` lead with ----------------------------------
+
+HEADLINE_METRICS: tuple[str, ...] = ("log_loss", "macro_f1", "accuracy")
+GENRE_ONLY: tuple[str, str, int] = ("stn", GENRE_TASK, 1)
+LABELS_NOTE = ("Labels: 'given' = the dataset's genre labels; 'true' = the genre each synthetic track was rendered "
+               "from (the given labels of some albums are wrong on purpose).")
+Setup = tuple[str, str, int]  # (arch, tasks, n_tasks)
+
+
+@dataclass(frozen=True)
+class Headline:
+    """What a run answers: the best setup (chosen on validation) beside genre-only training (STN g; when that is
+    the best, beside the best setup with artist groups) on the reported split, and the verdict on the difference."""
+
+    best: str  # the best setup's label
+    verdict: str  # the accuracy difference against the spread over seeds
+    table: Table  # both setups' scores per label kind, mean ± std over seeds
+
+    def text(self) -> str:
+        """The headline for a terminal: the table with its notes, then the verdict."""
+        return f"{to_text(self.table)}\n{self.verdict}"
+
+
+def _setup_values(results: pd.DataFrame, setup: Setup, split: str, labels: str, metric: str) -> pd.Series:
+    """Per seed, the value of one metric of one setup on one split and label kind."""
+    arch, tasks, n_tasks = setup
+    rows = select(results, split, labels)
+    rows = rows[(rows["arch"] == arch) & (rows["tasks"] == tasks) & (rows["n_tasks"] == n_tasks)
+                & (rows["metric"] == metric)]
+    return rows.set_index("seed")["value"]
+
+
+def spread_verdict(results: pd.DataFrame, baseline: Setup, setup: Setup, split: str) -> str:
+    """Whether the accuracy difference setup - baseline on `split` (true labels when known) exceeds the spread over
+    seeds (the larger of the two sample stds)."""
+    labels = "true" if (select(results, split, "true")["metric"] == "accuracy").any() else "given"
+    base, other = (_setup_values(results, s, split, labels, "accuracy") for s in (baseline, setup))
+    difference = other.mean() - base.mean()
+    what = (f"{setup_label(*setup)} vs {setup_label(*baseline)}: {split} accuracy ({labels} labels) difference "
+            f"{difference:+.3f}")
+    if len(base) < 2 or len(other) < 2:
+        return f"{what}; one seed: no spread to compare with (run more seeds, e.g. --seeds 0,1,2)"
+    spread = max(base.std(), other.std())
+    verdict = "within" if abs(difference) <= spread else "beyond"
+    return f"{what} is {verdict} the spread over {min(len(base), len(other))} seeds (largest std {spread:.3f})"
+
+
+def _compared_setups(ranked: list[tuple]) -> list[tuple[str, Setup]]:
+    """(role, setup) of the best setup and the one it is compared with: genre-only, or when genre-only is the best,
+    the best setup with artist groups (none when the grid has no such setup)."""
+    best = ranked[0]
+    if best == GENRE_ONLY:
+        other = next((setup for setup in ranked if set(setup[1]) - {GENRE_TASK}), None)
+        pairs = [("best, genre only", best), ("best with artist groups", other)]
+    else:
+        pairs = [("best", best), ("genre only", GENRE_ONLY if GENRE_ONLY in ranked else None)]
+    return [(role, setup) for role, setup in pairs if setup is not None]
+
+
+def headline(results: pd.DataFrame) -> Headline:
+    """The headline of a results frame (see Headline): test scores (the selection split's, flagged, without a test
+    split) of the best setup beside genre-only training, mean ± std over seeds, and the verdict on the difference."""
+    results = validate_results(results)
+    split = "test" if (results["split"] == "test").any() else selection_split(results)
+    compared = _compared_setups(rank_by_selection(results, SETUP_KEYS))
+    kinds = [labels for labels in LABEL_KINDS if not select(results, split, labels).empty]
+    rows = tuple(
+        (f"{role}: {setup_label(*setup)}", labels,
+         *(mean_std(_setup_values(results, setup, split, labels, metric)) for metric in HEADLINE_METRICS))
+        for labels in kinds for role, setup in compared
+    )
+    best = setup_label(*compared[0][1])
+    if len(compared) == 2:
+        (_, first), (_, second) = compared
+        baseline, setup = (first, second) if first == GENRE_ONLY else (second, first)
+        verdict = spread_verdict(results, baseline, setup, split)
+    else:
+        verdict = f"{best}: the grid has no other setup to compare it with (genre-only STN g or one with artist groups)"
+    n_seeds = results["seed"].nunique()
+    table = Table(
+        title=f"The best model beside genre-only training (split {split}; "
+        + (f"mean ± std over {n_seeds} seeds)" if n_seeds > 1 else "one seed)"),
+        columns=("model", "labels", *(METRIC_NAMES[m] for m in HEADLINE_METRICS)),
+        rows=rows,
+        notes=(f"Best model: chosen by the {SELECTION_RULE}; the split and labels shown never choose.",
+               *_bias_notes(results, split), *((LABELS_NOTE,) if "true" in kinds else ())),
+    )
+    return Headline(best, verdict, table)
