@@ -491,7 +491,7 @@ def stage_command(stage: str, context: Context) -> list[str] | str:
             if context.net_dirs else "no nets from the train stage"
     if stage == "evaluate":
         out = context.workdir / "evaluation" / "rehearsal"
-        return [agf, "evaluate", context.transfer_dir, *common, "--out", str(out), *seed] \
+        return [agf, "evaluate", context.transfer_dir, *common, "-o", str(out), *seed] \
             if context.transfer_dir else "no transfer directory from the transfer stage"
     if not BENCH_TRANSFER.is_file():
         return (f"TODO: {BENCH_TRANSFER.relative_to(REPO)} is not there yet; when it is, this stage runs it with "

@@ -85,9 +85,11 @@ def test_rerun_reuses_every_stage_and_report_rebuilds(finished_run: Path, capsys
     assert main(["run", str(finished_run / "tiny.toml"), "--workdir", str(work), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert ": training" not in out and ": fitting" not in out
+    last = out.strip().splitlines()
+    assert last[-1].startswith("report: ") and " vs STN g: test accuracy" in last[-2]  # the result, then where
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     (work / "report" / "report.html").unlink()
-    assert main(["report", str(work), "--quiet"]) == 0
+    assert main(["report", "-w", str(work), "--quiet"]) == 0
     assert (work / "report" / "report.html").exists()
 
 
@@ -125,12 +127,12 @@ def test_report_refuses_unfinished_work(finished_run: Path, tmp_path: Path, caps
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "config.toml").write_text(TINY)
-    assert main(["report", str(empty), "--quiet"]) == 1
+    assert main(["report", "-w", str(empty), "--quiet"]) == 1
     assert "tracks.parquet not found" in capsys.readouterr().err
     other = tmp_path / "other"
     shutil.copytree(finished_run / "work", other)
     (other / "config.toml").write_text(TINY.replace("epochs = 2", "epochs = 3"))  # the MLPs' epochs
-    assert main(["report", str(other), "--quiet"]) == 1
+    assert main(["report", "-w", str(other), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "transfer STN g seed 0 is not finished" in err and "run `agf run` on this work directory first" in err
     finished_transfers = len(list((finished_run / "work").glob("transfer/*/done.json")))
@@ -148,7 +150,7 @@ def test_exported_model_predicts_what_the_evaluation_scored(
 
     work = finished_run / "work"
     bundle = tmp_path / "model"
-    assert main(["export", str(work), str(bundle), "-q"]) == 0
+    assert main(["export", "-w", str(work), str(bundle), "-q"]) == 0
     manifest = json.loads((bundle / "manifest.json").read_text())
     results = pd.read_csv(work / "report" / "results.csv", keep_default_na=False)
     arch, tasks, n_tasks = rank_by_selection(results, ["arch", "tasks", "n_tasks"])[0]
@@ -175,9 +177,9 @@ def test_exported_model_predicts_what_the_evaluation_scored(
     from_api = [classifier.predict(path) for path in test["audio_path"]]
     assert np.abs(np.array([[p[g] for g in genres] for p in from_api]) - expected).max() < 1e-5
 
-    assert main(["export", str(work), str(tmp_path / "mtn"), "--case", "mtn GMS", "-q"]) == 0
+    assert main(["export", "-w", str(work), str(tmp_path / "mtn"), "--case", "mtn GMS", "-q"]) == 0
     assert json.loads((tmp_path / "mtn" / "manifest.json").read_text())["case"]["arch"] == "mtn"
-    assert main(["export", str(work), str(tmp_path / "x"), "--case", "STN q", "-q"]) == 1
+    assert main(["export", "-w", str(work), str(tmp_path / "x"), "--case", "STN q", "-q"]) == 1
     assert "no trained case called 'STN q'; the work directory has 'STN g'" in capsys.readouterr().err
 
 
@@ -235,7 +237,7 @@ def test_stage_commands_on_the_finished_workdir(finished_run: Path, tmp_path: Pa
     assert (Path(net) / "model.safetensors").exists()
     assert main(["transfer", *common, net, "--epochs", "1"]) == 0
     transfer = capsys.readouterr().out.split("predictions in ")[1].strip()
-    assert main(["evaluate", *common, transfer, "--out", str(tmp_path / "ev")]) == 0
+    assert main(["evaluate", *common, transfer, "-o", str(tmp_path / "ev")]) == 0
     assert "classical: logreg on MFCC stats" in capsys.readouterr().out
     assert (tmp_path / "ev" / "metrics.json").exists()
     assert main(["train", *common, "--tasks", "x"]) == 1
@@ -257,9 +259,11 @@ def test_user_errors_are_one_line_and_debug_shows_the_traceback(tmp_path: Path, 
     assert exited.value.code == 0 and capsys.readouterr().out.startswith("agf ")
 
 
-def test_demo_summary_chooses_on_validation_and_compares_with_the_seed_spread() -> None:
-    """The artist-group model of the summary is chosen on validation: poisoned test numbers change no choice."""
+def test_headline_chooses_on_validation_and_compares_with_the_seed_spread() -> None:
+    """The headline's best model is the pipeline's best case, chosen on validation: poisoned test numbers change no
+    choice; `agf demo`'s summary after it says where the report is."""
     from agf.pipeline import Factors, GridRun, PipelineRun, best_case, demo_summary
+    from agf.report import headline
 
     cases = [Case(arch, tasks, len(tasks), seed) for seed in (0, 1, 2) for arch, tasks in
              (("stn", "g"), ("stn", "gm"), ("stn", "e"), ("mtn", "gm"))]
@@ -270,7 +274,7 @@ def test_demo_summary_chooses_on_validation_and_compares_with_the_seed_spread() 
         val_accuracy = {"g": 0.8, "gm": 0.9, "e": 0.7}[case.tasks] - (0.05 if case.arch == "mtn" else 0.0)
         val_loss = {"g": 1.0, "gm": 1.2, "e": 0.6}[case.tasks]
         for split, labels in (("val", "given"), ("test", "given"), ("test", "true")):
-            values = {"accuracy": val_accuracy, "log_loss": val_loss, "macro_f1": 0.5}
+            values = {"accuracy": val_accuracy, "log_loss": val_loss, "macro_f1": 0.5, "ece": 0.1}
             if split == "test":
                 values = {m: float(rng.uniform(0.1, 1.0)) for m in values}
             rows += [{"tasks": case.tasks, "arch": case.arch, "n_tasks": case.n_tasks,
@@ -278,17 +282,47 @@ def test_demo_summary_chooses_on_validation_and_compares_with_the_seed_spread() 
                       "metric": metric, "value": value} for metric, value in values.items()]
     results = pd.DataFrame(rows)
     grid = GridRun({case: Path(f"/t/{i}") for i, case in enumerate(cases)}, {}, Factors(None, None))
-    run = PipelineRun(None, grid, results, pd.DataFrame(), {"html": "report.html"})
-    chosen = best_case(grid, results, lambda c: c.tasks != "g")
+    chosen = best_case(grid, results)
     assert (chosen.arch, chosen.tasks, chosen.seed) == ("stn", "gm", 0)
-    summary = demo_summary(run)
-    assert "best with artist groups: STN gm" in summary and "highest mean validation accuracy" in summary
-    assert "spread over 3 seeds" in summary
+    lead = headline(results)
+    assert lead.best == chosen.label
+    assert "best: STN gm" in lead.text() and "genre only: STN g" in lead.text()
+    assert "highest mean validation accuracy" in lead.text() and "spread over 3 seeds" in lead.verdict
     poisoned = results.copy()
     test = poisoned["split"] == "test"
     poisoned.loc[test, "value"] = rng.permutation(poisoned.loc[test, "value"].to_numpy())
-    assert best_case(grid, poisoned, lambda c: c.tasks != "g") == chosen
-    assert "best with artist groups: STN gm" in demo_summary(PipelineRun(None, grid, poisoned, pd.DataFrame(), run.report))
+    assert best_case(grid, poisoned) == chosen and headline(poisoned).best == chosen.label
+    run = PipelineRun(None, grid, results, pd.DataFrame(), {"html": "report.html"})
+    assert demo_summary(run).endswith(": report.html")
+
+
+def test_new_run_and_report_end_with_the_headline_and_record_provenance(finished_run: Path,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    """`agf report` (and `agf run`: the same run_pipeline) ends with the headline, then the report's path; the report
+    opens with it and says how the results were made."""
+    import html
+
+    from agf.report import headline, read_results_csv
+
+    work = finished_run / "work"
+    capsys.readouterr()
+    assert main(["report", "-w", str(work), "--quiet"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    lead = headline(read_results_csv(work / "report" / "results.csv"))
+    assert lines[-1] == f"report: {work / 'report' / 'report.html'}"
+    assert lines[-2] == lead.verdict and lead.verdict.startswith(f"{lead.best} vs STN g: test accuracy (true labels)")
+    assert lines[-1 - len(lead.text().splitlines())] == lead.table.title
+    page = (work / "report" / "report.html").read_text()
+    assert page.index('<section id="headline">') < page.index("Table 3:")
+    assert page.index(html.escape(lead.verdict)) < page.index("Table 3:")
+    provenance = page[page.index('<section id="provenance">'):]
+    assert "the synthetic corpus of the [synth] settings; split: " in provenance
+    assert "torch device " in provenance and "git commit " in provenance
+    assert html.escape((work / "config.toml").read_text()) in provenance
+    recorded = read_json(work / "stage-times.json")
+    assert "by the run that wrote stage-times.json" in provenance and recorded["measured"] in provenance
+    for row in recorded["stages"]:
+        assert f"<td>{html.escape(row['stage'])}</td>" in provenance
 
 
 def test_dataset_problems_are_found_before_any_training() -> None:
@@ -327,7 +361,7 @@ def test_report_never_computes(finished_run: Path, tmp_path: Path, capsys: pytes
     for marker in other.glob("factors/*/m/done.json"):
         marker.unlink()
     before = sorted(str(p) for p in other.rglob("*"))
-    assert main(["report", str(other), "--quiet"]) == 1
+    assert main(["report", "-w", str(other), "--quiet"]) == 1
     assert "artist group factors of task m are not finished" in capsys.readouterr().err
     assert sorted(str(p) for p in other.rglob("*")) == before
 
@@ -354,12 +388,11 @@ def test_a_run_that_would_fill_the_disk_stops_before_prepare(tmp_path: Path, mon
 
     from agf.config import Config
     from agf.pipeline import space_problem
-    from agf.store import estimated_bytes
+    from agf.plan import store_bytes
     from agf.workdir import WorkDir
 
-    tracks = pd.DataFrame({"track_id": ["a", "b"], "declared_duration": [30.0, np.nan]})
-    per_track = estimated_bytes(tracks.iloc[:1], Config().features)
-    assert estimated_bytes(tracks, Config().features) == 2 * per_track  # 30 s assumed where none is declared
+    tracks = pd.DataFrame({"track_id": ["a", "b"], "declared_duration": [30.0, 600.0]})
+    per_track = store_bytes(tracks.iloc[:1], Config())[0]
     assert 300_000 < per_track < 700_000  # 30 s of 128 float16 mel bands + 25 float32 MFCCs, 43 frames/s
     usage = collections.namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**6, 10**6 - per_track, per_track))
@@ -455,8 +488,8 @@ def test_check_lists_every_problem_of_every_section_at_once(tmp_path: Path, caps
     captured = capsys.readouterr()
     problems = [line.removeprefix("agf check: problem: ").split(":")[0].split(" =")[0]
                 for line in captured.err.splitlines()]
-    assert sorted(problems) == sorted(["train.epochs", "train.lr", "dataset.seed", "synth.n_genres", "grid.seeds",
-                                       "grid.archs", "run.workers", f"run.workdir {a_file}"]), captured.err
+    assert sorted(problems) == sorted(["train.epochs", "train.lr", "--split-seed -1", "synth.n_genres", "--seeds",
+                                       "grid.archs", "--workers 0", f"--workdir {a_file}"]), captured.err
     assert "dataset: not checked until the settings of [dataset] are fixed" in captured.out
     config.write_text('[dataset]\nkind = "manifest"\nmanifest = "none.csv"\n[train]\nlr = inf\n')
     assert main(["check", str(config), "-w", str(a_file), "--quiet"]) == 1
@@ -466,11 +499,11 @@ def test_check_lists_every_problem_of_every_section_at_once(tmp_path: Path, caps
 
 def test_seeds_out_of_range_from_the_command_line_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     cases = [
-        (["synth", str(tmp_path / "corpus"), "--seed", "-1"], "synth.seed = -1: must be in [0, 4294967296)"),
+        (["synth", str(tmp_path / "corpus"), "--seed", "-1"], "--seed -1: must be in [0, 4294967296)"),
         (["synth", str(tmp_path / "corpus"), "-j", "-1", "--genres", "2", "--seconds", "1"],
-         "run.workers = -1: must be at least 1"),
-        (["prepare", "-c", "demo", "-w", str(tmp_path / "w"), "--split-seed", "-1"], "dataset.seed = -1"),
-        (["run", "-c", "demo", "-w", str(tmp_path / "w"), "--seeds", "0,-1"], "grid.seeds: -1 must be in"),
+         "--workers -1: must be at least 1"),
+        (["prepare", "-c", "demo", "-w", str(tmp_path / "w"), "--split-seed", "-1"], "--split-seed -1"),
+        (["run", "-c", "demo", "-w", str(tmp_path / "w"), "--seeds", "0,-1"], "--seeds: -1 must be in"),
         (["train", "-c", "demo", "-w", str(tmp_path / "w"), "--seed", "-1"], "--seed -1: a run seed must be in"),
     ]
     for argv, message in cases:
@@ -483,7 +516,7 @@ def test_seeds_out_of_range_from_the_command_line_are_one_line(tmp_path: Path, c
 def test_predict_refuses_top_k_and_workers_below_their_range(finished_run: Path, tmp_path: Path,
                                                              capsys: pytest.CaptureFixture) -> None:
     clip = next((finished_run / "work" / "corpus").rglob("*.mp3"))
-    assert main(["export", str(finished_run / "work"), str(tmp_path / "model"), "--quiet"]) == 0
+    assert main(["export", "-w", str(finished_run / "work"), str(tmp_path / "model"), "--quiet"]) == 0
     for flags, message in [(["-k", "0"], "--top-k 0: must be at least 1"), (["-k", "-1"], "--top-k -1"),
                            (["-j", "-1"], "--workers -1: must be at least 0"), (["-j", "-3"], "--workers -3")]:
         assert main(["predict", str(tmp_path / "model"), str(clip), *flags, "--quiet"]) == 1, flags

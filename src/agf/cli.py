@@ -1,8 +1,12 @@
 """The `agf` command line: one sub-command per pipeline stage, all reading one typed config.
 
-This module only parses arguments into a typed Config and calls the stage functions of agf.pipeline. Every
-command takes `--config` (a TOML file or a preset name) and a few overrides; `agf run` and `agf prepare` write
-the resolved config to WORKDIR/config.toml. Errors a user can cause (agf.errors.AgfError) print as one line;
+This module only parses arguments into a typed Config and calls the stage functions of agf.pipeline. The stage
+commands take `--config` (a TOML file or a preset name) and a few overrides; `agf run` and `agf prepare` write
+the resolved config to WORKDIR/config.toml. One grammar: the work directory is `-w/--workdir` wherever a command
+has one, `agf evaluate`'s output folder `-o/--output` as `agf predict`'s output file (the old spellings
+`agf demo --out DIR`, `agf report WORKDIR`, `agf export WORKDIR OUT` and `agf evaluate --out DIR` still work, with
+a note on stderr); `-j/--workers`, `--threads` and `--device` wherever they mean something. Errors a user can
+cause (agf.errors.AgfError) print as one line, naming the flag that set a value rather than its setting;
 `--debug` shows the traceback.
 
 Seeds: `--seed` of train, transfer and evaluate is the run seed (default: the first of the config's grid.seeds);
@@ -17,9 +21,11 @@ import contextlib
 import dataclasses
 import math
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from agf import __version__
@@ -30,6 +36,9 @@ from agf.tasks import ARCHS, parse_tasks
 from agf.workdir import WorkDir, locked
 
 EXIT_ERROR = 1
+# The settings of [run] that flags of the stage commands and `agf demo` set: {setting: argument dest}.
+RUN_FLAGS = {"workdir": "workdir", "workers": "workers", "device": "device", "threads": "threads",
+             "scheduler": "scheduler"}
 # What `agf run --manifest CSV` uses without a config.
 SMALL_COLLECTION_PRESET = "small-collection"
 
@@ -40,6 +49,70 @@ def _replace(config: Config, section: str, **changes: object) -> Config:
     if not changes:
         return config
     return dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **changes)})
+
+
+def _flag_settings(args: argparse.Namespace) -> dict[str, str]:
+    """{setting: flag} of the settings this command line set (filled by _with_flags), e.g. {'grid.seeds':
+    '--seeds'}."""
+    return vars(args).setdefault("flag_settings", {})
+
+
+def _with_flags(config: Config, args: argparse.Namespace, section: str, flags: dict[str, str],
+                **parsed: object) -> Config:
+    """`config` with the settings of `section` that flags set: `flags` maps a setting to the argument (its dest)
+    that sets it, `parsed` gives a setting's value parsed from that argument's text. Each setting set is recorded
+    (_flag_settings), so that a problem with it names the flag."""
+    changes = {}
+    for setting, dest in flags.items():
+        if getattr(args, dest, None) is not None:
+            _flag_settings(args)[f"{section}.{setting}"] = "--" + dest.replace("_", "-")
+            changes[setting] = parsed.get(setting, getattr(args, dest))
+    return _replace(config, section, **changes)
+
+
+def _naming_flags(message: str, args: argparse.Namespace) -> str:
+    """`message` with each setting that a flag set named by its flag where a problem starts with it:
+    'grid.seeds: -1 must be ...' -> '--seeds: -1 must be ...', 'dataset.seed = -1: must ...' -> '--split-seed -1:
+    must ...'."""
+    for setting, flag in _flag_settings(args).items():
+        message = re.sub(rf"(^|; ){re.escape(setting)}(?: =)?(?![\w.])", rf"\g<1>{flag}", message)
+    return message
+
+
+@dataclass(frozen=True)
+class OldSpelling:
+    """A deprecated spelling of an argument, still accepted: its value goes where the new spelling's does."""
+
+    spelling: str  # as written before: '--out', '`agf report WORKDIR`'
+    instead: str  # what to write now: '-w/--workdir'
+    dest: str  # the new spelling's dest
+
+    @property
+    def old_dest(self) -> str:
+        return f"old_{self.dest}"
+
+
+def _add_old_spelling(parser: argparse.ArgumentParser, old: OldSpelling) -> None:
+    """Accept `old` (an option, or an optional positional argument when it is not an option) without showing it
+    in --help; _take_old_spellings moves its value."""
+    if old.spelling.startswith("-"):
+        parser.add_argument(old.spelling, dest=old.old_dest, help=argparse.SUPPRESS)
+    else:
+        parser.add_argument(old.old_dest, nargs="?", help=argparse.SUPPRESS)
+    parser.set_defaults(old_spellings=(*(parser.get_default("old_spellings") or ()), old))
+
+
+def _take_old_spellings(args: argparse.Namespace) -> None:
+    """Move the values given in an old spelling to the new one, with one note each on stderr; ConfigError when
+    both spellings are given."""
+    for old in getattr(args, "old_spellings", ()):
+        value = getattr(args, old.old_dest)
+        if value is None:
+            continue
+        if getattr(args, old.dest) is not None:
+            raise ConfigError(f"{old.spelling} is the old spelling of {old.instead}: give only {old.instead}")
+        setattr(args, old.dest, value)
+        print(f"agf {args.command}: note: {old.spelling} is deprecated; use {old.instead}", file=sys.stderr)
 
 
 def _base_config(args: argparse.Namespace) -> Config:
@@ -60,8 +133,7 @@ def _base_config(args: argparse.Namespace) -> Config:
             raise ConfigError(f"{workdir.config} not found: give the config with -c, or run `agf prepare` or "
                               "`agf run` on this work directory first")
         config = load_config(workdir.config)
-    config = _replace(config, "run", workdir=args.workdir, workers=args.workers, device=getattr(args, "device", None),
-                      threads=args.threads, scheduler=args.scheduler)
+    config = _with_flags(config, args, "run", RUN_FLAGS)
     from agf.device import use_threads  # torch loads here, not for `agf --help`
 
     if not config.run.problems():  # `agf check` builds a config with problems (config.lenient) to list them all
@@ -98,19 +170,29 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
 
 
+def _add_workdir_option(parser: argparse.ArgumentParser, default: str = "the config's run.workdir, 'work'",
+                        what: str = "work directory of every output") -> None:
+    parser.add_argument("-w", "--workdir", metavar="DIR", help=f"{what} (default: {default})")
+
+
+def _add_run_options(parser: argparse.ArgumentParser, config_default: str = "the config's") -> None:
+    """-j/--workers, --threads and --device: the settings of [run] a command may take from its flags."""
+    parser.add_argument("-j", "--workers", type=int, help=f"worker processes, at least 1 (default: {config_default} "
+                        "run.workers, 2)")
+    parser.add_argument("--threads", type=int, help="torch/BLAS threads of the main process (default: "
+                        f"{config_default} run.threads; 0 = torch's default: OMP_NUM_THREADS or the cores); 1 when "
+                        "other busy processes share the cores")
+    _add_device_option(parser, f"{config_default} run.device")
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", help="TOML config file or preset name (demo, small-collection: the default "
                         "with --manifest, paper, fma-medium, fma-medium-paper, study-quick, study)")
-    parser.add_argument("-w", "--workdir", help="work directory for all outputs (default: the config's, 'work')")
-    parser.add_argument("-j", "--workers", type=int, help="worker processes, at least 1 (default: the config's "
-                        "run.workers, 2)")
+    _add_workdir_option(parser)
+    _add_run_options(parser)
     parser.add_argument("--scheduler", metavar="ADDRESS", help="run per-track work, nets and study corpora on a dask "
                         "cluster: 'local' (a LocalCluster of --workers processes) or a scheduler's address, e.g. "
                         "tcp://host:8786 (default: the config's run.scheduler; '' = local processes; docs/dask.md)")
-    parser.add_argument("--threads", type=int, help="torch/BLAS threads of the main process (default: the config's "
-                        "run.threads; 0 = torch's default: OMP_NUM_THREADS or the cores); 1 when other busy processes "
-                        "share the cores")
-    _add_device_option(parser, "the config's run.device")
     _add_output_options(parser)
 
 
@@ -143,18 +225,9 @@ def _dataset_config(config: Config, args: argparse.Namespace) -> Config:
         kind = "fma"
         if not (args.fma_metadata and args.fma_audio):
             raise ConfigError("--fma-metadata and --fma-audio go together: give both folders")
-    return _replace(
-        config,
-        "dataset",
-        kind=kind,
-        metadata_dir=args.fma_metadata,
-        audio_dir=args.fma_audio,
-        manifest=args.manifest,
-        subset=args.subset,
-        split=args.split,
-        seed=args.split_seed,
-        strict=args.strict,
-    )
+    flags = {"metadata_dir": "fma_metadata", "audio_dir": "fma_audio", "manifest": "manifest", "subset": "subset",
+             "split": "split", "seed": "split_seed", "strict": "strict"}
+    return _with_flags(_replace(config, "dataset", kind=kind), args, "dataset", flags)
 
 
 def _add_grid_options(parser: argparse.ArgumentParser) -> None:
@@ -173,7 +246,8 @@ def _grid_config(config: Config, args: argparse.Namespace) -> Config:
         raise ConfigError(f"--seeds {args.seeds!r}: give integers separated by commas, e.g. 0,1,2") from None
     archs = tuple(a.strip() for a in args.archs.split(",")) if args.archs else None
     subsets = tuple(s.strip() for s in args.subsets.split(",")) if args.subsets else None
-    return _replace(config, "grid", tasks=_task_list(args.tasks), archs=archs, subsets=subsets, seeds=seeds)
+    return _with_flags(config, args, "grid", {name: name for name in ("tasks", "archs", "subsets", "seeds")},
+                       tasks=_task_list(args.tasks), archs=archs, subsets=subsets, seeds=seeds)
 
 
 # -- the commands ---------------------------------------------------------------------------------
@@ -206,18 +280,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from agf.datasets.synth import corpus_summary, synthesize_corpus
 
     config = load_config(args.config) if args.config else Config()
-    config = _replace(
-        config,
-        "synth",
-        n_genres=args.genres,
-        artists_per_genre=args.artists_per_genre,
-        albums_per_artist=args.albums_per_artist,
-        tracks_per_album=args.tracks_per_album,
-        clip_seconds=args.seconds,
-        label_noise=args.label_noise,
-        seed=args.seed,
-    )
-    config = _replace(config, "run", workers=args.workers)
+    flags = {"n_genres": "genres", "artists_per_genre": "artists_per_genre", "albums_per_artist": "albums_per_artist",
+             "tracks_per_album": "tracks_per_album", "clip_seconds": "seconds", "label_noise": "label_noise",
+             "seed": "seed"}
+    config = _with_flags(_with_flags(config, args, "synth", flags), args, "run", {"workers": "workers"})
     out = synthesize_corpus(Path(args.out_dir), config.synth, workers=config.run.workers, progress=not args.quiet)
     print(corpus_summary(out))
     return 0
@@ -228,7 +294,8 @@ def cmd_factors(args: argparse.Namespace) -> int:
     from agf.factors import format_summary
     from agf.pipeline import open_prepared, stage_factors
 
-    config = _replace(_base_config(args), "factors", tasks=_task_list(args.tasks), leaky=args.leaky or None)
+    config = _with_flags(_base_config(args), args, "factors", {"tasks": "tasks", "leaky": "leaky"},
+                         tasks=_task_list(args.tasks))
     with _locked(config):
         factors = stage_factors(config, open_prepared(config), config.factors.tasks, not args.quiet)
         print(format_summary(factors.results))
@@ -243,7 +310,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from agf.pipeline import open_prepared, stage_train
     from agf.training import distributed
 
-    config = _replace(_base_config(args), "train", epochs=args.epochs, schedule=args.schedule)
+    config = _with_flags(_base_config(args), args, "train", {"epochs": "epochs", "schedule": "schedule"})
     seed = _run_seed(config, args)
     with distributed.session(resolve_device(config.run.device)):
         main = distributed.is_main()
@@ -265,7 +332,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     """Fit the transfer MLP on the window features of trained nets."""
     from agf.pipeline import open_prepared, stage_transfer
 
-    config = _replace(_base_config(args), "transfer", epochs=args.epochs)
+    config = _with_flags(_base_config(args), args, "transfer", {"epochs": "epochs"})
     with _locked(config):
         result = stage_transfer(
             config, open_prepared(config), [Path(s) for s in args.nets], _run_seed(config, args), not args.quiet
@@ -282,7 +349,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     config = _base_config(args)
     with _locked(config):
         prepared = open_prepared(config)
-        out_dir = Path(args.out) if args.out else prepared.workdir.evaluation / "manual"
+        out_dir = Path(args.output) if args.output else prepared.workdir.evaluation / "manual"
         run = evaluate([Path(d) for d in args.transfers], prepared.tracks, out_dir, store=prepared.store,
                        seed=_run_seed(config, args))
         print(run.table)
@@ -343,7 +410,7 @@ def _check(args: argparse.Namespace) -> Config | None:
     for line in facts:
         print(line)
     for problem in problems:
-        print(f"agf {args.command}: problem: {problem}", file=sys.stderr)
+        print(f"agf {args.command}: problem: {_naming_flags(problem, args)}", file=sys.stderr)
     print(f"{len(problems)} problem(s) found" if problems else "ok: no problem found")
     return None if problems else config
 
@@ -352,7 +419,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Rebuild the report of a finished run from its work directory."""
     from agf.pipeline import run_pipeline
 
-    config = _workdir_config(args.workdir_arg)
+    config = _workdir_config(args)
     run = run_pipeline(config, progress=not args.quiet, must_be_done=True)
     print(f"report: {run.report['html']}")
     return 0
@@ -363,7 +430,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     and applied to a few test files."""
     from agf.pipeline import demo_predictions, demo_summary, run_pipeline
 
-    config = _replace(load_config("demo"), "run", workdir=args.out, workers=args.workers, device=args.device)
+    config = _with_flags(load_config("demo"), args, "run", RUN_FLAGS)
     run = run_pipeline(config, progress=not args.quiet)
     print(demo_summary(run))
     with run.times.timed("export + predictions"):
@@ -372,19 +439,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _workdir_config(workdir_arg: str) -> Config:
-    """The config a finished run saved in its work directory, pointed at that directory."""
-    workdir = WorkDir(Path(workdir_arg))
+def _workdir_config(args: argparse.Namespace) -> Config:
+    """The config a finished run saved in its work directory (-w, default 'work'), pointed at that directory."""
+    workdir = WorkDir(Path(args.workdir or Config().run.workdir))
     if not workdir.config.exists():
-        raise ConfigError(f"{workdir.config} not found: is {workdir_arg} a work directory of `agf run`?")
-    return _replace(load_config(workdir.config), "run", workdir=workdir_arg)
+        raise ConfigError(f"{workdir.config} not found: give the work directory of a finished `agf run` with "
+                          "-w/--workdir")
+    return _replace(load_config(workdir.config), "run", workdir=str(workdir.root))
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the model selected on validation (or a named case) of a finished run as a bundle."""
     from agf.pipeline import open_run, stage_export
 
-    config = _workdir_config(args.workdir_arg)
+    config = _workdir_config(args)
     with _locked(config):
         prepared, grid, results = open_run(config)
         path, case = stage_export(config, prepared, grid, results, Path(args.out), args.case, args.seed)
@@ -396,6 +464,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Genre probabilities of audio files with a bundle; failures are listed at the end."""
     import torch
 
+    from agf.device import use_threads
     from agf.fileio import atomic_path
     from agf.parallel import available_cores
     from agf.predict import GenreClassifier
@@ -407,7 +476,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.max_duration is not None and not 0 < args.max_duration < math.inf:
         raise PredictError(f"--max-duration must be positive seconds, got {args.max_duration}")
     for flag, value, least in (("--top-k", args.top_k, 1), ("--workers", args.workers, 0),
-                               ("--batch-windows", args.batch_windows, 1)):
+                               ("--threads", args.threads, 1), ("--batch-windows", args.batch_windows, 1)):
         if value is not None and value < least:
             raise PredictError(f"{flag} {value}: must be at least {least}")
     paths = expand_inputs(args.inputs, sys.stdin if STDIN in args.inputs else ())
@@ -420,7 +489,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"warning: {clash}", file=sys.stderr)
     classifier = GenreClassifier.load(args.bundle, device=args.device, batch_windows=args.batch_windows)
     workers = args.workers if args.workers is not None else default_decode_workers() if len(paths) > 2 else 0
-    if classifier.device.type == "cpu":  # the nets' threads share the cores with the decoding processes
+    if args.threads is not None:
+        use_threads(args.threads)
+    elif classifier.device.type == "cpu":  # the nets' threads share the cores with the decoding processes
         torch.set_num_threads(max(1, available_cores() - workers))
     failures, noted, predicted = [], [], 0
     with contextlib.ExitStack() as stack:
@@ -493,7 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(factors)
     factors.add_argument("--tasks", help="tasks to build, e.g. m,d,e,s (default: the config's)")
-    factors.add_argument("--leaky", action="store_true", help="the paper's protocol: fit on ALL tracks (leaks)")
+    factors.add_argument("--leaky", action="store_true", default=None,
+                         help="the paper's protocol: fit on ALL tracks (leaks)")
     factors.set_defaults(func=cmd_factors)
 
     train = commands.add_parser(
@@ -539,7 +611,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(evaluate)
     evaluate.add_argument("transfers", nargs="+", metavar="TRANSFER_DIR", help="directories made by agf transfer")
-    evaluate.add_argument("--out", help="output folder (default WORKDIR/evaluation/manual)")
+    evaluate.add_argument("-o", "--output", metavar="DIR", help="output folder (default WORKDIR/evaluation/manual)")
+    _add_old_spelling(evaluate, OldSpelling("--out", "-o/--output", "output"))
     _add_run_seed(evaluate, "the classical baseline")
     evaluate.set_defaults(func=cmd_evaluate)
 
@@ -587,7 +660,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Rebuild results.csv, tables.md, figure3.png and report.html from a work directory whose "
         "stages are finished (nothing is trained).",
     )
-    report.add_argument("workdir_arg", metavar="WORKDIR", help="work directory of an `agf run`")
+    _add_workdir_option(report, "work", "work directory of a finished `agf run`")
+    _add_old_spelling(report, OldSpelling("`agf report WORKDIR`", "`agf report -w WORKDIR`", "workdir"))
     _add_output_options(report)
     report.set_defaults(func=cmd_report)
 
@@ -598,7 +672,8 @@ def build_parser() -> argparse.ArgumentParser:
         "genres, band statistics, tasks, provenance, validation/test metrics, weight hashes) to OUT. By default "
         "the model chosen on validation (the report's best model); --case names any trained case.",
     )
-    export.add_argument("workdir_arg", metavar="WORKDIR", help="work directory of a finished `agf run`")
+    _add_workdir_option(export, "work", "work directory of a finished `agf run`")
+    _add_old_spelling(export, OldSpelling("`agf export WORKDIR OUT`", "`agf export -w WORKDIR OUT`", "workdir"))
     export.add_argument("out", metavar="OUT", help="bundle directory to write (replaced when it exists)")
     export.add_argument("--case", help="a trained case by its label, e.g. 'STN gm', 'MTN gms', 'wSTN g (N=2)'")
     export.add_argument("--seed", type=int, help="with --case: the run seed of the model (default: the first)")
@@ -628,6 +703,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("-j", "--workers", type=int,
                          help="decoding processes beside the nets, at least 0 (default: cores - 1, at most 8; "
                          "0 decodes in the main process)")
+    predict.add_argument("--threads", type=int, help="torch/BLAS threads of the nets, at least 1 (default: on a CPU, "
+                         "the cores less --workers)")
     predict.add_argument("--batch-windows", type=int, default=512, help="windows per forward pass, at least 1 "
                          "(default 512)")
     _add_output_options(predict)
@@ -639,9 +716,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Renders the built-in synthetic corpus, runs the 'demo' preset end to end, writes the report "
         "and prints genre-only vs the best artist-group transfer against the noisy and the true labels.",
     )
-    demo.add_argument("--out", default="demo", help="work directory (default ./demo)")
-    demo.add_argument("-j", "--workers", type=int, help="worker processes, at least 1 (default 2)")
-    _add_device_option(demo, "auto: a GPU when torch sees one")
+    _add_workdir_option(demo, "./demo")
+    _add_old_spelling(demo, OldSpelling("--out", "-w/--workdir", "workdir"))
+    _add_run_options(demo, "the demo preset's")
     _add_output_options(demo)
     demo.set_defaults(func=cmd_demo)
     return parser
@@ -656,11 +733,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     keep_freed_memory()  # window features, training and prediction reuse freed memory here (agf.parallel)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
+        _take_old_spellings(args)
         return func(args)
     except AgfError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"agf {args.command}: error: {exc}", file=sys.stderr)
+        print(f"agf {args.command}: error: {_naming_flags(str(exc), args)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"agf {args.command}: interrupted; run the same command again to resume", file=sys.stderr)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from agf import __version__
-from agf.config import Config, TrainConfig, config_problems, config_to_dict, key_settings
+from agf.config import Config, DatasetConfig, TrainConfig, config_problems, config_to_dict, key_settings
 from agf.datasets import LoadedDataset, load_dataset
 from agf.datasets.fma import KNOWN_BAD_IDS
 from agf.datasets.noise import inject_label_noise
@@ -35,16 +35,17 @@ from agf.grid import Case, case_specs, grid_cases, grid_subsets
 from agf.metrics import METRICS
 from agf.parallel import check_scheduler, map_unordered
 from agf.predict import bundle_from_transfer, save_bundle
-from agf.plan import Plan, Throughput, make_plan, measure_throughput, unrendered_synth_tracks
+from agf.plan import Plan, Throughput, make_plan, measure_throughput, store_bytes, unrendered_synth_tracks
 from agf.prepare import PrepareSummary, is_finished, prepare_features
-from agf.report import ReportImages, build_report
+from agf.report import Provenance, ReportImages, TrainingCurves, build_report, headline
+from agf.report.markup import duration_text
 from agf.report.results import (
-    SELECTION_BIAS_NOTE,
     SELECTION_RULE,
+    SETUP_KEYS,
     rank_by_selection,
     selection_split,
 )
-from agf.store import FeatureStore, estimated_bytes, features_key
+from agf.store import FeatureStore, features_key
 from agf.tasks import FACTOR_TASKS, GENRE_TASK
 from agf.training import (
     NetSpec,
@@ -56,7 +57,16 @@ from agf.training import (
     train_net,
 )
 from agf.transfer import TransferResult, fit_transfer, load_transfer, transfer_dir
-from agf.workdir import WorkDir, check_creatable, free_bytes, is_done, locked, require_done, save_config
+from agf.workdir import (
+    WorkDir,
+    check_creatable,
+    free_bytes,
+    is_done,
+    locked,
+    read_marker,
+    require_done,
+    save_config,
+)
 
 Log = Callable[[str], None]
 
@@ -165,7 +175,7 @@ def size_text(n_bytes: float) -> str:
 def space_problem(config: Config, workdir: WorkDir, tracks: pd.DataFrame, retry_failed: bool = False) -> str | None:
     """A problem when the features of the tracks not yet stored would not fit in the work directory's free space."""
     pending = unprepared(tracks, stored_tracks(config, workdir)[1], retry_failed)
-    needed = estimated_bytes(pending, config.features)
+    needed = store_bytes(pending, config)[0]
     free = free_bytes(workdir)
     if needed > free:
         return (f"the feature store needs about {size_text(needed)} more for {len(pending)} tracks not yet prepared "
@@ -239,9 +249,9 @@ def check_run(config: Config, load_problems: dict[str, list[str]] | None = None)
     problems += split_errors
     facts += [f"warning: {note}" for note in split_notes]
     pending = unprepared(tracks, entries)
-    facts.append(f"feature store: about {size_text(estimated_bytes(tracks, config.features))}, "
-                 f"{size_text(estimated_bytes(pending, config.features))} of it for the {len(pending)} tracks not "
-                 "yet prepared")
+    total, lengths = store_bytes(tracks, config, store)
+    facts.append(f"feature store: about {size_text(total)}, {size_text(store_bytes(pending, config)[0])} of it for "
+                 f"the {len(pending)} tracks not yet prepared (track lengths: {lengths})")
     problems += [problem for problem in [space_problem(config, workdir, tracks)] if problem]
     if store is not None:
         ok = set(entries.loc[entries["status"] == "ok", "track_id"])  # FeatureStore.usable, without the index
@@ -450,8 +460,8 @@ class StageTimes:
 
     def line(self) -> str:
         """'stage times: prepare 22 s, nets 3 min 57 s, ... (total 9 min 41 s)'."""
-        parts = [f"{stage} {_minutes(seconds)}" for stage, seconds in self.seconds.items()]
-        return f"stage times: {', '.join(parts)} (total {_minutes(sum(self.seconds.values()))})"
+        parts = [f"{stage} {duration_text(seconds)}" for stage, seconds in self.seconds.items()]
+        return f"stage times: {', '.join(parts)} (total {duration_text(sum(self.seconds.values()))})"
 
     def write(self, workdir: WorkDir) -> Path:
         """WORKDIR/stage-times.json: the seconds per stage, the total and when it was measured."""
@@ -462,9 +472,14 @@ class StageTimes:
         return path
 
 
-def _minutes(seconds: float) -> str:
-    """'40 s', '3 min 57 s'."""
-    return f"{seconds:.0f} s" if seconds < 60 else f"{int(seconds // 60)} min {round(seconds % 60):02d} s"
+def recorded_stage_times(workdir: WorkDir) -> tuple[dict[str, float], str]:
+    """The seconds per stage WORKDIR/stage-times.json records and when they were measured; nothing when absent."""
+    try:
+        recorded = read_json(workdir.root / STAGE_TIMES_FILE)
+        return ({row["stage"]: float(row["seconds"]) for row in recorded["stages"]},
+                f"measured {recorded['measured']} by the run that wrote {STAGE_TIMES_FILE}")
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}, ""
 
 
 # -- the grid ---------------------------------------------------------------------------------------
@@ -538,8 +553,9 @@ def _metrics(evaluation_dir: Path) -> dict:
     return read_json(evaluation_dir / "metrics.json")
 
 
-def collect_results(run: GridRun) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The tidy results table (one row per case, seed, split, labels, metric) and the baselines table."""
+def collect_results(run: GridRun, scored: str = "scores") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The tidy results table (one row per case, seed, split, labels, metric) and the baselines table, from the
+    evaluation's calibrated scores ('scores') or its 'uncalibrated' ones (agf.evaluation)."""
     rows, baseline_rows = [], []
     names = {case: load_transfer(path).name for case, path in run.transfers.items()}
     for seed, evaluation_dir in run.evaluations.items():
@@ -547,7 +563,7 @@ def collect_results(run: GridRun) -> tuple[pd.DataFrame, pd.DataFrame]:
         for case, name in names.items():
             if case.seed != seed:
                 continue
-            for split, by_labels in models[name]["scores"].items():
+            for split, by_labels in models[name][scored].items():
                 for labels, scores in by_labels.items():
                     rows += [
                         {"tasks": case.tasks, "arch": case.arch, "n_tasks": case.n_tasks,
@@ -558,7 +574,7 @@ def collect_results(run: GridRun) -> tuple[pd.DataFrame, pd.DataFrame]:
         for name, model in models.items():
             if model["kind"] == "transfer":
                 continue
-            for split, by_labels in model["scores"].items():
+            for split, by_labels in model[scored].items():
                 for labels, scores in by_labels.items():
                     baseline_rows += [
                         {"model": name, "seed": seed, "split": split, "labels": labels, "metric": metric,
@@ -568,15 +584,12 @@ def collect_results(run: GridRun) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.DataFrame(rows), pd.DataFrame(baseline_rows)
 
 
-CASE_KEYS = ["arch", "tasks", "n_tasks"]
-
-
 def best_case(run: GridRun, results: pd.DataFrame, where: Callable[[Case], bool] = lambda c: True) -> Case | None:
     """The case chosen by the selection rule (on validation, given labels, over seeds) among those `where`
     accepts; of that setup, the case of the first seed."""
     cases = {(c.arch, c.tasks, c.n_tasks): c for c in reversed(list(run.transfers)) if where(c)}
-    rows = results[pd.Series(list(zip(*(results[k] for k in CASE_KEYS))), index=results.index).isin(set(cases))]
-    ranked = rank_by_selection(rows, CASE_KEYS) if len(rows) else []
+    rows = results[pd.Series(list(zip(*(results[k] for k in SETUP_KEYS))), index=results.index).isin(set(cases))]
+    ranked = rank_by_selection(rows, SETUP_KEYS) if len(rows) else []
     return cases[ranked[0]] if ranked else None
 
 
@@ -586,35 +599,45 @@ def source_nets(workdir: WorkDir, transfer: Path) -> dict[str, Path]:
     return {s["label"]: workdir.nets / Path(s["path"]).name for s in read_json(transfer / "mlp.json")["sources"]}
 
 
-def _spread_note(results: pd.DataFrame, first: Case, second: Case, split: str) -> str:
-    """Whether the test accuracy difference of two setups (true labels when known) exceeds the spread over seeds."""
-    labels = "true" if (results["labels"] == "true").any() else "given"
+def dataset_source(dataset: DatasetConfig) -> str:
+    """Where the tracks come from and how they are split, in words."""
+    source = {"fma": f"FMA {dataset.subset} (metadata {dataset.metadata_dir}, audio {dataset.audio_dir})",
+              "manifest": f"the manifest {dataset.manifest}",
+              "synth": "the synthetic corpus of the [synth] settings"}[dataset.kind]
+    return f"{source}; split: {dataset.split}"
 
-    def per_seed(case: Case) -> pd.Series:
-        rows = results[(results["arch"] == case.arch) & (results["tasks"] == case.tasks)
-                       & (results["n_tasks"] == case.n_tasks) & (results["split"] == split)
-                       & (results["labels"] == labels) & (results["metric"] == "accuracy")]
-        return rows.set_index("seed")["value"]
 
-    a, b = per_seed(first), per_seed(second)
-    difference = b.mean() - a.mean()
-    what = f"accuracy ({split}, {labels} labels) difference {difference:+.3f}"
-    if len(a) < 2 or len(b) < 2:
-        return f"{what}; one seed: no spread to compare with (run more seeds: agf run demo --seeds 0,1,2)"
-    spread = max(a.std(), b.std())
-    verdict = "within" if abs(difference) <= spread else "beyond"
-    return f"{what} is {verdict} the spread over {min(len(a), len(b))} seeds (largest std {spread:.3f})"
+def report_provenance(config: Config, workdir: WorkDir, times: StageTimes, must_be_done: bool) -> Provenance:
+    """What the report records of how the results were made: the dataset, the saved config.toml, the device and
+    the stage times (this run's up to the report; for `agf report`, those stage-times.json records)."""
+    if must_be_done:
+        seconds, note = recorded_stage_times(workdir)
+    else:
+        seconds, note = dict(times.seconds), "this run, up to the report"
+    config_toml = workdir.config.read_text() if workdir.config.is_file() else None
+    return Provenance(dataset_source(config.dataset), config_toml, str(resolve_device(config.run.device)), seconds,
+                      note)
+
+
+def best_model_curves(workdir: WorkDir, transfer: TransferResult) -> dict[str, TrainingCurves]:
+    """{label: curves and kept epoch} of a transfer's source nets and of its MLP."""
+    nets = {label: TrainingCurves(pd.read_csv(net / "curves.csv"), (read_marker(net) or {}).get("best_epoch"))
+            for label, net in source_nets(workdir, transfer.out_dir).items()}
+    return nets | {"transfer MLP": TrainingCurves(transfer.curves, transfer.best_epoch)}
 
 
 def stage_report(
-    config: Config, prepared: Prepared, run: GridRun, results: pd.DataFrame, baselines: pd.DataFrame
+    config: Config, prepared: Prepared, run: GridRun, results: pd.DataFrame, baselines: pd.DataFrame,
+    provenance: Provenance,
 ) -> dict:
-    """results.csv, tables, Figure 3, the best model's confusion and per-genre F1, heatmaps, report.html."""
+    """results.csv, tables, Figure 3, the best model's confusion and per-genre F1, heatmaps, provenance,
+    report.html."""
     best = best_case(run, results)
     assert best is not None, "a grid run has at least one case"
     evaluation_dir = run.evaluations[best.seed]
     metrics = _metrics(evaluation_dir)
-    name = load_transfer(run.transfers[best]).name
+    transfer = load_transfer(run.transfers[best])
+    name = transfer.name
     primary = metrics["primary_split"]
     per_genre = pd.DataFrame(metrics["models"][name]["scores"][primary]["given"]["per_class"])
     factors = run.factors
@@ -627,10 +650,6 @@ def stage_report(
     confusion_true = confusion.with_suffix(".true.png")
     images = ReportImages(confusion, heatmaps, confusion_true if confusion_true.exists() else None,
                           evaluation_dir / "reliability" / f"{safe_name(name)}.png")
-    transfer = run.transfers[best]
-    curves = {
-        label: pd.read_csv(net / "curves.csv") for label, net in source_nets(prepared.workdir, transfer).items()
-    } | {"transfer MLP": pd.read_csv(transfer / "curves.csv")}
     notes = [
         f"dataset: {config.dataset.kind}, split mode {config.dataset.split}; artist groups "
         + ("fitted on ALL tracks (the paper's leaky protocol)" if config.factors.leaky else "fitted on training tracks only"),
@@ -640,12 +659,11 @@ def stage_report(
         f"(split {selection_split(results)})",
         f"best model: {best.label} (seed {best.seed})",
     ]
-    if not (results["split"] == "test").any():
-        notes.append(SELECTION_BIAS_NOTE)
     return build_report(
         prepared.workdir.report, results, baselines if len(baselines) else None, prepared.tracks,
-        prepared.store.index(), images, f"{best.label}", per_genre, title="agf report", notes=notes, curves=curves,
-        calibration=(calibration_frame(run, name, primary), primary),
+        prepared.store.index(), images, f"{best.label}", per_genre, title="agf report", notes=notes,
+        curves=best_model_curves(prepared.workdir, transfer),
+        calibration=(calibration_frame(run, name, primary), primary), provenance=provenance,
     )
 
 
@@ -734,13 +752,10 @@ def plan_run(config: Config, measure: bool = True) -> tuple[Plan, Throughput | N
     if synth and not corpus_is_complete(workdir.corpus, config.synth):
         return make_plan(config, unrendered_synth_tracks(config), None), measure_throughput(config) if measure else None
     tracks = load_dataset(config.dataset, synth_dir=workdir.corpus if synth else None).tracks
-    store_root = workdir.root / "features" / features_key(config.features)
-    store = FeatureStore(store_root, config.features) if store_root.is_dir() else None
-    prepared: set[str] = set()
-    if store is not None and (store_root / "index.parquet").exists():
-        index = store.index()
-        prepared = set(index["track_id"].astype(str))
-        unusable = index.loc[index["status"] != "ok", "track_id"].astype(str)
+    store, entries = stored_tracks(config, workdir)  # the journals: a stale index is not rewritten
+    prepared = set(entries["track_id"].astype(str))
+    if store is not None:
+        unusable = entries.loc[entries["status"] != "ok", "track_id"].astype(str)
         tracks = tracks[~tracks["track_id"].astype(str).isin(unusable)]
     plan = make_plan(config, tracks, store, prepared)
     audio = next((path for path in tracks["audio_path"] if Path(path).is_file()), None)
@@ -775,6 +790,7 @@ def run_pipeline(config: Config, progress: bool = True, log: Log = print, must_b
         if not must_be_done:
             times.write(run.prepared.workdir)
             log(times.line())
+        log(headline(run.results).text())
         return run
 
 
@@ -800,38 +816,15 @@ def _run_stages(config: Config, progress: bool, log: Log, must_be_done: bool, ti
     grid = run_grid(config, prepared, progress=progress, log=log, must_be_done=must_be_done, times=times)
     with times.timed("report"):
         results, baselines = collect_results(grid)
-        report = stage_report(config, prepared, grid, results, baselines)
+        provenance = report_provenance(config, prepared.workdir, times, must_be_done)
+        report = stage_report(config, prepared, grid, results, baselines, provenance)
     return PipelineRun(prepared, grid, results, baselines, report, times)
 
 
 def demo_summary(run: PipelineRun) -> str:
-    """Genre-only transfer vs the best artist-group transfer, against the noisy and the true labels."""
-    results = run.results
-    genre_only = next((c for c in run.grid.transfers if c.arch == "stn" and c.tasks == GENRE_TASK), None)
-    best_agf = best_case(run.grid, results, lambda c: bool(set(c.tasks) - {GENRE_TASK}))
-    split = "test" if (results["split"] == "test").any() else selection_split(results)
-    lines = [f"Demo results on the {split} split (mean over seeds); the artist-group model is chosen by the "
-             f"{SELECTION_RULE}:"]
-    header = f"{'model':34s} {'labels':7s} {'log loss':>9s} {'macro-F1':>9s} {'accuracy':>9s}"
-    lines += [header, "-" * len(header)]
-    for title, case in (("genre only (STN g)", genre_only), ("best with artist groups", best_agf)):
-        if case is None:
-            continue
-        rows = results[(results["arch"] == case.arch) & (results["tasks"] == case.tasks)
-                       & (results["n_tasks"] == case.n_tasks) & (results["split"] == split)]
-        for labels in ("given", "true"):
-            values = rows[rows["labels"] == labels].groupby("metric")["value"].mean()
-            if values.empty:
-                continue
-            name = f"{title}: {case.label}" if case.tasks != GENRE_TASK or case.arch != "stn" else title
-            lines.append(f"{name:34s} {labels:7s} {values['log_loss']:9.3f} {values['macro_f1']:9.3f} "
-                         f"{values['accuracy']:9.3f}")
-    if genre_only is not None and best_agf is not None:
-        lines.append(_spread_note(results, genre_only, best_agf, split))
-    lines.append("labels: 'given' = the corpus's album-level genre labels (some albums mislabelled on purpose); "
-                 "'true' = the genre each track was rendered from")
-    lines.append(f"report: {run.report['html']}")
-    return "\n".join(lines)
+    """What `agf demo` prints after run_pipeline's last lines (its headline: the best model beside genre-only
+    training, chosen on validation, with the verdict on the spread over seeds): where the report is."""
+    return f"report (the headline above is its first section): {run.report['html']}"
 
 
 DEMO_PREDICTIONS = 6

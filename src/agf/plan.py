@@ -2,8 +2,10 @@
 measured on this machine at start-up (`agf run` prints it first; `agf run --dry-run` prints it and stops).
 
 Counts follow the grid exactly as agf.pipeline.run_grid walks it (agf.grid), nets shared between cases counted
-once. Frames per track come from the feature store when the track is prepared, else from its duration (the
-track table's declared_duration, the synthetic corpus's clip length, or the file headers) cut to the segment.
+once. Frames per track, and from them the feature store's size, come from the feature store when the track is
+prepared, else from its duration cut to the segment: the track table's declared_duration (a manifest's duration
+column, FMA's metadata), the synthetic corpus's clip length, the file's header (the first PROBED_FILES files;
+the rest get their mean), else ASSUMED_TRACK_SECONDS; the plan says which.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from agf.factors.sizing import fitting_artists, sized_factors
 from agf.features import extractor_for
 from agf.grid import case_specs, grid_cases, grid_subsets
 from agf.models import STN, count_params
-from agf.store import FeatureStore
+from agf.store import ASSUMED_TRACK_SECONDS, FeatureStore, estimated_bytes
 from agf.tasks import FACTOR_TASKS, GENRE_TASK
 from agf.training.data import VAL_CROP_FRACTIONS
 from agf.training.spec import NetSpec, build_net, net_train_config, net_width
@@ -72,6 +74,9 @@ class Plan:
     tracks: dict[str, int]  # usable (or listed) tracks per split
     to_prepare: int
     audio_seconds: float  # of the tracks still to prepare, cut to the segment
+    store_bytes: int  # the feature store's arrays of every track (agf.plan.store_bytes)
+    store_bytes_to_prepare: int  # of them, those of the tracks still to prepare
+    lengths: str  # where the tracks' lengths come from (agf.plan.lengths_text)
     training_artists: int
     factors: FactorConfig  # as sized to the data
     factor_tasks: str
@@ -108,6 +113,8 @@ class Plan:
             "  tracks: " + ", ".join(f"{split} {n}" for split, n in self.tracks.items())
             + f"; {self.training_artists} training artists",
             f"  prepare: {self.to_prepare} tracks to decode ({self.audio_seconds / 3600:.2f} h of audio)",
+            f"  feature store: about {self.store_bytes / 1e9:.2f} GB ({self.store_bytes_to_prepare / 1e9:.2f} GB "
+            f"of it still to write); track lengths: {self.lengths}",
             f"  factors: tasks {self.factor_tasks or '-'}; {self.factors.n_words} words, {self.factors.n_topics} topics",
             f"  nets: {len(self.nets)} ({epochs} epochs in all; "
             f"{max((n.train_patches for n in self.nets), default=0)} training crops per epoch)",
@@ -133,30 +140,83 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
-def track_frames(tracks: pd.DataFrame, config: Config, store: FeatureStore | None) -> pd.Series:
-    """Frames of each track's log-mel (index track_id): the store's for prepared tracks, else from durations."""
+# Where a track's length comes from (track_frames), in the order they are tried.
+STORED = "as stored"
+DECLARED = "declared"
+SYNTH_CLIP = "the synthetic clip length"
+HEADER = "read from file headers"
+HEADER_MEAN = "the mean of those headers"
+ASSUMED = f"assumed {ASSUMED_TRACK_SECONDS:g} s each (no duration declared, no file header read)"
+
+
+@dataclass(frozen=True)
+class TrackFrames:
+    """Frames of each track's log-mel (index track_id) and where each track's length came from."""
+
+    frames: pd.Series
+    sources: pd.Series  # STORED, DECLARED, SYNTH_CLIP, HEADER, HEADER_MEAN or ASSUMED, index track_id
+
+
+def track_frames(tracks: pd.DataFrame, config: Config, store: FeatureStore | None) -> TrackFrames:
+    """Frames of each track's log-mel: the store's for prepared tracks (read from its journals, writing nothing),
+    else from its duration (_track_seconds) cut to the segment."""
     features = config.features
-    frames = pd.Series(np.nan, index=tracks["track_id"].astype(str))
-    if store is not None and (store.root / "index.parquet").exists():
-        index = store.index().set_index("track_id")["frames"]
-        frames.update(index[index.index.isin(frames.index)].astype(float))
+    ids = tracks["track_id"].astype(str)
+    frames = pd.Series(np.nan, index=ids)
+    sources = pd.Series(STORED, index=ids)
+    if store is not None:
+        stored = store.entries().set_index("track_id")["frames"]
+        frames.update(stored[stored.index.isin(frames.index)].astype(float))
     todo = frames.isna().to_numpy()
     if todo.any():
-        seconds = _track_seconds(tracks[todo], config)
+        seconds, todo_sources = _track_seconds(tracks[todo], config)
+        sources[todo] = todo_sources
         segment = Segment.of(features)
         samples = [segment.bounds(round(s * features.sample_rate), features.sample_rate) for s in seconds]
         frames[todo] = [1 + (stop - start) // features.hop_length for start, stop in samples]
-    return frames.astype(int)
+    return TrackFrames(frames.astype(int), sources)
 
 
-def _track_seconds(tracks: pd.DataFrame, config: Config) -> np.ndarray:
-    """Durations of unprepared tracks: declared, the synthetic clip length, or the mean of probed headers."""
-    if "declared_duration" in tracks.columns and tracks["declared_duration"].notna().all():
-        return tracks["declared_duration"].to_numpy(dtype=float)
+def _track_seconds(tracks: pd.DataFrame, config: Config) -> tuple[np.ndarray, np.ndarray]:
+    """Durations of unprepared tracks and where each came from: declared; else the synthetic clip length; else its
+    file's header (the first PROBED_FILES of them; the rest get the mean of those read); else
+    ASSUMED_TRACK_SECONDS."""
+    declared = tracks.get("declared_duration", pd.Series(np.nan, tracks.index)).to_numpy(dtype=float)
+    seconds, sources = declared.copy(), np.where(np.isnan(declared), ASSUMED, DECLARED).astype(object)
+    undeclared = np.flatnonzero(np.isnan(declared))
     if config.dataset.kind == "synth":
-        return np.full(len(tracks), config.synth.clip_seconds)
-    probed = [seconds for path in tracks["audio_path"].head(PROBED_FILES) if (seconds := _header_seconds(path))]
-    return np.full(len(tracks), float(np.mean(probed)) if probed else 0.0)
+        seconds[undeclared], sources[undeclared] = config.synth.clip_seconds, SYNTH_CLIP
+        return seconds, sources
+    probed = undeclared[:PROBED_FILES]
+    headers = np.array([_header_seconds(path) or np.nan for path in tracks["audio_path"].iloc[probed]], dtype=float)
+    read = probed[~np.isnan(headers)]
+    seconds[read], sources[read] = headers[~np.isnan(headers)], HEADER
+    if read.size:
+        rest = undeclared[np.isnan(seconds[undeclared])]
+        seconds[rest], sources[rest] = seconds[read].mean(), HEADER_MEAN
+    seconds[np.isnan(seconds)] = ASSUMED_TRACK_SECONDS
+    return seconds, sources
+
+
+def lengths_text(sources: pd.Series) -> str:
+    """Where the tracks' lengths came from, counted: '200 read from file headers, 1312 the mean of those headers'."""
+    counts = sources.value_counts()
+    order = (STORED, DECLARED, SYNTH_CLIP, HEADER, HEADER_MEAN, ASSUMED)
+    return ", ".join(f"{counts[source]} {source}" for source in order if source in counts) or "no tracks"
+
+
+def _frames_bytes(frames: pd.Series, features: FeatureConfig) -> int:
+    """The store's bytes of the arrays of tracks of `frames` frames each (agf.store.estimated_bytes)."""
+    seconds = frames.to_numpy(dtype=float) * features.hop_length / features.sample_rate
+    return estimated_bytes(pd.DataFrame({"declared_duration": seconds}), features)
+
+
+def store_bytes(tracks: pd.DataFrame, config: Config, store: FeatureStore | None = None) -> tuple[int, str]:
+    """What the tracks' arrays take in the feature store (prepared tracks as stored, the others from their real
+    durations: track_frames) and where their lengths came from (lengths_text): what `agf check` and the
+    free-space check should size the store with."""
+    lengths = track_frames(tracks, config, store)
+    return _frames_bytes(lengths.frames, config.features), lengths_text(lengths.sources)
 
 
 def _header_seconds(path: str) -> float | None:
@@ -184,7 +244,8 @@ def unrendered_synth_tracks(config: Config) -> pd.DataFrame:
 def make_plan(config: Config, tracks: pd.DataFrame, store: FeatureStore | None,
               prepared_ids: set[str] = frozenset()) -> Plan:
     """The plan of `agf run` over the track table `tracks` (the usable tracks once prepared)."""
-    frames = track_frames(tracks, config, store)
+    lengths = track_frames(tracks, config, store)
+    frames = lengths.frames
     ids = tracks["track_id"].astype(str)
     split = tracks["split"].to_numpy()
     training_artists = int(tracks.loc[split == "train", "artist_id"].nunique())
@@ -213,6 +274,9 @@ def make_plan(config: Config, tracks: pd.DataFrame, store: FeatureStore | None,
         tracks={s: int((split == s).sum()) for s in ("train", "val", "test") if (split == s).any()},
         to_prepare=int(unprepared.sum()),
         audio_seconds=float(frames[unprepared].sum() * config.features.hop_length / config.features.sample_rate),
+        store_bytes=_frames_bytes(frames, config.features),
+        store_bytes_to_prepare=_frames_bytes(frames[unprepared], config.features),
+        lengths=lengths_text(lengths.sources),
         training_artists=training_artists,
         factors=factors,
         factor_tasks=factor_tasks,
