@@ -177,7 +177,7 @@ def test_an_unreachable_scheduler_is_one_clear_error(monkeypatch: pytest.MonkeyP
 
 def test_without_dask_the_scheduler_asks_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed now raises ImportError
-    with pytest.raises(ConfigError, match=r"agf\[dask\]"):
+    with pytest.raises(ConfigError, match=r"pip install 'dask\[distributed\]"):
         check_scheduler("local", 2)
     check_scheduler("", 2)  # no scheduler: nothing to check
 

@@ -130,8 +130,8 @@ def _distributed() -> Any:
     try:
         import distributed
     except ImportError:
-        raise ConfigError("run.scheduler is set but dask.distributed is not installed: pip install 'agf[dask]'") \
-            from None
+        raise ConfigError("run.scheduler is set but dask.distributed is not installed: "
+                          "pip install 'dask[distributed]>=2024.1'") from None
     return distributed
 
 
