@@ -8,13 +8,19 @@ from scipy import stats
 
 from agf.statistics import (
     MIN_BOOTSTRAP_UNITS,
+    MIN_PERMUTATION_UNITS,
+    VarianceComponents,
     bootstrap_ci,
     compare,
     holm,
     mean_ci,
     noise_trend,
+    power,
     sign_flip_p,
     unit_means,
+    unit_sd,
+    units_needed,
+    variance_components,
     wilcoxon_p,
 )
 
@@ -131,3 +137,45 @@ def test_noise_trend_is_the_mean_slope_within_units_tested_over_units() -> None:
     flat = noise_trend(rates, offsets + rng.normal(0, 0.01, size=rates.size), units)
     assert flat.ci_low < 0 < flat.ci_high and flat.p_permutation > 0.01
     assert noise_trend(rates[:1], growing[:1], units[:1]).n == 0  # one rate: no slope to test
+
+
+def test_power_matches_the_textbook_sample_sizes_and_a_simulation() -> None:
+    # One-sample two-sided t-test, alpha 0.05, power 0.8 (Cohen's tables / G*Power): d = 0.5 needs 34, d = 0.8 15.
+    assert units_needed(0.5, 1.0) == 34 and units_needed(0.8, 1.0) == 15
+    assert power(0.5, 1.0, 34) >= 0.8 > power(0.5, 1.0, 33)
+    rng = np.random.default_rng(3)
+    draws = rng.normal(0.8, 1.0, size=(4000, 15))
+    rejected = stats.ttest_1samp(draws, 0.0, axis=1).pvalue < 0.05
+    assert rejected.mean() == pytest.approx(power(0.8, 1.0, 15), abs=0.025)
+    # Never fewer units than the sign-flip test needs to reject at all; unknown spread: -1.
+    assert units_needed(5.0, 1.0) == MIN_PERMUTATION_UNITS and units_needed(0.02, float("nan")) == -1
+
+
+def test_variance_components_recover_a_simulated_nested_design() -> None:
+    rng = np.random.default_rng(4)
+    corpus_sd, split_sd, seed_sd = 0.02, 0.015, 0.01
+    estimates = []
+    for _ in range(300):
+        corpus = np.repeat(np.arange(8), 3 * 2)
+        split = np.tile(np.repeat(np.arange(3), 2), 8)
+        seed = np.tile(np.arange(2), 8 * 3)
+        gains = (rng.normal(0, corpus_sd, 8)[corpus] + rng.normal(0, split_sd, (8, 3))[corpus, split]
+                 + rng.normal(0, seed_sd, len(corpus)))
+        found = variance_components(gains, corpus, split, seed)
+        estimates.append((found.corpus, found.split, found.seed))
+    assert (found.corpora, found.splits, found.seeds) == (8, 3, 2)
+    means = np.mean(estimates, axis=0)
+    # Moment estimates are unbiased before clipping at 0; the clipping only lifts small ones a little.
+    assert means == pytest.approx([corpus_sd ** 2, split_sd ** 2, seed_sd ** 2], rel=0.2)
+
+
+def test_unit_sd_averages_the_levels_below_the_unit() -> None:
+    measured = VarianceComponents(corpus=float("nan"), split=0.04, seed=0.01, corpora=1, splits=4, seeds=2)
+    assert unit_sd(measured, "split", seeds=4) == pytest.approx(np.sqrt(0.04 + 0.01 / 4))
+    assert np.isnan(unit_sd(measured, "corpus", splits=2))  # one corpus measured: its variance is unknown
+    assert unit_sd(measured, "corpus", splits=2, seeds=1, corpus_variance=0.04) == pytest.approx(
+        np.sqrt(0.04 + 0.04 / 2 + 0.01 / 2))
+    one_seed = variance_components([0.1, 0.3, 0.2, 0.6], ["a"] * 4, [0, 1, 2, 3], [0] * 4)
+    assert np.isnan(one_seed.seed) and one_seed.split == pytest.approx(np.var([0.1, 0.3, 0.2, 0.6], ddof=1))
+    # Not measured: held by the split level, so more seeds do not shrink it.
+    assert unit_sd(one_seed, "split", seeds=8) == pytest.approx(np.sqrt(one_seed.split))

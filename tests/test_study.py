@@ -15,9 +15,11 @@ from agf.cli import main
 from agf.config import Config, StudyConfig, SynthConfig, load_config
 from agf.datasets.noise import round_half_up
 from agf.errors import ConfigError, PipelineError
+from agf.statistics import MIN_PERMUTATION_UNITS, units_needed
 from agf.study import (
     CLEAN,
-    MIN_CORPUS_UNITS,
+    TARGET_GAINS,
+    UNCALIBRATED_LOG_LOSS,
     Cell,
     _grid_config,
     cell_config,
@@ -25,7 +27,9 @@ from agf.study import (
     corpus_config,
     comparisons,
     paired_gains,
+    power_analysis,
     study_cells,
+    with_uncalibrated_log_loss,
 )
 
 TINY = """
@@ -121,14 +125,14 @@ def test_paired_gains_pair_runs_and_count_the_clean_cell_for_every_kind() -> Non
 
 
 def test_comparisons_find_a_gain_that_grows_with_noise_and_no_trend_without_one() -> None:
-    table, trends = comparisons(_results(0.5, corpora=MIN_CORPUS_UNITS))
+    table, trends = comparisons(_results(0.5, corpora=MIN_PERMUTATION_UNITS))
     accuracy = trends[trends["metric"] == "accuracy"].set_index("noise_kind")
     assert accuracy.loc["symmetric", "slope"] == pytest.approx(0.5)
     assert accuracy.loc["symmetric", "ci_low"] > 0.4 and accuracy.loc["symmetric", "p_permutation"] < 0.05
-    assert accuracy.loc["symmetric", "units"] == MIN_CORPUS_UNITS and accuracy.loc["symmetric", "unit"] == "corpus"
+    assert accuracy.loc["symmetric", "units"] == MIN_PERMUTATION_UNITS and accuracy.loc["symmetric", "unit"] == "corpus"
     at_04 = table[(table["metric"] == "accuracy") & (table["noise_rate"] == 0.4)]
     assert list(at_04["mean_gain"]) == pytest.approx([0.2, 0.2])
-    assert (at_04["units"] == MIN_CORPUS_UNITS).all() and (at_04["pairs"] == 4 * MIN_CORPUS_UNITS).all()
+    assert (at_04["units"] == MIN_PERMUTATION_UNITS).all() and (at_04["pairs"] == 4 * MIN_PERMUTATION_UNITS).all()
     assert (table["p_holm"] >= table["p_permutation"] - 1e-12).all()
     flat_trends = comparisons(_results(0.0))[1]
     assert (flat_trends.loc[flat_trends["metric"] == "accuracy", "slope"].abs() < 1e-9).all()
@@ -141,6 +145,36 @@ def test_with_few_corpora_the_unit_is_the_split_and_runs_are_never_units() -> No
     assert set(table["unit"]) == set(trends["unit"]) == {"split"}
     assert (table["units"] == 2).all() and (table.loc[table["noise_rate"] > 0, "pairs"] == 4).all()
     assert (table["p_permutation"] >= 0.5).all() and (trends["p_permutation"] >= 0.5).all()
+
+
+def test_power_comes_from_the_spread_of_the_gains_between_splits() -> None:
+    """One corpus, 8 splits, one run seed: the gain's spread between splits sets the power and the splits needed."""
+    rows = []
+    gains = np.random.default_rng(5).normal(0.01, 0.03, size=8)
+    for split_seed, gain in enumerate(gains):
+        for kind, rate in ((CLEAN, 0.0), ("symmetric", 0.4)):
+            for model, value in (("genre", 0.6), ("stn", 0.6 + gain)):
+                rows.append({"corpus_seed": 0, "split_seed": split_seed, "noise_kind": kind, "noise_rate": rate,
+                             "model": model, "seed": 0, "split": "test", "labels": "true", "metric": "accuracy",
+                             "value": value})
+    found = power_analysis(pd.DataFrame(rows)).set_index("noise_rate").loc[0.4]
+    sd = gains.std(ddof=1)
+    assert np.sqrt(found["var_split"]) == pytest.approx(sd) and np.isnan(found["var_seed"])
+    assert found["units"] == 8 and found["unit"] == "split" and found["corpus_assumed"]
+    assert found["splits_needed"] == units_needed(TARGET_GAINS["accuracy"], sd) > 8 > found["power"] * 10
+    # A corpus unit averages its 8 splits but adds the corpus variance, assumed equal to the split variance
+    # (one corpus measured): sd sqrt(1 + 1/8) x the split sd.
+    assert found["corpora_needed"] == units_needed(TARGET_GAINS["accuracy"], sd * np.sqrt(1 + 1 / 8))
+    assert found["corpora_needed"] >= max(MIN_PERMUTATION_UNITS, found["splits_needed"])
+
+
+def test_the_uncalibrated_log_loss_is_kept_beside_the_calibrated_one() -> None:
+    calibrated = _results(0.0)
+    uncalibrated = calibrated.assign(value=calibrated["value"] + 1.0)
+    both = with_uncalibrated_log_loss(calibrated, uncalibrated)
+    extra = both[both["metric"] == UNCALIBRATED_LOG_LOSS]
+    assert len(extra) == (calibrated["metric"] == "log_loss").sum() and np.allclose(extra["value"], 2.0)
+    assert both[both["metric"] != UNCALIBRATED_LOG_LOSS].equals(calibrated)
 
 
 def test_held_out_splits_need_enough_artists_per_genre() -> None:
@@ -159,14 +193,16 @@ def test_a_tiny_study_runs_end_to_end_and_resumes(tmp_path: Path, capsys: pytest
     out = capsys.readouterr().out
     assert "symmetric" in out and "report:" in out
     study = work / "study"
-    for name in ("results.csv", "noise.csv", "comparisons.csv", "trends.csv", "gain.png", "report.html",
-                 "report.md"):
+    for name in ("results.csv", "noise.csv", "comparisons.csv", "trends.csv", "power.csv", "gain.png",
+                 "report.html", "report.md"):
         assert (study / name).stat().st_size > 0, name
     noise = pd.read_csv(study / "noise.csv")  # the noisy cell's realised rate per genre and split
     assert set(noise["noise_rate"]) == {0.3} and set(noise["split"]) == {"train", "val", "test"}
     assert noise["flipped"].sum() == round_half_up(0.3 * noise["albums"].sum())  # symmetric: every album eligible
-    assert "Realised label noise" in (study / "report.md").read_text()
+    report = (study / "report.md").read_text()
+    assert "Realised label noise" in report and "no temperature" in report and "Power" in report
     results = pd.read_csv(study / "results.csv")
+    assert (results["metric"] == UNCALIBRATED_LOG_LOSS).any()  # beside the calibrated log loss, per model
     assert set(results["model"]) == {"genre", "stn", "stn-random-groups"}
     assert set(results["noise_kind"]) == {CLEAN, "symmetric"} and set(results["seed"]) == {0, 1}
     table = pd.read_csv(study / "comparisons.csv")

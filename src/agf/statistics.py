@@ -9,6 +9,11 @@ where a percentile bootstrap is too narrow; a percentile bootstrap of units from
 permutation test of the unit means (exact up to 2^16 sign patterns) and the Wilcoxon signed-rank test, with
 Holm's correction across the comparisons of one family. The interaction question (does a gain grow with the
 noise rate?) is the least-squares slope of the gain on the rate within each unit, compared the same way.
+
+Power: the variance of a gain at each level of the nested design (corpus, split within corpus, run seed within
+split) estimated from measured gains (`variance_components`), the standard deviation of a unit mean of a
+planned design from them (`unit_sd`), and the power of the test over units to detect a given gain (`power`,
+Student's t with its noncentral distribution) or the units needed for a target power (`units_needed`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ EXACT_LIMIT = 16  # up to this many units, the sign-flip test enumerates all 2^n
 # Below this many independent units the confidence interval is Student's t over the unit means: a percentile
 # bootstrap of 3 or 4 values covered the truth 75-79 % of the time at a nominal 95 %.
 MIN_BOOTSTRAP_UNITS = 10
+# Fewest units for which a two-sided sign-flip test can reach p < 0.05 (its smallest p is 2 / 2^n).
+MIN_PERMUTATION_UNITS = 6
 
 
 @dataclass(frozen=True)
@@ -153,3 +160,102 @@ def noise_trend(rates: Sequence[float], gains: Sequence[float], units: Sequence[
     slopes = [_slope(x[labels == unit], y[labels == unit]) for unit in dict.fromkeys(labels)]
     found = [slope for slope in slopes if not np.isnan(slope)]
     return replace(compare({"slope": found}, level=level, seed=seed)[0], pairs=len(x))
+
+
+@dataclass(frozen=True)
+class VarianceComponents:
+    """The variance of a paired gain at each level of the nested design, estimated by the method of moments
+    (NaN where the measured design has one level: a single corpus, one split per corpus or one run seed per
+    split; the level above then holds that variance), and the design it was measured on."""
+
+    corpus: float  # between corpora
+    split: float  # between splits of one corpus
+    seed: float  # between run seeds of one split
+    corpora: int
+    splits: int  # per corpus (mean)
+    seeds: int  # per split (mean)
+
+
+def _pooled_variance(values: np.ndarray, groups: np.ndarray) -> float:
+    """The pooled within-group variance (ddof 1 per group) over groups with at least two values; NaN if none."""
+    sums, count = 0.0, 0
+    for group in dict.fromkeys(groups):
+        data = values[groups == group]
+        if len(data) > 1:
+            sums += float(((data - data.mean()) ** 2).sum())
+            count += len(data) - 1
+    return sums / count if count else float("nan")
+
+
+def variance_components(gains: Sequence[float], corpora: Sequence[object], splits: Sequence[object],
+                        seeds: Sequence[object]) -> VarianceComponents:
+    """Variance components of paired gains in a nested design (each gain tagged with its corpus, its split within
+    the corpus and its run seed). Moment estimates, clipped at zero: seed = the pooled variance within splits;
+    split = the variance of split means within corpora less seed / seeds per split; corpus = the variance of
+    corpus means less (split + seed / seeds) / splits per corpus."""
+    values = np.asarray(gains, dtype=float)
+    corpus = np.asarray(corpora, dtype=str)
+    split = np.char.add(np.char.add(corpus, "/"), np.asarray(splits, dtype=str))
+    split_ids = list(dict.fromkeys(split))
+    split_means = np.array([values[split == s].mean() for s in split_ids])
+    split_corpus = np.array([corpus[split == s][0] for s in split_ids])
+    corpus_ids = list(dict.fromkeys(corpus))
+    seeds_per_split = len(values) / len(split_ids)
+    splits_per_corpus = len(split_ids) / len(corpus_ids)
+    seed_var = _pooled_variance(values, split)
+    split_var = _pooled_variance(split_means, split_corpus)
+    if not np.isnan(split_var) and not np.isnan(seed_var):
+        split_var = max(0.0, split_var - seed_var / seeds_per_split)
+    corpus_var = float("nan")
+    if len(corpus_ids) > 1:
+        corpus_means = np.array([split_means[split_corpus == c].mean() for c in corpus_ids])
+        below = np.nan_to_num(split_var) + np.nan_to_num(seed_var) / seeds_per_split
+        corpus_var = max(0.0, float(corpus_means.var(ddof=1)) - below / splits_per_corpus)
+    return VarianceComponents(corpus_var, split_var, seed_var, len(corpus_ids), round(splits_per_corpus),
+                              round(seeds_per_split))
+
+
+def unit_sd(components: VarianceComponents, unit: str, splits: int = 1, seeds: int = 1,
+            corpus_variance: float | None = None) -> float:
+    """The standard deviation of one unit's mean gain in a planned design: a split unit averages `seeds` run
+    seeds; a corpus unit averages `splits` splits of `seeds` seeds each. A component not measured (NaN) counts
+    as 0, its variance held by the level above (conservative: more replicates of it do not shrink it). A corpus
+    unit needs the corpus variance: the measured one, else `corpus_variance` (an assumption the caller states)."""
+    split_var, seed_var = np.nan_to_num(components.split), np.nan_to_num(components.seed)
+    if unit == "split":
+        return float(np.sqrt(split_var + seed_var / seeds))
+    corpus_var = components.corpus if corpus_variance is None else corpus_variance
+    if np.isnan(corpus_var):
+        return float("nan")
+    return float(np.sqrt(corpus_var + split_var / splits + seed_var / (splits * seeds)))
+
+
+def power(effect: float, sd: float, n: int, alpha: float = 0.05) -> float:
+    """The power of the two-sided one-sample t-test over n independent unit means with standard deviation sd to
+    detect a mean gain `effect` (noncentral t)."""
+    if n < 2 or not sd > 0:
+        return float("nan") if n < 2 or np.isnan(sd) else 1.0
+    df = n - 1
+    critical = stats.t.ppf(1 - alpha / 2, df)
+    shift = abs(effect) * np.sqrt(n) / sd
+    return float(stats.nct.sf(critical, df, shift) + stats.nct.cdf(-critical, df, shift))
+
+
+def units_needed(effect: float, sd: float, alpha: float = 0.05, target: float = 0.8, limit: int = 100_000) -> int:
+    """The fewest independent units for `target` power against a gain `effect` (at least MIN_PERMUTATION_UNITS,
+    so that the sign-flip test can reject too); -1 when sd is unknown (NaN) or more than `limit` are needed."""
+    if np.isnan(sd):
+        return -1
+    n = MIN_PERMUTATION_UNITS
+    while power(effect, sd, n, alpha) < target:
+        if n >= limit:
+            return -1
+        n = min(2 * n, limit)
+    low = max(MIN_PERMUTATION_UNITS, n // 2)
+    while low < n:  # the smallest n in [low, n] with enough power (power grows with n)
+        middle = (low + n) // 2
+        if power(effect, sd, middle, alpha) >= target:
+            n = middle
+        else:
+            low = middle + 1
+    return n

@@ -18,6 +18,8 @@ Work directory (run.workdir):
     study/noise.csv        the realised label noise of every noisy cell: per genre and split, albums, relabelled, rate
     study/comparisons.csv  per metric, noise kind, rate and model: the paired gain over genre-only and its tests
     study/trends.csv       per metric, noise kind and model: the gain's slope on the noise rate
+    study/power.csv        per metric, noise kind, rate and model: the gain's variance components, the power of
+                           this design to detect TARGET_GAINS, and the splits or corpora that would have 80 %
     study/gain.png, study/report.html, study/report.md
 """
 
@@ -49,20 +51,33 @@ from agf.pipeline import (
     stage_tracks,
 )
 from agf.plotting import png_figure
+from agf.report.build import footer_text
 from agf.report.document import Image, Section, render_html, render_markdown
 from agf.report.markup import Table, number
-from agf.statistics import MIN_BOOTSTRAP_UNITS, Comparison, compare, noise_trend
+from agf.statistics import (
+    MIN_BOOTSTRAP_UNITS,
+    MIN_PERMUTATION_UNITS,
+    Comparison,
+    compare,
+    noise_trend,
+    power,
+    unit_sd,
+    units_needed,
+    variance_components,
+)
 from agf.tasks import GENRE_TASK, canonical_tasks
 from agf.workdir import WorkDir, locked, save_config
 
 Log = Callable[[str], None]
 BASELINE = "genre"
 CLEAN = "none"  # the noise kind of the rate-0 cell
+# The log loss of the uncalibrated probabilities (temperature 1), kept beside the calibrated one.
+UNCALIBRATED_LOG_LOSS = "log_loss_uncalibrated"
 # Which direction is better, per metric: the gain is the improvement over genre-only.
-HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "log_loss": False, "ece": False}
-# Fewest corpora that are the independent unit: a two-sided sign-flip test over n units cannot go below
-# 2 / 2^n, under 0.05 from 6 units. With fewer corpora the unit is the split within a corpus.
-MIN_CORPUS_UNITS = 6
+HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "log_loss": False, "ece": False, UNCALIBRATED_LOG_LOSS: False}
+# The smallest gains the study should detect (80 % power, alpha 0.05): 2 points of accuracy, 0.05 of log loss.
+TARGET_GAINS = {"accuracy": 0.02, "log_loss": 0.05}
+TARGET_POWER = 0.8
 PRIMARY_METRIC = "accuracy"
 RESULT_COLUMNS = ["corpus_seed", "split_seed", "noise_kind", "noise_rate", "model", "seed", "split", "labels", "metric",
                   "value"]
@@ -190,7 +205,7 @@ def run_cell(config: Config, cell: Cell, progress: bool, log: Log) -> tuple[pd.D
         if grid_config is None:
             continue
         grid = run_grid(grid_config, prepared, progress=progress, log=lambda line: log(f"  {line}"))
-        results, _ = collect_results(grid)
+        results = with_uncalibrated_log_loss(collect_results(grid)[0], collect_results(grid, "uncalibrated")[0])
         models = {(c.arch, c.tasks, c.n_tasks): model_of(c, control) for c in grid.transfers}
         results["model"] = [models[key] for key in zip(results["arch"], results["tasks"], results["n_tasks"])]
         frames.append(results[results["model"].isin(config.study.models)])
@@ -200,6 +215,12 @@ def run_cell(config: Config, cell: Cell, progress: bool, log: Log) -> tuple[pd.D
     noisy = loaded.tracks
     rates = flip_rates(noisy).assign(**tags) if "genre_flipped" in noisy.columns else pd.DataFrame()
     return rows.assign(**tags)[RESULT_COLUMNS], rates
+
+
+def with_uncalibrated_log_loss(calibrated: pd.DataFrame, uncalibrated: pd.DataFrame) -> pd.DataFrame:
+    """The calibrated results with the uncalibrated log loss added as metric UNCALIBRATED_LOG_LOSS."""
+    extra = uncalibrated[uncalibrated["metric"] == "log_loss"].assign(metric=UNCALIBRATED_LOG_LOSS)
+    return pd.concat([calibrated, extra], ignore_index=True)
 
 
 def cell_plan(config: Config, cell: Cell, root: Path) -> tuple[Config, Path]:
@@ -312,9 +333,10 @@ def paired_gains(results: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def independent_units(gains: pd.DataFrame) -> tuple[pd.Series, str]:
-    """The independent unit of each paired gain, and its kind: the corpus when there are MIN_CORPUS_UNITS corpora
-    or more; else the split within its corpus (inference about these corpora). Run seeds are never units."""
-    if gains["corpus_seed"].nunique() >= MIN_CORPUS_UNITS:
+    """The independent unit of each paired gain, and its kind: the corpus when there are MIN_PERMUTATION_UNITS
+    corpora or more (a sign-flip test over fewer cannot reach p < 0.05); else the split within its corpus
+    (inference about these corpora). Run seeds are never units."""
+    if gains["corpus_seed"].nunique() >= MIN_PERMUTATION_UNITS:
         return gains["corpus_seed"].astype(str), "corpus"
     return gains["corpus_seed"].astype(str) + "/" + gains["split_seed"].astype(str), "split"
 
@@ -342,6 +364,35 @@ def comparisons(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                 trends.append({"metric": metric, "noise_kind": kind, "model": model, **_inference(trend, unit_kind),
                                "slope": trend.mean})
     return pd.DataFrame(rows), pd.DataFrame(trends)
+
+
+def power_analysis(results: pd.DataFrame) -> pd.DataFrame:
+    """Per metric of TARGET_GAINS, noise kind, rate and model: the variance components of the gain over
+    genre-only, the power of this design's test to detect the target gain, and the units a test with
+    TARGET_POWER needs: splits of one corpus (run seeds as here), or corpora (splits and run seeds per corpus as
+    here; with one corpus measured, its variance assumed equal to the split variance, column corpus_assumed)."""
+    rows = []
+    for metric, target in TARGET_GAINS.items():
+        gains = paired_gains(results, metric)
+        if gains.empty:
+            continue
+        units, unit_kind = independent_units(gains)
+        for (kind, rate, model), group in gains.assign(unit=units).groupby(["noise_kind", "noise_rate", "model"]):
+            parts = variance_components(group["gain"], group["corpus_seed"], group["split_seed"], group["seed"])
+            assumed = np.isnan(parts.corpus)
+            corpus_var = parts.split if assumed else None
+            sd_now = unit_sd(parts, unit_kind, parts.splits, parts.seeds, corpus_var)
+            rows.append({
+                "metric": metric, "noise_kind": kind, "noise_rate": rate, "model": model, "target_gain": target,
+                "var_corpus": parts.corpus, "var_split": parts.split, "var_seed": parts.seed,
+                "units": group["unit"].nunique(), "unit": unit_kind,
+                "power": power(target, sd_now, group["unit"].nunique()),
+                "splits_needed": units_needed(target, unit_sd(parts, "split", seeds=parts.seeds), target=TARGET_POWER),
+                "corpora_needed": units_needed(target, unit_sd(parts, "corpus", parts.splits, parts.seeds, corpus_var),
+                                               target=TARGET_POWER),
+                "splits_per_corpus": parts.splits, "seeds_per_split": parts.seeds, "corpus_assumed": bool(assumed),
+            })
+    return pd.DataFrame(rows)
 
 
 def _inference(found: Comparison, unit_kind: str) -> dict:
@@ -423,6 +474,83 @@ def _score_table(results: pd.DataFrame) -> Table:
     )
 
 
+def _log_loss_table(results: pd.DataFrame) -> Table:
+    """Mean log loss per cell and model, with and without the temperature, each saying what fitted it."""
+    split, labels = reported_split(results)
+    rows = results[(results["split"] == split) & (results["labels"] == labels)
+                   & results["metric"].isin(["log_loss", UNCALIBRATED_LOG_LOSS])]
+    means = rows.pivot_table(index=["noise_kind", "noise_rate", "model"], columns="metric", values="value",
+                             aggfunc="mean").reset_index()
+    return Table(
+        title=f"Mean log loss ({split} split, {labels} genres): calibrated and not",
+        columns=("noise", "rate", "model", "temperature fitted on validation's given labels", "no temperature"),
+        rows=tuple((r["noise_kind"], f"{r['noise_rate']:g}", MODEL_TITLES.get(r["model"], r["model"]),
+                    number(r.get("log_loss", np.nan), 3), number(r.get(UNCALIBRATED_LOG_LOSS, np.nan), 3))
+                   for _, r in means.iterrows()),
+        notes=("Calibrated: each model's temperature fitted on the validation split against its given labels, which "
+               "in a noisy cell are the noisy ones (agf.calibration); it is then scored against the true genres. "
+               "No temperature: the model's own probabilities.",),
+    )
+
+
+def _power_table(power_rows: pd.DataFrame) -> Table:
+    rows = power_rows[power_rows["noise_rate"] > 0].sort_values(["metric", "noise_kind", "model", "noise_rate"])
+    note_corpus = ("Corpora needed assume the variance between corpora equals the variance between splits (one "
+                   "corpus measured)." if rows["corpus_assumed"].any() else
+                   "Corpora needed use the measured variance between corpora.")
+    return Table(
+        title=f"Power: can this design detect the target gain? (alpha 0.05, {TARGET_POWER:.0%} power wanted)",
+        columns=("metric", "noise", "rate", "model", "target gain", "sd between splits", "sd between seeds",
+                 "units", "power now", "splits needed", "corpora needed"),
+        rows=tuple((r.metric, r.noise_kind, f"{r.noise_rate:g}", MODEL_TITLES.get(r.model, r.model),
+                    number(r.target_gain, 3), number(np.sqrt(r.var_split), 4), number(np.sqrt(r.var_seed), 4),
+                    f"{r.units} {r.unit}s", number(r.power, 2), _needed(r.splits_needed), _needed(r.corpora_needed))
+                   for r in rows.itertuples()),
+        notes=("Variance components of the paired gain, estimated by the method of moments (agf.statistics."
+               "variance_components; a level measured once holds the variance of the level below). Power of the "
+               "t-test over unit means (the permutation test's is close from 6 units). Splits needed: artist-"
+               "disjoint splits of one corpus (inference about that corpus), each with the run seeds used here; "
+               "corpora needed: each with the splits and run seeds used here (inference about corpora like it), at "
+               f"least {MIN_PERMUTATION_UNITS}.", note_corpus),
+    )
+
+
+def _headline(table: pd.DataFrame, trends: pd.DataFrame, power_rows: pd.DataFrame) -> Section:
+    """The answer first: per noise kind and artist-group model (controls aside), the gain over genre-only at the
+    highest noise rate, its trend with the rate, and the power this design had to detect the target gain."""
+    lines = []
+    primary = table[(table["metric"] == PRIMARY_METRIC) & (table["noise_rate"] > 0)]
+    target = TARGET_GAINS[PRIMARY_METRIC]
+    for (kind, model), rows in primary.groupby(["noise_kind", "model"]):
+        if _model_parts(model)[1] != "none":
+            continue
+        top = rows.loc[rows["noise_rate"].idxmax()]
+        trend = trends[(trends["metric"] == PRIMARY_METRIC) & (trends["noise_kind"] == kind)
+                       & (trends["model"] == model)]
+        found = power_rows[(power_rows["metric"] == PRIMARY_METRIC) & (power_rows["noise_kind"] == kind)
+                           & (power_rows["model"] == model) & (power_rows["noise_rate"] == top["noise_rate"])]
+        line = (f"{kind} noise {top['noise_rate']:g}, {MODEL_TITLES.get(model, model)}: {top['mean_gain']:+.3f} "
+                f"{PRIMARY_METRIC} over genre-only, 95 % CI [{number(top['ci_low'], 3)}, {number(top['ci_high'], 3)}] "
+                f"over {top['units']} {top['unit']}s, p {number(top['p_permutation'], 3)} (Holm "
+                f"{number(top['p_holm'], 3)})")
+        if len(trend):
+            t = trend.iloc[0]
+            line += (f"; slope on the rate {t['slope']:+.3f} [{number(t['ci_low'], 3)}, {number(t['ci_high'], 3)}], "
+                     f"p {number(t['p_permutation'], 3)}")
+        if len(found):
+            f = found.iloc[0]
+            line += (f"; power to detect {target:+g}: {number(f['power'], 2)} (splits for {TARGET_POWER:.0%}: "
+                     f"{_needed(f['splits_needed'])})")
+        lines.append(line + ".")
+    if not lines:
+        lines = ["No noisy cell with an artist-group model has finished yet."]
+    return Section("headline", "Headline", tuple(lines))
+
+
+def _needed(units: int) -> str:
+    return "over 100,000" if units < 0 else str(units)
+
+
 def _noise_table(rates: pd.DataFrame) -> Table:
     """The realised noise: per kind, rate and genre, the share of its albums relabelled in each split, pooled over
     corpora and splits."""
@@ -442,17 +570,19 @@ def _noise_table(rates: pd.DataFrame) -> Table:
 
 def write_study_report(config: Config, results: pd.DataFrame, out: Path,
                        rates: pd.DataFrame | None = None) -> dict[str, Path]:
-    """results.csv, noise.csv (the realised noise), comparisons.csv, trends.csv, gain.png, report.html and
-    report.md under `out`."""
+    """results.csv, noise.csv (the realised noise), comparisons.csv, trends.csv, power.csv, gain.png,
+    report.html and report.md under `out`."""
     rates = pd.DataFrame() if rates is None else rates
     table, trends = comparisons(results)
+    power_rows = power_analysis(results)
     paths = {"results": out / "results.csv", "noise": out / "noise.csv", "comparisons": out / "comparisons.csv",
-             "trends": out / "trends.csv", "figure": out / "gain.png", "html": out / "report.html",
-             "markdown": out / "report.md"}
+             "trends": out / "trends.csv", "power": out / "power.csv", "figure": out / "gain.png",
+             "html": out / "report.html", "markdown": out / "report.md"}
     write_text_atomic(paths["results"], results.to_csv(index=False))
     write_text_atomic(paths["noise"], rates.to_csv(index=False))
     write_text_atomic(paths["comparisons"], table.to_csv(index=False))
     write_text_atomic(paths["trends"], trends.to_csv(index=False))
+    write_text_atomic(paths["power"], power_rows.to_csv(index=False))
     split, labels = reported_split(results)
     study = config.study
     notes = [
@@ -463,7 +593,10 @@ def write_study_report(config: Config, results: pd.DataFrame, out: Path,
         f"per net (MTN x tasks), transfer MLP {config.transfer.epochs} epochs.",
         f"Scores on the {split} split against the {labels} genres; epochs chosen on validation with the noisy labels.",
     ]
-    sections = [Section("setup", "Scores", (_score_table(results),))]
+    scores = (_score_table(results),)
+    if (results["metric"] == UNCALIBRATED_LOG_LOSS).any():
+        scores += (_log_loss_table(results),)
+    sections = [Section("setup", "Scores", scores)]
     if not rates.empty:
         sections.append(Section("noise", "Realised label noise", (_noise_table(rates),)))
     if not table.empty:
@@ -474,9 +607,14 @@ def write_study_report(config: Config, results: pd.DataFrame, out: Path,
                                             "bands: 95 % CI over independent units"), _comparison_table(table))),
             Section("trend", "Trend with noise", (_trend_table(trends),)),
         ]
+    if not power_rows.empty and (power_rows["noise_rate"] > 0).any():
+        sections.append(Section("power", "Power", (_power_table(power_rows),)))
     title = "agf study: artist groups against label noise"
-    write_text_atomic(paths["html"], render_html(title, notes, sections))
-    write_text_atomic(paths["markdown"], render_markdown(title, notes, sections, out))
+    lead = _headline(table, trends, power_rows) if not table.empty else Section(
+        "headline", "Headline", ("No comparison yet: every cell needs the genre-only model and another.",))
+    footer = footer_text()
+    write_text_atomic(paths["html"], render_html(title, lead, notes, sections, footer))
+    write_text_atomic(paths["markdown"], render_markdown(title, lead, notes, sections, out, footer))
     return paths
 
 
