@@ -13,6 +13,7 @@ from sklearn.model_selection import train_test_split
 
 from agf.datasets.splits import (
     artist_disjoint_split,
+    artist_folds,
     assign_split,
     split_problems,
     stratified_random_split,
@@ -66,6 +67,28 @@ def test_artist_split_is_stratified_close_to_the_fractions(seed: int) -> None:
     assert (shares["val"] - 0.15).abs().max() < 0.06
     assert (shares["test"] - 0.15).abs().max() < 0.06
     assert not split.equals(artist_disjoint_split(tracks, 0.15, 0.15, seed=seed + 10))
+
+
+@settings(max_examples=80, deadline=None)
+@given(tracks=artist_tables, n_folds=st.integers(2, 5), seed=st.integers(0, 2**16))
+def test_artist_folds_are_artist_disjoint_and_seeded(tracks: pd.DataFrame, n_folds: int, seed: int) -> None:
+    if tracks["artist_id"].nunique() < n_folds:
+        with pytest.raises(DatasetError, match=f"{n_folds} folds need between 2 and"):
+            artist_folds(tracks, n_folds, seed)
+        return
+    folds = artist_folds(tracks, n_folds, seed)
+    assert folds.index.equals(tracks.index) and set(folds) <= set(range(n_folds))
+    assert (folds.groupby(tracks["artist_id"]).nunique() == 1).all()
+    assert folds.equals(artist_folds(tracks, n_folds, seed))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_artist_folds_are_stratified_by_genre(seed: int) -> None:
+    tracks = collection(n_genres=8, artists_per_genre=10, seed=seed)
+    folds = artist_folds(tracks, 5, seed)
+    shares = pd.crosstab(tracks["genre"], folds, normalize="index")
+    assert shares.shape == (8, 5) and (shares - 0.2).abs().max().max() < 0.1
+    assert not folds.equals(artist_folds(tracks, 5, seed + 1))
 
 
 def test_random_split_is_sklearns_stratified_split() -> None:

@@ -2,7 +2,8 @@
 
 Two ways to make one: the paper's stratified random split (scikit-learn's train_test_split, not
 artist-disjoint) and a new artist-disjoint split stratified by genre. Both are seeded and deterministic,
-and both leave every genre with at least one training track.
+and both leave every genre with at least one training track. Artist-grouped folds for cross-validation are
+dealt the way the artist-disjoint split is.
 """
 
 from __future__ import annotations
@@ -117,17 +118,35 @@ def _draw_holdout(positions: np.ndarray, genres: np.ndarray, fraction: float, se
 def artist_disjoint_split(tracks: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int) -> pd.Series:
     """A new split ('train'/'val'/'test' per track) in which every artist is in exactly one split.
 
-    Stratified by genre: each artist is filed under its most frequent genre; within a genre the artists
-    (shuffled with `seed`, then largest first) go one by one to the split furthest below its share of
-    that genre's tracks. Finally a genre left without training tracks gets its largest artist in it moved
-    to train (moving to train never takes training tracks from another genre).
+    Stratified by genre (`_deal_artists`). Finally a genre left without training tracks gets its largest artist
+    in it moved to train (moving to train never takes training tracks from another genre).
     """
     check_fractions(val_fraction, test_fraction)
     shares = {"train": 1 - val_fraction - test_fraction, "val": val_fraction, "test": test_fraction}
-    shares = {name: share for name, share in shares.items() if share > 0}
+    split = _deal_artists(tracks, {name: share for name, share in shares.items() if share > 0}, seed).astype(object)
+    for genre in sorted(set(tracks["genre"])):
+        in_genre = tracks["genre"] == genre
+        if not (split[in_genre] == "train").any():
+            split[tracks["artist_id"] == _largest_artist(tracks.loc[in_genre, "artist_id"])] = "train"
+    return split.rename("split")
+
+
+def artist_folds(tracks: pd.DataFrame, n_folds: int, seed: int) -> pd.Series:
+    """A fold number (0 .. n_folds - 1) per track for artist-grouped cross-validation: every artist in exactly one
+    fold, the folds stratified by genre as the artist-disjoint split is (`_deal_artists`, equal shares)."""
+    n_artists = tracks["artist_id"].nunique()
+    if not 2 <= n_folds <= n_artists:
+        raise DatasetError(f"{n_folds} folds need between 2 and {n_artists} artists (the tracks have {n_artists})")
+    return _deal_artists(tracks, dict.fromkeys(range(n_folds), 1 / n_folds), seed).astype(int).rename("fold")
+
+
+def _deal_artists(tracks: pd.DataFrame, shares: dict, seed: int) -> pd.Series:
+    """Each track's part (a key of `shares`), whole artists at a time, stratified by genre: each artist is filed
+    under its most frequent genre; within a genre the artists (shuffled with `seed`, then largest first) go one by
+    one to the part furthest below its share of that genre's tracks."""
     sizes = tracks["artist_id"].value_counts()
     rng = np.random.default_rng(seed)
-    assignment: dict[str, str] = {}
+    assignment: dict[str, object] = {}
     primary = _primary_genres(tracks)
     for _, artists in primary.groupby(primary, sort=True):
         order = sorted(rng.permutation(np.sort(artists.index.to_numpy())), key=lambda a: -sizes[a])
@@ -137,12 +156,7 @@ def artist_disjoint_split(tracks: pd.DataFrame, val_fraction: float, test_fracti
             target = max(shares, key=lambda name: shares[name] * total - filled[name])
             assignment[artist] = target
             filled[target] += sizes[artist]
-    split = tracks["artist_id"].map(assignment).astype(object)
-    for genre in sorted(set(tracks["genre"])):
-        in_genre = tracks["genre"] == genre
-        if not (split[in_genre] == "train").any():
-            split[tracks["artist_id"] == _largest_artist(tracks.loc[in_genre, "artist_id"])] = "train"
-    return split.rename("split")
+    return tracks["artist_id"].map(assignment)
 
 
 def _primary_genres(tracks: pd.DataFrame) -> pd.Series:
