@@ -20,7 +20,17 @@ from audio_cases import (
 )
 
 from agf import audio
-from agf.audio import AudioInfo, decode, float_samples, silence_reason, truncation, write_audio
+from agf.audio import (
+    AudioInfo,
+    Segment,
+    decode,
+    decode_segment,
+    decode_segment_into,
+    float_samples,
+    silence_reason,
+    truncation,
+    write_audio,
+)
 from agf.errors import AudioDecodeError
 
 TARGET_RATE = 22050
@@ -40,7 +50,7 @@ def tone_peak(samples: np.ndarray, sample_rate: int) -> tuple[float, float]:
 def simulate_pyav_failure(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the PyAV decoder fail as it does on a file FFmpeg cannot read."""
 
-    def fail(path: Path, sample_rate: int, max_duration: float | None) -> tuple[np.ndarray, AudioInfo]:
+    def fail(path: Path, sample_rate: int, max_duration: float | None, sink: audio.SampleSink) -> AudioInfo:
         raise ValueError("simulated FFmpeg failure")
 
     monkeypatch.setattr(audio, "_decode_pyav", fail)
@@ -226,3 +236,55 @@ def test_integer_pcm_is_scaled_and_other_dtypes_are_refused() -> None:
 def test_silence_is_one_rule_of_the_rms_level() -> None:
     assert silence_reason(-200.0, -60.0) == "RMS level -200.0 dBFS is below the silence threshold of -60 dBFS"
     assert silence_reason(-59.9, -60.0) is None
+
+
+class Pieces:
+    """A sample sink that keeps what it is given, piece by piece, and whether it was discarded."""
+
+    def __init__(self) -> None:
+        self.pieces: list[np.ndarray] = []
+        self.discarded = False
+
+    def add(self, samples: np.ndarray) -> None:
+        self.pieces.append(samples.copy())
+
+    def discard(self) -> None:
+        self.discarded = True
+
+
+@pytest.mark.parametrize(
+    ("segment", "cap"),
+    [(Segment(), None), (Segment(2.0, 1.5), None), (Segment(2.0, "centre"), None), (Segment(3.0, 9.0), None),
+     (Segment(None, 1.0), 2.5), (Segment(4.0, "centre"), 3.0)],
+    ids=["whole", "offset", "centre", "past-the-end", "offset-capped", "centre-capped"],
+)
+def test_a_segment_decoded_into_a_sink_is_the_segment_decoded_whole(tmp_path: Path, segment: Segment,
+                                                                    cap: float | None) -> None:
+    """decode_segment_into hands over, in pieces, exactly the samples decode_segment returns."""
+    path = write_case(tmp_path, "mp3", 44100, 2, 6.0, music=True, seed=3)
+    whole, whole_info = decode_segment(path, TARGET_RATE, segment, cap)
+    sink, info = decode_segment_into(path, TARGET_RATE, segment, Pieces, cap)
+    assert info == whole_info and not sink.discarded
+    assert len(sink.pieces) > 10 or whole.size == 0  # handed over as decoded, not whole
+    streamed = np.concatenate(sink.pieces) if sink.pieces else np.zeros(0, np.float32)
+    np.testing.assert_array_equal(streamed, whole)
+
+
+def test_a_decoder_failing_part_way_leaves_its_sink_and_the_fallback_starts_afresh(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_case(tmp_path, "flac", 44100, 1, SECONDS, freq=TONE_HZ)
+    expected, _ = decode(path, TARGET_RATE)
+    sinks: list[Pieces] = []
+
+    def new_sink() -> Pieces:
+        sinks.append(Pieces())
+        return sinks[-1]
+
+    def fail_part_way(path: Path, sample_rate: int, max_duration: float | None, sink: audio.SampleSink) -> AudioInfo:
+        sink.add(np.ones(1000, np.float32))
+        raise ValueError("simulated FFmpeg failure part-way")
+
+    monkeypatch.setattr(audio, "_decode_pyav", fail_part_way)
+    sink, info = decode_segment_into(path, TARGET_RATE, Segment(), new_sink)
+    assert info.decoder == "soundfile" and [s.discarded for s in sinks] == [True, False] and sink is sinks[1]
+    assert np.concatenate(sink.pieces).size == pytest.approx(expected.size, abs=TOLERANCE_S * TARGET_RATE)

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from agf.audio import decode
 from agf.config import FeatureConfig
 from agf.errors import ConfigError
-from agf.features import SpectralExtractor, TrackFeatures, delta_mfcc
+from agf.features import LogMelStream, SpectralExtractor, TrackFeatures, db_floor, delta_mfcc
+from agf.features.spectral import mel_filters
 
 DEFAULT = FeatureConfig()
 # The released code's MFCC front end: 40 mel bands, 13 coefficients, n_fft 2048, hop 1024 (with a band limit).
@@ -125,3 +126,44 @@ def test_shapes_follow_frame_formula_and_values_are_finite(n_samples: int, ampli
     assert features.mfcc.shape == (frames, DEFAULT.n_mfcc)
     assert delta_mfcc(features.mfcc).shape == (frames - 1, DEFAULT.n_mfcc)
     assert np.isfinite(features.mel).all() and np.isfinite(features.mfcc).all()
+
+
+@pytest.mark.parametrize("config", [DEFAULT, RELEASED], ids=["paper", "released-mfcc"])
+def test_mel_filters_are_librosas_value_for_value(config: FeatureConfig) -> None:
+    """Built with NumPy (computing a log-mel loads neither librosa's filters nor SciPy), bit for bit librosa's."""
+    reference = librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels, fmin=config.fmin,
+                                    fmax=config.fmax, htk=False, norm="slaney")
+    np.testing.assert_array_equal(mel_filters(config), reference)
+
+
+# A short hop (many frames per block), a hop longer than half a frame (no frame left at the end), the defaults.
+STREAM_CONFIGS = [FeatureConfig(n_fft=256, hop_length=64, n_mels=32, n_mfcc=13),
+                  FeatureConfig(n_fft=256, hop_length=200, n_mels=32, n_mfcc=13), DEFAULT]
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    config=st.sampled_from(STREAM_CONFIGS),
+    n_samples=st.integers(min_value=0, max_value=DEFAULT.sample_rate),
+    block_frames=st.integers(min_value=1, max_value=40),
+    seed=st.integers(min_value=0, max_value=2**16),
+)
+def test_a_log_mel_streamed_in_pieces_is_the_whole_signals(config: FeatureConfig, n_samples: int, block_frames: int,
+                                                          seed: int) -> None:
+    """Pieces of any size, blocks of any length: frame for frame the whole-signal log-mel once the floor (relative
+    to the loudest frame value) is applied, to float32 rounding (an FFT or matmul over fewer frames may round
+    differently: up to 8e-6 dB seen)."""
+    rng = np.random.default_rng(seed)
+    samples = (0.5 * rng.standard_normal(n_samples) * np.linspace(0, 1, n_samples) ** 3).astype(np.float32)
+    extractor = SpectralExtractor(config)
+    stream = LogMelStream(extractor, block_frames)
+    blocks, fed = [], 0
+    while fed < n_samples:
+        piece = int(rng.integers(1, 3 * config.n_fft))
+        blocks += list(stream.add(samples[fed: fed + piece]))
+        fed += piece
+    assert all(len(block) == block_frames for block in blocks)
+    frames = np.concatenate([*blocks, stream.finish()])
+    assert stream.n_samples == n_samples
+    floored = np.maximum(frames, db_floor(frames.max(), config.top_db))
+    np.testing.assert_allclose(floored, extractor.log_mel(samples), rtol=0, atol=1e-4)

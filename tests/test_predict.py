@@ -5,20 +5,30 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import pickle
+import subprocess
+import sys
+import tempfile
+import tracemalloc
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 import torch
 from audio_cases import make_damaged, make_random_bytes, make_truncated_mp3, music_like, write_case
 
-from agf.audio import write_audio
+from agf.audio import Segment, decode_segment, write_audio
 from agf.cli import main
+from agf.config import FeatureConfig
 from agf.errors import ModelFileError, PredictError
+from agf.features import extractor_for
 from agf.predict import GenreClassifier, load_bundle, save_bundle, untrained_bundle
 from agf.predict.bundle import MANIFEST, MLP_FILE
 from agf.predict.classifier import Decoded
+from agf.predict.decoding import MEMORY_FRAMES, DecodeJob, SpooledMel, decode_file, mel_rows
 from agf.predict.inputs import expand_inputs
 from agf.predict.output import PredictionWriter, failure_summary
 
@@ -296,6 +306,118 @@ def test_decoding_in_worker_processes_gives_the_same_predictions(classifier: Gen
         assert a.error == b.error
         if a.ok:
             assert np.array_equal(a.probabilities, b.probabilities)
+
+
+# -- memory independent of the file's length --------------------------------------------------------------------
+
+LONG_SECONDS = 150.0  # six 24-s log-mel blocks, and past MEMORY_FRAMES (95 s): spooled
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("long") / "long.mp3"
+    write_audio(path, music_like(LONG_SECONDS, 44100, seed=7, channels=2), 44100)
+    return path
+
+
+def full_file_decoded(path: Path, features: FeatureConfig, max_duration: float | None) -> Decoded:
+    """The whole-file path prediction took before streaming: the segment decoded whole, then its log-mel."""
+    samples, _ = decode_segment(path, features.sample_rate, Segment.of(features), max_duration)
+    mel = extractor_for(features).log_mel(samples).astype(np.float16)
+    return Decoded(str(path), mel, samples.size / features.sample_rate)
+
+
+@pytest.mark.parametrize(("max_duration", "offset", "cap"),
+                         [(None, "start", None), (100.0, 20.0, None), (110.0, "centre", None), (None, "start", 120.0)],
+                         ids=["whole", "offset", "centre", "max-duration"])
+def test_streamed_decoding_gives_the_full_file_log_mel_and_predictions(
+        classifier: GenreClassifier, long_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        max_duration: float | None, offset: str | float, cap: float | None) -> None:
+    """A 150-s MP3 decoded block by block (spooled past MEMORY_FRAMES) gives the whole-file log-mel frame for frame,
+    for every kind of segment and --max-duration, and the whole-file path's predictions to within 1e-5."""
+    features = replace(classifier.bundle.features, max_duration=max_duration, offset=offset)
+    model = GenreClassifier(replace(classifier.bundle, features=features), device="cpu")
+    expected = full_file_decoded(long_clip, features, cap)
+    assert expected.mel.shape[0] > MEMORY_FRAMES
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    decoded = decode_file(DecodeJob(str(long_clip), features, cap, str(spool)))
+    assert isinstance(decoded.mel, SpooledMel) and len(list(spool.iterdir())) == 1
+    streamed_mel = mel_rows(decoded.mel, 0, decoded.mel.shape[0]).astype(np.float32)
+    # Frame for frame, to float16 rounding (a block's FFT may round its last float32 bit differently).
+    np.testing.assert_allclose(streamed_mel, expected.mel.astype(np.float32), rtol=0, atol=0.07)
+    assert np.mean(streamed_mel == expected.mel) > 0.999
+    assert decoded.duration == expected.duration
+    whole_file = next(model._score([expected])).probabilities
+    streamed = next(model._score([decoded]))
+    assert np.abs(streamed.probabilities - whole_file).max() < 1e-5
+    assert not list(spool.iterdir())  # a spooled log-mel is removed once its track is scored
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    predicted = model.predict(long_clip, max_duration=cap)
+    assert np.abs(np.array(list(predicted.values())) - whole_file).max() < 1e-5
+    assert not list(spool.iterdir())  # predict's spool directory is gone
+
+
+def write_long_wav(path: Path, minutes: int) -> Path:
+    """`minutes` of gliding tones over noise, 22,050 Hz mono 16-bit, written a minute at a time."""
+    rng = np.random.default_rng(minutes)
+    t = np.arange(60 * 22050) / 22050
+    with soundfile.SoundFile(path, "w", samplerate=22050, channels=1, subtype="PCM_16") as handle:
+        for minute in range(minutes):
+            tone = 0.3 * np.sin(2 * np.pi * (220 + 10 * minute + 20 * t) * t)
+            handle.write((tone + 0.05 * rng.standard_normal(t.size)).astype(np.float32))
+    return path
+
+
+def decoding_peak(path: Path, spool: Path) -> tuple[int, Decoded]:
+    """The peak of traced (Python and NumPy) allocations while prediction decodes a file, and what it decoded."""
+    tracemalloc.start()
+    try:
+        decoded = decode_file(DecodeJob(str(path), FeatureConfig(), None, str(spool)))
+        return tracemalloc.get_traced_memory()[1], decoded
+    finally:
+        tracemalloc.stop()
+
+
+def test_decoding_memory_does_not_grow_with_the_files_length(tmp_path: Path) -> None:
+    """Decoding a 40-min file for prediction peaks no higher than a 10-min one, far below the 212 MB of the 40-min
+    signal in float32 that the whole-file decode held (then its spectrum and log-mel on top)."""
+    short_peak, short = decoding_peak(write_long_wav(tmp_path / "10min.wav", 10), tmp_path)
+    long_peak, long = decoding_peak(write_long_wav(tmp_path / "40min.wav", 40), tmp_path)
+    assert short.error is None and long.error is None
+    assert long.mel.shape[0] == 1 + 40 * 60 * 22050 // 512
+    whole_signal = 40 * 60 * 22050 * 4
+    assert long_peak < 1.25 * short_peak and long_peak < whole_signal / 20, (short_peak, long_peak)
+    short.discard()
+    long.discard()
+
+
+HEAVY_MODULES = ("pandas", "sklearn", "scipy")
+
+
+def imported_heavy_modules(code: str) -> list[str]:
+    """Which of HEAVY_MODULES a fresh interpreter has imported after running `code`."""
+    script = f"import sys\n{code}\nprint(','.join(m for m in {HEAVY_MODULES!r} if m in sys.modules))"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env)
+    last_line = (done.stdout.strip().splitlines() or [""])[-1]
+    return [name for name in last_line.split(",") if name]
+
+
+def test_decoding_for_prediction_imports_neither_pandas_sklearn_nor_scipy(clips: dict) -> None:
+    """The input side of prediction (decoding, log-mel, the bundle's feature settings) needs none of them."""
+    code = ("from agf.config import FeatureConfig\nfrom agf.predict.decoding import DecodeJob, decode_file\n"
+            f"assert decode_file(DecodeJob({str(clips['a'])!r}, FeatureConfig(), None)).error is None")
+    assert imported_heavy_modules(code) == []
+
+
+@pytest.mark.xfail(strict=True, reason="agf.metrics, agf.calibration and agf.transfer still import pandas, "
+                   "scikit-learn and SciPy at import (issue 25 item 5: the changes they need are outside agf.predict)")
+def test_loading_a_bundle_and_predicting_imports_neither_pandas_sklearn_nor_scipy(bundle_dir: Path,
+                                                                                  clips: dict) -> None:
+    code = ("from agf.predict import GenreClassifier\n"
+            f"GenreClassifier.load({str(bundle_dir)!r}, device='cpu').predict({str(clips['a'])!r})")
+    assert imported_heavy_modules(code) == []
 
 
 # -- inputs and `agf predict` ----------------------------------------------------------------------------------

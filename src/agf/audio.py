@@ -7,6 +7,9 @@ MP3 reader libmpg123 writes to the terminal) is captured and attached to the fil
 AudioDecodeError's reason, or to AudioInfo.notes. The rules that make a decoded file unusable live here too, for
 prepare and prediction alike: `truncation` (shorter than its metadata or its own header declare) and
 `silence_reason` (an RMS level under features.silence_rms_db).
+
+`decode` returns a file's samples whole (prepare); `decode_into` / `decode_segment_into` hand the same samples to a
+sink piece by piece as PyAV decodes them (prediction: memory independent of the file's length).
 """
 
 from __future__ import annotations
@@ -14,14 +17,14 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import av
 import av.logging
-import librosa
 import numpy as np
 import soundfile
 
@@ -85,6 +88,71 @@ def silence_reason(rms_level_db: float, threshold_db: float) -> str | None:
     return None
 
 
+class SampleSink(Protocol):
+    """Where decode_into hands the mono float32 samples of a file, piece by piece, as they are decoded."""
+
+    def add(self, samples: np.ndarray) -> None:
+        """Take the next piece of samples."""
+
+    def discard(self) -> None:
+        """Drop what was taken (the decoder failed part-way, or the file holds no samples)."""
+
+
+SinkT = TypeVar("SinkT", bound=SampleSink)
+
+
+class _Collected:
+    """A sink that keeps every piece, for decode(): the whole signal."""
+
+    def __init__(self) -> None:
+        self.pieces: list[np.ndarray] = []
+
+    def add(self, samples: np.ndarray) -> None:
+        self.pieces.append(samples)
+
+    def discard(self) -> None:
+        self.pieces.clear()
+
+    def samples(self) -> np.ndarray:
+        """The pieces as one float32 array."""
+        if len(self.pieces) == 1:
+            return self.pieces[0]
+        return np.concatenate(self.pieces) if self.pieces else np.zeros(0, np.float32)
+
+
+class _Counted:
+    """A sink that counts the samples, for the place of a centred segment."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def add(self, samples: np.ndarray) -> None:
+        self.count += samples.size
+
+    def discard(self) -> None:
+        self.count = 0
+
+
+class _Span:
+    """Forwards to `sink` the samples whose index in the decoded signal lies in [start, stop) (stop None: all that
+    come); counts every sample it is given."""
+
+    def __init__(self, sink: SampleSink, start: int, stop: int | None) -> None:
+        self.sink, self.start, self.stop = sink, start, stop
+        self.received = 0
+
+    def add(self, samples: np.ndarray) -> None:
+        first = self.received
+        self.received += samples.size
+        low = max(self.start - first, 0)
+        high = samples.size if self.stop is None else min(self.stop - first, samples.size)
+        if high > low:
+            self.sink.add(samples[low:high])
+
+    def discard(self) -> None:
+        self.sink.discard()
+
+
 def decode(
     path: str | Path, sample_rate: int = 22050, max_duration: float | None = None
 ) -> tuple[np.ndarray, AudioInfo]:
@@ -92,6 +160,20 @@ def decode(
 
     With max_duration (seconds), only the file's first max_duration seconds are decoded and returned
     (AudioInfo.duration is then the decoded part's).
+    """
+    collected, info = decode_into(path, sample_rate, _Collected, max_duration)
+    return collected.samples(), info
+
+
+def decode_into(
+    path: str | Path, sample_rate: int, new_sink: Callable[[], SinkT], max_duration: float | None = None,
+    keep: tuple[int, int | None] = (0, None),
+) -> tuple[SinkT, AudioInfo]:
+    """decode(), the samples handed to a sink (made by new_sink) piece by piece as they are decoded, so that
+    memory does not grow with the file's length; the sink of a decoder that fails part-way is discarded and the
+    next decoder gets a new one. Only the samples of index range `keep` = [start, stop) (stop None: to the end)
+    of the decoded signal reach the sink. PyAV streams; its soundfile fallback (files FFmpeg cannot read)
+    decodes and resamples the whole file, then hands it over.
     """
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
@@ -102,24 +184,34 @@ def decode(
         raise AudioDecodeError(path, "no such file; check the audio directory and the track table's audio_path")
     if path.stat().st_size == 0:
         raise AudioDecodeError(path, "empty file (0 bytes); re-download or drop this track")
+    limit = None if max_duration is None else int(round(max_duration * sample_rate))
+    stops = [stop for stop in (keep[1], limit) if stop is not None]
+    stop = min(stops) if stops else None
+
+    def new_span() -> _Span:
+        return _Span(new_sink(), keep[0], stop)
+
     # Both decoders wrap C libraries that raise many exception types on bad input (FFmpegError subclasses,
     # LibsndfileError, ValueError, RuntimeError, ...): any of them means "this decoder cannot read the file".
     # While FFmpeg's log is captured, PyAV's exceptions quote its last error; the soundfile fallback notes on its
     # exception what libsndfile's libraries printed: the reason carries what the decoders said.
+    span = new_span()
     try:
-        samples, info = _decode_pyav(path, sample_rate, max_duration)
+        info = _decode_pyav(path, sample_rate, max_duration, span)
     except Exception as pyav_error:
+        span.discard()
+        span = new_span()
         try:
-            samples, info = _decode_soundfile(path, sample_rate, max_duration)
+            info = _decode_soundfile(path, sample_rate, max_duration, span)
         except Exception as soundfile_error:
+            span.discard()
             raise AudioDecodeError(
                 path, f"pyav: {_one_line(pyav_error)}; soundfile: {_soundfile_reason(soundfile_error)}"
             ) from soundfile_error
-    if samples.size == 0:
+    if span.received == 0:
+        span.discard()
         raise AudioDecodeError(path, f"no audio samples decoded ({info.decoder}); the file holds no audio")
-    if max_duration is not None:
-        samples = samples[: int(round(max_duration * sample_rate))]
-    return samples, replace(info, decode_limit=max_duration)
+    return span.sink, replace(info, decode_limit=max_duration)
 
 
 def float_samples(samples: np.ndarray) -> np.ndarray:
@@ -154,16 +246,29 @@ class Segment:
             return None
         return (0.0 if self.offset == "start" else float(self.offset)) + self.max_duration
 
+    def fixed_bounds(self, sample_rate: int) -> tuple[int, int | None] | None:
+        """The segment's sample range [start, stop) whatever the track's length (stop None: to the end), to be
+        cut to the samples there are; None for a centred segment, whose place depends on the length."""
+        if self.offset == "centre":
+            return None
+        start = 0 if self.offset == "start" else round(float(self.offset) * sample_rate)
+        return start, None if self.max_duration is None else start + round(self.max_duration * sample_rate)
+
     def bounds(self, n_samples: int, sample_rate: int) -> tuple[int, int]:
         """The segment's sample range [start, stop) in a decoded track of n_samples (empty past the end)."""
-        length = n_samples if self.max_duration is None else min(n_samples, round(self.max_duration * sample_rate))
-        if self.offset == "start":
-            start = 0
-        elif self.offset == "centre":
+        fixed = self.fixed_bounds(sample_rate)
+        if fixed is None:
+            length = n_samples if self.max_duration is None else min(n_samples, round(self.max_duration * sample_rate))
             start = (n_samples - length) // 2
-        else:
-            start = min(round(float(self.offset) * sample_rate), n_samples)
-        return start, min(start + length, n_samples)
+            return start, start + length
+        start, stop = fixed
+        return min(start, n_samples), n_samples if stop is None else min(stop, n_samples)
+
+
+def _segment_limit(segment: Segment, max_duration: float | None) -> float | None:
+    """Seconds to decode for a segment under prediction's max_duration cap (None: the whole file)."""
+    limits = [limit for limit in (segment.decode_limit(), max_duration) if limit is not None]
+    return min(limits) if limits else None
 
 
 def decode_segment(
@@ -174,24 +279,39 @@ def decode_segment(
     `max_duration` caps the seconds decoded before the segment is cut (prediction's --max-duration).
     AudioInfo.duration is the decoded part's duration (the whole file's unless a limit stopped decoding).
     """
-    limits = [limit for limit in (segment.decode_limit(), max_duration) if limit is not None]
-    samples, info = decode(path, sample_rate, min(limits) if limits else None)
+    samples, info = decode(path, sample_rate, _segment_limit(segment, max_duration))
     start, stop = segment.bounds(samples.size, sample_rate)
     return samples[start:stop], info
 
 
-def _decode_pyav(path: Path, sample_rate: int, max_duration: float | None) -> tuple[np.ndarray, AudioInfo]:
+def decode_segment_into(
+    path: str | Path, sample_rate: int, segment: Segment, new_sink: Callable[[], SinkT],
+    max_duration: float | None = None,
+) -> tuple[SinkT, AudioInfo]:
+    """decode_segment() into a sink (see decode_into): the same samples, in pieces, in memory independent of the
+    file's length. A centred segment's place depends on the decoded length: the file is then decoded twice, the
+    first time only to count its samples."""
+    limit = _segment_limit(segment, max_duration)
+    keep = segment.fixed_bounds(sample_rate)
+    if keep is None:
+        counted, _ = decode_into(path, sample_rate, _Counted, limit)
+        keep = segment.bounds(counted.count, sample_rate)
+    return decode_into(path, sample_rate, new_sink, limit, keep)
+
+
+def _decode_pyav(path: Path, sample_rate: int, max_duration: float | None, sink: SampleSink) -> AudioInfo:
     """_read_pyav with FFmpeg's log captured: its errors become the notes (PyAV's exceptions quote the last one
     themselves while the log is on), and a duration FFmpeg only estimated from the bitrate is no declared one."""
     with _ffmpeg_log() as log:
-        samples, info = _read_pyav(path, sample_rate, max_duration)
+        info = _read_pyav(path, sample_rate, max_duration, sink)
     estimated = any(_ESTIMATED_DURATION in message for _, _, message in log)
-    return samples, replace(info, declared_duration=float("nan") if estimated else info.declared_duration,
+    return replace(info, declared_duration=float("nan") if estimated else info.declared_duration,
                             notes=_ffmpeg_errors(log))
 
 
-def _read_pyav(path: Path, sample_rate: int, max_duration: float | None) -> tuple[np.ndarray, AudioInfo]:
-    """Decode the first audio stream with FFmpeg, resample it with FFmpeg's resampler, average the channels.
+def _read_pyav(path: Path, sample_rate: int, max_duration: float | None, sink: SampleSink) -> AudioInfo:
+    """Decode the first audio stream with FFmpeg, resample it with FFmpeg's resampler, average the channels, and
+    hand each resampled piece to the sink as it comes.
 
     The channels are averaged here (as librosa and the soundfile fallback do) rather than by FFmpeg's
     downmix, which scales stereo by 1/sqrt(2) per channel and would make the level depend on the decoder.
@@ -202,27 +322,28 @@ def _read_pyav(path: Path, sample_rate: int, max_duration: float | None) -> tupl
         stream = container.streams.audio[0]
         declared = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else np.nan
         resampler = av.AudioResampler(format="fltp", rate=sample_rate)
-        chunks: list[np.ndarray] = []
         input_samples = 0
         input_rate = stream.codec_context.sample_rate
         wanted = np.inf if max_duration is None or not input_rate else max_duration * input_rate
         for frame in container.decode(stream):
             input_samples += frame.samples
-            chunks.extend(out.to_ndarray() for out in resampler.resample(frame))
+            for out in resampler.resample(frame):
+                sink.add(out.to_ndarray().mean(axis=0, dtype=np.float32))
             if input_samples >= wanted:
                 break
-        chunks.extend(out.to_ndarray() for out in resampler.resample(None))
+        for out in resampler.resample(None):
+            sink.add(out.to_ndarray().mean(axis=0, dtype=np.float32))
         input_channels = stream.codec_context.layout.nb_channels
     if not input_rate:
         raise ValueError("the audio stream has no sample rate")
-    samples = np.concatenate(chunks, axis=1).mean(axis=0, dtype=np.float32) if chunks else np.zeros(0, np.float32)
     duration = input_samples / input_rate if max_duration is None else min(input_samples / input_rate, max_duration)
-    return samples, AudioInfo(input_rate, input_channels, duration, "pyav", declared)
+    return AudioInfo(input_rate, input_channels, duration, "pyav", declared)
 
 
-def _decode_soundfile(path: Path, sample_rate: int, max_duration: float | None) -> tuple[np.ndarray, AudioInfo]:
-    """Decode with libsndfile, average the channels and resample with soxr (through librosa). What libsndfile's
-    libraries write to the terminal meanwhile becomes the notes (or the exception's)."""
+def _decode_soundfile(path: Path, sample_rate: int, max_duration: float | None, sink: SampleSink) -> AudioInfo:
+    """Decode with libsndfile, average the channels and resample with soxr (through librosa), the whole file at
+    once, into the sink. What libsndfile's libraries write to the terminal meanwhile becomes the notes (or the
+    exception's)."""
     said: list[str] = []
     try:
         with _terminal_lines(said), soundfile.SoundFile(path) as handle:
@@ -233,9 +354,9 @@ def _decode_soundfile(path: Path, sample_rate: int, max_duration: float | None) 
         if said:
             error.add_note(f"(the decoder said: {' | '.join(_distinct(said))})")
         raise
-    info = AudioInfo(int(input_rate), int(frames.shape[1]), frames.shape[0] / input_rate, "soundfile",
+    sink.add(to_mono(frames.T, input_rate, sample_rate))
+    return AudioInfo(int(input_rate), int(frames.shape[1]), frames.shape[0] / input_rate, "soundfile",
                      notes=_distinct(said))
-    return to_mono(frames.T, input_rate, sample_rate), info
 
 
 @contextmanager
@@ -288,6 +409,8 @@ def to_mono(samples: np.ndarray, sample_rate: int, target_rate: int) -> np.ndarr
     if planar.ndim != 1:
         raise ValueError(f"samples must be (n,) or (channels, n), got shape {np.shape(samples)}")
     if sample_rate != target_rate and planar.size:
+        import librosa  # its resampler loads SciPy: only for waveforms and the soundfile fallback
+
         planar = librosa.resample(planar, orig_sr=sample_rate, target_sr=target_rate, res_type="soxr_hq")
     return np.ascontiguousarray(planar, dtype=np.float32)
 

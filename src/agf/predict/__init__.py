@@ -2,6 +2,8 @@
 
 bundle.py      Bundle, save_bundle, load_bundle, bundle_from_transfer: one self-contained model directory
 classifier.py  GenreClassifier: load once, predict files or waveforms, predict_many streams a batch of files
+decoding.py    a file or waveform -> its log-mel a block at a time (long ones spooled to a file): memory independent
+               of its length
 inputs.py      expand_inputs: files, directories, globs, stdin -> the list of files to classify
 output.py      the table, challenge CSV and JSON-lines writers, the output-path check, the file_id clash
                warning, the failure summary

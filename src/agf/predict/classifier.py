@@ -8,11 +8,14 @@ features come from the source nets (under bf16 autocast when the bundle says so,
 transfer stage stored them); the track's probabilities are then temperature-scaled by the bundle's
 calibration (fitted on validation by the evaluation, agf.calibration). predict_many decodes the next files in
 worker processes while the nets compute, batches windows across files, and holds at most one batch of
-windows and a few decoded files at a time, so a long file or a huge directory runs in bounded memory.
+windows and a few decoded files at a time; a file is decoded to its log-mel a block at a time and a long
+log-mel is spooled to a file (agf.predict.decoding), so a long file or a huge directory runs in memory
+independent of their length.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -22,23 +25,22 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from agf.audio import Segment, decode_segment, float_samples, rms_db, silence_reason, to_mono, truncation
+from agf.audio import Segment, float_samples, to_mono
 from agf.calibration import apply_temperature
-from agf.config import FeatureConfig
 from agf.device import resolve_device
-from agf.errors import AgfError, PredictError
-from agf.features import extractor_for
+from agf.errors import PredictError
 from agf.metrics import pool_moments, probs_from_mean_terms, window_terms
 from agf.parallel import available_cores, map_ordered
 from agf.predict.bundle import Bundle, load_bundle
-from agf.predict.inputs import AUDIO_SUFFIXES
+from agf.predict.decoding import Decoded, DecodeJob, Mel, decode_file, decode_samples, mel_rows
 from agf.transfer import window_batch, window_starts
 
 WAVEFORM = "<waveform>"
 # At most this many decoding processes by default (beyond it, one GPU is rarely waiting for audio).
 MAX_DECODE_WORKERS = 8
 # Files decoded ahead of the nets: enough to keep the decoders busy while the nets score a batch (a 512-window
-# batch is about 8 clips of 30 s), few enough to bound memory (a 10-minute file's log-mel is 6.6 MB).
+# batch is about 8 clips of 30 s), few enough to bound memory (each holds at most 1 MB of log-mel in memory,
+# agf.predict.decoding.MEMORY_FRAMES; a longer one is spooled to a file).
 DECODE_AHEAD = 32
 
 
@@ -68,61 +70,6 @@ class Prediction:
         """The k most probable genres with their probabilities, most probable first."""
         ranked = sorted(self.as_dict().items(), key=lambda item: -item[1])
         return ranked[: max(1, k)]
-
-
-@dataclass(frozen=True)
-class Decoded:
-    """One input as the nets take it: its log-mel, or the reason it has none."""
-
-    source: str
-    mel: np.ndarray | None  # (frames, n_mels) float16, as the feature store holds it
-    duration: float = 0.0
-    error: str | None = None
-    notes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class DecodeJob:
-    """What a decoding process needs for one file."""
-
-    path: str
-    features: FeatureConfig
-    max_duration: float | None
-
-
-def log_mel(samples: np.ndarray, features: FeatureConfig) -> np.ndarray:
-    """Mono samples at features.sample_rate -> the (frames, n_mels) float16 log-mel the nets were trained on."""
-    return extractor_for(features)(samples).mel
-
-
-def decode_samples(source: str, samples: np.ndarray, features: FeatureConfig, notes: tuple[str, ...] = ()) -> Decoded:
-    """Mono samples at features.sample_rate as the nets take them: their log-mel, or why they have none (none at
-    all, or silence: the rule and threshold prepare flags 'silent' tracks with)."""
-    seconds = samples.size / features.sample_rate
-    if not samples.size:
-        return Decoded(source, None, seconds, "no samples", notes)
-    silent = silence_reason(rms_db(samples), features.silence_rms_db)
-    if silent:
-        return Decoded(source, None, seconds, f"silent: {silent}", notes)
-    return Decoded(source, log_mel(samples, features), seconds, None, notes)
-
-
-def decode_file(job: DecodeJob) -> Decoded:
-    """Decode one file to its log-mel (run in a worker process); a bad file gives its reason, never an error. A
-    file shorter than its own header declares is truncated (agf.audio.truncation, as prepare flags it)."""
-    if not Path(job.path).exists():
-        return Decoded(job.path, None, error="no such file or directory")
-    if Path(job.path).is_dir():
-        suffixes = ", ".join(sorted(AUDIO_SUFFIXES))
-        return Decoded(job.path, None, error=f"a directory without audio files (searched for {suffixes})")
-    try:
-        samples, info = decode_segment(job.path, job.features.sample_rate, Segment.of(job.features), job.max_duration)
-    except AgfError as exc:
-        return Decoded(job.path, None, error=getattr(exc, "reason", str(exc)))
-    truncated = truncation(info)
-    if truncated:
-        return Decoded(job.path, None, info.duration, f"truncated: {truncated}", info.notes)
-    return decode_samples(job.path, samples, job.features, info.notes)
 
 
 def default_decode_workers() -> int:
@@ -174,18 +121,20 @@ class GenreClassifier:
         Raises PredictError for a file that cannot be decoded, audio shorter than one window, silence, a file
         shorter than its header declares, or a waveform of another dtype.
         """
-        if isinstance(audio, (str, Path)):
-            if sr is not None:
-                raise PredictError("sr is for waveforms; a file's sample rate is read from the file")
-            decoded = decode_file(DecodeJob(str(audio), self.bundle.features, max_duration))
-            if decoded.error is not None:
-                raise PredictError(f"{audio}: {decoded.error}")
-        else:
-            decoded = self._decode_waveform(np.asarray(audio), sr, max_duration)
-        prediction = next(self._score([decoded]))
+        if isinstance(audio, (str, Path)) and sr is not None:
+            raise PredictError("sr is for waveforms; a file's sample rate is read from the file")
+        with tempfile.TemporaryDirectory(prefix="agf-predict-") as spool_dir:
+            if isinstance(audio, (str, Path)):
+                decoded = decode_file(DecodeJob(str(audio), self.bundle.features, max_duration, spool_dir))
+                if decoded.error is not None:
+                    raise PredictError(f"{audio}: {decoded.error}")
+            else:
+                decoded = self._decode_waveform(np.asarray(audio), sr, max_duration, spool_dir)
+            prediction = next(self._score([decoded]))
         return prediction.as_dict()
 
-    def _decode_waveform(self, samples: np.ndarray, sr: int | None, max_duration: float | None) -> Decoded:
+    def _decode_waveform(self, samples: np.ndarray, sr: int | None, max_duration: float | None,
+                         spool_dir: str) -> Decoded:
         """A waveform as the nets take it: mono, resampled, cut to max_duration, then to the features' segment."""
         if sr is None or sr <= 0:
             raise PredictError("a waveform needs its sample rate: predict(samples, sr=44100)")
@@ -202,7 +151,7 @@ class GenreClassifier:
         if max_duration is not None:
             mono = mono[: int(round(max_duration * rate))]
         start, stop = Segment.of(self.bundle.features).bounds(mono.size, rate)
-        return decode_samples(WAVEFORM, mono[start:stop], self.bundle.features)
+        return decode_samples(WAVEFORM, mono[start:stop], self.bundle.features, spool_dir=spool_dir)
 
     def predict_many(self, paths: Iterable[str | Path], max_duration: float | None = None, workers: int = 0,
                      progress: bool = False, total: int | None = None) -> Iterator[Prediction]:
@@ -211,12 +160,13 @@ class GenreClassifier:
         With `workers` > 0 (e.g. default_decode_workers()), that many processes decode the next files while the
         nets compute; they are started with 'spawn', so a script using them needs `if __name__ == "__main__":`.
         """
-        jobs = (DecodeJob(str(p), self.bundle.features, max_duration) for p in paths)
-        decoded = map_ordered(decode_file, jobs, workers, in_flight=DECODE_AHEAD)
-        with tqdm(total=total, unit="file", desc="predict", disable=not progress, dynamic_ncols=True) as bar:
-            for prediction in self._score(decoded):
-                bar.update(1)
-                yield prediction
+        with tempfile.TemporaryDirectory(prefix="agf-predict-") as spool_dir:
+            jobs = (DecodeJob(str(p), self.bundle.features, max_duration, spool_dir) for p in paths)
+            decoded = map_ordered(decode_file, jobs, workers, in_flight=DECODE_AHEAD)
+            with tqdm(total=total, unit="file", desc="predict", disable=not progress, dynamic_ncols=True) as bar:
+                for prediction in self._score(decoded):
+                    bar.update(1)
+                    yield prediction
 
     def window_probabilities(self, mel: np.ndarray) -> np.ndarray:
         """(n_windows, n_genres) probabilities of every window of one (frames, n_mels) log-mel (a window MLP's;
@@ -270,7 +220,8 @@ class GenreClassifier:
         return item
 
     def _score(self, items: Iterable[Decoded]) -> Iterator[Prediction]:
-        """Predictions of decoded inputs, in order: windows batched across inputs, batch_windows at a time."""
+        """Predictions of decoded inputs, in order: windows batched across inputs, batch_windows at a time, each
+        batch's frames read from its log-mel as it is cut (a spooled log-mel is removed once its track is done)."""
         waiting: deque[_Pending] = deque()
         batch: list[tuple[_Pending, np.ndarray]] = []
         size = 0
@@ -283,7 +234,7 @@ class GenreClassifier:
                 pending.remaining = pending.n_windows = len(starts)
                 pending.total = np.zeros(self._terms_width)
                 for first in range(0, len(starts), self.batch_windows):
-                    piece = window_batch(mel, starts[first: first + self.batch_windows], self.bundle.patch_frames)
+                    piece = self._windows(mel, starts[first: first + self.batch_windows])
                     batch.append((pending, piece))
                     size += len(piece)
                     if size >= self.batch_windows:
@@ -293,6 +244,11 @@ class GenreClassifier:
         if batch:
             self._run(batch)
         yield from self._finished(waiting)
+
+    def _windows(self, mel: Mel, starts: np.ndarray) -> np.ndarray:
+        """(n, patch, n_mels) float32 windows starting at `starts` (ascending), read from the frames they span."""
+        patch = self.bundle.patch_frames
+        return window_batch(mel_rows(mel, int(starts[0]), int(starts[-1]) + patch), starts - starts[0], patch)
 
     @property
     def _terms_width(self) -> int:
@@ -313,6 +269,7 @@ class GenreClassifier:
         while waiting and waiting[0].remaining == 0:
             pending = waiting.popleft()
             item = pending.item
+            item.discard()
             if item.error is not None:
                 yield Prediction(item.source, self.genres, None, 0, item.duration, item.error, item.notes)
                 continue
