@@ -238,7 +238,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     settings filled in)."""
     path = Path(path)
     if not path.exists():
-        raise ModelFileError(f"{path}: no such bundle; make one with `agf export WORKDIR {path}`")
+        raise ModelFileError(f"{path}: no such bundle; make one with `agf export -w WORKDIR {path}`")
     if not path.is_dir():
         raise _not_a_directory(path)
     try:
