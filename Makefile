@@ -27,7 +27,8 @@ test: $(STAMP)
 	bash scripts/test-setup.sh
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) -q
 
-# The benchmark suite, apart from the tests (15.3 minutes on 2 quiet cores, 2026-12-05): writes benchmarks/results.json and the
+# The benchmark suite, apart from the tests (15.3 minutes on 2 quiet cores, 2026-12-05, before its long-file predict
+# rows were added): writes benchmarks/results.json and the
 # table of docs/benchmarks.md. One BLAS/OpenMP thread per process; the suite sets torch's threads per measurement.
 bench: $(STAMP)
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python benchmarks/suite.py
