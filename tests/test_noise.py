@@ -67,19 +67,34 @@ def test_structured_noise_flips_the_rate_of_the_confusable_genres_albums_only() 
 
 
 @pytest.mark.parametrize(("kind", "rate", "confusable"), [("structured", 0.5, ("Rock/Pop",)),
-                                                          ("symmetric", 0.6, ())])
+                                                          ("symmetric", 0.8, ())])
 def test_a_rate_that_would_swap_labels_is_refused(kind: str, rate: float, confusable: tuple[str, ...]) -> None:
-    """Half the Rock albums to Pop and half the Pop to Rock: the labels say nothing; refused, not run."""
-    with pytest.raises(DatasetError, match=r"would be \d+% of other genres \(half or more wrong"):
+    """Half the Rock albums to Pop and half the Pop to Rock (or, over 5 genres, 80 % spread over the 4 others):
+    a label holds as many albums of another genre as of its own and says nothing; refused, not run."""
+    with pytest.raises(DatasetError, match=r"would be as much of '\w+' \(\d+%\) as of '\w+' itself"):
         inject_label_noise(collection(100), NoiseConfig(rate=rate, kind=kind, confusable=confusable))
     inject_label_noise(collection(100), NoiseConfig(rate=0.4, kind=kind, confusable=confusable))
+
+
+def test_symmetric_noise_may_make_a_small_genre_mostly_wrong_without_swapping_it() -> None:
+    """16 genres, one with half the albums of the others: at 40 % symmetric noise 52 % of its label is wrong, but
+    spread over 15 genres (3.5 % each against its own 48 %): still its label. The study's quick profile (40 %
+    symmetric over 16 genres of Zipf-sized artists) was refused by the majority rule this replaced."""
+    genres = [f"g{i:02d}" for i in range(16)]
+    rows = [{"track_id": f"{g}-{a}", "audio_path": "", "artist_id": f"{g}-{a}", "album_id": f"{g}-{a}", "genre": g,
+             "subgenres": [g], "split": "train"}
+            for g in genres for a in range(10 if g == "g00" else 20)]
+    noisy, _ = inject_label_noise(pd.DataFrame(rows), NoiseConfig(rate=0.4, seed=3))
+    labelled = noisy[noisy["genre"] == "g00"]
+    assert (labelled["clean_genre"] != "g00").mean() > 0.45
+    assert labelled["clean_genre"].value_counts().idxmax() == "g00"
 
 
 def test_a_small_genre_next_to_a_large_partner_is_protected() -> None:
     """Rock (45 albums) with Pop (5): 0.2 of Rock's albums relabelled Pop outnumber Pop's own 4 that stay."""
     tracks = collection(50)
     tracks["genre"] = np.where(tracks["album_id"].str[2:].astype(int) < 45, "Rock", "Pop")
-    with pytest.raises(DatasetError, match=r"'Pop' would be 69% of other genres"):  # 9 of 9 + 4
+    with pytest.raises(DatasetError, match=r"'Pop' would be as much of 'Rock' \(69%\) as of 'Pop' itself \(31%\)"):
         inject_label_noise(tracks, NoiseConfig(rate=0.2, kind="structured", confusable=("Rock/Pop",)))
 
 
@@ -112,8 +127,8 @@ def test_any_rate_gives_the_exact_count_or_is_refused_as_a_swap(n_albums: int, r
     try:
         noisy, summary = inject_label_noise(tracks, NoiseConfig(rate=rate, seed=seed))
     except DatasetError as error:
-        assert "half or more wrong" in str(error) and rate > 0
-        assert genres == 1 or rate >= 0.4  # 5 genres of near-equal size: a label is about rate wrong
+        assert "swapped labels" in str(error) and rate > 0
+        assert genres == 1 or rate >= 0.6  # at most 5 genres of near-equal size: swapped from about 2/3 on
         return
     assert summary.flipped == round_half_up(rate * n_albums) == int(noisy["genre_flipped"].sum())
 

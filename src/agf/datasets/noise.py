@@ -5,10 +5,11 @@ of them, spread over the splits in proportion (largest remainder), so the small 
 too. A flipped album's genre becomes, with 'symmetric' noise, any other genre (uniformly; every album is
 eligible); with 'structured' noise, a genre declared confusable with it (as annotators confuse neighbouring
 genres): only albums of a genre with a confusable partner are eligible, so "0.3 structured" relabels 30 % of
-the albums of the confusable genres, as "0.3 symmetric" relabels 30 % of all. A rate at which the tracks of
-some label would be expected to be half or more of other genres is refused: such labels are swapped, not
-noisy. Sub-genre labels are flipped independently, at their own rate, to sub-genres seen elsewhere in the
-collection. Truth is kept: `true_genre` (added as the genre before noise when the table has none),
+the albums of the confusable genres, as "0.3 symmetric" relabels 30 % of all. A rate at which some label
+would be expected to hold as many albums of one other genre as of its own is refused: such labels are swapped,
+not noisy (for a confusable pair: half wrong; under symmetric noise a label may be mostly wrong and still point
+to its genre, its wrong albums coming from many genres). Sub-genre labels are flipped independently, at their
+own rate, to sub-genres seen elsewhere in the collection. Truth is kept: `true_genre` (added as the genre before noise when the table has none),
 `clean_genre`, `genre_flipped` and `subgenres_flipped` columns; `flip_rates` gives the realised rate per genre
 and split.
 """
@@ -83,28 +84,39 @@ def confusable_partners(pairs: Sequence[str], genres: Sequence[str]) -> dict[str
     return {genre: sorted(set(others)) for genre, others in partners.items()}
 
 
-def expected_wrong_shares(album_genres: pd.Series, partners: dict[str, list[str]], rate: float) -> dict[str, float]:
-    """Per genre label: the share of its albums expected to be of another genre after noise at `rate` (an
-    eligible album keeps its label with probability 1 - rate, and moves to one of its partners uniformly)."""
+def expected_sources(album_genres: pd.Series, partners: dict[str, list[str]], rate: float) -> pd.DataFrame:
+    """Expected albums per (label after noise, true genre) at `rate`: an eligible album keeps its label with
+    probability 1 - rate and moves to one of its partners uniformly. Rows: labels; columns: true genres."""
     counts = album_genres.value_counts()
-    inflow = {genre: 0.0 for genre in counts.index}
-    for genre, others in partners.items():
+    genres = sorted(counts.index)
+    sources = pd.DataFrame(0.0, index=genres, columns=genres)
+    for genre in genres:
+        others = partners.get(genre, [])
+        sources.loc[genre, genre] = counts[genre] * (1 - rate if others else 1.0)
         for other in others:
-            inflow[other] = inflow.get(other, 0.0) + rate * counts.get(genre, 0) / len(others)
-    kept = {genre: counts[genre] * (1 - rate if genre in partners else 1.0) for genre in counts.index}
-    return {genre: inflow[genre] / (inflow[genre] + kept[genre]) for genre in counts.index
-            if inflow[genre] + kept[genre] > 0}
+            sources.loc[other, genre] += rate * counts[genre] / len(others)
+    return sources
 
 
 def check_not_swapped(album_genres: pd.Series, partners: dict[str, list[str]], rate: float, kind: str) -> None:
-    """DatasetError when noise at `rate` would leave a genre's label expected to be half or more wrong."""
-    shares = expected_wrong_shares(album_genres, partners, rate)
-    swapped = {genre: share for genre, share in shares.items() if share >= 0.5}
-    if swapped:
-        genre, share = max(swapped.items(), key=lambda item: item[1])
+    """DatasetError when noise at `rate` would leave some label expected to hold as many albums of one other
+    genre as of its own: that label then points elsewhere (swapped, not noisy). For a confusable pair this is
+    the point where the label is half wrong; under symmetric noise over G genres of equal size, rate (G-1)/G."""
+    sources = expected_sources(album_genres, partners, rate)
+    worst = None
+    for label in sources.index:
+        own = sources.loc[label, label]
+        others = sources.loc[label].drop(label)
+        if len(others) and others.max() > 0 and others.max() >= own:
+            total = sources.loc[label].sum()
+            found = (others.max() / total, label, others.idxmax(), own / total)
+            worst = max(worst, found) if worst else found
+    if worst:
+        share, label, source, own = worst
         raise DatasetError(
-            f"label noise: at noise.rate = {rate:g} ({kind}) the albums labelled {genre!r} would be {share:.0%} of "
-            "other genres (half or more wrong: swapped labels, not noisy ones); lower noise.rate"
+            f"label noise: at noise.rate = {rate:g} ({kind}) the albums labelled {label!r} would be as much of "
+            f"{source!r} ({share:.0%}) as of {label!r} itself ({own:.0%}): swapped labels, not noisy ones; lower "
+            "noise.rate"
         )
 
 
