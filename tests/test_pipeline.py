@@ -428,6 +428,39 @@ def test_the_plan_counts_what_the_run_does(finished_run: Path, tmp_path: Path) -
     assert not (tmp_path / "new" / "corpus").exists()  # planning renders nothing
 
 
+def test_the_plan_leaves_out_an_unavailable_task_as_the_run_does(finished_run: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Task e where Essentia cannot be imported: the run drops the subsets that use it (and matches the wSTN to the
+    available tasks); the plan made before it counts the same nets and transfers, and says why."""
+    import dataclasses
+
+    from agf.pipeline import plan_run, run_pipeline
+
+    def no_essentia() -> str:
+        return "essentia cannot be imported (ImportError: a test)"
+
+    monkeypatch.setattr("agf.factors.build.essentia_unavailable_reason", no_essentia)
+    monkeypatch.setattr("agf.plan.essentia_unavailable_reason", no_essentia, raising=False)
+    work = tmp_path / "work"
+    shutil.copytree(finished_run / "work", work)  # moved: every finished stage is reused
+    config = load_config(finished_run / "tiny.toml")
+    config = dataclasses.replace(
+        config, factors=dataclasses.replace(config.factors, tasks=("m", "e")),
+        grid=GridConfig(tasks=("g", "m", "e"), archs=("stn", "mtn", "wstn"), subsets=("g", "e", "ge", "gm", "gme"),
+                        seeds=(0,)),
+        run=dataclasses.replace(config.run, workdir=str(work)))
+    plan = plan_run(config, measure=False)[0]
+    lines: list[str] = []
+    run = run_pipeline(config, progress=False, log=lines.append)
+    sources = {source["path"] for d in run.grid.transfers.values()
+               for source in json.loads((d / "mlp.json").read_text())["sources"]}
+    assert sorted(case.label for case in run.grid.transfers) == ["MTN gm", "STN g", "STN gm", "WSTN g (N=2)"]
+    assert (plan.transfers, len(plan.nets)) == (len(run.grid.transfers), len(sources)) == (4, 4)
+    assert plan.factor_tasks == "m"
+    assert any("task e unavailable (essentia cannot be imported" in warning for warning in plan.warnings)
+    assert any("task(s) e unavailable; dropping the subsets that use them" in line for line in lines)
+
+
 def test_dry_run_prints_the_plan_and_runs_nothing(finished_run: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture) -> None:
     work = tmp_path / "dry"

@@ -91,6 +91,27 @@ def test_the_plan_sizes_the_store_from_declared_durations(tmp_path: Path) -> Non
                for line in long.lines())
 
 
+def test_the_plan_counts_the_factor_tasks_of_the_grid_as_the_run_builds_them(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """run_grid builds the artist-group tasks its subsets use, whatever factors.tasks lists, and leaves out those
+    unavailable here (e without Essentia): the plan walks the same grid (agf.grid.walk_grid)."""
+    from agf.config import GridConfig
+    from agf.grid import grid_nets, walk_grid
+    from agf.plan import make_plan
+
+    monkeypatch.setattr("agf.plan.essentia_unavailable_reason", lambda: "no essentia here", raising=False)
+    grid = GridConfig(tasks=("g", "m", "e", "s"), archs=("stn", "mtn", "wstn"), seeds=(0, 1))
+    config = dataclasses.replace(Config(), dataset=DatasetConfig(kind="manifest"), grid=grid,
+                                 factors=FactorConfig(tasks=("m",)))
+    plan = make_plan(config, _manifest_tracks(tmp_path, 30.0), None)
+    outputs = {"g": 3, "m": plan.factors.n_topics, "s": plan.factors.n_topics}
+    steps = walk_grid(grid, outputs, config.features.n_mels, unavailable={"e"})
+    assert plan.factor_tasks == "ms"
+    assert plan.transfers == len(steps) == 2 * (7 + 4 + 2)  # per seed: 7 subsets of gms, 4 MTNs, wSTN N=2, 3
+    assert [(net.spec, net.seed) for net in plan.nets] == grid_nets(steps)
+    assert "task e unavailable (no essentia here); the run drops the subsets that use it" in plan.warnings
+
+
 def _wav(path: Path, seconds: float) -> str:
     """A silent 16-bit WAV of `seconds` at 8 kHz (its header declares the duration)."""
     soundfile.write(path, np.zeros(int(seconds * 8000), np.int16), 8000, subtype="PCM_16")

@@ -7,15 +7,18 @@ stage killed before its last write) is rebuilt; other inputs never silently reus
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from store_fixtures import toy_collection
 
-from agf.config import FactorConfig, TrainConfig, TransferConfig
+from agf.config import Config, FactorConfig, RunConfig, TrainConfig, TransferConfig
 from agf.errors import AgfError
 from agf.evaluation import evaluate
 from agf.factors import build_factors
@@ -131,34 +134,106 @@ def test_unreadable_marker_means_unfinished(tmp_path: Path) -> None:
     assert WorkDir(tmp_path).nets == tmp_path / "nets"
 
 
-def test_a_second_command_on_a_locked_work_directory_is_refused(tmp_path: Path) -> None:
-    """Two agf processes in one work directory: the second one stops at once, naming the first."""
-    workdir = WorkDir(tmp_path / "work")
-    with locked(workdir):
-        with pytest.raises(AgfError, match=r"agf \(pid \d+ on .*\) is working in this work directory"):
-            with locked(workdir):
-                pass
-    with locked(workdir):  # released on exit (and by the kernel when a holder dies)
-        pass
-
-
-def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    workdir = WorkDir(tmp_path / "work")
+@contextlib.contextmanager
+def held_by_another_process(workdir: WorkDir) -> Iterator[None]:
+    """Another agf process holding the work directory's lock while the block runs."""
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time; from agf.workdir import WorkDir, locked\n"
         f"with locked(WorkDir({str(workdir.root)!r})):\n    print('held', flush=True); time.sleep(60)")],
         stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "held"
-    with pytest.raises(AgfError, match="is working in this work directory"):
-        with locked(workdir):
-            pass
-    holder.kill()
-    holder.wait()
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+
+
+def test_a_second_command_on_a_locked_work_directory_is_refused(tmp_path: Path) -> None:
+    """Two agf processes in one work directory: the second one stops at once, naming the first."""
+    workdir = WorkDir(tmp_path / "work")
+    with held_by_another_process(workdir):
+        with pytest.raises(AgfError, match=r"agf \(pid \d+ on .*\) is working in this work directory"):
+            with locked(workdir):
+                pass
+
+
+def test_the_lock_is_reentrant_within_a_process(tmp_path: Path) -> None:
+    """run_pipeline holds the lock and calls stages that take it too: the nested use passes, the outer one
+    releases it."""
+    from agf.workdir import holds_lock
+
+    workdir = WorkDir(tmp_path / "work")
+    with locked(workdir):
+        with locked(WorkDir(tmp_path / "." / "work")):  # the same directory, spelled otherwise
+            assert holds_lock(workdir)
+        assert holds_lock(workdir)
+    assert not holds_lock(workdir)
+    with held_by_another_process(workdir):  # released for other processes too
+        pass
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
+    workdir = WorkDir(tmp_path / "work")
+    with held_by_another_process(workdir):
+        with pytest.raises(AgfError, match="is working in this work directory"):
+            with locked(workdir):
+                pass
     with locked(workdir):
         pass
+
+
+def _stage_config(workdir: WorkDir) -> Config:
+    """The default config working in `workdir`."""
+    return dataclasses.replace(Config(), run=RunConfig(workdir=str(workdir.root), threads=1))
+
+
+LOCK_ERROR = r"^\S+work: agf \(pid \d+ on .*\) is working in this work directory; wait for it to finish"
+
+
+def test_a_stage_called_from_python_is_locked(tmp_path: Path) -> None:
+    """A stage_* function called from Python, not through `agf`, works in the run context: while another process
+    holds the work directory, it stops with the one-line lock error before doing anything."""
+    import pandas as pd
+
+    from agf.errors import PipelineError
+    from agf.pipeline import Prepared, stage_factors, stage_transfer
+
+    workdir = WorkDir(tmp_path / "work")
+    config = _stage_config(workdir)
+    prepared = Prepared(workdir, pd.DataFrame(), None)  # never read: the lock comes first
+    with held_by_another_process(workdir):
+        with pytest.raises(PipelineError, match=LOCK_ERROR):
+            stage_factors(config, prepared, "g", progress=False)
+        with pytest.raises(PipelineError, match=LOCK_ERROR):
+            stage_transfer(config, prepared, [], seed=0, progress=False)
+
+
+def test_the_run_context_locks_saves_the_config_and_nests(tmp_path: Path) -> None:
+    import pandas as pd
+    import torch
+
+    from agf.errors import PipelineError
+    from agf.pipeline import Prepared, run_context, stage_factors
+    from agf.workdir import holds_lock
+
+    workdir = WorkDir(tmp_path / "work")
+    config = _stage_config(workdir)
+    with held_by_another_process(workdir):
+        with pytest.raises(PipelineError, match=LOCK_ERROR):
+            with run_context(config):
+                pass
+    threads = torch.get_num_threads()
+    try:
+        with run_context(config, save=True):
+            assert holds_lock(workdir) and workdir.config.is_file()  # where `agf run` saves it
+            assert torch.get_num_threads() == 1
+            # A stage inside (as run_pipeline calls them) passes the lock it holds.
+            assert stage_factors(config, Prepared(workdir, pd.DataFrame(), None), "g", progress=False).results == {}
+        assert not holds_lock(workdir)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_a_full_disk_is_one_line_and_the_rerun_completes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -204,7 +279,7 @@ def test_agf_prepare_refuses_a_work_directory_another_command_holds(tmp_path: Pa
     manifest = tmp_path / "m.csv"
     manifest.write_text("path,artist,genre\nmissing.wav,a,pop\n")
     workdir = WorkDir(tmp_path / "work")
-    with locked(workdir):
+    with held_by_another_process(workdir):
         assert main(["prepare", "--manifest", str(manifest), "-w", str(workdir.root), "--quiet"]) == 1
     assert "is working in this work directory" in capsys.readouterr().err
     assert not (workdir.root / "features").exists()

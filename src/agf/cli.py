@@ -1,6 +1,7 @@
 """The `agf` command line: one sub-command per pipeline stage, all reading one typed config.
 
-This module only parses arguments into a typed Config and calls the stage functions of agf.pipeline. The stage
+This module only parses arguments into a typed Config and calls the stage functions of agf.pipeline, each command
+that works in a work directory inside agf.pipeline.run_context (its lock, the saved config, the threads). The stage
 commands take `--config` (a TOML file or a preset name) and a few overrides; `agf run` and `agf prepare` write
 the resolved config to WORKDIR/config.toml. One grammar: the work directory is `-w/--workdir` wherever a command
 has one, `agf evaluate`'s output folder `-o/--output` as `agf predict`'s output file (the old spellings
@@ -33,7 +34,7 @@ from agf.config import SEED, Config, lenient, load_config
 from agf.errors import AgfError, ConfigError, PredictError
 from agf.predict.output import FORMATS
 from agf.tasks import ARCHS, parse_tasks
-from agf.workdir import WorkDir, locked
+from agf.workdir import WorkDir
 
 EXIT_ERROR = 1
 # The settings of [run] that flags of the stage commands and `agf demo` set: {setting: argument dest}.
@@ -133,17 +134,7 @@ def _base_config(args: argparse.Namespace) -> Config:
             raise ConfigError(f"{workdir.config} not found: give the config with -c, or run `agf prepare` or "
                               "`agf run` on this work directory first")
         config = load_config(workdir.config)
-    config = _with_flags(config, args, "run", RUN_FLAGS)
-    from agf.device import use_threads  # torch loads here, not for `agf --help`
-
-    if not config.run.problems():  # `agf check` builds a config with problems (config.lenient) to list them all
-        use_threads(config.run.threads)
-    return config
-
-
-def _locked(config: Config) -> contextlib.AbstractContextManager:
-    """The lock of the config's work directory (agf.workdir.locked), held while a command works in it."""
-    return locked(WorkDir(Path(config.run.workdir)))
+    return _with_flags(config, args, "run", RUN_FLAGS)
 
 
 def _run_seed(config: Config, args: argparse.Namespace) -> int:
@@ -256,14 +247,11 @@ def _grid_config(config: Config, args: argparse.Namespace) -> Config:
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Build the feature store of a dataset."""
     from agf.parallel import check_scheduler
-    from agf.pipeline import stage_prepare, stage_tracks
-    from agf.workdir import save_config
+    from agf.pipeline import run_context, stage_prepare, stage_tracks
 
     config = _dataset_config(_base_config(args), args)
     check_scheduler(config.run.scheduler, config.run.workers)
-    with _locked(config):
-        workdir = WorkDir(Path(config.run.workdir))
-        save_config(config, workdir)
+    with run_context(config, save=True) as workdir:
         loaded = stage_tracks(config, workdir, progress=not args.quiet)
         for warning in loaded.warnings:
             print(f"warning: {warning}", file=sys.stderr)
@@ -292,11 +280,11 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_factors(args: argparse.Namespace) -> int:
     """Build the artist group factors of the prepared dataset."""
     from agf.factors import format_summary
-    from agf.pipeline import open_prepared, stage_factors
+    from agf.pipeline import open_prepared, run_context, stage_factors
 
     config = _with_flags(_base_config(args), args, "factors", {"tasks": "tasks", "leaky": "leaky"},
                          tasks=_task_list(args.tasks))
-    with _locked(config):
+    with run_context(config):
         factors = stage_factors(config, open_prepared(config), config.factors.tasks, not args.quiet)
         print(format_summary(factors.results))
         print(f"artist group factors: {factors.directory}")
@@ -305,16 +293,16 @@ def cmd_factors(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train source nets (STN per task, one MTN, or a wSTN); under torchrun each net data-parallel, with rank 0
-    alone holding the work directory's lock, writing and printing."""
+    alone holding the work directory's lock (agf.pipeline.run_context), writing and printing."""
     from agf.device import resolve_device
-    from agf.pipeline import open_prepared, stage_train
+    from agf.pipeline import open_prepared, run_context, stage_train
     from agf.training import distributed
 
     config = _with_flags(_base_config(args), args, "train", {"epochs": "epochs", "schedule": "schedule"})
     seed = _run_seed(config, args)
     with distributed.session(resolve_device(config.run.device)):
         main = distributed.is_main()
-        with _locked(config) if main else contextlib.nullcontext():
+        with run_context(config):
             with distributed.main_first():  # the feature store's settings file, when new
                 prepared = open_prepared(config)
             net_dirs = stage_train(config, prepared, args.arch, parse_tasks(args.tasks), args.match, seed,
@@ -330,10 +318,10 @@ def _silent(_: str) -> None:
 
 def cmd_transfer(args: argparse.Namespace) -> int:
     """Fit the transfer MLP on the window features of trained nets."""
-    from agf.pipeline import open_prepared, stage_transfer
+    from agf.pipeline import open_prepared, run_context, stage_transfer
 
     config = _with_flags(_base_config(args), args, "transfer", {"epochs": "epochs"})
-    with _locked(config):
+    with run_context(config):
         result = stage_transfer(
             config, open_prepared(config), [Path(s) for s in args.nets], _run_seed(config, args), not args.quiet
         )
@@ -344,10 +332,10 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Score transfers and baselines; write metrics.json and plots."""
     from agf.evaluation import evaluate
-    from agf.pipeline import open_prepared
+    from agf.pipeline import open_prepared, run_context
 
     config = _base_config(args)
-    with _locked(config):
+    with run_context(config):
         prepared = open_prepared(config)
         out_dir = Path(args.output) if args.output else prepared.workdir.evaluation / "manual"
         run = evaluate([Path(d) for d in args.transfers], prepared.tracks, out_dir, store=prepared.store,
@@ -369,12 +357,14 @@ def _run_config(args: argparse.Namespace) -> Config:
 def cmd_run(args: argparse.Namespace) -> int:
     """Every stage from the collection to the report; finished stages are reused. With --dry-run, the checks of
     `agf check` and the plan, nothing else."""
+    from agf.device import use_threads
     from agf.pipeline import plan_run, run_pipeline
 
     if args.dry_run:
         config = _check(args)
         if config is None:
             return EXIT_ERROR
+        use_threads(config.run.threads)  # the speeds are measured as the run would run; nothing is locked or written
         plan, speed = plan_run(config)
         print("\n".join(plan.lines(speed, config.run.workers)))
         return 0
@@ -428,14 +418,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """The whole system on the built-in synthetic corpus, a short summary, then the selected model exported
     and applied to a few test files."""
-    from agf.pipeline import demo_predictions, demo_summary, run_pipeline
+    from agf.pipeline import demo_predictions, demo_summary, run_context, run_pipeline
 
     config = _with_flags(load_config("demo"), args, "run", RUN_FLAGS)
-    run = run_pipeline(config, progress=not args.quiet)
-    print(demo_summary(run))
-    with run.times.timed("export + predictions"):
-        print(demo_predictions(config, run))
-    run.times.write(run.prepared.workdir)  # the stage times printed by run_pipeline, with this last stage
+    with run_context(config):  # one lock over the run, the export and the stage times
+        run = run_pipeline(config, progress=not args.quiet)
+        print(demo_summary(run))
+        with run.times.timed("export + predictions"):
+            print(demo_predictions(config, run))
+        run.times.write(run.prepared.workdir)  # the stage times printed by run_pipeline, with this last stage
     return 0
 
 
@@ -450,10 +441,10 @@ def _workdir_config(args: argparse.Namespace) -> Config:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the model selected on validation (or a named case) of a finished run as a bundle."""
-    from agf.pipeline import open_run, stage_export
+    from agf.pipeline import open_run, run_context, stage_export
 
     config = _workdir_config(args)
-    with _locked(config):
+    with run_context(config):
         prepared, grid, results = open_run(config)
         path, case = stage_export(config, prepared, grid, results, Path(args.out), args.case, args.seed)
     print(f"exported {case.label} (seed {case.seed}) to {path}")

@@ -2,12 +2,13 @@
 
 STN for each subset, MTN for each subset of two or more tasks (for one task the STN and the MTN are the same
 net), and per N >= 2 a wSTN matched to the MTN over the first N grid tasks. Each net is trained once and
-shared by every case that uses it.
+shared by every case that uses it. `walk_grid` is the one walk of a grid: agf.pipeline.run_grid trains and fits
+what it yields, agf.plan.make_plan counts it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from agf.config import GridConfig
@@ -64,3 +65,26 @@ def case_specs(case: Case, task_outputs: Mapping[str, int], grid_tasks: Sequence
         matched = canonical_tasks(grid_tasks)[: case.n_tasks]
         return [wstn_spec("mtn", {t: task_outputs[t] for t in matched}, n_mels)]
     return net_specs(case.arch, {t: task_outputs[t] for t in case.tasks}, n_mels)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class GridStep:
+    """One case of a grid walk and the nets its transfer reads, in order."""
+
+    case: Case
+    specs: tuple[NetSpec, ...]
+
+
+def walk_grid(grid: GridConfig, task_outputs: Mapping[str, int], n_mels: int,
+              unavailable: Collection[str] = ()) -> list[GridStep]:
+    """Every case of the grid with its nets, seed by seed; the subsets that use an `unavailable` task (e without
+    Essentia) are left out, and a wSTN is matched to the first N grid tasks that are available."""
+    subsets = [s for s in grid_subsets(grid) if not set(s) & set(unavailable)]
+    grid_tasks = [t for t in grid.tasks if t not in unavailable]
+    return [GridStep(case, tuple(case_specs(case, task_outputs, grid_tasks, n_mels)))
+            for case in grid_cases(grid, subsets)]
+
+
+def grid_nets(steps: Sequence[GridStep]) -> list[tuple[NetSpec, int]]:
+    """The distinct nets (spec, seed) of a walk, in the order the walk first needs them."""
+    return list(dict.fromkeys((spec, step.case.seed) for step in steps for spec in step.specs))

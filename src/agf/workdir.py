@@ -129,11 +129,24 @@ def free_bytes(workdir: WorkDir) -> int:
     return shutil.disk_usage(_nearest_existing(workdir.root)).free
 
 
+# The resolved roots of the work directories whose lock this process holds (agf.workdir.locked).
+_HELD: set[Path] = set()
+
+
+def holds_lock(workdir: WorkDir) -> bool:
+    """Whether this process holds the work directory's lock."""
+    return workdir.root.resolve() in _HELD
+
+
 @contextlib.contextmanager
 def locked(workdir: WorkDir) -> Iterator[None]:
     """Hold the work directory's lock while a command works in it; PipelineError naming the holder when another
-    agf process holds it. The kernel releases the lock when its holder dies (even by SIGKILL), so a killed run
+    agf process holds it. Reentrant within a process: where this process holds it already (run_pipeline calling
+    a stage), it passes. The kernel releases the lock when its holder dies (even by SIGKILL), so a killed run
     leaves no stale lock, and the next run's clean-up of temporary files never touches a live run's files."""
+    if holds_lock(workdir):
+        yield
+        return
     create(workdir)
     handle = open(workdir.root / LOCK_FILE, "a+", encoding="utf-8")
     try:
@@ -144,13 +157,16 @@ def locked(workdir: WorkDir) -> Iterator[None]:
         handle.close()
         raise PipelineError(f"{workdir.root}: {holder} is working in this work directory; wait for it to finish "
                             "or stop it, then run the command again") from None
+    root = workdir.root.resolve()
     try:
         handle.seek(0)
         handle.truncate()
         handle.write(f"agf (pid {os.getpid()} on {socket.gethostname()})")
         handle.flush()
+        _HELD.add(root)
         yield
     finally:
+        _HELD.discard(root)
         handle.close()  # closing the file releases the lock
 
 

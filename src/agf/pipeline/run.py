@@ -1,0 +1,77 @@
+"""`agf run`: every stage in order over one work directory, in one run context, each reused when finished."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from agf.config import Config
+from agf.datasets.splits import split_problems
+from agf.errors import PipelineError
+from agf.pipeline.checks import check_dataset, check_settings, plan_run
+from agf.pipeline.context import run_context
+from agf.pipeline.grid_run import GridRun, collect_results, run_grid
+from agf.pipeline.reporting import report_provenance, stage_report
+from agf.pipeline.stages import Log, Prepared, open_prepared, stage_prepare, stage_tracks
+from agf.pipeline.times import StageTimes
+from agf.report import headline
+from agf.workdir import WorkDir
+
+@dataclass
+class PipelineRun:
+    """Everything `agf run` made."""
+
+    prepared: Prepared
+    grid: GridRun
+    results: pd.DataFrame
+    baselines: pd.DataFrame
+    report: dict
+    times: StageTimes = field(default_factory=StageTimes)
+
+
+def run_pipeline(config: Config, progress: bool = True, log: Log = print, must_be_done: bool = False) -> PipelineRun:
+    """Every stage, each reused when done with the same inputs: tracks, prepare, factors, nets, transfer,
+    evaluate, report, in the run context (the work directory locked; the config saved in it unless
+    must_be_done). With must_be_done (`agf report`), an unfinished stage is an error, not work."""
+    check_settings(config)
+    times = StageTimes()
+    with run_context(config, save=not must_be_done):
+        if not must_be_done:
+            with times.timed("plan"):
+                plan, speed = plan_run(config)
+            log("\n".join(plan.lines(speed, config.run.workers)))
+        run = _run_stages(config, progress, log, must_be_done, times)
+        if not must_be_done:
+            times.write(run.prepared.workdir)
+            log(times.line())
+        log(headline(run.results).text())
+        return run
+
+
+def _run_stages(config: Config, progress: bool, log: Log, must_be_done: bool, times: StageTimes) -> PipelineRun:
+    """run_pipeline's stages, in order, each one's wall time added to `times`."""
+    if must_be_done:
+        prepared = open_prepared(config)
+    else:
+        workdir = WorkDir(Path(config.run.workdir))
+        with times.timed("tracks" + (" (renders the corpus)" if config.dataset.kind == "synth" else "")):
+            loaded = stage_tracks(config, workdir, progress=progress)
+        split_errors, split_notes = split_problems(loaded.tracks, loaded.splits)
+        for warning in [*loaded.warnings, *split_notes]:
+            log(f"warning: {warning}")
+        if split_errors:
+            raise PipelineError("; ".join(split_errors))
+        with times.timed("prepare"):
+            store, summary = stage_prepare(config, workdir, loaded.tracks, progress=progress)
+        log(summary.format())
+        prepared = Prepared(workdir, store.usable(loaded.tracks), store)
+    check_dataset(prepared.tracks)
+    grid = run_grid(config, prepared, progress=progress, log=log, must_be_done=must_be_done, times=times)
+    with times.timed("report"):
+        results, baselines = collect_results(grid)
+        provenance = report_provenance(config, prepared.workdir, times, must_be_done)
+        report = stage_report(config, prepared, grid, results, baselines, provenance)
+    return PipelineRun(prepared, grid, results, baselines, report, times)
+
