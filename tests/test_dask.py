@@ -124,6 +124,7 @@ seeds = [0, 1]
 """ + TINY_TRAINING
 
 
+@pytest.mark.slow
 def test_grid_nets_trained_on_a_cluster_equal_the_local_ones(scheduler: str, tmp_path: Path) -> None:
     from agf.pipeline import (
         Factors,

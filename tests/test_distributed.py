@@ -106,6 +106,7 @@ def _rank_worker(rank: int, port: int, collection: ToyCollection, root: Path) ->
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_train_one_net_in_sync_and_resume(tmp_path: Path) -> None:
     collection = toy_collection(tmp_path / "toy")
     mp.spawn(_rank_worker, args=(free_port(), collection, tmp_path), nprocs=2)
@@ -148,6 +149,7 @@ def prepared_workdir(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_torchrun_agf_train_writes_one_net_from_rank_0(tmp_path: Path) -> None:
     workdir = prepared_workdir(tmp_path / "work")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}

@@ -87,6 +87,7 @@ def test_flatten_pool_drops_metadata_beats_and_covariances_and_one_hots_keys() -
     assert "tonal.some_label" not in features and len(features) == 2 + 1 + 12 + 2 + 12
 
 
+@pytest.mark.slow
 def test_extraction_runs_in_parallel_and_reports_broken_files(clips: dict[str, Path]) -> None:
     outcomes = {o.track_id: o for o in extract_many([(t, str(p)) for t, p in clips.items()], workers=2,
                                                     timeout_s=120, progress=False)}
@@ -99,6 +100,7 @@ def test_extraction_runs_in_parallel_and_reports_broken_files(clips: dict[str, P
     assert good[0]["lowlevel.spectral_centroid.mean"] != good[1]["lowlevel.spectral_centroid.mean"]
 
 
+@pytest.mark.slow
 def test_a_hanging_file_times_out_without_stopping_the_others(clips: dict[str, Path], tmp_path: Path) -> None:
     fifo = tmp_path / "never_written.wav"
     os.mkfifo(fifo)  # opening it for reading blocks forever: the extractor hangs
@@ -108,6 +110,7 @@ def test_a_hanging_file_times_out_without_stopping_the_others(clips: dict[str, P
     assert outcomes["good0"].features is not None
 
 
+@pytest.mark.slow
 def test_task_e_caches_vectors_records_failures_and_resumes(clips: dict[str, Path], tmp_path: Path,
                                                               monkeypatch) -> None:
     tracks = pd.DataFrame({

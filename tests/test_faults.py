@@ -62,6 +62,7 @@ def broken_files(root: Path) -> tuple[pd.DataFrame, dict[str, str]]:
     return table, {name: status for name, (_, status) in cases.items()}
 
 
+@pytest.mark.slow
 def test_broken_files_are_flagged_and_the_rest_equals_a_clean_run(tmp_path: Path) -> None:
     good = good_files(tmp_path / "audio")
     broken, statuses = broken_files(tmp_path / "audio")
@@ -113,6 +114,7 @@ def run_until_done(script: Path, root: Path, kill_after: float | None) -> bool:
     return process.returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_training_killed_at_random_moments_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     script = tmp_path / "train.py"

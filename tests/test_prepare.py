@@ -214,6 +214,7 @@ def _prepare_cmd(manifest: Path, workdir: Path, workers: int) -> list[str]:
             "--workers", str(workers), "--quiet"]
 
 
+@pytest.mark.slow
 def test_killed_prepare_resumes_to_the_same_store(corpus: pd.DataFrame, tmp_path: Path) -> None:
     manifest = _manifest(corpus, tmp_path, n=30)
     reference = tmp_path / "reference"

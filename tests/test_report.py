@@ -30,7 +30,7 @@ from agf.report import (
     write_results_csv,
 )
 from agf.report.markup import to_markdown
-from agf.report.results import rank_by_selection
+from agf.report.results import rank_by_selection, select
 from agf.report.tables import build_calibration_table, source_head_note
 from agf.tasks import task_subsets
 
@@ -695,3 +695,78 @@ def test_new_training_curves_legend_lists_drawn_curves_and_marks_the_kept_epoch(
         low, high = axes.get_xlim()
         ticks = [tick for tick in axes.get_xticks() if low <= tick <= high]
         assert len(ticks) >= at_least and all(float(tick).is_integer() for tick in ticks), ticks
+
+
+# -- the metric registry and the one selection sort ----------------------------------------------------------
+
+
+def with_val_mean(results: pd.DataFrame, setup: tuple[str, str, int], metric: str, values: tuple[float, ...]
+                  ) -> pd.DataFrame:
+    """`results` with one setup's validation values (given labels) of `metric` set to `values`, seed by seed."""
+    frame = results.copy()
+    arch, tasks, n_tasks = setup
+    for seed, value in zip(sorted(frame["seed"].unique()), values):
+        rows = ((frame["arch"] == arch) & (frame["tasks"] == tasks) & (frame["n_tasks"] == n_tasks)
+                & (frame["seed"] == seed) & (frame["split"] == "val") & (frame["labels"] == "given")
+                & (frame["metric"] == metric))
+        frame.loc[rows, "value"] = value
+    return frame
+
+
+def test_new_the_one_selection_sort_ranks_by_mean_accuracy_then_by_the_lower_log_loss() -> None:
+    from agf.report import headline
+    from agf.report.results import sort_by_selection
+
+    means = pd.DataFrame({"accuracy": [0.5, 0.7, 0.7, 0.7, 0.6], "log_loss": [0.1, 1.2, 0.9, 1.2, 0.2]},
+                         index=["a", "b", "c", "d", "e"])
+    assert list(sort_by_selection(means).index) == ["c", "b", "d", "e", "a"]  # full ties keep their order
+    # Over seeds: STN gm and STN md tie on mean validation accuracy (one seed of gm is the best of all); md's lower
+    # mean log loss breaks the tie. Every place that ranks agrees.
+    results = synthetic_results(subsets=("g", "gm", "md"), archs=("stn",), splits=("val", "test"))
+    results = with_val_mean(results, ("stn", "gm", 2), "accuracy", (0.99, 0.81))
+    results = with_val_mean(results, ("stn", "md", 2), "accuracy", (0.9, 0.9))
+    results = with_val_mean(results, ("stn", "gm", 2), "log_loss", (0.5, 0.7))
+    results = with_val_mean(results, ("stn", "md", 2), "log_loss", (0.7, 0.4))
+    assert rank_by_selection(results, ["arch", "tasks", "n_tasks"])[:2] == [("stn", "md", 2), ("stn", "gm", 2)]
+    assert headline(results).best == "STN md"
+    assert next(r for r in parse_table(table5(results)) if r["N"] == "2")["best STN"] == "md"
+    # A source head with the best transfer's mean accuracy beats it only by a lower mean log loss.
+    best = select(results, "val", "given")
+    best = best[(best["tasks"] == "md")].groupby("metric")["value"].mean()
+
+    def head(accuracy: float, log_loss: float) -> pd.DataFrame:
+        frame = synthetic_baselines()
+        frame = frame[frame["model"] == "genre STN softmax"]
+        frame.loc[frame["metric"] == "accuracy", "value"] = accuracy
+        frame.loc[frame["metric"] == "log_loss", "value"] = log_loss
+        return frame
+
+    assert source_head_note(results, head(best["accuracy"], best["log_loss"])) is None  # a full tie: the transfer
+    assert source_head_note(results, head(best["accuracy"], best["log_loss"] + 0.1)) is None
+    note = source_head_note(results, head(best["accuracy"], best["log_loss"] - 0.1))
+    assert note is not None and "beats the best transfer, STN md" in note
+
+
+def test_new_tables_figure_and_selection_take_titles_and_directions_from_the_registry(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from agf.metrics import METRIC_REGISTRY, Metric
+    from agf.report import headline
+    from agf.report.tables import METRIC_NOTE, build_baselines_table
+
+    for metric in METRIC_REGISTRY.values():  # the note names every metric under its direction
+        sentence = next(s for s in METRIC_NOTE.split(". ") if s.lower().startswith(metric.direction))
+        assert metric.title in sentence.partition(": ")[2]
+    monkeypatch.setitem(METRIC_REGISTRY, "macro_f1", Metric("macro_f1", "mean F1", higher_is_better=True))
+    monkeypatch.setitem(METRIC_REGISTRY, "accuracy", Metric("accuracy", "hit rate", higher_is_better=False))
+    results = synthetic_results(subsets=("g", "gm", "md"), archs=("stn", "mtn"))
+    for table in (table3(results), table4(results), table5(results)):
+        columns = parse_table(table)[0]
+        assert {f"{arch} {m.title}" for arch in ("STN", "MTN") for m in METRIC_REGISTRY.values()} <= set(columns)
+    assert build_baselines_table(synthetic_baselines()).columns == ("model", "log loss", "mean F1", "hit rate", "ECE")
+    assert headline(results).table.columns == ("model", "labels", "log loss", "mean F1", "hit rate")
+    titles = [axes.get_title() for axes in figure3(results, tmp_path / "figure3.png").axes]
+    assert titles == ["log loss (lower is better)", "mean F1 (higher is better)"]
+    # Accuracy now lower-is-better: the selection picks the setup with the lowest mean validation accuracy.
+    chosen = select(results, "val", "given")
+    means = chosen[chosen["metric"] == "accuracy"].groupby(["arch", "tasks", "n_tasks"])["value"].mean()
+    assert rank_by_selection(results, ["arch", "tasks", "n_tasks"])[0] == means.idxmin() != means.idxmax()

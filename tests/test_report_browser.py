@@ -162,6 +162,7 @@ def render(binary: str, page: Path, work_dir: Path) -> tuple[dict[str, Any], lis
     return facts, problems_in(browser.events, page_url), screenshot
 
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     binary = chromium_binary()
     paths = build_synthetic_report(tmp_path / "report")

@@ -177,6 +177,26 @@ def test_the_uncalibrated_log_loss_is_kept_beside_the_calibrated_one() -> None:
     assert both[both["metric"] != UNCALIBRATED_LOG_LOSS].equals(calibrated)
 
 
+def test_new_the_study_s_gains_take_each_metric_s_direction_from_the_registry() -> None:
+    """Every metric of the registry, and the uncalibrated log loss (log loss's entry), is compared; a model that
+    scores 0.1 above genre-only gains 0.1 where the registry says higher is better and loses 0.1 where lower is."""
+    from agf.metrics import METRIC_REGISTRY
+
+    metrics = {**{name: metric.higher_is_better for name, metric in METRIC_REGISTRY.items()},
+               UNCALIBRATED_LOG_LOSS: METRIC_REGISTRY["log_loss"].higher_is_better}
+    rows = [{"corpus_seed": 0, "split_seed": split_seed, "noise_kind": kind, "noise_rate": rate, "model": model,
+             "seed": 0, "split": "test", "labels": "true", "metric": metric, "value": value}
+            for metric in metrics for split_seed in (0, 1) for kind, rate in ((CLEAN, 0.0), ("symmetric", 0.3))
+            for model, value in (("genre", 0.5), ("stn", 0.6))]
+    results = pd.DataFrame(rows)
+    for metric, higher_is_better in metrics.items():
+        assert np.allclose(paired_gains(results, metric)["gain"], 0.1 if higher_is_better else -0.1), metric
+    table, trends = comparisons(results)
+    assert set(table["metric"]) == set(trends["metric"]) == set(metrics)
+    assert np.allclose(table.set_index("metric")["mean_gain"].groupby("metric").first()[list(metrics)],
+                       [0.1 if higher else -0.1 for higher in metrics.values()])
+
+
 def test_held_out_splits_need_enough_artists_per_genre() -> None:
     tracks = pd.DataFrame({"artist_id": ["a", "b", "c", "d"], "genre": ["Rock"] * 4,
                            "split": ["val", "val", "test", "train"]})
@@ -185,6 +205,7 @@ def test_held_out_splits_need_enough_artists_per_genre() -> None:
         check_held_out_artists(tracks, 2)
 
 
+@pytest.mark.slow
 def test_a_tiny_study_runs_end_to_end_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     config = tmp_path / "tiny.toml"
     config.write_text(TINY)

@@ -69,6 +69,7 @@ def _baseline() -> object:
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
 
 
+@pytest.mark.slow
 def test_fma_loader_reads_the_corpus(loaded: pd.DataFrame) -> None:
     n_tracks = 6 * 4 * 2 * 3
     assert len(loaded) == n_tracks
@@ -79,6 +80,7 @@ def test_fma_loader_reads_the_corpus(loaded: pd.DataFrame) -> None:
     assert all(len(subgenres) == 1 for subgenres in loaded["subgenres"])
 
 
+@pytest.mark.slow
 def test_fma_layout_and_genre_hierarchy(corpus: Path, raw_tracks: pd.DataFrame) -> None:
     header = (corpus / "fma_metadata" / "tracks.csv").read_text().splitlines()[:3]
     assert header[0].startswith(",album,") and header[2].startswith("track_id")
@@ -98,6 +100,7 @@ def test_fma_layout_and_genre_hierarchy(corpus: Path, raw_tracks: pd.DataFrame) 
         assert json.loads(row[("track", "genres_all")]) == [genres.loc[subgenre, "parent"], subgenre]
 
 
+@pytest.mark.slow
 def test_label_noise_is_the_exact_share_of_albums_and_recorded(corpus: Path, raw_tracks: pd.DataFrame) -> None:
     track = raw_tracks["track"]
     noisy = track["label_noise"].astype(bool)
@@ -110,6 +113,7 @@ def test_label_noise_is_the_exact_share_of_albums_and_recorded(corpus: Path, raw
     assert (summary.albums, summary.noisy_albums, summary.noisy_tracks) == (n_albums, 7, 7 * SMALL.tracks_per_album)
 
 
+@pytest.mark.slow
 def test_split_is_artist_disjoint_and_genre_stratified(loaded: pd.DataFrame) -> None:
     artists = loaded.groupby("artist_id").agg(splits=("split", "nunique"), split=("split", "first"),
                                               genre=("true_genre", "first"))
@@ -120,6 +124,7 @@ def test_split_is_artist_disjoint_and_genre_stratified(loaded: pd.DataFrame) -> 
     assert set(artists.loc[artists["split"] == "train", "genre"]) == set(artists["genre"])
 
 
+@pytest.mark.slow
 def test_mfcc_baseline_learns_true_genres_well_above_chance_but_not_perfectly(
     loaded: pd.DataFrame, mfcc_stats: np.ndarray
 ) -> None:
@@ -130,6 +135,7 @@ def test_mfcc_baseline_learns_true_genres_well_above_chance_but_not_perfectly(
     assert 2.5 * chance < accuracy < 0.9, accuracy
 
 
+@pytest.mark.slow
 def test_artist_identity_is_predictable_from_audio(loaded: pd.DataFrame, mfcc_stats: np.ndarray) -> None:
     first_album = loaded.groupby("artist_id")["album_id"].transform(lambda a: a.astype(int).min()).astype(str)
     train = (loaded["album_id"] == first_album).to_numpy()
@@ -138,6 +144,7 @@ def test_artist_identity_is_predictable_from_audio(loaded: pd.DataFrame, mfcc_st
     assert accuracy > 5.0 / loaded["artist_id"].nunique(), accuracy  # another album of the same artists
 
 
+@pytest.mark.slow
 def test_clips_are_stereo_music_of_the_configured_length(corpus: Path) -> None:
     path = corpus / "audio" / "000" / "000001.mp3"
     with av.open(str(path)) as container:
@@ -151,6 +158,7 @@ def test_clips_are_stereo_music_of_the_configured_length(corpus: Path) -> None:
     assert loudness.std() / loudness.mean() > 0.1  # notes and hits come and go
 
 
+@pytest.mark.slow
 def test_workers_do_not_change_the_audio(corpus: Path, tmp_path: Path) -> None:
     jobs = render_jobs(build_collection(SMALL), SMALL, tmp_path)
     for job in (jobs[0], jobs[77]):

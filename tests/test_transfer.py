@@ -537,6 +537,7 @@ def in_memory_mlp(
         features, torch.arange(len(features)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("standardize", [True, False])
 def test_the_mlp_read_by_batch_from_memmapped_caches_is_the_in_memory_mlp(
     tmp_path: Path, monkeypatch, standardize: bool
@@ -634,6 +635,7 @@ def test_selection_takes_the_lowest_validation_log_loss_and_never_reads_test_lab
     assert choose_candidate(without, no_val, GENRES) == (without[0], {"pooled": None, "probs": None})  # the first
 
 
+@pytest.mark.slow
 def test_every_aggregation_is_fitted_and_the_choice_ignores_test_labels(transfer_run: dict, tmp_path: Path) -> None:
     run = transfer_run
     config = dataclasses.replace(run["config"], aggregations=("probs", "log_probs", "pooled"))
@@ -654,6 +656,7 @@ def test_every_aggregation_is_fitted_and_the_choice_ignores_test_labels(transfer
     pd.testing.assert_frame_equal(poisoned.predictions, clean.predictions)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("aggregation", "standardize"), [("log_probs", False), ("pooled", True)])
 def test_an_exported_transfer_predicts_what_the_evaluation_scored(
     transfer_run: dict, tmp_path: Path, aggregation: str, standardize: bool
@@ -711,6 +714,7 @@ def test_unreadable_weights_of_a_net_or_an_mlp_are_one_line_errors(small_store, 
 # -- the paper's transfer settings ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_paper_transfer_keeps_the_mean_of_window_probabilities_and_is_never_calibrated(
     transfer_run: dict, tmp_path: Path
 ) -> None:

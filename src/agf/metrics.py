@@ -12,6 +12,7 @@ genre once counted an F1 of 0; `challenge_macro_f1` keeps that definition, recor
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,8 +27,39 @@ from sklearn.metrics import (
 from agf.calibration import LOG_LOSS_EPS, expected_calibration_error
 from agf.errors import EvaluationError
 
-# The metrics every model is scored with, in the order tables show them.
-METRICS: tuple[str, ...] = ("log_loss", "macro_f1", "accuracy", "ece")
+
+@dataclass(frozen=True)
+class Metric:
+    """One score of a model: its key (in metrics.json, results.csv and the study's files), its title in tables and
+    figures, and which way is better."""
+
+    name: str
+    title: str
+    higher_is_better: bool
+
+    @property
+    def sign(self) -> float:
+        """+1.0 when higher is better, -1.0 when lower is: (new - old) x sign is the improvement."""
+        return 1.0 if self.higher_is_better else -1.0
+
+    @property
+    def direction(self) -> str:
+        """'higher is better' or 'lower is better'."""
+        return f"{'higher' if self.higher_is_better else 'lower'} is better"
+
+
+# The registry: every metric a model is scored with, in the order tables show them (docs/architecture.md, "Adding a
+# metric").
+METRIC_REGISTRY: dict[str, Metric] = {
+    metric.name: metric
+    for metric in (
+        Metric("log_loss", "log loss", higher_is_better=False),
+        Metric("macro_f1", "macro-F1", higher_is_better=True),
+        Metric("accuracy", "accuracy", higher_is_better=True),
+        Metric("ece", "ECE", higher_is_better=False),
+    )
+}
+METRICS: tuple[str, ...] = tuple(METRIC_REGISTRY)
 TABLE_COLUMNS: tuple[str, ...] = ("model", "labels", *METRICS)
 
 
@@ -261,7 +293,7 @@ def _cell(value: Any) -> str:
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """A markdown table of (model, labels, log_loss, macro_f1, accuracy), columns padded to align."""
+    """A markdown table of TABLE_COLUMNS (model, labels, each metric's key), columns padded to align."""
     cells = [[_cell(row.get(column)) for column in TABLE_COLUMNS] for row in rows]
     widths = [
         max([len(column), *(len(line[i]) for line in cells)]) for i, column in enumerate(TABLE_COLUMNS)

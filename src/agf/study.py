@@ -37,15 +37,16 @@ from agf.config import FACTOR_CONTROLS, Config, NoiseConfig, key_settings
 from agf.datasets.noise import flip_rates
 from agf.datasets.synth import build_collection
 from agf.datasets.table import SPLITS
-from agf.device import use_threads
 from agf.errors import PipelineError
 from agf.fileio import stable_key, write_text_atomic
 from agf.grid import Case
+from agf.metrics import METRIC_REGISTRY, METRICS, Metric
 from agf.parallel import map_unordered
 from agf.pipeline import (
     Prepared,
     check_dataset,
     collect_results,
+    run_context,
     run_grid,
     stage_prepare,
     stage_tracks,
@@ -66,19 +67,26 @@ from agf.statistics import (
     variance_components,
 )
 from agf.tasks import GENRE_TASK, canonical_tasks
-from agf.workdir import WorkDir, locked, save_config
+from agf.workdir import WorkDir, save_config
 
 Log = Callable[[str], None]
 BASELINE = "genre"
 CLEAN = "none"  # the noise kind of the rate-0 cell
-# The log loss of the uncalibrated probabilities (temperature 1), kept beside the calibrated one.
+PRIMARY_METRIC = "accuracy"
+# The log loss of the uncalibrated probabilities (temperature 1), kept beside the calibrated one: the registry's
+# log loss under another name, so it is better when lower.
 UNCALIBRATED_LOG_LOSS = "log_loss_uncalibrated"
-# Which direction is better, per metric: the gain is the improvement over genre-only.
-HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "log_loss": False, "ece": False, UNCALIBRATED_LOG_LOSS: False}
+# The metrics of the paired gains (each gain the improvement over genre-only, in the registry's direction): the
+# primary metric, the registry's other higher-is-better ones, its lower-is-better ones, then the uncalibrated log
+# loss (the row order of comparisons.csv and trends.csv).
+STUDY_METRICS: dict[str, Metric] = {
+    name: METRIC_REGISTRY[name]
+    for name in sorted(METRICS, key=lambda m: (m != PRIMARY_METRIC, not METRIC_REGISTRY[m].higher_is_better))
+} | {UNCALIBRATED_LOG_LOSS: replace(METRIC_REGISTRY["log_loss"], name=UNCALIBRATED_LOG_LOSS,
+                                   title="log loss, no temperature")}
 # The smallest gains the study should detect (80 % power, alpha 0.05): 2 points of accuracy, 0.05 of log loss.
 TARGET_GAINS = {"accuracy": 0.02, "log_loss": 0.05}
 TARGET_POWER = 0.8
-PRIMARY_METRIC = "accuracy"
 RESULT_COLUMNS = ["corpus_seed", "split_seed", "noise_kind", "noise_rate", "model", "seed", "split", "labels", "metric",
                   "value"]
 MODEL_TITLES = {"genre": "genre-only STN", "stn": "STN genre + artist groups", "mtn": "MTN genre + artist groups",
@@ -281,11 +289,10 @@ def run_cells_on_cluster(config: Config, cells: Sequence[Cell], root: Path, prog
 def run_study(config: Config, progress: bool = True, log: Log = print) -> dict[str, Path]:
     """Every cell (each reused when finished; with run.scheduler, the unfinished ones run on its cluster first),
     then the statistics, the figure and the report."""
-    use_threads(config.run.threads)
     root = Path(config.run.workdir)
     cells = study_cells(config)
     frames = []
-    with locked(WorkDir(root)):
+    with run_context(config):
         paths = {cell: cell_plan(config, cell, root)[1] for cell in cells}
         if config.run.scheduler:
             run_cells_on_cluster(config, [cell for cell in cells if not paths[cell].exists()], root, progress, log)
@@ -326,8 +333,7 @@ def paired_gains(results: pd.DataFrame, metric: str) -> pd.DataFrame:
     rows = pd.concat([rows[rows["noise_kind"] != CLEAN]] + [clean.assign(noise_kind=k) for k in kinds])
     keys = ["noise_kind", "noise_rate", "corpus_seed", "split_seed", "seed"]
     table = rows.pivot_table(index=keys, columns="model", values="value", aggfunc="first")
-    sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
-    gains = [(table[m] - table[BASELINE]).mul(sign).rename("gain").reset_index().assign(model=m)
+    gains = [(table[m] - table[BASELINE]).mul(STUDY_METRICS[metric].sign).rename("gain").reset_index().assign(model=m)
              for m in table.columns if m != BASELINE]
     return pd.concat(gains, ignore_index=True).dropna(subset=["gain"]) if gains else pd.DataFrame()
 
@@ -345,7 +351,7 @@ def comparisons(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(comparisons, trends): per metric and noise kind, every (model, rate) against genre-only, tested over
     independent units and Holm-adjusted within the family; and each model's gain slope on the noise rate."""
     rows, trends = [], []
-    for metric in HIGHER_IS_BETTER:
+    for metric in STUDY_METRICS:
         gains = paired_gains(results, metric)
         if gains.empty:
             continue

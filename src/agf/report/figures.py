@@ -15,9 +15,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from agf.metrics import METRIC_REGISTRY
 from agf.plotting import png_figure
 from agf.report.tables import (
-    METRIC_NAMES,
     net_rows,
     subset_seed_means,
     wstn_rows,
@@ -87,8 +87,9 @@ def figure3(results: pd.DataFrame, path: str | Path, split: str = "test", labels
                 axes.text(0.5, 0.5, "no results", transform=axes.transAxes, ha="center", va="center")
             axes.set_xticks(range(1, len(TASKS) + 1))
             axes.set_xlabel("number of tasks N")
-            axes.set_ylabel(f"mean {METRIC_NAMES[metric]}")
-            axes.set_title(f"{METRIC_NAMES[metric]} ({'lower' if metric == 'log_loss' else 'higher'} is better)")
+            shown = METRIC_REGISTRY[metric]
+            axes.set_ylabel(f"mean {shown.title}")
+            axes.set_title(f"{shown.title} ({shown.direction})")
             axes.grid(alpha=0.3)
         handles, names = panels[0].get_legend_handles_labels()
         if handles:

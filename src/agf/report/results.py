@@ -6,7 +6,7 @@ Conventions (written by the pipeline, read by the tables and Figure 3):
     n_tasks         len(tasks) for STN/MTN; for wSTN the N of the multi-task setup it is matched to (2..5)
     includes_genre  'g' in tasks (always True for wSTN, whose tasks are 'g')
     split           'val' | 'test';  labels: 'given' (dataset labels) | 'true' (synthetic corpus's true genres)
-    metric          'log_loss' | 'macro_f1' | 'accuracy' | 'ece'
+    metric          a key of agf.metrics.METRIC_REGISTRY: 'log_loss' | 'macro_f1' | 'accuracy' | 'ece'
 For N = 1 the STN and the MTN are the same net: only 'stn' rows exist for N = 1.
 """
 
@@ -20,7 +20,7 @@ import pandas as pd
 
 from agf.errors import ReportError
 from agf.fileio import atomic_path
-from agf.metrics import METRICS
+from agf.metrics import METRIC_REGISTRY, METRICS
 from agf.tasks import ARCHS, TASKS, setup_label, task_subsets
 
 RESULT_SPLITS: tuple[str, ...] = ("test", "val")
@@ -37,6 +37,7 @@ WSTN_N_RANGE = (2, len(TASKS))
 # the split or labels reported: the highest mean accuracy over seeds, ties broken by the lower mean log loss.
 SELECTION_SPLIT = "val"
 SELECTION_LABELS = "given"
+SELECTION_METRICS: tuple[str, ...] = ("accuracy", "log_loss")  # the first decides, the next breaks ties
 SELECTION_RULE = ("highest mean validation accuracy (given labels) over seeds, ties broken by the lower mean "
                   "validation log loss")
 SELECTION_BIAS_NOTE = ("These numbers are on the validation split, which also chose the best epochs and models: "
@@ -52,11 +53,21 @@ def selection_split(results: pd.DataFrame) -> str:
     return SELECTION_SPLIT if (results["split"] == SELECTION_SPLIT).any() else str(results["split"].iloc[0])
 
 
+def sort_by_selection(means: pd.DataFrame) -> pd.DataFrame:
+    """Rows with (at least) columns SELECTION_METRICS, best first by the selection rule: each metric in its
+    registry direction, the first deciding and the next breaking ties; rows still tied keep their order."""
+    better_low = [not METRIC_REGISTRY[metric].higher_is_better for metric in SELECTION_METRICS]
+    return means.sort_values(list(SELECTION_METRICS), ascending=better_low, kind="stable")
+
+
+def selection_means(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per group of `keys`: each metric's mean over the rows (seeds) of `frame`, best first by the selection rule."""
+    return sort_by_selection(frame.pivot_table(index=keys, columns="metric", values="value", aggfunc="mean"))
+
+
 def rank_by_selection(results: pd.DataFrame, keys: list[str]) -> list[tuple]:
     """The groups of `keys` (e.g. arch, tasks, n_tasks) best first by the selection rule, on the selection split."""
-    chosen = select(results, selection_split(results), SELECTION_LABELS)
-    means = chosen.pivot_table(index=keys, columns="metric", values="value", aggfunc="mean")
-    ranked = means.assign(_accuracy=-means["accuracy"]).sort_values(["_accuracy", "log_loss"], kind="stable")
+    ranked = selection_means(select(results, selection_split(results), SELECTION_LABELS), keys)
     return [key if isinstance(key, tuple) else (key,) for key in ranked.index]
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from agf.errors import ReportError
-from agf.metrics import METRICS
+from agf.metrics import METRIC_REGISTRY, METRICS
 from agf.report.markup import MISSING, Table, mean_std, number, to_markdown, to_text
 from agf.report.results import (
     LABEL_KINDS,
@@ -23,30 +23,40 @@ from agf.report.results import (
     SETUP_KEYS,
     rank_by_selection,
     select,
+    selection_means,
     selection_split,
+    sort_by_selection,
     validate_results,
 )
 from agf.statistics import MIN_BOOTSTRAP_UNITS, mean_ci
 from agf.tasks import GENRE_TASK, TASKS, setup_label, task_subsets
 from agf.transfer.sources import MTN_BASELINE, STN_BASELINE
 
-METRIC_NAMES = {"log_loss": "log loss", "macro_f1": "macro-F1", "accuracy": "accuracy", "ece": "ECE"}
 NET_ARCHS: tuple[str, ...] = ("stn", "mtn")
 BASELINE_COLUMNS: tuple[str, ...] = ("model", "seed", "split", "labels", "metric", "value")
 PER_GENRE_COLUMNS: tuple[str, ...] = ("genre", "precision", "recall", "f1", "support")
 TASK_LETTERS_NOTE = "Tasks: g genre, m MFCC AGF, d delta-MFCC AGF, e Essentia AGF, s subgenre AGF."
 SHARED_N1_NOTE = "N = 1: a single task has a single net; the STN and the MTN are the same net, shown under both."
-METRIC_NOTE = ("Log loss and ECE (expected calibration error, 10 confidence bins) of the scored probabilities: "
+
+
+def direction_note() -> str:
+    """Which way is better for each metric, from the registry: 'Lower is better: log loss, ECE. Higher ...'."""
+    chosen = list(METRIC_REGISTRY.values())
+    titles = {metric.direction: [m.title for m in chosen if m.direction == metric.direction] for metric in chosen}
+    return " ".join(f"{direction.capitalize()}: {', '.join(names)}." for direction, names in titles.items())
+
+
+METRIC_NOTE = ("Log loss and ECE (expected calibration error, 10 confidence bins) are of the scored probabilities: "
                "temperature-scaled on validation, or unscaled with transfer.calibrate = false (the paper presets; "
-               "metrics.json records every temperature): lower is better. Macro-F1 (over the genres present in the split) and accuracy: "
-               "higher is better.")
+               "metrics.json records every temperature); macro-F1 is over the genres present in the split. "
+               + direction_note())
 MACRO_F1_NOTE = ("Macro-F1: the mean F1 over the genres present in the split's truth (the challenge also averaged "
                  "in genres only predicted, as F1 0; metrics.json records that value as macro_f1_challenge).")
 
 
 def _metric_columns(prefix: str) -> tuple[str, ...]:
-    """Column names '<prefix> log loss', '<prefix> macro-F1', '<prefix> accuracy'."""
-    return tuple(f"{prefix} {METRIC_NAMES[m]}" for m in METRICS)
+    """Column names '<prefix> <title>' of every metric, e.g. '<prefix> log loss', '<prefix> macro-F1'."""
+    return tuple(f"{prefix} {METRIC_REGISTRY[m].title}" for m in METRICS)
 
 
 def _seed_note(frame: pd.DataFrame) -> str:
@@ -226,16 +236,10 @@ def build_baselines_table(baselines: pd.DataFrame, split: str = "test", labels: 
     )
     return Table(
         title=f"Baselines (split {split}, labels {labels})",
-        columns=("model", *(METRIC_NAMES[m] for m in METRICS)),
+        columns=("model", *(METRIC_REGISTRY[m].title for m in METRICS)),
         rows=rows,
         notes=(_seed_note(frame),) if not frame.empty else (),
     )
-
-
-def _selection_means(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Mean accuracy and log loss over seeds per group of `keys`, best first by the selection rule."""
-    means = frame.pivot_table(index=keys, columns="metric", values="value", aggfunc="mean")
-    return means.assign(_accuracy=-means["accuracy"]).sort_values(["_accuracy", "log_loss"], kind="stable")
 
 
 def source_head_note(results: pd.DataFrame, baselines: pd.DataFrame) -> str | None:
@@ -246,13 +250,13 @@ def source_head_note(results: pd.DataFrame, baselines: pd.DataFrame) -> str | No
     heads = chosen[chosen["model"].astype(str).str.startswith((STN_BASELINE, MTN_BASELINE))]
     if heads.empty:
         return None
-    head_name, head = next(iter(_selection_means(heads, ["model"]).iterrows()))
-    arch, tasks, n_tasks = rank_by_selection(results, ["arch", "tasks", "n_tasks"])[0]
+    head_name, head = next(iter(selection_means(heads, ["model"]).iterrows()))
+    arch, tasks, n_tasks = rank_by_selection(results, SETUP_KEYS)[0]
     best = select(results, split, SELECTION_LABELS)
     best = best[(best["arch"] == arch) & (best["tasks"] == tasks) & (best["n_tasks"] == n_tasks)]
-    best = _selection_means(best, ["arch"]).iloc[0]
+    best = selection_means(best, ["arch"]).iloc[0]
     case = setup_label(arch, tasks, n_tasks)
-    if (head["accuracy"], -head["log_loss"]) <= (best["accuracy"], -best["log_loss"]):
+    if sort_by_selection(pd.DataFrame([best, head], index=["transfer", "head"])).index[0] == "transfer":
         return None
     return (f"On the {split} split ({SELECTION_LABELS} labels) the source net's own genre head {head_name} (accuracy "
             f"{number(head['accuracy'])}, log loss {number(head['log_loss'])}) beats the best transfer, {case} "
@@ -392,7 +396,7 @@ def headline(results: pd.DataFrame) -> Headline:
     table = Table(
         title=f"The best model beside genre-only training (split {split}; "
         + (f"mean ± std over {n_seeds} seeds)" if n_seeds > 1 else "one seed)"),
-        columns=("model", "labels", *(METRIC_NAMES[m] for m in HEADLINE_METRICS)),
+        columns=("model", "labels", *(METRIC_REGISTRY[m].title for m in HEADLINE_METRICS)),
         rows=rows,
         notes=(f"Best model: chosen by the {SELECTION_RULE}; the split and labels shown never choose.",
                *_bias_notes(results, split), *((LABELS_NOTE,) if "true" in kinds else ())),
