@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from script_modules import script_module
 
 from agf.datasets.fma import load_fma
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "rehearse_scale.py"
 
 
 @pytest.fixture(scope="module")
 def rehearse():
-    """The script as a module (registered before it runs: its dataclasses look their module up)."""
-    spec = importlib.util.spec_from_file_location("rehearse_scale", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["rehearse_scale"] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["rehearse_scale"]
+    """scripts/rehearse_scale.py as a module."""
+    with script_module("rehearse_scale") as module:
+        yield module
 
 
 def test_60_tracks_of_medium_load_through_the_fma_loader(rehearse, tmp_path: Path) -> None:
