@@ -15,3 +15,14 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# Fixtures that run the whole pipeline: a test that uses one is an end-to-end test.
+END_TO_END_FIXTURES = frozenset({"finished_run"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses an end-to-end fixture `slow` (`pytest -m "not slow"` leaves them out)."""
+    for item in items:
+        if END_TO_END_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

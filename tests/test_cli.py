@@ -145,6 +145,7 @@ def collection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return write_manifest(tmp_path / "music", rows_for(genres, tracks_per_artist=2))
 
 
+@pytest.mark.slow
 def test_dry_run_and_check_create_nothing(collection: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """No work directory, lock file or config.toml, whether the check passes or fails, with -w or the default."""
     before = _tree(tmp_path)

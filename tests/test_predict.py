@@ -330,6 +330,7 @@ def full_file_decoded(path: Path, features: FeatureConfig, max_duration: float |
 @pytest.mark.parametrize(("max_duration", "offset", "cap"),
                          [(None, "start", None), (100.0, 20.0, None), (110.0, "centre", None), (None, "start", 120.0)],
                          ids=["whole", "offset", "centre", "max-duration"])
+@pytest.mark.slow
 def test_streamed_decoding_gives_the_full_file_log_mel_and_predictions(
         classifier: GenreClassifier, long_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         max_duration: float | None, offset: str | float, cap: float | None) -> None:
@@ -379,6 +380,7 @@ def decoding_peak(path: Path, spool: Path) -> tuple[int, Decoded]:
         tracemalloc.stop()
 
 
+@pytest.mark.slow
 def test_decoding_memory_does_not_grow_with_the_files_length(tmp_path: Path) -> None:
     """Decoding a 40-min file for prediction peaks no higher than a 10-min one, far below the 212 MB of the 40-min
     signal in float32 that the whole-file decode held (then its spectrum and log-mel on top)."""

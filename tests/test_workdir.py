@@ -102,6 +102,7 @@ def stamps(directory: Path) -> dict[Path, int]:
     return {path: path.stat().st_mtime_ns for path in directory.rglob("*") if path.is_file()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", sorted(STAGES))
 def test_every_stage_honours_the_completion_marker(env: Env, tmp_path: Path, stage: str) -> None:
     run = STAGES[stage]
