@@ -540,8 +540,7 @@ def write_config(context: Context, metadata_dir: Path, audio_dir: Path, shape: S
 def read_store(workdir: Path, reads: int, seed: int = 0) -> dict:
     """Random 1-s log-mel crops from the feature store of a work directory, as training reads them."""
     from agf.config import PATCH_FRAMES, load_config
-    from agf.prepare import TrackJob, prepare_track
-    from agf.store import ENTRY_COLUMNS, FeatureStore
+    from agf.store import FeatureStore
 
     started = time.perf_counter()
     store = FeatureStore.open(workdir, load_config(workdir / "config.toml").features)

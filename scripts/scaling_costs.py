@@ -78,7 +78,7 @@ def table(config_name: str) -> str:
     config = load_config(config_name)
     speed = measure_throughput(replace(config, run=replace(config.run, device="cpu")))
     essentia_x = essentia_realtime()
-    lines = [f"| dataset | stage | core-hours | " + " | ".join(f"hours on {n} cores" for n in CORES[1:]) + " |",
+    lines = ["| dataset | stage | core-hours | " + " | ".join(f"hours on {n} cores" for n in CORES[1:]) + " |",
              "|---|---|---:|" + "---:|" * (len(CORES) - 1)]
     for name, sizes in DATASETS.items():
         tracks = track_table(sizes["tracks"], sizes["seconds"], sizes["splits"])

@@ -413,8 +413,6 @@ def test_decoding_for_prediction_imports_neither_pandas_sklearn_nor_scipy(clips:
     assert imported_heavy_modules(code) == []
 
 
-@pytest.mark.xfail(strict=True, reason="agf.metrics, agf.calibration and agf.transfer still import pandas, "
-                   "scikit-learn and SciPy at import (issue 25 item 5: the changes they need are outside agf.predict)")
 def test_loading_a_bundle_and_predicting_imports_neither_pandas_sklearn_nor_scipy(bundle_dir: Path,
                                                                                   clips: dict) -> None:
     code = ("from agf.predict import GenreClassifier\n"

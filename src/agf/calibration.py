@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax
 
 from agf.errors import EvaluationError
 
@@ -23,6 +21,12 @@ LOG_T_BOUND = 3.0
 # (metrics.log_loss): the challenge's clip, the FMA authors' value.
 LOG_LOSS_EPS = 1e-8
 RELIABILITY_BINS = 10
+
+
+def log_softmax(values: np.ndarray, axis: int) -> np.ndarray:
+    """log(softmax(values)) along axis, computed stably (scipy.special.log_softmax's value)."""
+    shifted = values - values.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
 
 def _log_probs(probs: np.ndarray) -> np.ndarray:
@@ -52,6 +56,8 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
         raise EvaluationError(f"calibration: {len(labels)} labels for {len(log_probs)} tracks (need at least one)")
     if labels.min() < 0 or labels.max() >= log_probs.shape[1]:
         raise EvaluationError(f"calibration: labels must lie in 0..{log_probs.shape[1] - 1}")
+    from scipy.optimize import minimize_scalar  # SciPy only where a temperature is fitted
+
     found = minimize_scalar(lambda log_t: _nll(log_probs, labels, float(np.exp(log_t))),
                             bounds=(-LOG_T_BOUND, LOG_T_BOUND), method="bounded", options={"xatol": 1e-6})
     return float(np.exp(found.x))

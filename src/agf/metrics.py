@@ -24,6 +24,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
+from agf.aggregation import pool_moments, probs_from_mean_terms, window_terms
 from agf.calibration import LOG_LOSS_EPS, expected_calibration_error
 from agf.errors import EvaluationError
 
@@ -238,28 +239,6 @@ def mean_window_probs(
     return track_means(window_track_ids, window_probs, columns)
 
 
-def window_terms(window_probs: np.ndarray, aggregation: str) -> np.ndarray:
-    """What a track averages over its windows: the probabilities ('probs') or their logarithms, clipped at
-    LOG_LOSS_EPS ('log_probs')."""
-    if aggregation == "probs":
-        return np.asarray(window_probs, dtype=np.float64)
-    if aggregation == "log_probs":
-        return np.log(np.clip(np.asarray(window_probs, dtype=np.float64), LOG_LOSS_EPS, 1.0))
-    raise EvaluationError(f"aggregation {aggregation!r}: window probabilities aggregate by 'probs' or 'log_probs'")
-
-
-def probs_from_mean_terms(mean_terms: np.ndarray, aggregation: str) -> np.ndarray:
-    """Track probabilities from the mean of window_terms (rows): as they are for 'probs', the renormalised
-    geometric mean of the window probabilities for 'log_probs'."""
-    terms = np.asarray(mean_terms, dtype=np.float64)
-    if aggregation == "probs":
-        return terms
-    if aggregation == "log_probs":
-        scaled = np.exp(terms - terms.max(axis=-1, keepdims=True))
-        return scaled / scaled.sum(axis=-1, keepdims=True)
-    raise EvaluationError(f"aggregation {aggregation!r}: window probabilities aggregate by 'probs' or 'log_probs'")
-
-
 def aggregate_window_probs(
     window_track_ids: np.ndarray, window_probs: np.ndarray, aggregation: str, columns: Sequence[str] | None = None
 ) -> pd.DataFrame:
@@ -267,13 +246,6 @@ def aggregate_window_probs(
     'log_probs', their renormalised geometric mean (the mean of log-probabilities)."""
     means = track_means(window_track_ids, window_terms(window_probs, aggregation), columns)
     return pd.DataFrame(probs_from_mean_terms(means.to_numpy(), aggregation), index=means.index, columns=means.columns)
-
-
-def pool_moments(mean_and_mean_square: np.ndarray) -> np.ndarray:
-    """(..., 2D) per-track [E[x], E[x^2]] -> (..., 2D) [mean, standard deviation] of the window features."""
-    moments = np.asarray(mean_and_mean_square, dtype=np.float64)
-    mean, mean_square = np.split(moments, 2, axis=-1)
-    return np.concatenate([mean, np.sqrt(np.clip(mean_square - mean**2, 0.0, None))], axis=-1)
 
 
 def pooled_window_features(window_track_ids: np.ndarray, features: np.ndarray) -> pd.DataFrame:

@@ -37,7 +37,7 @@ from agf.store import ASSUMED_TRACK_SECONDS, FeatureStore, estimated_bytes
 from agf.tasks import FACTOR_TASKS, GENRE_TASK
 from agf.training.data import VAL_CROP_FRACTIONS
 from agf.training.spec import NetSpec, build_net, net_train_config, net_width
-from agf.transfer.mlp import build_mlp
+from agf.transfer.mlp_model import build_mlp
 from agf.transfer.windows import window_starts
 
 # Files whose headers are read for their duration when the track table has none; the rest get their mean.

@@ -296,12 +296,12 @@ def run_study(config: Config, progress: bool = True, log: Log = print) -> dict[s
         paths = {cell: cell_plan(config, cell, root)[1] for cell in cells}
         if config.run.scheduler:
             run_cells_on_cluster(config, [cell for cell in cells if not paths[cell].exists()], root, progress, log)
-        for number, cell in enumerate(cells, 1):
+        for position, cell in enumerate(cells, 1):
             if paths[cell].exists():
-                log(f"[{number}/{len(cells)}] {cell.label}: reused")
+                log(f"[{position}/{len(cells)}] {cell.label}: reused")
                 frames.append((pd.read_csv(paths[cell]), _read_rates(noise_path(paths[cell]))))
                 continue
-            log(f"[{number}/{len(cells)}] {cell.label}")
+            log(f"[{position}/{len(cells)}] {cell.label}")
             frames.append(finish_cell(config, cell, root, progress, log))
         results = pd.concat([rows for rows, _ in frames], ignore_index=True)
         rates = pd.concat([rates for _, rates in frames], ignore_index=True)

@@ -29,7 +29,7 @@ from agf.audio import Segment, float_samples, to_mono
 from agf.calibration import apply_temperature
 from agf.device import resolve_device
 from agf.errors import PredictError
-from agf.metrics import pool_moments, probs_from_mean_terms, window_terms
+from agf.aggregation import pool_moments, probs_from_mean_terms, window_terms
 from agf.parallel import available_cores, map_ordered
 from agf.predict.bundle import Bundle, load_bundle
 from agf.predict.decoding import Decoded, DecodeJob, Mel, decode_file, decode_samples, mel_rows

@@ -21,7 +21,7 @@ import pandas as pd
 from agf.errors import ReportError
 from agf.fileio import atomic_path
 from agf.metrics import METRIC_REGISTRY, METRICS
-from agf.tasks import ARCHS, TASKS, setup_label, task_subsets
+from agf.tasks import ARCHS, TASKS, task_subsets
 
 RESULT_SPLITS: tuple[str, ...] = ("test", "val")
 LABEL_KINDS: tuple[str, ...] = ("given", "true")

@@ -5,39 +5,20 @@ sources.py   load_source: a trained net directory, the input it takes, its tasks
 mlp.py       fit_transfer, load_transfer, load_mlp (the MLP, trained on training tracks' windows only)
 """
 
-from agf.transfer.mlp import (
-    Baseline,
-    TransferResult,
-    build_mlp,
-    check_train_only,
-    fit_transfer,
-    load_mlp,
-    load_transfer,
-    transfer_dir,
-)
-from agf.transfer.sources import MTN_BASELINE, STN_BASELINE, SourceNet, load_source
-from agf.transfer.windows import (
-    WindowFeatures,
-    net_window_features,
-    window_batch,
-    window_starts,
-)
+import importlib
+from typing import Any
 
-__all__ = [
-    "MTN_BASELINE",
-    "STN_BASELINE",
-    "Baseline",
-    "SourceNet",
-    "TransferResult",
-    "WindowFeatures",
-    "build_mlp",
-    "check_train_only",
-    "fit_transfer",
-    "load_mlp",
-    "load_source",
-    "load_transfer",
-    "net_window_features",
-    "transfer_dir",
-    "window_batch",
-    "window_starts",
-]
+_HOMES = {
+    "Baseline": "mlp", "TransferResult": "mlp", "build_mlp": "mlp_model", "check_train_only": "mlp",
+    "fit_transfer": "mlp", "load_mlp": "mlp_model", "load_transfer": "mlp", "transfer_dir": "mlp",
+    "MTN_BASELINE": "sources", "STN_BASELINE": "sources", "SourceNet": "sources", "load_source": "sources",
+    "WindowFeatures": "windows", "net_window_features": "windows", "window_batch": "windowing",
+    "window_starts": "windowing",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"agf.transfer.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'agf.transfer' has no attribute {name!r}")

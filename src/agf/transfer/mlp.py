@@ -61,7 +61,7 @@ from agf.calibration import apply_temperature, fit_temperature
 from agf.config import TransferConfig, key_settings
 from agf.datasets.table import genre_list, tracks_fingerprint
 from agf.device import resolve_device
-from agf.errors import ModelFileError, TransferError
+from agf.errors import TransferError
 from agf.fileio import (
     atomic_path,
     read_json,
@@ -72,17 +72,15 @@ from agf.fileio import (
     write_text_atomic,
 )
 from agf.metrics import accuracy, aggregate_window_probs, log_loss, pooled_window_features
-from agf.models.io import read_weights, with_weights
 from agf.models.losses import l2_parameters, l2_term
-from agf.models.nets import init_weights
 from agf.store import FeatureStore
 from agf.transfer.sources import SourceNet, load_source
+from agf.transfer.mlp_model import build_mlp
 from agf.transfer.windows import WindowFeatures, net_window_features
 from agf.workdir import clear_done, is_done, mark_done
 
 MLP_FORMAT = "agf-transfer/1"
 PREDICT_BATCH = 8192
-RERUN = "run the transfer again (`agf transfer`) or delete its folder"
 # Windows per chunk of pooled features: their float64 moments (2 x D per window) and pandas' copies of them stay
 # under about 100 MB at 5 nets x 256 features (at PREDICT_BATCH, 600 MB).
 POOL_BATCH = 1024
@@ -193,13 +191,6 @@ class TransferResult:
     calibrate: bool = True  # whether the evaluation temperature-scales its probabilities and baselines'
 
 
-def build_mlp(n_in: int, n_out: int, hidden: int = 1024, dropout: float = 0.5) -> nn.Sequential:
-    """dropout -> dense `hidden` ELU -> dropout -> dense n_out (logits; softmax in the loss). Glorot init."""
-    mlp = nn.Sequential(
-        nn.Dropout(dropout), nn.Linear(n_in, hidden), nn.ELU(), nn.Dropout(dropout), nn.Linear(hidden, n_out)
-    )
-    init_weights(mlp)
-    return mlp
 
 
 def check_train_only(window_track_ids: Sequence[str] | np.ndarray, tracks: pd.DataFrame) -> None:
@@ -691,17 +682,3 @@ def load_transfer(out_dir: str | Path) -> TransferResult:
         baselines=tuple(Baseline(**b) for b in spec["baselines"]),
         calibrate=spec.get("calibrate", True),  # transfers made before the setting were calibrated
     )
-
-
-def load_mlp(out_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Sequential, dict]:
-    """The trained transfer MLP (eval mode) and its mlp.json, e.g. for prediction bundles."""
-    out_dir = Path(out_dir)
-    spec = read_json(out_dir / "mlp.json")
-    weights = out_dir / "mlp.safetensors"
-    state, _ = read_weights(weights, RERUN)
-    try:
-        model = with_weights(lambda: build_mlp(spec["input_dim"], len(spec["genres"]), spec["hidden"], spec["dropout"]),
-                             state)
-    except ValueError as exc:
-        raise ModelFileError(f"{weights}: does not fit the MLP in {out_dir / 'mlp.json'} ({exc}); {RERUN}") from None
-    return model.to(device).eval(), spec

@@ -20,7 +20,7 @@ from agf.errors import ModelFileError, TransferError
 from agf.models import MTN, load_net
 from agf.models.io import SPEC_FILE
 from agf.tasks import GENRE_TASK, canonical_tasks
-from agf.transfer.windows import net_fingerprint
+from agf.transfer.windowing import net_fingerprint
 
 STN_BASELINE = "genre STN softmax"
 MTN_BASELINE = "MTN genre head"

@@ -20,7 +20,6 @@ dictionary-encoded by Arrow on reading (one Python string per window cost 0.5-0.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from numpy.lib.format import open_memmap
 from torch import nn
 from tqdm.auto import tqdm
 
+from agf.transfer.windowing import net_fingerprint, window_batch, window_starts
 from agf.fileio import atomic_path, stable_key, write_parquet_atomic
 from agf.models import MTN
 from agf.store import FeatureStore
@@ -54,37 +54,6 @@ class WindowFeatures:
     starts: np.ndarray  # (n_windows,) int64 first frame of each window
     genre_probs: np.ndarray | None  # (n_windows, G) float32 genre-head softmax (memory-mapped when cached), or None
     head_genres: tuple[str, ...] | None  # the genre of each genre_probs column
-
-
-def window_starts(n_frames: int, patch: int, hop: int) -> np.ndarray:
-    """First frames of the windows covering a clip of n_frames: every `hop` frames, plus one flush with the end."""
-    if n_frames < 1 or patch < 1 or hop < 1:
-        raise ValueError(f"window_starts needs n_frames, patch and hop >= 1; got {n_frames}, {patch}, {hop}")
-    if n_frames <= patch:
-        return np.zeros(1, dtype=np.int64)
-    starts = np.arange(0, n_frames - patch + 1, hop, dtype=np.int64)
-    if starts[-1] + patch < n_frames:
-        starts = np.append(starts, n_frames - patch)
-    return starts
-
-
-def window_batch(mel: np.ndarray, starts: np.ndarray, patch: int) -> np.ndarray:
-    """(n_windows, patch, n_mels) float32 windows of a (frames, n_mels) clip; a short clip is padded at the end."""
-    frames = np.asarray(mel, dtype=np.float32)
-    if frames.ndim != 2 or frames.shape[0] == 0:
-        raise ValueError(f"expected a (frames >= 1, n_mels) log-mel array, got shape {frames.shape}")
-    if frames.shape[0] < patch:
-        frames = np.pad(frames, ((0, patch - frames.shape[0]), (0, 0)), constant_values=frames.min())
-    return frames[np.asarray(starts)[:, None] + np.arange(patch)]
-
-
-def net_fingerprint(net: nn.Module) -> str:
-    """A hash of every weight and buffer of a net: window features are reused only for the very same net."""
-    digest = hashlib.sha256()
-    for name, tensor in net.state_dict().items():
-        digest.update(name.encode("utf-8"))
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def genre_head_logits(net: nn.Module, features: torch.Tensor) -> torch.Tensor:
