@@ -15,6 +15,7 @@ from agf.statistics import (
     holm,
     mean_ci,
     noise_trend,
+    pooled_components,
     power,
     sign_flip_p,
     unit_means,
@@ -179,3 +180,15 @@ def test_unit_sd_averages_the_levels_below_the_unit() -> None:
     assert np.isnan(one_seed.seed) and one_seed.split == pytest.approx(np.var([0.1, 0.3, 0.2, 0.6], ddof=1))
     # Not measured: held by the split level, so more seeds do not shrink it.
     assert unit_sd(one_seed, "split", seeds=8) == pytest.approx(np.sqrt(one_seed.split))
+
+
+def test_pooled_components_weight_each_comparison_by_its_degrees_of_freedom() -> None:
+    a = variance_components([0.1, 0.3, 0.2, 0.6], ["c"] * 4, [0, 1, 2, 3], [0] * 4)  # 3 df between splits
+    b = variance_components([0.0, 0.2], ["c"] * 2, [0, 1], [0] * 2)  # 1 df
+    pooled = pooled_components([a, b])
+    assert pooled.df_split == 4 and pooled.split == pytest.approx((3 * a.split + 1 * b.split) / 4)
+    assert np.isnan(pooled.seed) and np.isnan(pooled.corpus)  # measured by neither
+
+
+def test_power_far_in_the_noncentral_tail_is_one_not_nan() -> None:
+    assert power(0.02, 0.0014, 2) == 1.0 and power(0.0, 1.0, 2) < 0.06

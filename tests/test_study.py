@@ -153,11 +153,12 @@ def test_power_comes_from_the_spread_of_the_gains_between_splits() -> None:
     gains = np.random.default_rng(5).normal(0.01, 0.03, size=8)
     for split_seed, gain in enumerate(gains):
         for kind, rate in ((CLEAN, 0.0), ("symmetric", 0.4)):
-            for model, value in (("genre", 0.6), ("stn", 0.6 + gain)):
+            for model, value in (("genre", 0.6), ("stn", 0.6 + (gain if rate else 0.0))):
                 rows.append({"corpus_seed": 0, "split_seed": split_seed, "noise_kind": kind, "noise_rate": rate,
                              "model": model, "seed": 0, "split": "test", "labels": "true", "metric": "accuracy",
                              "value": value})
-    found = power_analysis(pd.DataFrame(rows)).set_index("noise_rate").loc[0.4]
+    per_comparison, pooled = power_analysis(pd.DataFrame(rows))
+    found = per_comparison.set_index("noise_rate").loc[0.4]
     sd = gains.std(ddof=1)
     assert np.sqrt(found["var_split"]) == pytest.approx(sd) and np.isnan(found["var_seed"])
     assert found["units"] == 8 and found["unit"] == "split" and found["corpus_assumed"]
@@ -166,6 +167,11 @@ def test_power_comes_from_the_spread_of_the_gains_between_splits() -> None:
     # (one corpus measured): sd sqrt(1 + 1/8) x the split sd.
     assert found["corpora_needed"] == units_needed(TARGET_GAINS["accuracy"], sd * np.sqrt(1 + 1 / 8))
     assert found["corpora_needed"] >= max(MIN_PERMUTATION_UNITS, found["splits_needed"])
+    # Pooled over the two comparisons (the clean cell's gain is 0 in every split: no spread), weighted by their
+    # 7 degrees of freedom each: half the noisy cell's variance.
+    accuracy = pooled.set_index("metric").loc["accuracy"]
+    assert accuracy["comparisons"] == 2 and accuracy["var_split"] == pytest.approx(sd ** 2 / 2)
+    assert accuracy["units"] == 8 and accuracy["splits_needed"] == units_needed(TARGET_GAINS["accuracy"], sd / np.sqrt(2))
 
 
 def test_the_uncalibrated_log_loss_is_kept_beside_the_calibrated_one() -> None:
@@ -214,8 +220,8 @@ def test_a_tiny_study_runs_end_to_end_and_resumes(tmp_path: Path, capsys: pytest
     out = capsys.readouterr().out
     assert "symmetric" in out and "report:" in out
     study = work / "study"
-    for name in ("results.csv", "noise.csv", "comparisons.csv", "trends.csv", "power.csv", "gain.png",
-                 "report.html", "report.md"):
+    for name in ("results.csv", "noise.csv", "comparisons.csv", "trends.csv", "power.csv", "power-pooled.csv",
+                 "gain.png", "report.html", "report.md"):
         assert (study / name).stat().st_size > 0, name
     noise = pd.read_csv(study / "noise.csv")  # the noisy cell's realised rate per genre and split
     assert set(noise["noise_rate"]) == {0.3} and set(noise["split"]) == {"train", "val", "test"}

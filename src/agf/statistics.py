@@ -174,6 +174,9 @@ class VarianceComponents:
     corpora: int
     splits: int  # per corpus (mean)
     seeds: int  # per split (mean)
+    df_corpus: int = 0  # the degrees of freedom behind each estimate
+    df_split: int = 0
+    df_seed: int = 0
 
 
 def _pooled_variance(values: np.ndarray, groups: np.ndarray) -> float:
@@ -212,7 +215,24 @@ def variance_components(gains: Sequence[float], corpora: Sequence[object], split
         below = np.nan_to_num(split_var) + np.nan_to_num(seed_var) / seeds_per_split
         corpus_var = max(0.0, float(corpus_means.var(ddof=1)) - below / splits_per_corpus)
     return VarianceComponents(corpus_var, split_var, seed_var, len(corpus_ids), round(splits_per_corpus),
-                              round(seeds_per_split))
+                              round(seeds_per_split), len(corpus_ids) - 1, len(split_ids) - len(corpus_ids),
+                              len(values) - len(split_ids))
+
+
+def pooled_components(found: Sequence[VarianceComponents]) -> VarianceComponents:
+    """Several comparisons' components pooled level by level, each weighted by its degrees of freedom (NaN where
+    no comparison measured the level): one estimate of the design's variances when the comparisons share them."""
+
+    def pool(level: str) -> tuple[float, int]:
+        pairs = [(getattr(f, level), getattr(f, f"df_{level}")) for f in found
+                 if not np.isnan(getattr(f, level)) and getattr(f, f"df_{level}") > 0]
+        total = sum(df for _, df in pairs)
+        return (sum(v * df for v, df in pairs) / total if total else float("nan")), total
+
+    (corpus, df_corpus), (split, df_split), (seed, df_seed) = pool("corpus"), pool("split"), pool("seed")
+    return VarianceComponents(corpus, split, seed, max(f.corpora for f in found),
+                              round(float(np.mean([f.splits for f in found]))),
+                              round(float(np.mean([f.seeds for f in found]))), df_corpus, df_split, df_seed)
 
 
 def unit_sd(components: VarianceComponents, unit: str, splits: int = 1, seeds: int = 1,
@@ -238,7 +258,9 @@ def power(effect: float, sd: float, n: int, alpha: float = 0.05) -> float:
     df = n - 1
     critical = stats.t.ppf(1 - alpha / 2, df)
     shift = abs(effect) * np.sqrt(n) / sd
-    return float(stats.nct.sf(critical, df, shift) + stats.nct.cdf(-critical, df, shift))
+    found = float(stats.nct.sf(critical, df, shift) + stats.nct.cdf(-critical, df, shift))
+    # scipy's noncentral t gives NaN far in its tail: the shift is then many critical values away.
+    return found if not np.isnan(found) else float(shift > critical)
 
 
 def units_needed(effect: float, sd: float, alpha: float = 0.05, target: float = 0.8, limit: int = 100_000) -> int:

@@ -20,6 +20,7 @@ Work directory (run.workdir):
     study/trends.csv       per metric, noise kind and model: the gain's slope on the noise rate
     study/power.csv        per metric, noise kind, rate and model: the gain's variance components, the power of
                            this design to detect TARGET_GAINS, and the splits or corpora that would have 80 %
+    study/power-pooled.csv the same per metric, the components pooled over every comparison (the report's)
     study/gain.png, study/report.html, study/report.md
 """
 
@@ -62,6 +63,8 @@ from agf.statistics import (
     compare,
     noise_trend,
     power,
+    VarianceComponents,
+    pooled_components,
     unit_sd,
     units_needed,
     variance_components,
@@ -372,33 +375,43 @@ def comparisons(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.DataFrame(rows), pd.DataFrame(trends)
 
 
-def power_analysis(results: pd.DataFrame) -> pd.DataFrame:
-    """Per metric of TARGET_GAINS, noise kind, rate and model: the variance components of the gain over
-    genre-only, the power of this design's test to detect the target gain, and the units a test with
+def power_analysis(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per metric of TARGET_GAINS, noise kind, rate and model, and per metric pooled over all of them (weighted
+    by degrees of freedom: a few units per comparison give a poor estimate each): the variance components of the
+    gain over genre-only, the power of this design's test to detect the target gain, and the units a test with
     TARGET_POWER needs: splits of one corpus (run seeds as here), or corpora (splits and run seeds per corpus as
     here; with one corpus measured, its variance assumed equal to the split variance, column corpus_assumed)."""
-    rows = []
+    rows, pooled = [], []
     for metric, target in TARGET_GAINS.items():
         gains = paired_gains(results, metric)
         if gains.empty:
             continue
         units, unit_kind = independent_units(gains)
+        found = []
         for (kind, rate, model), group in gains.assign(unit=units).groupby(["noise_kind", "noise_rate", "model"]):
             parts = variance_components(group["gain"], group["corpus_seed"], group["split_seed"], group["seed"])
-            assumed = np.isnan(parts.corpus)
-            corpus_var = parts.split if assumed else None
-            sd_now = unit_sd(parts, unit_kind, parts.splits, parts.seeds, corpus_var)
-            rows.append({
-                "metric": metric, "noise_kind": kind, "noise_rate": rate, "model": model, "target_gain": target,
-                "var_corpus": parts.corpus, "var_split": parts.split, "var_seed": parts.seed,
-                "units": group["unit"].nunique(), "unit": unit_kind,
-                "power": power(target, sd_now, group["unit"].nunique()),
-                "splits_needed": units_needed(target, unit_sd(parts, "split", seeds=parts.seeds), target=TARGET_POWER),
-                "corpora_needed": units_needed(target, unit_sd(parts, "corpus", parts.splits, parts.seeds, corpus_var),
-                                               target=TARGET_POWER),
-                "splits_per_corpus": parts.splits, "seeds_per_split": parts.seeds, "corpus_assumed": bool(assumed),
-            })
-    return pd.DataFrame(rows)
+            found.append(parts)
+            rows.append({"metric": metric, "noise_kind": kind, "noise_rate": rate, "model": model,
+                         **_power_columns(target, parts, group["unit"].nunique(), unit_kind)})
+        together = pooled_components(found)
+        pooled.append({"metric": metric, "comparisons": len(found),
+                       **_power_columns(target, together, units.nunique(), unit_kind)})
+    return pd.DataFrame(rows), pd.DataFrame(pooled)
+
+
+def _power_columns(target: float, parts: VarianceComponents, n_units: int, unit_kind: str) -> dict:
+    """The power columns of one set of variance components measured over n_units units of a kind."""
+    assumed = bool(np.isnan(parts.corpus))
+    corpus_var = parts.split if assumed else None
+    return {
+        "target_gain": target, "var_corpus": parts.corpus, "var_split": parts.split, "var_seed": parts.seed,
+        "df_split": parts.df_split, "units": n_units, "unit": unit_kind,
+        "power": power(target, unit_sd(parts, unit_kind, parts.splits, parts.seeds, corpus_var), n_units),
+        "splits_needed": units_needed(target, unit_sd(parts, "split", seeds=parts.seeds), target=TARGET_POWER),
+        "corpora_needed": units_needed(target, unit_sd(parts, "corpus", parts.splits, parts.seeds, corpus_var),
+                                       target=TARGET_POWER),
+        "splits_per_corpus": parts.splits, "seeds_per_split": parts.seeds, "corpus_assumed": assumed,
+    }
 
 
 def _inference(found: Comparison, unit_kind: str) -> dict:
@@ -499,42 +512,40 @@ def _log_loss_table(results: pd.DataFrame) -> Table:
     )
 
 
-def _power_table(power_rows: pd.DataFrame) -> Table:
-    rows = power_rows[power_rows["noise_rate"] > 0].sort_values(["metric", "noise_kind", "model", "noise_rate"])
+def _power_table(pooled: pd.DataFrame) -> Table:
     note_corpus = ("Corpora needed assume the variance between corpora equals the variance between splits (one "
-                   "corpus measured)." if rows["corpus_assumed"].any() else
+                   "corpus measured)." if pooled["corpus_assumed"].any() else
                    "Corpora needed use the measured variance between corpora.")
     return Table(
         title=f"Power: can this design detect the target gain? (alpha 0.05, {TARGET_POWER:.0%} power wanted)",
-        columns=("metric", "noise", "rate", "model", "target gain", "sd between splits", "sd between seeds",
-                 "units", "power now", "splits needed", "corpora needed"),
-        rows=tuple((r.metric, r.noise_kind, f"{r.noise_rate:g}", MODEL_TITLES.get(r.model, r.model),
-                    number(r.target_gain, 3), number(np.sqrt(r.var_split), 4), number(np.sqrt(r.var_seed), 4),
-                    f"{r.units} {r.unit}s", number(r.power, 2), _needed(r.splits_needed), _needed(r.corpora_needed))
-                   for r in rows.itertuples()),
-        notes=("Variance components of the paired gain, estimated by the method of moments (agf.statistics."
-               "variance_components; a level measured once holds the variance of the level below). Power of the "
-               "t-test over unit means (the permutation test's is close from 6 units). Splits needed: artist-"
-               "disjoint splits of one corpus (inference about that corpus), each with the run seeds used here; "
-               "corpora needed: each with the splits and run seeds used here (inference about corpora like it), at "
-               f"least {MIN_PERMUTATION_UNITS}.", note_corpus),
+        columns=("metric", "comparisons", "target gain", "sd between splits", "sd between seeds", "units",
+                 "power now", "splits needed", "corpora needed"),
+        rows=tuple((r.metric, str(r.comparisons), number(r.target_gain, 3), number(np.sqrt(r.var_split), 4),
+                    number(np.sqrt(r.var_seed), 4), f"{r.units} {r.unit}s", number(r.power, 2),
+                    _needed(r.splits_needed), _needed(r.corpora_needed))
+                   for r in pooled.itertuples()),
+        notes=("Variance components of the paired gain over genre-only, estimated by the method of moments for each "
+               "comparison (model, noise kind, rate) and pooled over them weighted by their degrees of freedom "
+               "(agf.statistics.variance_components, pooled_components; a level measured once holds the variance "
+               "of the level below); each comparison's own estimate is in power.csv. Power of the t-test over unit "
+               "means (the permutation test's is close from 6 units). Splits needed: artist-disjoint splits of one "
+               "corpus (inference about that corpus), each with the run seeds used here; corpora needed: each with "
+               f"the splits and run seeds used here (inference about corpora like it), at least "
+               f"{MIN_PERMUTATION_UNITS}.", note_corpus),
     )
 
 
-def _headline(table: pd.DataFrame, trends: pd.DataFrame, power_rows: pd.DataFrame) -> Section:
+def _headline(table: pd.DataFrame, trends: pd.DataFrame, pooled: pd.DataFrame) -> Section:
     """The answer first: per noise kind and artist-group model (controls aside), the gain over genre-only at the
-    highest noise rate, its trend with the rate, and the power this design had to detect the target gain."""
+    highest noise rate and its trend with the rate; then the power this design had to detect the target gain."""
     lines = []
     primary = table[(table["metric"] == PRIMARY_METRIC) & (table["noise_rate"] > 0)]
-    target = TARGET_GAINS[PRIMARY_METRIC]
     for (kind, model), rows in primary.groupby(["noise_kind", "model"]):
         if _model_parts(model)[1] != "none":
             continue
         top = rows.loc[rows["noise_rate"].idxmax()]
         trend = trends[(trends["metric"] == PRIMARY_METRIC) & (trends["noise_kind"] == kind)
                        & (trends["model"] == model)]
-        found = power_rows[(power_rows["metric"] == PRIMARY_METRIC) & (power_rows["noise_kind"] == kind)
-                           & (power_rows["model"] == model) & (power_rows["noise_rate"] == top["noise_rate"])]
         line = (f"{kind} noise {top['noise_rate']:g}, {MODEL_TITLES.get(model, model)}: {top['mean_gain']:+.3f} "
                 f"{PRIMARY_METRIC} over genre-only, 95 % CI [{number(top['ci_low'], 3)}, {number(top['ci_high'], 3)}] "
                 f"over {top['units']} {top['unit']}s, p {number(top['p_permutation'], 3)} (Holm "
@@ -543,11 +554,14 @@ def _headline(table: pd.DataFrame, trends: pd.DataFrame, power_rows: pd.DataFram
             t = trend.iloc[0]
             line += (f"; slope on the rate {t['slope']:+.3f} [{number(t['ci_low'], 3)}, {number(t['ci_high'], 3)}], "
                      f"p {number(t['p_permutation'], 3)}")
-        if len(found):
-            f = found.iloc[0]
-            line += (f"; power to detect {target:+g}: {number(f['power'], 2)} (splits for {TARGET_POWER:.0%}: "
-                     f"{_needed(f['splits_needed'])})")
         lines.append(line + ".")
+    found = pooled[pooled["metric"] == PRIMARY_METRIC]
+    if len(found):
+        f = found.iloc[0]
+        lines.append(f"Power of this design ({f['units']} {f['unit']}s) to detect a gain of "
+                     f"{f['target_gain']:+g} {PRIMARY_METRIC}: {number(f['power'], 2)}; {TARGET_POWER:.0%} power "
+                     f"needs {_needed(f['splits_needed'])} splits of one corpus or {_needed(f['corpora_needed'])} "
+                     "corpora (the Power section).")
     if not lines:
         lines = ["No noisy cell with an artist-group model has finished yet."]
     return Section("headline", "Headline", tuple(lines))
@@ -576,19 +590,21 @@ def _noise_table(rates: pd.DataFrame) -> Table:
 
 def write_study_report(config: Config, results: pd.DataFrame, out: Path,
                        rates: pd.DataFrame | None = None) -> dict[str, Path]:
-    """results.csv, noise.csv (the realised noise), comparisons.csv, trends.csv, power.csv, gain.png,
-    report.html and report.md under `out`."""
+    """results.csv, noise.csv (the realised noise), comparisons.csv, trends.csv, power.csv, power-pooled.csv,
+    gain.png, report.html and report.md under `out`."""
     rates = pd.DataFrame() if rates is None else rates
     table, trends = comparisons(results)
-    power_rows = power_analysis(results)
+    power_rows, pooled = power_analysis(results)
     paths = {"results": out / "results.csv", "noise": out / "noise.csv", "comparisons": out / "comparisons.csv",
-             "trends": out / "trends.csv", "power": out / "power.csv", "figure": out / "gain.png",
+             "trends": out / "trends.csv", "power": out / "power.csv",
+             "power_pooled": out / "power-pooled.csv", "figure": out / "gain.png",
              "html": out / "report.html", "markdown": out / "report.md"}
     write_text_atomic(paths["results"], results.to_csv(index=False))
     write_text_atomic(paths["noise"], rates.to_csv(index=False))
     write_text_atomic(paths["comparisons"], table.to_csv(index=False))
     write_text_atomic(paths["trends"], trends.to_csv(index=False))
     write_text_atomic(paths["power"], power_rows.to_csv(index=False))
+    write_text_atomic(paths["power_pooled"], pooled.to_csv(index=False))
     split, labels = reported_split(results)
     study = config.study
     notes = [
@@ -613,10 +629,10 @@ def write_study_report(config: Config, results: pd.DataFrame, out: Path,
                                             "bands: 95 % CI over independent units"), _comparison_table(table))),
             Section("trend", "Trend with noise", (_trend_table(trends),)),
         ]
-    if not power_rows.empty and (power_rows["noise_rate"] > 0).any():
-        sections.append(Section("power", "Power", (_power_table(power_rows),)))
+    if not pooled.empty:
+        sections.append(Section("power", "Power", (_power_table(pooled),)))
     title = "agf study: artist groups against label noise"
-    lead = _headline(table, trends, power_rows) if not table.empty else Section(
+    lead = _headline(table, trends, pooled) if not table.empty else Section(
         "headline", "Headline", ("No comparison yet: every cell needs the genre-only model and another.",))
     footer = footer_text()
     write_text_atomic(paths["html"], render_html(title, lead, notes, sections, footer))
