@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple
 
+from agf.aggregation import AGGREGATIONS, Aggregation
 from agf.errors import ConfigError
 from agf.tasks import ARCHS, FACTOR_TASKS, TASKS
 
@@ -69,8 +70,6 @@ def _number(value: float | None) -> str:
         return ""
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
-
-AGGREGATIONS: tuple[str, ...] = ("probs", "log_probs", "pooled")
 
 AT_LEAST_1 = Range(1)
 NON_NEGATIVE = Range(0)
@@ -420,7 +419,7 @@ class TransferConfig(Section):
         "window_hop": AT_LEAST_1, "max_windows_per_track": NON_NEGATIVE, "l2_loss": NON_NEGATIVE,
     }
     ADDED_SETTINGS: ClassVar[dict[str, Any]] = {
-        "max_windows_per_track": 0, "aggregations": ("probs",), "standardize": False, "l2_loss": 0.0,
+        "max_windows_per_track": 0, "aggregations": (Aggregation.PROBS.value,), "standardize": False, "l2_loss": 0.0,
         "calibrate": True,
     }
 
@@ -447,7 +446,7 @@ class TransferConfig(Section):
     # 'log_probs', the mean of their logarithms (renormalised); 'pooled', an MLP on the track's mean and
     # standard deviation of window features (the authors' follow-up work). ["probs"] alone: the paper's, fixed,
     # nothing chosen on validation.
-    aggregations: tuple[str, ...] = ("probs", "log_probs")
+    aggregations: tuple[str, ...] = (Aggregation.PROBS.value, Aggregation.LOG_PROBS.value)
     # Temperature-scale this transfer's track probabilities (and its source nets' genre-head baselines') on the
     # validation tracks: in choosing among the aggregations and in `agf evaluate`. false: temperature 1, the
     # paper's raw probabilities (needed where validation is also the reported split: no test split).

@@ -38,7 +38,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from agf.calibration import apply_temperature, fit_temperature, reliability
-from agf.datasets.table import genre_list, tracks_fingerprint
+from agf.datasets.table import HELD_OUT_SPLITS, TRAIN, VAL, genre_list, split_mask, tracks_fingerprint
 from agf.errors import EvaluationError, TransferError
 from agf.fileio import (
     read_json,
@@ -56,7 +56,7 @@ from agf.workdir import clear_done, is_done, mark_done, read_marker
 CLASSICAL = "classical: logreg on MFCC stats"
 # Part of the evaluation key: finished evaluations of an earlier format are scored again.
 EVALUATION_FORMAT = "agf-evaluation/2"
-CALIBRATION_SPLIT = "val"
+CALIBRATION_SPLIT = VAL
 
 
 @dataclass(frozen=True)
@@ -116,8 +116,8 @@ def classical_model(
     store: FeatureStore, tracks: pd.DataFrame, genres: Sequence[str], splits: Sequence[str], seed: int = 0
 ) -> Model:
     """Logistic regression on per-track MFCC mean/std: fitted on training tracks, predicting `splits`' tracks."""
-    train = tracks[tracks["split"] == "train"]
-    scored = tracks[tracks["split"].isin(splits)]
+    train = tracks[split_mask(tracks, TRAIN)]
+    scored = tracks[split_mask(tracks, *splits)]
     if train.empty or scored.empty:
         raise TransferError(f"{store.root}: no usable training or evaluation tracks for the classical baseline")
     index_of = {genre: i for i, genre in enumerate(genres)}
@@ -289,7 +289,7 @@ def evaluate(
     tracks: pd.DataFrame,
     out_dir: str | Path,
     store: FeatureStore | None = None,
-    splits: Sequence[str] = ("val", "test"),
+    splits: Sequence[str] = HELD_OUT_SPLITS,
     seed: int = 0,
 ) -> EvaluationRun:
     """Score every model (see the module doc; the classical baseline, seeded by `seed`, needs `store`) on the
@@ -308,7 +308,7 @@ def evaluate(
         raise TransferError("nothing to evaluate: pass transfer directories or a feature store")
     split_ids: dict[str, pd.Index] = {}
     for split in splits:
-        ids = pd.Index(tracks.loc[tracks["split"] == split, "track_id"])
+        ids = pd.Index(tracks.loc[split_mask(tracks, split), "track_id"])
         for model in models:
             ids = ids.intersection(model.probs.index, sort=False)
         if len(ids):

@@ -27,6 +27,7 @@ from agf.errors import AudioDecodeError
 from agf.config import Config, FactorConfig, FeatureConfig
 from agf.datasets.fma import OFFICIAL_SPLITS
 from agf.datasets.synth import build_collection
+from agf.datasets.table import SPLITS, TRAIN, VAL
 from agf.device import resolve_device
 from agf.factors.essentia_features import essentia_unavailable_reason
 from agf.factors.sizing import fitting_artists, sized_factors
@@ -258,7 +259,7 @@ def make_plan(config: Config, tracks: pd.DataFrame, store: FeatureStore | None,
     frames = lengths.frames
     ids = tracks["track_id"].astype(str)
     split = tracks["split"].to_numpy()
-    training_artists = int(tracks.loc[split == "train", "artist_id"].nunique())
+    training_artists = int(tracks.loc[split == TRAIN, "artist_id"].nunique())
     factors, warnings = sized_factors(config.factors, fitting_artists(tracks, config.factors))
     wanted = [t for t in FACTOR_TASKS if t in "".join(grid_subsets(config.grid))]  # what run_grid builds
     unavailable = unavailable_tasks(wanted)
@@ -274,15 +275,15 @@ def make_plan(config: Config, tracks: pd.DataFrame, store: FeatureStore | None,
         width = net_width(spec, config.train)
         with torch.device("meta"):
             params = count_params(build_net(spec, {t: outputs[t] for t in spec.tasks}, width, n_mels))
-        nets.append(NetPlan(spec, seed, train.epochs, int((split == "train").sum()),
-                            int((split == "val").sum()) * len(VAL_CROP_FRACTIONS) * len(spec.tasks), params))
+        nets.append(NetPlan(spec, seed, train.epochs, int((split == TRAIN).sum()),
+                            int((split == VAL).sum()) * len(VAL_CROP_FRACTIONS) * len(spec.tasks), params))
     patch, hop = config.train.patch_frames, config.transfer.window_hop
     windows = np.array([len(window_starts(max(1, f), patch, hop)) for f in frames])
-    train_windows = windows[split == "train"]
+    train_windows = windows[split == TRAIN]
     cap = config.transfer.max_windows_per_track
     unprepared = ~ids.isin(prepared_ids).to_numpy()
     return Plan(
-        tracks={s: int((split == s).sum()) for s in ("train", "val", "test") if (split == s).any()},
+        tracks={s: int((split == s).sum()) for s in SPLITS if (split == s).any()},
         to_prepare=int(unprepared.sum()),
         audio_seconds=float(frames[unprepared].sum() * config.features.hop_length / config.features.sample_rate),
         store_bytes=_frames_bytes(frames, config.features),

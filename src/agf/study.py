@@ -37,7 +37,7 @@ import pandas as pd
 from agf.config import FACTOR_CONTROLS, Config, NoiseConfig, key_settings
 from agf.datasets.noise import flip_rates
 from agf.datasets.synth import build_collection
-from agf.datasets.table import SPLITS
+from agf.datasets.table import HELD_OUT_SPLITS, SPLITS, TEST, VAL, split_mask
 from agf.errors import PipelineError
 from agf.fileio import stable_key, write_text_atomic
 from agf.grid import Case
@@ -159,8 +159,8 @@ def cell_config(config: Config, cell: Cell) -> Config:
 def check_held_out_artists(tracks: pd.DataFrame, minimum: int) -> None:
     """PipelineError unless every genre has `minimum` artists in the validation and in the test split."""
     genre = "true_genre" if "true_genre" in tracks.columns else "genre"
-    for split in ("val", "test"):
-        counts = tracks[tracks["split"] == split].groupby(genre)["artist_id"].nunique()
+    for split in HELD_OUT_SPLITS:
+        counts = tracks[split_mask(tracks, split)].groupby(genre)["artist_id"].nunique()
         counts = counts.reindex(sorted(tracks[genre].unique()), fill_value=0)
         short = counts[counts < minimum]
         if len(short):
@@ -321,7 +321,7 @@ def _read_rates(path: Path) -> pd.DataFrame:
 
 def reported_split(results: pd.DataFrame) -> tuple[str, str]:
     """The split and labels the study reports: test and true genres when there are (never what chose epochs)."""
-    split = "test" if (results["split"] == "test").any() else "val"
+    split = TEST if split_mask(results, TEST).any() else VAL
     labels = "true" if (results["labels"] == "true").any() else "given"
     return split, labels
 

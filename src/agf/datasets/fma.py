@@ -14,7 +14,7 @@ import pandas as pd
 
 from agf.datasets import LoadedDataset, assemble_dataset
 from agf.datasets.fma_layout import fma_audio_path
-from agf.datasets.table import read_csv_file
+from agf.datasets.table import TEST, TRAIN, VAL, read_csv_file
 from agf.errors import DatasetError
 
 # FMA clips with no audio at all, then clips far shorter than 30 s (FMA-FORMAT.md).
@@ -26,7 +26,7 @@ KNOWN_BAD_IDS: frozenset[str] = frozenset(
     }
 )
 SUBSET_ORDER: tuple[str, ...] = ("small", "medium", "large")
-OFFICIAL_SPLITS: dict[str, str] = {"training": "train", "validation": "val", "test": "test"}
+OFFICIAL_SPLITS: dict[str, str] = {"training": TRAIN, "validation": VAL, "test": TEST}
 REQUIRED_TRACK_COLUMNS: tuple[tuple[str, str], ...] = (
     ("album", "id"),
     ("artist", "id"),

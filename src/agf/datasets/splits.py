@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from agf.datasets.table import SPLITS
+from agf.datasets.table import SPLITS, TEST, TRAIN, VAL, split_mask, training_genres
 from agf.errors import DatasetError
 
 SPLIT_MODES: tuple[str, ...] = ("official", "random", "artist")
 # What a run does with each evaluated split, and how to give an empty one tracks.
 _EVALUATED = {
-    "val": ("nothing selects the epochs and models or fits their calibration", "raise dataset.val_fraction"),
-    "test": ("nothing is reported on held-out data",
+    VAL: ("nothing selects the epochs and models or fits their calibration", "raise dataset.val_fraction"),
+    TEST: ("nothing is reported on held-out data",
              "raise dataset.test_fraction (or set it to 0 to report on validation)"),
 }
 
@@ -41,7 +41,7 @@ def planned_splits(tracks: pd.DataFrame, mode: str, val_fraction: float, test_fr
     fraction is positive."""
     if mode == "official":
         return tuple(split for split in SPLITS if split in set(tracks["split"]))
-    return ("train", *(split for split, share in (("val", val_fraction), ("test", test_fraction)) if share > 0))
+    return (TRAIN, *(split for split, share in ((VAL, val_fraction), (TEST, test_fraction)) if share > 0))
 
 
 def split_problems(tracks: pd.DataFrame, planned: Collection[str]) -> tuple[list[str], list[str]]:
@@ -49,9 +49,9 @@ def split_problems(tracks: pd.DataFrame, planned: Collection[str]) -> tuple[list
     test; LoadedDataset.splits) without tracks is a problem (a generated split may leave one empty: it moves
     whole artists); a genre of the training split absent from an evaluated split is a warning (not scored there)."""
     problems, warnings = [], []
-    genres = set(tracks.loc[tracks["split"] == "train", "genre"])
+    genres = training_genres(tracks)
     for split, (purpose, fix) in _EVALUATED.items():
-        part = tracks[tracks["split"] == split]
+        part = tracks[split_mask(tracks, split)]
         if part.empty and split in planned:
             problems.append(f"the {split} split has no track, so {purpose}: {len(tracks)} tracks by "
                             f"{tracks['artist_id'].nunique()} artists leave none for it; add tracks by more artists "
@@ -90,9 +90,9 @@ def stratified_random_split(tracks: pd.DataFrame, val_fraction: float, test_frac
         test = held
     else:
         test = _draw_holdout(held, genres, test_fraction / (val_fraction + test_fraction), seed)
-    labels = np.full(len(tracks), "train", dtype=object)
-    labels[held] = "val"
-    labels[test] = "test"
+    labels = np.full(len(tracks), TRAIN, dtype=object)
+    labels[held] = VAL
+    labels[test] = TEST
     return pd.Series(labels, index=tracks.index, name="split")
 
 
@@ -122,12 +122,12 @@ def artist_disjoint_split(tracks: pd.DataFrame, val_fraction: float, test_fracti
     in it moved to train (moving to train never takes training tracks from another genre).
     """
     check_fractions(val_fraction, test_fraction)
-    shares = {"train": 1 - val_fraction - test_fraction, "val": val_fraction, "test": test_fraction}
+    shares = {TRAIN: 1 - val_fraction - test_fraction, VAL: val_fraction, TEST: test_fraction}
     split = _deal_artists(tracks, {name: share for name, share in shares.items() if share > 0}, seed).astype(object)
     for genre in sorted(set(tracks["genre"])):
         in_genre = tracks["genre"] == genre
-        if not (split[in_genre] == "train").any():
-            split[tracks["artist_id"] == _largest_artist(tracks.loc[in_genre, "artist_id"])] = "train"
+        if not (split[in_genre] == TRAIN).any():
+            split[tracks["artist_id"] == _largest_artist(tracks.loc[in_genre, "artist_id"])] = TRAIN
     return split.rename("split")
 
 

@@ -33,7 +33,10 @@ TRACK_COLUMNS: tuple[str, ...] = (
     "subgenres",
     "split",
 )
-SPLITS: tuple[str, ...] = ("train", "val", "test")
+# The split names, declared here only: a track table's split column and results.csv's hold these values.
+TRAIN, VAL, TEST = "train", "val", "test"
+SPLITS: tuple[str, ...] = (TRAIN, VAL, TEST)
+HELD_OUT_SPLITS: tuple[str, ...] = (VAL, TEST)  # the splits every model is evaluated on
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.\-]+$")
 # What the stages after prepare read of a track table (true_genre when present): its fingerprint hashes these.
 FINGERPRINT_COLUMNS: tuple[str, ...] = ("track_id", "artist_id", "genre", "split")
@@ -63,7 +66,7 @@ def validate_track_table(tracks: pd.DataFrame, source: str = "track table") -> p
     empty_genre = tracks["track_id"][tracks["genre"].str.len() == 0]
     if len(empty_genre):
         raise DatasetError(f"{source}: {len(empty_genre)} track(s) without a genre, e.g. {empty_genre.iloc[0]}")
-    train_genres = set(tracks.loc[tracks["split"] == "train", "genre"])
+    train_genres = training_genres(tracks)
     untrained = sorted(set(tracks["genre"]) - train_genres)
     if untrained:
         raise DatasetError(
@@ -72,6 +75,22 @@ def validate_track_table(tracks: pd.DataFrame, source: str = "track table") -> p
         )
     extras = [c for c in tracks.columns if c not in TRACK_COLUMNS]
     return tracks[list(TRACK_COLUMNS) + extras].reset_index(drop=True)
+
+
+def split_mask(table: pd.DataFrame, *splits: str) -> pd.Series:
+    """Whether each row of a table with a split column (tracks, predictions, results) lies in one of `splits`."""
+    return table["split"].isin(splits)
+
+
+def fit_splits(leaky: bool) -> tuple[str, ...]:
+    """The splits that artist groups are fitted on: training, plus validation when `leaky` (the authors'
+    protocol); never the test split."""
+    return (TRAIN, VAL) if leaky else (TRAIN,)
+
+
+def training_genres(tracks: pd.DataFrame) -> set[str]:
+    """The genres of the training split's tracks."""
+    return set(tracks.loc[split_mask(tracks, TRAIN), "genre"])
 
 
 def genre_list(tracks: pd.DataFrame) -> list[str]:

@@ -38,6 +38,7 @@ from sklearn.preprocessing import QuantileTransformer
 from tqdm.auto import tqdm
 
 from agf.config import FactorConfig
+from agf.datasets.table import fit_splits, split_mask
 from agf.errors import FactorError, PipelineError, TaskUnavailable
 from agf.factors.bags import artist_bags
 from agf.factors.dictionary import (
@@ -104,16 +105,13 @@ class Words:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-LEAKY_SPLITS: tuple[str, ...] = ("train", "val")
-
-
 CONTROL_STREAM = 7  # the controls' random stream of factors.seed
 
 
 def fit_tracks(tracks: pd.DataFrame, leaky: bool) -> pd.DataFrame:
     """The tracks everything is fitted on: the training split, or training + validation when `leaky` (the
     authors' protocol); never the test split."""
-    chosen = tracks[tracks["split"].isin(LEAKY_SPLITS if leaky else ("train",))]
+    chosen = tracks[split_mask(tracks, *fit_splits(leaky))]
     return chosen.sort_values("track_id").reset_index(drop=True)
 
 

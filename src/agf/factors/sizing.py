@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from agf.config import FactorConfig
+from agf.datasets.table import fit_splits, split_mask
 
 MAX_WORDS, MIN_WORDS, WORDS_PER_ARTIST = 2048, 64, 8
 MAX_TOPICS, MIN_TOPICS, ARTISTS_PER_TOPIC = 40, 4, 4
@@ -20,8 +21,7 @@ MAX_TOPICS, MIN_TOPICS, ARTISTS_PER_TOPIC = 40, 4, 4
 
 def fitting_artists(tracks: pd.DataFrame, factors: FactorConfig) -> int:
     """Artists whose tracks fit the factors: the training split's (with validation's too when leaky)."""
-    splits = ("train", "val") if factors.leaky else ("train",)
-    return int(tracks.loc[tracks["split"].isin(splits), "artist_id"].nunique())
+    return int(tracks.loc[split_mask(tracks, *fit_splits(factors.leaky)), "artist_id"].nunique())
 
 
 def sized_factors(factors: FactorConfig, artists: int) -> tuple[FactorConfig, list[str]]:

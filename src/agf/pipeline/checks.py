@@ -12,6 +12,7 @@ from agf.config import Config, config_problems
 from agf.datasets import load_dataset
 from agf.datasets.splits import split_problems
 from agf.datasets.synth import corpus_is_complete
+from agf.datasets.table import HELD_OUT_SPLITS, split_mask, training_genres
 from agf.device import resolve_device
 from agf.errors import AgfError, ConfigError, PipelineError
 from agf.grid import grid_cases, grid_subsets
@@ -85,7 +86,7 @@ def space_problem(config: Config, workdir: WorkDir, tracks: pd.DataFrame, retry_
 def dataset_problems(tracks: pd.DataFrame) -> list[str]:
     """What makes a prepared dataset unable to give a result: no training tracks, a genre that is evaluated but
     has no usable training track (all of them failed to decode, say), nothing to select or report on."""
-    train = set(tracks.loc[tracks["split"] == "train", "genre"])
+    train = training_genres(tracks)
     problems = []
     if not train:
         problems.append("no usable track in the training split")
@@ -93,7 +94,7 @@ def dataset_problems(tracks: pd.DataFrame) -> list[str]:
     if train and untrained:
         problems.append(f"genre(s) {', '.join(untrained)} have usable tracks but none in the training split "
                         "(their training tracks failed or are missing: see the prepare summary)")
-    if not tracks["split"].isin(("val", "test")).any():
+    if not split_mask(tracks, *HELD_OUT_SPLITS).any():
         problems.append("no usable track in the validation or test split: nothing to select or report on")
     return problems
 

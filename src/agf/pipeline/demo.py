@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agf.config import Config
+from agf.datasets.table import TEST, split_mask
 from agf.pipeline.reporting import stage_export
 from agf.pipeline.run import PipelineRun
 from agf.report.results import selection_split
@@ -25,8 +26,8 @@ def demo_predictions(config: Config, run: PipelineRun) -> str:
 
     prepared = run.prepared
     path, case = stage_export(config, prepared, run.grid, run.results, prepared.workdir.model)
-    split = "test" if (prepared.tracks["split"] == "test").any() else selection_split(run.results)
-    tracks = prepared.tracks[prepared.tracks["split"] == split].head(DEMO_PREDICTIONS)
+    split = TEST if split_mask(prepared.tracks, TEST).any() else selection_split(run.results)
+    tracks = prepared.tracks[split_mask(prepared.tracks, split)].head(DEMO_PREDICTIONS)
     classifier = GenreClassifier.load(path, device=config.run.device)
     lines = [f"exported {case.label} (seed {case.seed}) to {path}; its predictions for {len(tracks)} {split} files:"]
     for (_, track), prediction in zip(tracks.iterrows(), classifier.predict_many(tracks["audio_path"])):

@@ -18,7 +18,7 @@ from agf.config import Config, TrainConfig, key_settings
 from agf.datasets import LoadedDataset, load_dataset
 from agf.datasets.fma import KNOWN_BAD_IDS
 from agf.datasets.noise import inject_label_noise
-from agf.datasets.table import split_fingerprint
+from agf.datasets.table import HELD_OUT_SPLITS, split_fingerprint
 from agf.errors import PipelineError
 from agf.evaluation import evaluate, evaluation_key
 from agf.factors import FactorResult, build_factors, load_track_targets
@@ -270,7 +270,7 @@ def stage_transfer(
 def stage_evaluate(config: Config, prepared: Prepared, transfer_dirs: Sequence[Path], seed: int) -> Path:
     """Score every transfer of one seed and the baselines into evaluation/seed<N>-<key> (reused when finished)."""
     with run_context(config, prepared.workdir):
-        key = evaluation_key(transfer_dirs, prepared.tracks, prepared.store, ("val", "test"), seed)
+        key = evaluation_key(transfer_dirs, prepared.tracks, prepared.store, HELD_OUT_SPLITS, seed)
         out_dir = prepared.workdir.evaluation / f"seed{seed}-{key}"
         evaluate(transfer_dirs, prepared.tracks, out_dir, store=prepared.store, seed=seed)
         return out_dir

@@ -34,8 +34,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from agf.aggregation import AGGREGATIONS, Aggregation
 from agf.config import (
-    AGGREGATIONS,
     MIN_PATCH_FRAMES,
     PATCH_FRAMES,
     FeatureConfig,
@@ -53,7 +53,7 @@ from agf.transfer import build_mlp, load_mlp, load_source
 BUNDLE_FORMAT = "agf-bundle/2"
 # Older formats this agf reads, with what their manifests leave implicit: version 1 (before track aggregations)
 # always averaged the window probabilities.
-OLDER_FORMATS: dict[str, dict[str, Any]] = {"agf-bundle/1": {"aggregation": "probs"}}
+OLDER_FORMATS: dict[str, dict[str, Any]] = {"agf-bundle/1": {"aggregation": Aggregation.PROBS.value}}
 MANIFEST = "manifest.json"
 MLP_FILE = "mlp.safetensors"
 EXPORT_AGAIN = "export it again with `agf export`"
@@ -87,9 +87,13 @@ class Bundle:
     # Track probabilities are temperature-scaled (agf.calibration) by this, fitted on validation; 1 = none.
     temperature: float = 1.0
     info: dict[str, Any] = field(default_factory=dict)  # name, selection, case, provenance, metrics
-    # How a track's windows become its probabilities (agf.config.AGGREGATIONS; see agf.transfer.mlp): the mean
-    # of the window probabilities, of their logarithms, or the pooled-feature MLP on their mean and std.
-    aggregation: str = "probs"
+    # How a track's windows become its probabilities (agf.aggregation.Aggregation; see agf.transfer.mlp): the
+    # mean of the window probabilities, of their logarithms, or the pooled-feature MLP on their mean and std.
+    aggregation: Aggregation = Aggregation.PROBS
+
+    def __post_init__(self) -> None:
+        """Hold the aggregation as an Aggregation, also when given by its name."""
+        object.__setattr__(self, "aggregation", Aggregation(self.aggregation))
 
     @property
     def name(self) -> str:
@@ -98,8 +102,7 @@ class Bundle:
     @property
     def mlp_input_dim(self) -> int:
         """The MLP's input width: the nets' features, or their mean and standard deviation (pooled)."""
-        width = sum(n.net.feature_dim for n in self.nets)
-        return 2 * width if self.aggregation == "pooled" else width
+        return self.aggregation.mlp_input_width(sum(n.net.feature_dim for n in self.nets))
 
     @property
     def window_seconds(self) -> float:
@@ -124,7 +127,7 @@ def bundle_from_transfer(
         hop_frames=int(spec["window_hop"]),
         amp=amp,
         temperature=temperature,
-        aggregation=spec.get("aggregation", "probs"),  # transfers made before aggregations averaged probabilities
+        aggregation=spec.get("aggregation", Aggregation.PROBS),  # transfers made before aggregations averaged probs
         info={"name": spec["name"], **info, "training": {
             "seed": spec["seed"], "best_epoch": spec["best_epoch"], "best_val_log_loss": spec["best_val_log_loss"],
             "n_train_tracks": spec["n_train_tracks"], "n_train_windows": spec["n_train_windows"]}},
@@ -206,7 +209,7 @@ def save_bundle(bundle: Bundle, out: str | Path) -> Path:
                               "hop_frames": int(bundle.hop_frames), "amp": bool(bundle.amp)},
             "nets": nets,
             "mlp": mlp,
-            "aggregation": bundle.aggregation,
+            "aggregation": bundle.aggregation.value,
             "calibration": {"temperature": float(bundle.temperature)},
         }
         save_file(_state(bundle.mlp), str(staging / MLP_FILE),

@@ -171,7 +171,7 @@ class GenreClassifier:
     def window_probabilities(self, mel: np.ndarray) -> np.ndarray:
         """(n_windows, n_genres) probabilities of every window of one (frames, n_mels) log-mel (a window MLP's;
         a pooled model classifies whole tracks only)."""
-        if self.bundle.aggregation == "pooled":
+        if self.bundle.aggregation.is_pooled:
             raise PredictError("this model classifies whole tracks (pooled window features): no window probabilities")
         starts = window_starts(mel.shape[0], self.bundle.patch_frames, self.bundle.hop_frames)
         return np.concatenate([self._window_probs(window_batch(mel, starts[i: i + self.batch_windows],
@@ -181,7 +181,7 @@ class GenreClassifier:
     def track_probabilities(self, mean_terms: np.ndarray) -> np.ndarray:
         """A track's genre probabilities from the mean of its window terms (_window_terms), aggregated as the
         bundle's transfer did and calibrated by its temperature: what the evaluation scored."""
-        if self.bundle.aggregation == "pooled":
+        if self.bundle.aggregation.is_pooled:
             pooled = torch.from_numpy(pool_moments(mean_terms)[None, :]).float().to(self.device)
             with torch.inference_mode():
                 probs = torch.softmax(self.bundle.mlp(pooled), dim=1)[0].cpu().numpy()
@@ -206,7 +206,7 @@ class GenreClassifier:
     def _window_terms(self, windows: np.ndarray) -> np.ndarray:
         """What a track averages over its windows (float64 rows): for 'pooled', each window's features and their
         squares (the mean and std follow from their means); else agf.metrics.window_terms of its probabilities."""
-        if self.bundle.aggregation == "pooled":
+        if self.bundle.aggregation.is_pooled:
             features = self._features(windows).cpu().numpy().astype(np.float64)
             return np.concatenate([features, features**2], axis=1)
         return window_terms(self._window_probs(windows), self.bundle.aggregation)
@@ -253,7 +253,7 @@ class GenreClassifier:
     @property
     def _terms_width(self) -> int:
         """The width of a window's terms: the MLP's input for 'pooled' (features and squares), else the genres."""
-        return self.bundle.mlp_input_dim if self.bundle.aggregation == "pooled" else len(self.genres)
+        return self.bundle.mlp_input_dim if self.bundle.aggregation.is_pooled else len(self.genres)
 
     def _run(self, batch: list[tuple[_Pending, np.ndarray]]) -> None:
         """Score one batch of windows and add each window's terms to its track's sum."""

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from agf import __version__
+from agf.datasets.table import TEST
 from agf.fileio import write_text_atomic
 from agf.report.dataset import dataset_counts, dataset_tables, split_warnings
 from agf.report.document import (
@@ -165,7 +166,7 @@ def result_kinds(results: pd.DataFrame) -> list[tuple[str, str]]:
     """The (split, labels) pairs with results, test before val and given before true; (test, given) if none."""
     present = set(zip(results["split"], results["labels"]))
     kinds = [(split, labels) for split in RESULT_SPLITS for labels in LABEL_KINDS if (split, labels) in present]
-    return kinds or [("test", "given")]
+    return kinds or [(TEST, "given")]
 
 
 def _figure3_name(kind: tuple[str, str], primary: tuple[str, str]) -> str:

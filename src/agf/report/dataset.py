@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from agf.datasets.splits import split_problems
-from agf.datasets.table import SPLITS
+from agf.datasets.table import HELD_OUT_SPLITS, SPLITS, split_mask
 from agf.errors import ReportError
 from agf.report.markup import Table, number, to_markdown
 
@@ -44,8 +44,8 @@ def split_warnings(tracks: pd.DataFrame) -> list[str]:
     """One line per evaluated split (val, test) that lacks genres of the training split (split_problems' warnings)
     or has fewer than MIN_ARTISTS_PER_GENRE artists in one of its genres."""
     warnings = [f"warning: {warning}" for warning in split_problems(tracks, ())[1]]
-    for split in ("val", "test"):
-        part = tracks[tracks["split"] == split]
+    for split in HELD_OUT_SPLITS:
+        part = tracks[split_mask(tracks, split)]
         artists = part.groupby("genre")["artist_id"].nunique()
         few = artists[artists < MIN_ARTISTS_PER_GENRE]
         if len(few):
@@ -63,8 +63,8 @@ def genre_split_table(tracks: pd.DataFrame) -> Table:
     def counts(rows: pd.DataFrame, album_rows: pd.DataFrame) -> list[str]:
         cells = []
         for split in splits:
-            part = rows if split == "all" else rows[rows["split"] == split]
-            album_part = album_rows if split == "all" else album_rows[album_rows["split"] == split]
+            part = rows if split == "all" else rows[split_mask(rows, split)]
+            album_part = album_rows if split == "all" else album_rows[split_mask(album_rows, split)]
             cells += [str(len(part)), str(part["artist_id"].nunique()), str(album_part["album_id"].nunique())]
         return cells
 
@@ -134,7 +134,7 @@ def label_noise_table(tracks: pd.DataFrame) -> Table:
     """Per split: tracks whose given genre differs from the true genre (synthetic corpus only)."""
     rows = []
     for split in [s for s in SPLITS if s in set(tracks["split"])] + ["all"]:
-        part = tracks if split == "all" else tracks[tracks["split"] == split]
+        part = tracks if split == "all" else tracks[split_mask(tracks, split)]
         wrong = int((part["genre"] != part["true_genre"]).sum())
         rows.append((split, str(len(part)), str(wrong), _percent(wrong, len(part))))
     return Table(title="Given genre vs true genre", columns=("split", "tracks", "wrong label", "share"),

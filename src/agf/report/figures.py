@@ -15,6 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from agf.datasets.table import TEST, split_mask
 from agf.metrics import METRIC_REGISTRY
 from agf.plotting import png_figure
 from agf.report.tables import (
@@ -46,17 +47,17 @@ def seed_spread(seed_values: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def has_spread(results: pd.DataFrame, split: str, labels: str) -> bool:
     """Whether the results of a split and label kind come from two or more seeds (a std over seeds exists)."""
-    return results.loc[(results["split"] == split) & (results["labels"] == labels), "seed"].nunique() >= 2
+    return results.loc[split_mask(results, split) & (results["labels"] == labels), "seed"].nunique() >= 2
 
 
-def figure3_caption(results: pd.DataFrame, split: str = "test", labels: str = "given") -> str:
+def figure3_caption(results: pd.DataFrame, split: str = TEST, labels: str = "given") -> str:
     """Figure 3's caption; it mentions error bars only when there are two or more seeds."""
     bars = "error bars: sample std over seeds" if has_spread(results, split, labels) else "one seed, no error bars"
     return (f"Figure 3: mean log loss and macro-F1 against the number of tasks, with and without the genre task; "
             f"{bars} (split {split}, labels {labels}).")
 
 
-def figure3(results: pd.DataFrame, path: str | Path, split: str = "test", labels: str = "given") -> Figure:
+def figure3(results: pd.DataFrame, path: str | Path, split: str = TEST, labels: str = "given") -> Figure:
     """Write Figure 3 as PNG and return it: two panels (log loss, macro-F1) vs N; STN/MTN x with/without g,
     wSTN markers.
 

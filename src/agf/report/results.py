@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from agf.datasets.table import TEST, VAL, split_mask
 from agf.errors import ReportError
 from agf.fileio import atomic_path
 from agf.metrics import METRIC_REGISTRY, METRICS
 from agf.tasks import ARCHS, TASKS, task_subsets
 
-RESULT_SPLITS: tuple[str, ...] = ("test", "val")
+RESULT_SPLITS: tuple[str, ...] = (TEST, VAL)
 LABEL_KINDS: tuple[str, ...] = ("given", "true")
 RESULTS_COLUMNS: tuple[str, ...] = (
     "tasks", "arch", "n_tasks", "includes_genre", "seed", "split", "labels", "metric", "value",
@@ -35,7 +36,7 @@ WSTN_N_RANGE = (2, len(TASKS))
 
 # Every choice (best subset, best model) is made on the validation split against the given labels, never on
 # the split or labels reported: the highest mean accuracy over seeds, ties broken by the lower mean log loss.
-SELECTION_SPLIT = "val"
+SELECTION_SPLIT = VAL
 SELECTION_LABELS = "given"
 SELECTION_METRICS: tuple[str, ...] = ("accuracy", "log_loss")  # the first decides, the next breaks ties
 SELECTION_RULE = ("highest mean validation accuracy (given labels) over seeds, ties broken by the lower mean "
@@ -50,7 +51,7 @@ SETUP_KEYS: list[str] = ["arch", "tasks", "n_tasks"]
 
 def selection_split(results: pd.DataFrame) -> str:
     """The split choices are made on: validation; without validation rows, the only split there is."""
-    return SELECTION_SPLIT if (results["split"] == SELECTION_SPLIT).any() else str(results["split"].iloc[0])
+    return SELECTION_SPLIT if split_mask(results, SELECTION_SPLIT).any() else str(results["split"].iloc[0])
 
 
 def sort_by_selection(means: pd.DataFrame) -> pd.DataFrame:
@@ -160,4 +161,4 @@ def read_results_csv(path: str | Path) -> pd.DataFrame:
 
 def select(results: pd.DataFrame, split: str, labels: str) -> pd.DataFrame:
     """The rows of one split and label kind."""
-    return results[(results["split"] == split) & (results["labels"] == labels)]
+    return results[split_mask(results, split) & (results["labels"] == labels)]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from agf.datasets.table import TEST, split_mask
 from agf.errors import ReportError
 from agf.metrics import METRIC_REGISTRY, METRICS
 from agf.report.markup import MISSING, Table, mean_std, number, to_markdown, to_text
@@ -110,7 +111,7 @@ def _genre_groups() -> Iterator[tuple[int, bool, int]]:
                 yield n, with_genre, possible
 
 
-def build_table3(results: pd.DataFrame, split: str = "test", labels: str = "given") -> Table:
+def build_table3(results: pd.DataFrame, split: str = TEST, labels: str = "given") -> Table:
     """Table 3: mean performance by number of tasks N, with and without the genre task, per architecture."""
     nets = net_rows(results, split, labels)
     means = subset_seed_means(nets)
@@ -139,7 +140,7 @@ def build_table3(results: pd.DataFrame, split: str = "test", labels: str = "give
     )
 
 
-def build_table4(results: pd.DataFrame, split: str = "test", labels: str = "given") -> Table:
+def build_table4(results: pd.DataFrame, split: str = TEST, labels: str = "given") -> Table:
     """Table 4: every task combination with results, in the paper's order, STN vs MTN."""
     nets = net_rows(results, split, labels)
     present = set(nets["tasks"])
@@ -168,7 +169,7 @@ def _best_subset(results: pd.DataFrame, arch: str, n: int) -> str | None:
     return rank_by_selection(candidates, ["tasks"])[0][0] if not candidates.empty else None
 
 
-def build_table5(results: pd.DataFrame, split: str = "test", labels: str = "given") -> Table:
+def build_table5(results: pd.DataFrame, split: str = TEST, labels: str = "given") -> Table:
     """Table 5: for each N, the best STN and MTN subsets (chosen on validation) vs the wSTN matched to N."""
     results = validate_results(results)
     nets = net_rows(results, split, labels)
@@ -199,17 +200,17 @@ def build_table5(results: pd.DataFrame, split: str = "test", labels: str = "give
     )
 
 
-def table3(results: pd.DataFrame, split: str = "test", labels: str = "given") -> str:
+def table3(results: pd.DataFrame, split: str = TEST, labels: str = "given") -> str:
     """Table 3 as Markdown: rows N x (with g / without g), STN/MTN log loss and macro-F1, mean ± std."""
     return to_markdown(build_table3(results, split, labels))
 
 
-def table4(results: pd.DataFrame, split: str = "test", labels: str = "given") -> str:
+def table4(results: pd.DataFrame, split: str = TEST, labels: str = "given") -> str:
     """Table 4 as Markdown: every task combination x STN/MTN log loss and macro-F1, mean ± std."""
     return to_markdown(build_table4(results, split, labels))
 
 
-def table5(results: pd.DataFrame, split: str = "test", labels: str = "given") -> str:
+def table5(results: pd.DataFrame, split: str = TEST, labels: str = "given") -> str:
     """Table 5 as Markdown: per N, the best STN and MTN subsets vs the matched wSTN."""
     return to_markdown(build_table5(results, split, labels))
 
@@ -227,7 +228,7 @@ def validate_baselines(baselines: pd.DataFrame, source: str = "baselines") -> pd
     return frame
 
 
-def build_baselines_table(baselines: pd.DataFrame, split: str = "test", labels: str = "given") -> Table:
+def build_baselines_table(baselines: pd.DataFrame, split: str = TEST, labels: str = "given") -> Table:
     """Baselines of one split and label kind: one row per model (first-seen order), every metric."""
     frame = select(validate_baselines(baselines), split, labels)
     rows = tuple(
@@ -377,7 +378,7 @@ def headline(results: pd.DataFrame) -> Headline:
     """The headline of a results frame (see Headline): test scores (the selection split's, flagged, without a test
     split) of the best setup beside genre-only training, mean ± std over seeds, and the verdict on the difference."""
     results = validate_results(results)
-    split = "test" if (results["split"] == "test").any() else selection_split(results)
+    split = TEST if split_mask(results, TEST).any() else selection_split(results)
     compared = _compared_setups(rank_by_selection(results, SETUP_KEYS))
     kinds = [labels for labels in LABEL_KINDS if not select(results, split, labels).empty]
     rows = tuple(

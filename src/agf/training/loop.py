@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from agf.config import TrainConfig, config_to_dict, key_settings
-from agf.datasets.table import genre_list
+from agf.datasets.table import TRAIN, VAL, genre_list, split_mask
 from agf.device import resolve_device
 from agf.errors import TrainingDiverged, TrainingError
 from agf.fileio import stable_key, write_text_atomic
@@ -123,9 +123,9 @@ def prepare_data(
     index = store.index()
     long_enough = index[index["frames"] >= patch_frames]
     frames = dict(zip(long_enough["track_id"], long_enough["frames"].astype(int)))
-    chosen = tracks[tracks["split"].isin(("train", "val")) & tracks["track_id"].isin(frames)]
+    chosen = tracks[split_mask(tracks, TRAIN, VAL) & tracks["track_id"].isin(frames)]
     track_ids = chosen["track_id"].tolist()
-    is_train = (chosen["split"] == "train").to_numpy()
+    is_train = split_mask(chosen, TRAIN).to_numpy()
     arrays, train_rows, val_rows = {}, {}, {}
     for task in tasks:
         if task not in targets:

@@ -4,7 +4,7 @@ Trained on the windows of training tracks only (with TransferConfig.max_windows_
 per track and epoch, drawn anew every epoch); after every epoch the validation tracks' log loss (of the mean of
 their window probabilities) is measured and the best epoch's weights are kept (or the last epoch's, with
 TransferConfig.select_epoch = 'last'). A track's prediction aggregates its windows by one of
-TransferConfig.aggregations (agf.config.AGGREGATIONS):
+TransferConfig.aggregations (agf.aggregation.Aggregation):
     probs       the mean of the window probabilities (the paper's)
     log_probs   their renormalised geometric mean (the same MLP, another track aggregation)
     pooled      an MLP of its own on one vector per track: the mean and standard deviation of its window
@@ -57,9 +57,10 @@ from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from agf.aggregation import Aggregation
 from agf.calibration import apply_temperature, fit_temperature
 from agf.config import TransferConfig, key_settings
-from agf.datasets.table import genre_list, tracks_fingerprint
+from agf.datasets.table import TRAIN, VAL, genre_list, split_mask, tracks_fingerprint
 from agf.device import resolve_device
 from agf.errors import TransferError
 from agf.fileio import (
@@ -162,7 +163,7 @@ class FittedMLP:
 class Candidate:
     """One aggregation's fitted model and its (uncalibrated) track probabilities for every usable track."""
 
-    aggregation: str
+    aggregation: Aggregation
     fitted: FittedMLP
     predictions: pd.DataFrame  # track_id, split, one column per genre
 
@@ -195,18 +196,18 @@ class TransferResult:
 
 def check_train_only(window_track_ids: Sequence[str] | np.ndarray, tracks: pd.DataFrame) -> None:
     """Raise TransferError unless every window comes from a track with split == 'train' (no leakage)."""
-    train_ids = set(tracks.loc[tracks["split"] == "train", "track_id"].astype(str))
+    train_ids = set(tracks.loc[split_mask(tracks, TRAIN), "track_id"].astype(str))
     leaked = sorted(set(map(str, window_track_ids)) - train_ids)
     if leaked:
         raise TransferError(
             f"{len(leaked)} track(s) outside the training split would fit the transfer MLP, e.g. "
-            f"{', '.join(leaked[:5])}; only windows of split == 'train' tracks may train it"
+            f"{', '.join(leaked[:5])}; only windows of split == {TRAIN!r} tracks may train it"
         )
 
 
 def check_has_training_tracks(tracks: pd.DataFrame, store: FeatureStore) -> None:
     """TransferError unless some of the (usable) tracks are training tracks."""
-    if not (tracks["split"] == "train").any():
+    if not split_mask(tracks, TRAIN).any():
         raise TransferError(f"{store.root}: no training track has usable features; run `agf prepare` first")
 
 
@@ -261,7 +262,8 @@ def track_probabilities(
 def _track_scores(model: nn.Module, windows: WindowSet, track_labels: np.ndarray) -> tuple[float, float]:
     """Track-level log loss and accuracy of a window set (window probabilities averaged per track)."""
     probs = predict_batches(model, windows.features, windows.rows)
-    matrix = track_probabilities(probs, windows.track_of_row, windows.track_ids, ["probs"])["probs"].to_numpy()
+    matrix = track_probabilities(probs, windows.track_of_row, windows.track_ids,
+                                 [Aggregation.PROBS])[Aggregation.PROBS].to_numpy()
     return log_loss(track_labels, matrix), accuracy(track_labels, matrix.argmax(axis=1))
 
 
@@ -379,12 +381,12 @@ def fit_mlp(
 ) -> FittedMLP:
     """Train an MLP on the rows of training tracks (checked: no other split fits it), early-stopped on the
     validation rows (see train_mlp); with config.standardize, on inputs standardised by the training rows."""
-    train = _window_set(rows.features, rows, rows.split == "train")
+    train = _window_set(rows.features, rows, rows.split == TRAIN)
     check_train_only(rows.track_ids[np.unique(train.track_of_row)], tracks)
     if config.standardize:
         mean, std = standardization(train.features, train.rows)
         train = replace(train, features=train.features.standardized(mean, std))
-    is_val = rows.split == "val"
+    is_val = rows.split == VAL
     val = _window_set(train.features, rows, is_val) if is_val.any() else None
     torch.manual_seed(seed)
     model = build_mlp(train.features.dim, n_out, config.hidden, config.dropout).to(train.features.device)
@@ -466,8 +468,9 @@ def fit_candidates(
     """Every aggregation of config.aggregations, in that order: 'probs' and 'log_probs' share one window MLP,
     'pooled' trains its own on one row per track (no cap: a track is one row)."""
     split_of = tracks.set_index("track_id")["split"]
-    fitted: dict[str, Candidate] = {}
-    window_aggregations = [a for a in config.aggregations if a != "pooled"]
+    aggregations = [Aggregation(a) for a in config.aggregations]
+    fitted: dict[Aggregation, Candidate] = {}
+    window_aggregations = [a for a in aggregations if not a.is_pooled]
     if window_aggregations:
         window_mlp = fit_mlp(windows, tracks, len(genres), config, seed, progress)
         probs = predict_batches(window_mlp.model, windows.features, np.arange(windows.features.n_rows))
@@ -475,20 +478,21 @@ def fit_candidates(
                                              genres)
         for aggregation, track_probs in by_aggregation.items():
             fitted[aggregation] = Candidate(aggregation, window_mlp, _track_table(track_probs, genres, split_of))
-    if "pooled" in config.aggregations:
+    if Aggregation.POOLED in aggregations:
         pooled = pooled_rows(windows)
         pooled_config = replace(config, max_windows_per_track=0)
         pooled_mlp = fit_mlp(pooled, tracks, len(genres), pooled_config, seed, progress)
         probs = predict_batches(pooled_mlp.model, pooled.features, np.arange(pooled.features.n_rows))
         track_probs = pd.DataFrame(np.concatenate(list(probs)), index=pooled.track_ids, columns=list(genres))
-        fitted["pooled"] = Candidate("pooled", pooled_mlp, _track_table(track_probs, genres, split_of))
-    return [fitted[a] for a in config.aggregations]
+        fitted[Aggregation.POOLED] = Candidate(Aggregation.POOLED, pooled_mlp,
+                                               _track_table(track_probs, genres, split_of))
+    return [fitted[a] for a in aggregations]
 
 
 def validation_scores(candidate: Candidate, tracks: pd.DataFrame, genres: Sequence[str]) -> dict[str, float] | None:
     """A candidate's validation log loss before and after temperature scaling fitted on the same validation
     tracks (as the evaluation does), and that temperature; None without validation tracks."""
-    val = candidate.predictions[candidate.predictions["split"] == "val"]
+    val = candidate.predictions[split_mask(candidate.predictions, VAL)]
     if val.empty:
         return None
     given = tracks.set_index("track_id").loc[val["track_id"], "genre"]
@@ -529,8 +533,8 @@ def _write_baselines(
         file = f"baselines/{safe_name(name)}.parquet"
         try:
             probs = (window.genre_probs[batch] for batch in batch_slices(len(window.genre_probs), PREDICT_BATCH))
-            head = track_probabilities(probs, window.track_of_window, window.tracks, ["probs"],
-                                       window.head_genres)["probs"]
+            head = track_probabilities(probs, window.track_of_window, window.tracks, [Aggregation.PROBS],
+                                       window.head_genres)[Aggregation.PROBS]
             table = _track_table(head, genres, split_of)
         except TransferError as exc:
             raise TransferError(f"{source.path}: {exc}") from None
@@ -593,7 +597,7 @@ def _mlp_spec(
         "dropout": config.dropout,
         "window_hop": config.window_hop,
         "patch_frames": sources[0].patch_frames,
-        "aggregation": chosen.aggregation,
+        "aggregation": chosen.aggregation.value,
         "standardized": config.standardize,
         "calibrate": config.calibrate,
         "candidates": scores,
@@ -653,7 +657,7 @@ def fit_transfer(
 
     name = "transfer MLP: " + " + ".join(source.label for source in nets)
     baselines = _write_baselines(out_dir, nets, windows, genres, split_of)
-    per_track = np.bincount(rows.track_of_row, minlength=len(rows.track_ids))[rows.split == "train"]
+    per_track = np.bincount(rows.track_of_row, minlength=len(rows.track_ids))[rows.split == TRAIN]
     spec = _mlp_spec(name, nets, windows, genres, config, seed, chosen, scores, per_track)
     state = {k: v.detach().cpu().contiguous() for k, v in chosen.fitted.model.state_dict().items()}
     with atomic_path(out_dir / "mlp.safetensors") as tmp:
