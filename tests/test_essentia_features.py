@@ -13,7 +13,7 @@ from test_factors import FakeStore
 
 from agf.config import FactorConfig
 from agf.factors import build as build_module
-from agf.factors import build_factors
+from agf.factors import build_factors, format_summary
 from agf.factors.essentia_features import (
     PITCH_CLASSES,
     essentia_unavailable_reason,
@@ -126,6 +126,9 @@ def test_task_e_caches_vectors_records_failures_and_resumes(clips: dict[str, Pat
     assert "reduced from 8 to 3 words" in result.summary["dictionary_note"]
     failures = read_json(store.root / "essentia" / "failures.json")
     assert list(failures) == ["broken"]
+    # Said where the caller's log prints the summary (agf.factors logged to an unconfigured logger before).
+    assert f"1 track(s) failed and skipped (why, per track: {store.root / 'essentia' / 'failures.json'})" in (
+        format_summary({"e": result}))
     names = read_json(store.root / "essentia" / "descriptors.json")
     assert result.summary["descriptors_total"] == len(names) and names == sorted(names)
     assert all(store.read_array("essentia", f"good{i}").shape == (len(names),) for i in range(3))

@@ -23,7 +23,6 @@ This module is the only one of agf.factors that touches the feature store.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -62,7 +61,6 @@ from agf.fileio import (
 from agf.tasks import TASK_TITLES
 from agf.workdir import clear_done, is_done, mark_done
 
-logger = logging.getLogger(__name__)
 
 FORMAT = 1
 ESSENTIA_KIND = "essentia"
@@ -145,7 +143,6 @@ def _build_or_load(
     """Load a finished task whose inputs are unchanged; otherwise build it, marker last."""
     key = _task_key(task, fit, store, config)
     if is_done(task_dir, key):
-        logger.info("factors %s: finished earlier, loading %s", task, task_dir)
         return _load_result(task, task_dir)
     if load_only:
         reason = essentia_unavailable_reason() if task == "e" else None
@@ -154,11 +151,9 @@ def _build_or_load(
         raise PipelineError(f"artist group factors of task {task} are not finished ({task_dir}); run `agf run` on "
                             "this work directory first")
     clear_done(task_dir)
-    logger.info("factors %s: building into %s", task, task_dir)
     try:
         words = _BUILDERS[task](fit, store, config, task_dir, workers, progress, scheduler)
     except TaskUnavailable as exc:
-        logger.warning("factors %s: unavailable: %s", task, exc)
         return _unavailable_result(task, str(exc))
     result = _fit_groups(task, fit, words, config, task_dir)
     _write_result(result, fit, task_dir)
@@ -189,8 +184,6 @@ def _frame_words(
     tracks = tqdm(ids, desc=f"{task}: frames", unit="track", disable=not progress, dynamic_ncols=True)
     with frames_on_disk((sample_rows(read(t), config.frames_per_track, rng) for t in tracks), task_dir) as frames:
         samples = sample_rows(frames, config.dictionary_samples, rng)
-        logger.info("factors %s: K-means, %d words over %d of %d frames", task, config.n_words, len(samples),
-                    len(frames))
         dictionary = fit_dictionary(samples, config.n_words, config.kmeans_batch_size, config.seed)
         sampled = len(frames)
     write_npy_atomic(task_dir / "dictionary.npy", dictionary.centres)
@@ -263,6 +256,7 @@ def _essentia_words(fit: pd.DataFrame, store: Store, config: FactorConfig, task_
         "descriptors_binary": int((keep & ~quantiled).sum()) if config.essentia_binary == "standardise" else 0,
         "essentia_binary": config.essentia_binary,
         "essentia_failed_tracks": len(failures),
+        "essentia_failures": str(_essentia_dir(store) / "failures.json"),
     }
     return Words(dictionary.n_words, done, (labels[i : i + 1] for i in range(len(done))), info)
 
@@ -342,7 +336,6 @@ def _cached_essentia(
             raise TaskUnavailable(reason)
         for outcome in extract_many(pending, workers, timeout_s, progress, scheduler):
             if outcome.features is None:
-                logger.warning("essentia: skipping track %s: %s", outcome.track_id, outcome.error)
                 failures[outcome.track_id] = str(outcome.error)
                 write_json_atomic(failures_path, failures)
                 continue
@@ -369,8 +362,6 @@ def _fit_groups(task: str, fit: pd.DataFrame, words: Words, config: FactorConfig
     artist_of = dict(zip(fit["track_id"], fit["artist_id"]))
     pairs = zip((artist_of[t] for t in words.track_ids), words.words)
     bags, _ = artist_bags(artists, pairs, words.n_words, divide=task in config.divide_bags)
-    logger.info("factors %s: LDA, %d topics over %d artists x %d words", task, config.n_topics, len(artists),
-                words.n_words)
     model = fit_artist_topics(bags, config.n_topics, config.lda_max_iter, config.seed)
     write_npy_atomic(task_dir / "lda_components.npy", model.components)
     columns = [f"topic_{k}" for k in range(config.n_topics)]
@@ -478,5 +469,8 @@ def _notes(task: str, summary: dict[str, Any]) -> Iterator[str]:
     if summary.get("dictionary_note"):
         yield f"  {task}: {summary['dictionary_note']}"
     if "descriptors_kept" in summary:
+        failed = summary["essentia_failed_tracks"]
         yield (f"  {task}: {summary['descriptors_kept']} of {summary['descriptors_total']} Essentia dimensions kept, "
-               f"{summary['essentia_failed_tracks']} track(s) failed")
+               f"{failed} track(s) failed" + (f" and skipped (why, per track: "
+                                              f"{summary.get('essentia_failures', 'the store essentia/failures.json')})"
+                                              if failed else ""))
