@@ -251,7 +251,15 @@ def test_a_tiny_study_runs_end_to_end_and_resumes(tmp_path: Path, capsys: pytest
 
 
 def test_study_presets_load() -> None:
-    for preset in ("study-quick", "study"):
+    for preset in ("study-quick", "study", "study-powered"):
         config = load_config(preset)
         assert config.dataset.kind == "synth" and config.synth.confusable_pairs > 0
         assert "genre" in config.study.models
+
+
+def test_the_powered_preset_has_the_splits_the_measured_spread_asks_for() -> None:
+    """study-powered's split count is what the quick profile's measured variance gives (docs/data/study-quick)."""
+    pooled = pd.read_csv(Path(__file__).resolve().parents[1] / "docs" / "data" / "study-quick" / "power-pooled.csv")
+    accuracy = pooled.set_index("metric").loc["accuracy"]
+    needed = units_needed(TARGET_GAINS["accuracy"], float(np.sqrt(accuracy["var_split"])))
+    assert needed == accuracy["splits_needed"] == len(load_config("study-powered").study.split_seeds)
