@@ -295,3 +295,32 @@ def test_paper_settings_keep_agf_defaults_and_cache_keys_and_are_range_checked()
             config_from_dict({section: {"l2_loss": -1e-5}})
     with pytest.raises(ConfigError, match="transfer.calibrate: expected true or false"):
         config_from_dict({"transfer": {"calibrate": "no"}})
+
+
+def test_training_budget_settings_are_range_checked_and_keep_existing_keys() -> None:
+    """train.crops_per_track (0: from the track's length, at most MAX_CROPS_PER_TRACK) and train.patience (0: off)
+    are range-checked, left out of a net's key at their defaults, and early stopping with a fixed epoch budget
+    ('last') is one clear error."""
+    from agf.config import MAX_CROPS_PER_TRACK, TrainConfig, key_settings
+
+    train = TrainConfig()
+    assert (train.crops_per_track, train.patience) == (1, 0)
+    assert not {"crops_per_track", "patience"} & set(key_settings(train))  # existing nets keep their keys
+    assert {"crops_per_track", "patience"} <= set(key_settings(TrainConfig(crops_per_track=0, patience=5)))
+    for bad, message in ((-1, "train.crops_per_track = -1"), (MAX_CROPS_PER_TRACK + 1, "train.crops_per_track")):
+        with pytest.raises(ConfigError, match=message):
+            TrainConfig(crops_per_track=bad)
+    with pytest.raises(ConfigError, match="train.patience = -2"):
+        TrainConfig(patience=-2)
+    with pytest.raises(ConfigError, match="train.patience = 3 with train.select_epoch = 'last'"):
+        TrainConfig(patience=3, select_epoch="last")
+    TrainConfig(patience=0, select_epoch="last")  # the paper presets' fixed budget
+
+
+def test_small_collection_preset_sizes_its_budget_to_the_data_and_other_presets_do_not() -> None:
+    small = load_config("small-collection").train
+    assert small.crops_per_track == 0 and small.patience == 10 and small.epochs == 200
+    assert small.select_epoch == "best_val"
+    for name in ("demo", "paper", "fma-medium", "fma-medium-paper", "study-quick"):
+        train = load_config(name).train
+        assert (train.crops_per_track, train.patience) == (1, 0), name

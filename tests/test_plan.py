@@ -163,3 +163,36 @@ def test_planning_reads_a_stale_store_index_without_rewriting_it(tmp_path: Path)
     assert {str(p): p.stat().st_mtime_ns for p in (tmp_path / "store").rglob("*")} == before
     assert plan.lengths == "1 as stored, 23 assumed 30 s each (no duration declared, no file header read)"
     assert plan.to_prepare == 23
+
+
+def test_the_plan_states_the_training_budget() -> None:
+    """With early stopping the epochs are a cap, and the crops per epoch say the rule that gave them."""
+    fixed = _plan().nets_line()
+    assert fixed == "  nets: 2 (30 epochs in all; 100 training crops per epoch)"
+    sized = _plan(patience=10, crops_per_track=0, crops_range=(1, 6)).nets_line()
+    assert sized == ("  nets: 2 (at most 30 epochs in all: each stops after 10 epochs without a lower validation "
+                     "loss (an MTN after 10 x its tasks); 100 training crops per epoch: one per 30 s of a track's "
+                     "audio, 1 to 6 per track)")
+    assert _plan(crops_per_track=3).nets_line().endswith("100 training crops per epoch: 3 per track)")
+    assert sized in _plan(patience=10, crops_per_track=0, crops_range=(1, 6)).lines()
+
+
+def test_the_plan_counts_crops_per_track_from_the_tracks_lengths(tmp_path: Path) -> None:
+    """crops_per_track = 0: a 3-minute track gives 6 crops per epoch, a 30-s one 1; the MTN's cap and patience
+    are its tasks times the setting's."""
+    from agf.config import GridConfig, TrainConfig
+    from agf.plan import make_plan
+
+    base = dataclasses.replace(Config(), dataset=DatasetConfig(kind="manifest"),
+                               grid=GridConfig(tasks=("g", "m"), archs=("stn", "mtn"), subsets=("g", "gm"), seeds=(0,)))
+    sized = dataclasses.replace(base, train=TrainConfig(epochs=50, patience=5, crops_per_track=0))
+    for seconds, crops in ((180.0, 6), (30.0, 1)):
+        tracks = _manifest_tracks(tmp_path / str(seconds), seconds)
+        n_train = int((tracks["split"] == "train").sum())
+        plan = make_plan(sized, tracks, None)
+        assert {net.train_patches for net in plan.nets} == {crops * n_train}
+        assert plan.crops_range == (crops, crops) and plan.patience == 5
+        assert {net.train_patches for net in make_plan(base, tracks, None).nets} == {n_train}
+    assert sorted(net.epochs for net in plan.nets) == [50, 50, 100]  # STN g, STN m, MTN gm (a cap)
+    assert f"{6 * n_train} training crops per epoch: one per 30 s of a track's audio, 6 per track" in "\n".join(
+        make_plan(sized, _manifest_tracks(tmp_path / "again", 180.0), None).lines())

@@ -484,3 +484,122 @@ def test_paper_l2_term_adds_beta_times_squared_weights_and_gammas_to_the_loss() 
             expected = 2 * beta * param.detach() if regularised else torch.zeros_like(param)
             torch.testing.assert_close(with_l2[name] - plain[name], expected, atol=1e-6, rtol=1e-4, msg=name)
         assert gammas and gammas <= {name for name, _ in net.named_parameters()}
+
+
+# -- the training budget: crops per track, early stopping (issue 27) -----------------------------------------
+
+
+def test_crops_per_track_from_the_audio_length() -> None:
+    """0: one crop per 30 s of audio, at least 1, at most MAX_CROPS_PER_TRACK; N >= 1: N for every track."""
+    from agf.config import MAX_CROPS_PER_TRACK
+    from agf.training.data import crops_per_track
+
+    hop, rate = 512, 22050  # frames as the store computes them: 1 + samples // hop
+    frames = np.array([1 + seconds * rate // hop for seconds in (180, 30, 29, 59, 61, 3, 3600)])
+    assert crops_per_track(frames, rate / hop, 0).tolist() == [6, 1, 1, 1, 2, 1, MAX_CROPS_PER_TRACK]
+    assert crops_per_track(frames, rate / hop, 1).tolist() == [1] * 7
+    assert crops_per_track(frames, rate / hop, 3).tolist() == [3] * 7
+
+
+def test_epoch_plan_repeats_a_track_with_independent_offsets_seeded() -> None:
+    rows = {"g": np.arange(0, 21), "m": np.arange(4, 30)}
+    max_offsets = np.full(30, 1000)
+    crops = np.where(np.arange(30) % 2 == 0, 6, 1)  # even rows: 3-min tracks, odd rows: 30-s clips
+
+    def plan(epoch: int, crops: np.ndarray | None, schedule: str = "batch"):
+        batches = epoch_plan(np.random.default_rng([3, epoch]), rows, max_offsets, 8, schedule, crops)
+        return [(b.task, b.rows.tolist(), b.offsets.tolist()) for b in batches]
+
+    assert plan(1, crops) == plan(1, crops) != plan(2, crops)  # from (seed, epoch) alone: a resume replans it
+    assert plan(1, np.ones(30, np.int64)) == plan(1, None)  # one crop each: exactly the plan of before
+    assert plan(1, crops, "epoch") == plan(1, crops, "epoch")
+    for task, task_rows in rows.items():
+        planned = [(row, offset) for b_task, b_rows, b_offsets in plan(1, crops) if b_task == task
+                   for row, offset in zip(b_rows, b_offsets)]
+        counts = pd.Series([row for row, _ in planned]).value_counts()
+        assert counts.to_dict() == {row: int(crops[row]) for row in task_rows}
+        offsets_of_row = {row: {o for r, o in planned if r == row} for row in task_rows if crops[row] == 6}
+        assert sum(len(offsets) for offsets in offsets_of_row.values()) > 5 * len(offsets_of_row)  # independent
+
+
+def test_training_data_holds_each_rows_crops(collection, targets) -> None:
+    genre = {"g": targets["g"]}
+    assert set(prepare_data(collection.store, collection.tracks, genre, ("g",), 16).crops.tolist()) == {1}
+    assert set(prepare_data(collection.store, collection.tracks, genre, ("g",), 16, 3).crops.tolist()) == {3}
+
+
+def test_more_crops_per_track_train_more_patches_and_key_a_new_net(collection, targets, tmp_path: Path) -> None:
+    spec = NetSpec("stn", ("g",), WIDTH)
+    one = dataclasses.replace(FAST, epochs=1)
+    three = dataclasses.replace(one, crops_per_track=3)
+    assert net_dir(tmp_path, spec, one, 0, "k") != net_dir(tmp_path, spec, three, 0, "k")
+    from agf.training.data import shuffled_batches
+
+    data = prepare_data(collection.store, collection.tracks, {"g": targets["g"]}, ("g",), 16, 3)
+    batches = shuffled_batches(np.random.default_rng(0), "g", data.train_rows["g"], data.max_offsets, 8, data.crops)
+    assert sum(len(b.rows) for b in batches) >= 3 * len(data.train_rows["g"]) - 1
+    result = train(collection, targets, tmp_path / "three", spec, three)
+    assert result.finished and result.epochs_done == 1
+
+
+def _scripted_run(losses: list[float], patience: int) -> tuple[int, int]:
+    """(epochs trained, best epoch) of a run whose validation losses are `losses`, stopping as train_net does."""
+    from agf.training.checkpoint import RunState
+    from agf.training.loop import stopped_early
+
+    net, run = torch.nn.Linear(1, 1), RunState()
+    for epoch, loss in enumerate(losses, 1):
+        if stopped_early(run, patience):
+            break
+        run.record(epoch, [{"epoch": epoch, "task": "g", "val_loss": loss}], net)
+    return run.epoch, run.best_epoch
+
+
+def test_patience_stops_after_that_many_epochs_without_improvement() -> None:
+    losses = [1.0, 0.9, 0.95, 0.97, 0.8, 0.85, 0.9, 0.91, 0.92, 0.7]
+    assert _scripted_run(losses, 0) == (10, 10)  # off: every epoch
+    assert _scripted_run(losses, 2) == (4, 2)
+    assert _scripted_run(losses, 3) == (8, 5)
+    assert _scripted_run(losses, 5) == (10, 10)  # the cap
+    assert _scripted_run([math.nan] * 6, 1) == (6, 6)  # no validation targets: never stops early
+    mtn = NetSpec("mtn", ("g", "m"))
+    assert net_train_config(mtn, dataclasses.replace(FAST, patience=4)).patience == 8  # as its epochs
+    assert net_train_config(NetSpec("stn", ("g",)), dataclasses.replace(FAST, patience=4)).patience == 4
+
+
+@pytest.fixture(scope="module")
+def overfitting_genre(collection) -> pd.DataFrame:
+    """Genre targets whose validation labels are wrong: learning raises the validation loss."""
+    genre = task_targets(collection.tracks, "g", None)
+    val_ids = collection.tracks.loc[collection.tracks["split"] == "val", "track_id"]
+    genre.loc[val_ids] = np.roll(genre.loc[val_ids].to_numpy(), 1, axis=1)
+    return genre
+
+
+PATIENT = dataclasses.replace(FAST, epochs=10, lr=0.01, patience=2)
+
+
+def test_a_net_stops_early_and_says_so(collection, overfitting_genre, tmp_path: Path) -> None:
+    result = train(collection, {"g": overfitting_genre}, tmp_path, NetSpec("stn", ("g",), WIDTH), PATIENT)
+    table = curves(tmp_path)
+    assert result.finished and result.epochs_done == result.best_epoch + 2 < PATIENT.epochs
+    assert int(table["epoch"].max()) == result.epochs_done
+    assert result.best_epoch == int(table.loc[table["val_loss"].idxmin(), "epoch"])
+    _, meta = load_net(tmp_path)
+    assert meta["stopped_early"] and meta["epochs"] == result.epochs_done and meta["max_epochs"] == 10
+
+
+@pytest.mark.parametrize("kill_after", ["first", "last"])
+def test_a_killed_run_resumes_and_stops_at_the_same_epoch(collection, overfitting_genre, tmp_path: Path,
+                                                         kill_after: str) -> None:
+    spec, targets = NetSpec("stn", ("g",), WIDTH), {"g": overfitting_genre}
+    whole = train(collection, targets, tmp_path / "whole", spec, PATIENT)
+    stop = 1 if kill_after == "first" else whole.epochs_done  # "last": killed before net.json and done.json
+    killed = train(collection, targets, tmp_path / "killed", spec, PATIENT, stop_after_epoch=stop)
+    assert not killed.finished and killed.epochs_done == stop
+    resumed = train(collection, targets, tmp_path / "killed", spec, PATIENT)
+    assert resumed.finished and (resumed.epochs_done, resumed.best_epoch) == (whole.epochs_done, whole.best_epoch)
+    saved = [load_file(tmp_path / run / "model.safetensors") for run in ("whole", "killed")]
+    assert_same_state(*saved)
+    losses = ["epoch", "task", "train_loss", "val_loss"]
+    pd.testing.assert_frame_equal(curves(tmp_path / "whole")[losses], curves(tmp_path / "killed")[losses])

@@ -29,6 +29,10 @@ PATCH_FRAMES = 43
 # The smallest input of the nets (agf.models.nets): four 2x2 poolings halve time four times, and frequency is
 # halved five times (one (1, 2) pool, four 2x2 pools); smaller inputs pool down to nothing.
 MIN_PATCH_FRAMES = 16
+# train.crops_per_track = 0: one training crop per CROP_SECONDS of a track's audio per epoch, at least 1, at most
+# MAX_CROPS_PER_TRACK (also the largest value it may be set to).
+CROP_SECONDS = 30.0
+MAX_CROPS_PER_TRACK = 16
 MIN_MELS = 32
 # Chosen by measurement (docs/factors.md, "Artist bags"): informative artist-group targets.
 DIVIDE_BAGS_DEFAULT: tuple[str, ...] = ("m", "d")
@@ -372,13 +376,24 @@ class TrainConfig(Section):
         "epochs": AT_LEAST_1, "batch_size": AT_LEAST_1, "lr": POSITIVE, "weight_decay": NON_NEGATIVE,
         "patch_frames": Range(MIN_PATCH_FRAMES), "width_factor": NON_NEGATIVE, "loader_workers": NON_NEGATIVE,
         "gain_db": NON_NEGATIVE, "time_mask_frames": NON_NEGATIVE, "freq_mask_bins": NON_NEGATIVE,
-        "mixup_alpha": NON_NEGATIVE, "l2_loss": NON_NEGATIVE,
+        "mixup_alpha": NON_NEGATIVE, "l2_loss": NON_NEGATIVE, "crops_per_track": Range(0, MAX_CROPS_PER_TRACK),
+        "patience": NON_NEGATIVE,
     }
     ADDED_SETTINGS: ClassVar[dict[str, Any]] = {
         "gain_db": 0.0, "time_mask_frames": 0, "freq_mask_bins": 0, "mixup_alpha": 0.0, "l2_loss": 0.0,
+        "crops_per_track": 1, "patience": 0,
     }
 
+    # The most epochs a net trains (an MTN: epochs x its number of tasks); with patience, a cap.
     epochs: int = 200
+    # Early stopping: stop once the selection score (mean validation loss) has not improved for `patience` epochs
+    # (an MTN: patience x its number of tasks, as its epochs); train.epochs caps the run. 0: off, every epoch is
+    # trained. Needs select_epoch = 'best_val'. A net without validation targets trains to the cap.
+    patience: int = 0
+    # Random crops of each training track per epoch (independent offsets): 1, one crop (the paper's); N, N crops;
+    # 0, sized to the track's length: one crop per CROP_SECONDS (30 s) of audio, rounded down, at least 1 and at
+    # most MAX_CROPS_PER_TRACK (so FMA's 30-s clips keep the paper's one crop, a 3-minute track gets 6).
+    crops_per_track: int = 1
     batch_size: int = 64
     lr: float = 1e-3
     # Adam's weight decay on convolution and dense weights (not biases, not batch-norm): agf's L2.
@@ -407,6 +422,12 @@ class TrainConfig(Section):
     time_mask_frames: int = 0
     freq_mask_bins: int = 0
     mixup_alpha: float = 0.0
+
+    def other_problems(self) -> list[str]:
+        if self.patience and self.select_epoch == "last":
+            return [f"train.patience = {self.patience} with train.select_epoch = 'last': early stopping selects on "
+                    "validation; set select_epoch = 'best_val', or patience = 0 for a fixed epoch budget"]
+        return []
 
 
 @dataclass(frozen=True)

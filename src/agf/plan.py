@@ -24,7 +24,7 @@ import torch
 
 from agf.audio import Segment, decode_segment, write_audio
 from agf.errors import AudioDecodeError
-from agf.config import Config, FactorConfig, FeatureConfig
+from agf.config import CROP_SECONDS, Config, FactorConfig, FeatureConfig
 from agf.datasets.fma import OFFICIAL_SPLITS
 from agf.datasets.synth import build_collection
 from agf.datasets.table import SPLITS, TRAIN, VAL
@@ -36,7 +36,7 @@ from agf.grid import grid_nets, grid_subsets, walk_grid
 from agf.models import STN, count_params
 from agf.store import ASSUMED_TRACK_SECONDS, FeatureStore, estimated_bytes
 from agf.tasks import FACTOR_TASKS, GENRE_TASK
-from agf.training.data import VAL_CROP_FRACTIONS
+from agf.training.data import VAL_CROP_FRACTIONS, crops_per_track
 from agf.training.spec import NetSpec, build_net, net_train_config, net_width
 from agf.transfer.mlp_model import build_mlp
 from agf.transfer.windows import window_starts
@@ -53,8 +53,8 @@ class NetPlan:
 
     spec: NetSpec
     seed: int
-    epochs: int
-    train_patches: int  # training crops per epoch: one per training track with targets
+    epochs: int  # with patience (early stopping), the cap
+    train_patches: int  # training crops per epoch: crops_per_track of each training track
     val_crops: int  # validation crops per epoch: every task is validated every epoch
     params: int
 
@@ -89,6 +89,26 @@ class Plan:
     windows_per_net: int  # window features of one net over every track
     mlp_windows_per_epoch: int  # training windows one transfer MLP sees per epoch
     warnings: tuple[str, ...]
+    patience: int = 0  # train.patience: 0, every epoch trained; else the nets' epochs are caps
+    crops_per_track: int = 1  # train.crops_per_track (0: from each track's length)
+    crops_range: tuple[int, int] = (1, 1)  # fewest and most crops of a training track per epoch
+
+    def nets_line(self) -> str:
+        """The nets and their budget: epochs (a cap with early stopping, and when it stops), crops per epoch and
+        the rule that gave them."""
+        epochs = sum(net.epochs for net in self.nets)
+        budget = f"{epochs} epochs in all"
+        if self.patience:
+            budget = (f"at most {epochs} epochs in all: each stops after {self.patience} epochs without a lower "
+                      f"validation loss (an MTN after {self.patience} x its tasks)")
+        crops = f"{max((n.train_patches for n in self.nets), default=0)} training crops per epoch"
+        low, high = self.crops_range
+        if self.crops_per_track == 0:
+            spread = f"{low}" if low == high else f"{low} to {high}"
+            crops += f": one per {CROP_SECONDS:g} s of a track's audio, {spread} per track"
+        elif self.crops_per_track > 1:
+            crops += f": {self.crops_per_track} per track"
+        return f"  nets: {len(self.nets)} ({budget}; {crops})"
 
     def stage_seconds(self, speed: Throughput, workers: int) -> dict[str, float]:
         """Estimated seconds per stage (factors not included: K-means, LDA and Essentia are not timed; prepare
@@ -110,7 +130,6 @@ class Plan:
 
     def lines(self, speed: Throughput | None = None, workers: int = 1) -> list[str]:
         """The plan as printed: one line per stage, then the estimate and the warnings."""
-        epochs = sum(net.epochs for net in self.nets)
         lines = [
             "plan:",
             "  tracks: " + ", ".join(f"{split} {n}" for split, n in self.tracks.items())
@@ -119,8 +138,7 @@ class Plan:
             f"  feature store: about {self.store_bytes / 1e9:.2f} GB ({self.store_bytes_to_prepare / 1e9:.2f} GB "
             f"of it still to write); track lengths: {self.lengths}",
             f"  factors: tasks {self.factor_tasks or '-'}; {self.factors.n_words} words, {self.factors.n_topics} topics",
-            f"  nets: {len(self.nets)} ({epochs} epochs in all; "
-            f"{max((n.train_patches for n in self.nets), default=0)} training crops per epoch)",
+            self.nets_line(),
             f"  transfers: {self.transfers} MLPs x {self.transfer_epochs} epochs; {self.windows_per_net} windows per "
             f"net, {self.mlp_windows_per_epoch} training windows per MLP epoch",
         ]
@@ -269,13 +287,17 @@ def make_plan(config: Config, tracks: pd.DataFrame, store: FeatureStore | None,
     outputs = {GENRE_TASK: int(tracks["genre"].nunique()), **{t: factors.n_topics for t in factor_tasks}}
     n_mels = config.features.n_mels
     steps = walk_grid(config.grid, outputs, n_mels, unavailable)
+    # as agf.training.loop.prepare_data: from the frames and the setting
+    crops = crops_per_track(frames.to_numpy(), config.features.sample_rate / config.features.hop_length,
+                            config.train.crops_per_track)
+    train_crops = crops[split == TRAIN]
     nets = []
     for spec, seed in grid_nets(steps):
         train = net_train_config(spec, config.train)
         width = net_width(spec, config.train)
         with torch.device("meta"):
             params = count_params(build_net(spec, {t: outputs[t] for t in spec.tasks}, width, n_mels))
-        nets.append(NetPlan(spec, seed, train.epochs, int((split == TRAIN).sum()),
+        nets.append(NetPlan(spec, seed, train.epochs, int(train_crops.sum()),
                             int((split == VAL).sum()) * len(VAL_CROP_FRACTIONS) * len(spec.tasks), params))
     patch, hop = config.train.patch_frames, config.transfer.window_hop
     windows = np.array([len(window_starts(max(1, f), patch, hop)) for f in frames])
@@ -298,6 +320,9 @@ def make_plan(config: Config, tracks: pd.DataFrame, store: FeatureStore | None,
         windows_per_net=int(windows.sum()),
         mlp_windows_per_epoch=int(np.minimum(train_windows, cap).sum() if cap else train_windows.sum()),
         warnings=tuple(warnings),
+        patience=config.train.patience,
+        crops_per_track=config.train.crops_per_track,
+        crops_range=(int(train_crops.min()), int(train_crops.max())) if train_crops.size else (1, 1),
     )
 
 

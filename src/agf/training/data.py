@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from agf.config import CROP_SECONDS, MAX_CROPS_PER_TRACK
 from agf.parallel import can_start_processes
 
 # Validation crops start at these fractions of a track's last possible offset (0.5 = the centre crop).
@@ -69,13 +70,28 @@ class PlanSampler(Sampler[Batch]):
         return len(self.plan)
 
 
+def crops_per_track(frames: np.ndarray, frames_per_second: float, setting: int) -> np.ndarray:
+    """Training crops per epoch of tracks of `frames` log-mel frames (train.crops_per_track): `setting` each when
+    it is at least 1; at 0, one per CROP_SECONDS of audio, rounded down, at least 1, at most MAX_CROPS_PER_TRACK
+    (a 30-s clip 1, a 3-minute track 6)."""
+    frames = np.asarray(frames)
+    if setting >= 1:
+        return np.full(frames.shape, setting, dtype=np.int64)
+    seconds = frames / frames_per_second
+    return np.clip(np.floor(seconds / CROP_SECONDS + 1e-9), 1, MAX_CROPS_PER_TRACK).astype(np.int64)
+
+
 def shuffled_batches(
-    rng: np.random.Generator, task: str, rows: np.ndarray, max_offsets: np.ndarray, batch_size: int
+    rng: np.random.Generator, task: str, rows: np.ndarray, max_offsets: np.ndarray, batch_size: int,
+    crops: np.ndarray | None = None,
 ) -> list[Batch]:
-    """The rows of one task in random order with one random crop each, cut into batches.
+    """The rows of one task in random order with one random crop each, cut into batches; with `crops` (per
+    dataset row), each row comes crops[row] times, each with its own random offset.
 
     A last batch of one example is dropped: batch-norm cannot train on it.
     """
+    if crops is not None:
+        rows = np.repeat(rows, crops[rows])  # one crop each: the rows themselves, so the draws are as without
     order = rng.permutation(rows)
     offsets = rng.integers(0, max_offsets[order] + 1)
     batches = [
@@ -91,8 +107,9 @@ def epoch_plan(
     max_offsets: np.ndarray,
     batch_size: int,
     schedule: Literal["epoch", "batch"],
+    crops: np.ndarray | None = None,
 ) -> list[Batch]:
-    """The batches of one epoch.
+    """The batches of one epoch; `crops`: crops of each dataset row per epoch (crops_per_track; None: one).
 
     'epoch': one task drawn uniformly trains the whole epoch (the authors' code). 'batch': every task's rows
     are batched and the batches of all tasks are interleaved at random (each batch trains one task).
@@ -100,9 +117,11 @@ def epoch_plan(
     tasks = sorted(task_rows)
     if schedule == "epoch":
         task = tasks[int(rng.integers(len(tasks)))]
-        return shuffled_batches(rng, task, task_rows[task], max_offsets, batch_size)
+        return shuffled_batches(rng, task, task_rows[task], max_offsets, batch_size, crops)
     batches = [
-        batch for task in tasks for batch in shuffled_batches(rng, task, task_rows[task], max_offsets, batch_size)
+        batch
+        for task in tasks
+        for batch in shuffled_batches(rng, task, task_rows[task], max_offsets, batch_size, crops)
     ]
     return [batches[i] for i in rng.permutation(len(batches))]
 

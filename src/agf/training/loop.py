@@ -9,7 +9,9 @@ One call trains one net into one output directory:
     done.json            the completion marker (agf.workdir), written last
 
 The best epoch is the one with the lowest mean validation loss over the net's tasks (the last epoch when no
-task has validation tracks); only training tracks are fitted on.
+task has validation tracks); only training tracks are fitted on. With train.patience, training stops once that
+loss has not improved for `patience` epochs (train.epochs is then a cap). Each training track gives
+train.crops_per_track crops per epoch (0: from its length, agf.training.data.crops_per_track).
 
 Under torchrun (agf.training.distributed) every process trains the same net in DistributedDataParallel on its
 share of each epoch's batches and validates its share of the tracks; rank 0 alone writes the files above.
@@ -48,6 +50,7 @@ from agf.training.data import (
     Batch,
     CropDataset,
     PlanSampler,
+    crops_per_track,
     epoch_plan,
     make_loader,
     rank_batches,
@@ -100,6 +103,9 @@ class TrainingData:
     val_rows: dict[str, np.ndarray]
     # Every usable training-split track: the tracks the band statistics are fitted on.
     band_track_ids: list[str]
+    # Training crops of each row per epoch (train.crops_per_track; from frames and the setting, so the digest's
+    # offsets and the run key's settings cover it).
+    crops: np.ndarray | None = None
 
     def digest(self) -> str:
         """A hash of everything training reads from the data, so a checkpoint is only resumed on the same data."""
@@ -118,8 +124,10 @@ def prepare_data(
     targets: dict[str, pd.DataFrame],
     tasks: tuple[str, ...],
     patch_frames: int,
+    crops_setting: int = 1,
 ) -> TrainingData:
-    """Align the usable train/val tracks long enough for a patch with each task's targets."""
+    """Align the usable train/val tracks long enough for a patch with each task's targets; each row's training
+    crops per epoch from `crops_setting` (train.crops_per_track) and its length."""
     index = store.index()
     long_enough = index[index["frames"] >= patch_frames]
     frames = dict(zip(long_enough["track_id"], long_enough["frames"].astype(int)))
@@ -141,14 +149,17 @@ def prepare_data(
                 "check the split, `agf prepare` and the targets"
             )
         arrays[task] = aligned
+    row_frames = np.array([frames[t] for t in track_ids], dtype=np.int64)
+    frames_per_second = store.config.sample_rate / store.config.hop_length
     return TrainingData(
         track_ids=track_ids,
         mels=store.track_mels(track_ids),
-        max_offsets=np.array([frames[t] for t in track_ids], dtype=np.int64) - patch_frames,
+        max_offsets=row_frames - patch_frames,
         targets=arrays,
         train_rows=train_rows,
         val_rows=val_rows,
         band_track_ids=[t for t, train in zip(track_ids, is_train) if train],
+        crops=crops_per_track(row_frames, frames_per_second, crops_setting),
     )
 
 
@@ -342,7 +353,7 @@ def run_epoch(
     rank, world = distributed.rank(), distributed.world_size()
     rng, torch_seed = epoch_seeds(seed, epoch, rank)
     torch.manual_seed(torch_seed)
-    plan = epoch_plan(rng, data.train_rows, data.max_offsets, config.batch_size, config.schedule)
+    plan = epoch_plan(rng, data.train_rows, data.max_offsets, config.batch_size, config.schedule, data.crops)
     sampler.plan = rank_batches(plan, rank, world)
     start = time.perf_counter()
     description = f"epoch {epoch}/{config.epochs}"
@@ -374,6 +385,13 @@ def run_epoch(
     return [{**row, "seconds": seconds} for row in rows]
 
 
+def stopped_early(run: RunState, patience: int) -> bool:
+    """Whether early stopping ends the run after its last recorded epoch: `patience` (> 0) epochs since the best
+    one. Derived from the run state alone (the checkpoint's), so a resumed run stops where an uninterrupted one
+    does. Without validation targets every epoch is the best so far (the last epoch is kept): never."""
+    return patience > 0 and run.epoch - run.best_epoch >= patience
+
+
 def net_meta(
     spec: NetSpec,
     net: STN | MTN,
@@ -397,6 +415,9 @@ def net_meta(
         "band_mean": net.band_norm.mean.tolist(),
         "band_std": net.band_norm.std.tolist(),
         "epochs": run.epoch,
+        "max_epochs": config.epochs,
+        # Why training ended: early stopping (train.patience) or the epoch budget.
+        "stopped_early": stopped_early(run, config.patience),
         "best_epoch": run.best_epoch,
         "param_count": count_params(net),
         "matched_params": spec.matched_params,
@@ -439,7 +460,10 @@ def train_net(
     out_dir = Path(out_dir)
     if config.epochs < 1:
         raise TrainingError(f"train.epochs must be at least 1, got {config.epochs}")
-    data = prepare_data(store, tracks, targets, spec.tasks, config.patch_frames)
+    if config.patience and config.select_epoch != "best_val":
+        raise TrainingError("train.patience needs train.select_epoch = 'best_val' (early stopping selects on "
+                            "validation)")
+    data = prepare_data(store, tracks, targets, spec.tasks, config.patch_frames, config.crops_per_track)
     run_key = stable_key("train-net", asdict(spec), training_settings(config, seed), data.digest())
     finished = finished_result(out_dir, run_key)
     if finished is not None:
@@ -472,6 +496,8 @@ def train_net(
     writer = tensorboard_writer(out_dir, run.epoch + 1) if main else None
     try:
         for epoch in range(run.epoch + 1, config.epochs + 1):
+            if stopped_early(run, config.patience):
+                break
             rows = run_epoch(
                 epoch, model, optimizers, loader, sampler, data, val_plans, target_device, config, seed,
                 progress and main,

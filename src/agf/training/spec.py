@@ -92,8 +92,12 @@ def build_net(spec: NetSpec, task_outputs: dict[str, int], width: float, n_mels:
 
 
 def net_train_config(spec: NetSpec, train: TrainConfig) -> TrainConfig:
-    """The training settings of one net: as in the paper, an MTN trains epochs x its number of tasks."""
-    return dataclasses.replace(train, epochs=train.epochs * len(spec.tasks)) if spec.arch == "mtn" else train
+    """The training settings of one net: as in the paper, an MTN trains epochs x its number of tasks; its
+    patience (early stopping) is scaled alike, as each task trains about one epoch in that many."""
+    if spec.arch != "mtn":
+        return train
+    tasks = len(spec.tasks)
+    return dataclasses.replace(train, epochs=train.epochs * tasks, patience=train.patience * tasks)
 
 
 def training_settings(config: TrainConfig, seed: int) -> dict[str, Any]:
