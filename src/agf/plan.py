@@ -146,7 +146,9 @@ class Plan:
             stages = self.stage_seconds(speed, workers)
             lines.append(f"  estimated time: {_duration(sum(stages.values()))} ("
                          + ", ".join(f"{name} {_duration(s)}" for name, s in stages.items())
-                         + "; factors not included; nets, windows and MLPs counted as if none were finished)")
+                         + "; factors not included; nets, windows and MLPs counted as if none were finished"
+                         + ("; nets at their epoch caps: early stopping makes it less" if self.patience else "")
+                         + ")")
             lines.append(f"    measured here: decode + features {speed.decode_realtime:.0f}x real time per worker, "
                          f"training {speed.train_patches_s:.0f} patches/s, window features "
                          f"{speed.infer_windows_s:.0f}/s, MLP {speed.mlp_windows_s:.0f} windows/s")
