@@ -366,6 +366,20 @@ def test_report_never_computes(finished_run: Path, tmp_path: Path, capsys: pytes
     assert sorted(str(p) for p in other.rglob("*")) == before
 
 
+def test_a_run_made_on_a_gpu_cluster_is_reported_and_exported_on_a_cpu(finished_run: Path, tmp_path: Path) -> None:
+    """config.toml of a run made with device cuda and a dask scheduler: report and export read files only (they
+    failed on the device and scheduler checks on a machine without either)."""
+    other = tmp_path / "other"
+    shutil.copytree(finished_run / "work", other)
+    saved = (other / "config.toml").read_text()
+    assert 'device = "auto"' in saved and 'scheduler = ""' in saved
+    (other / "config.toml").write_text(saved.replace('device = "auto"', 'device = "cuda:7"').replace(
+        'scheduler = ""', 'scheduler = "tcp://127.0.0.1:1"'))
+    assert main(["report", "-w", str(other), "--quiet"]) == 0
+    assert main(["export", "-w", str(other), str(tmp_path / "model"), "--quiet"]) == 0
+    assert (tmp_path / "model").is_dir()
+
+
 def test_bad_paths_and_encodings_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     a_file = tmp_path / "a-file"
     a_file.write_text("not a folder")

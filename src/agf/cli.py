@@ -431,12 +431,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _workdir_config(args: argparse.Namespace) -> Config:
-    """The config a finished run saved in its work directory (-w, default 'work'), pointed at that directory."""
+    """The config a finished run saved in its work directory (-w, default 'work'), pointed at that directory, with
+    this machine's CPU and no scheduler: reading a finished run computes nothing, so a run made on a GPU or a
+    cluster is reported and exported anywhere."""
     workdir = WorkDir(Path(args.workdir or Config().run.workdir))
     if not workdir.config.exists():
         raise ConfigError(f"{workdir.config} not found: give the work directory of a finished `agf run` with "
                           "-w/--workdir")
-    return _replace(load_config(workdir.config), "run", workdir=str(workdir.root))
+    return _replace(load_config(workdir.config), "run", workdir=str(workdir.root), device="cpu", scheduler="")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
