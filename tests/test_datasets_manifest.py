@@ -148,8 +148,10 @@ def test_load_dataset_dispatches_manifest(tmp_path: Path) -> None:
     csv_path = write_manifest(tmp_path, rows_for(["rock", "jazz"] * 5, 2))
     loaded = load_dataset(DatasetConfig(kind="manifest", manifest=str(csv_path), split="artist", val_fraction=0.2))
     assert len(loaded.tracks) == 20 and set(loaded.tracks["split"]) == {"train", "val"}
-    with pytest.raises(DatasetError, match="dataset.manifest is empty"):
+    with pytest.raises(DatasetError, match=r"dataset.manifest is empty: give the CSV with --manifest"):
         load_dataset(DatasetConfig(kind="manifest"))
+    with pytest.raises(DatasetError, match=r"missing.csv: not found; give the manifest CSV with --manifest"):
+        load_dataset(DatasetConfig(kind="manifest", manifest=str(tmp_path / "missing.csv")))
 
 
 @pytest.mark.parametrize(

@@ -87,7 +87,8 @@ def load_dataset(config: DatasetConfig, synth_dir: Path | None = None) -> Loaded
         )
     if config.kind == "manifest":
         if not config.manifest:
-            raise DatasetError("dataset.manifest is empty; set it to the CSV file for dataset.kind = 'manifest'")
+            raise DatasetError("dataset.manifest is empty: give the CSV with --manifest (in a config: "
+                               "dataset.manifest) for dataset.kind = 'manifest'")
         return load_manifest(config.manifest, split=config.split, test_fraction=config.test_fraction, **options)
     if config.kind == "synth":
         if synth_dir is None:

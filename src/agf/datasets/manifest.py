@@ -64,7 +64,8 @@ def load_manifest(
 def _read_manifest(csv_path: Path) -> pd.DataFrame:
     """The manifest as stripped strings; DatasetError for a missing file, column or required value."""
     if not csv_path.is_file():
-        raise DatasetError(f"{csv_path}: not found; set dataset.manifest to the manifest CSV")
+        raise DatasetError(f"{csv_path}: not found; give the manifest CSV with --manifest (in a config: "
+                           "dataset.manifest)")
     rows = read_csv_file(csv_path, f"a manifest is a CSV with columns {', '.join(REQUIRED_COLUMNS)}", dtype=str,
                          keep_default_na=False)
     rows.columns = [str(c).strip() for c in rows.columns]
