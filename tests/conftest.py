@@ -18,7 +18,7 @@ def one_torch_thread() -> Iterator[None]:
 
 
 # Fixtures that run the whole pipeline: a test that uses one is an end-to-end test.
-END_TO_END_FIXTURES = frozenset({"finished_run"})
+END_TO_END_FIXTURES = frozenset({"finished_run", "crossval_run"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

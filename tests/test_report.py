@@ -715,7 +715,7 @@ def with_val_mean(results: pd.DataFrame, setup: tuple[str, str, int], metric: st
 
 def test_new_the_one_selection_sort_ranks_by_mean_accuracy_then_by_the_lower_log_loss() -> None:
     from agf.report import headline
-    from agf.report.results import sort_by_selection
+    from agf.metrics import sort_by_selection
 
     means = pd.DataFrame({"accuracy": [0.5, 0.7, 0.7, 0.7, 0.6], "log_loss": [0.1, 1.2, 0.9, 1.2, 0.2]},
                          index=["a", "b", "c", "d", "e"])

@@ -1,9 +1,11 @@
 """How a track's windows become its genre probabilities (NumPy only): the aggregations (`Aggregation`, declared
 here only), what a track averages over its windows and its probabilities from that mean; agf.metrics re-exports
-the terms, configuration, transfer and prediction import them from here."""
+the terms, configuration, transfer and prediction import them from here; `combine_members`: an ensemble's members'
+track probabilities as one (the evaluation and prediction)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 
 import numpy as np
@@ -59,3 +61,17 @@ def pool_moments(mean_and_mean_square: np.ndarray) -> np.ndarray:
     moments = np.asarray(mean_and_mean_square, dtype=np.float64)
     mean, mean_square = np.split(moments, 2, axis=-1)
     return np.concatenate([mean, np.sqrt(np.clip(mean_square - mean**2, 0.0, None))], axis=-1)
+
+
+def combine_members(probs_list: Sequence[np.ndarray], how: str) -> np.ndarray:
+    """The (tracks, genres) probabilities of several models (an ensemble's members) as one: their mean ('probs') or
+    their renormalised geometric mean, the log-probabilities clipped at LOG_LOSS_EPS ('log_probs')."""
+    if how not in (Aggregation.PROBS, Aggregation.LOG_PROBS):
+        raise EvaluationError(f"combination {how!r}: members combine by 'probs' or 'log_probs'")
+    if not probs_list:
+        raise EvaluationError("combine_members: no member's probabilities given")
+    shapes = {np.shape(probs) for probs in probs_list}
+    if len(shapes) != 1:
+        raise EvaluationError(f"combine_members: the members' probabilities differ in shape ({sorted(shapes)})")
+    mean_terms = np.mean([window_terms(probs, how) for probs in probs_list], axis=0)
+    return probs_from_mean_terms(mean_terms, how)

@@ -505,6 +505,23 @@ class GridConfig(Section):
         return found
 
 
+@dataclass(frozen=True)
+class SelectConfig(Section):
+    """How the model a run ends with is chosen (agf.selection, docs/selection.md)."""
+
+    NAME: ClassVar[str] = "select"
+    RANGES: ClassVar[dict[str, Range]] = {"folds": Range(2, 10), "min_val_artists": AT_LEAST_1}
+
+    # 'validation': every choice (epochs, aggregation, temperature, model) on the validation split, the model fitted
+    # on train. 'crossval': by artist-grouped cross-validation over train + validation (`folds` folds, each training
+    # one run seed), every choice on out-of-fold predictions, then the final model fitted on train + validation
+    # with the chosen epochs (agf.pipeline.crossval). 'auto': 'crossval' when some genre of the training split has
+    # fewer than `min_val_artists` artists in the validation split (a small collection), else 'validation'.
+    mode: Literal["auto", "validation", "crossval"] = "validation"
+    folds: int = 3
+    min_val_artists: int = 3
+
+
 # The factor controls of agf.factors (FactorConfig.control), and the study's models: an artist-group model with a
 # control is named 'ARCH-CONTROL'.
 FACTOR_CONTROLS: tuple[str, ...] = ("none", "random-groups", "per-track")
@@ -583,6 +600,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
     grid: GridConfig = field(default_factory=GridConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
     run: RunConfig = field(default_factory=RunConfig)
 

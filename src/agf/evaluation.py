@@ -27,7 +27,7 @@ out_dir receives
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -188,12 +188,17 @@ def _labels(tracks: pd.DataFrame, ids: pd.Index, column: str, genres: Sequence[s
     return tracks.set_index("track_id").loc[ids, column].map({g: i for i, g in enumerate(genres)}).to_numpy()
 
 
-def calibrated(model: Model, tracks: pd.DataFrame, genres: Sequence[str], val_ids: pd.Index | None) -> tuple[Model, float]:
-    """The model with its probabilities temperature-scaled, the temperature fitted on `val_ids`' given labels
-    (none, or a model not to calibrate: the model unchanged, temperature 1); and that temperature."""
-    if val_ids is None or not model.calibrate:
+def calibrated(
+    model: Model, tracks: pd.DataFrame, genres: Sequence[str], val_ids: pd.Index | None,
+    temperature: float | None = None,
+) -> tuple[Model, float]:
+    """The model with its probabilities temperature-scaled by `temperature` when given, else by the temperature
+    fitted on `val_ids`' given labels (none, or a model not to calibrate: the model unchanged, temperature 1); and
+    that temperature."""
+    if not model.calibrate or (val_ids is None and temperature is None):
         return model, 1.0
-    temperature = fit_temperature(model.probs.loc[val_ids].to_numpy(), _labels(tracks, val_ids, "genre", genres))
+    if temperature is None:
+        temperature = fit_temperature(model.probs.loc[val_ids].to_numpy(), _labels(tracks, val_ids, "genre", genres))
     probs = pd.DataFrame(apply_temperature(model.probs.to_numpy(), temperature), index=model.probs.index,
                          columns=model.probs.columns)
     return replace(model, probs=probs), temperature
@@ -271,9 +276,10 @@ def _write_plots(
 
 def evaluation_key(
     transfer_dirs: Sequence[str | Path], tracks: pd.DataFrame, store: FeatureStore | None, splits: Sequence[str],
-    seed: int,
+    seed: int, temperatures: Mapping[str, float] | None = None,
 ) -> str:
-    """What an evaluation scores: the finished transfers (their markers' keys), the tracks, the store, splits, seed."""
+    """What an evaluation scores: the finished transfers (their markers' keys), the tracks, the store, splits, seed
+    and the temperatures given (none: fitted on validation)."""
     transfers = []
     for directory in map(Path, transfer_dirs):
         marker = read_marker(directory)
@@ -281,7 +287,9 @@ def evaluation_key(
             raise TransferError(f"{directory}: no finished transfer here; run `agf transfer` first")
         transfers.append(marker["key"])
     store_key = store.root.name if store is not None else None
-    return stable_key(EVALUATION_FORMAT, transfers, tracks_fingerprint(tracks), store_key, list(splits), seed)
+    given = [] if temperatures is None else sorted(temperatures.items())
+    return stable_key(EVALUATION_FORMAT, transfers, tracks_fingerprint(tracks), store_key, list(splits), seed,
+                      *([given] if given else []))
 
 
 def evaluate(
@@ -291,11 +299,14 @@ def evaluate(
     store: FeatureStore | None = None,
     splits: Sequence[str] = HELD_OUT_SPLITS,
     seed: int = 0,
+    temperatures: Mapping[str, float] | None = None,
 ) -> EvaluationRun:
     """Score every model (see the module doc; the classical baseline, seeded by `seed`, needs `store`) on the
-    usable tracks `tracks`, and write the outputs; a finished evaluation of the same inputs is read back."""
+    usable tracks `tracks`, and write the outputs; a finished evaluation of the same inputs is read back. A model
+    named in `temperatures` is scaled by that temperature (fitted elsewhere: on cross-validation's out-of-fold
+    predictions) instead of one fitted on validation."""
     out_dir = Path(out_dir)
-    key = evaluation_key(transfer_dirs, tracks, store, splits, seed)
+    key = evaluation_key(transfer_dirs, tracks, store, splits, seed, temperatures)
     if is_done(out_dir, key):
         return EvaluationRun(read_json(out_dir / "metrics.json"), (out_dir / "table.md").read_text().rstrip("\n"))
     clear_done(out_dir)
@@ -316,9 +327,10 @@ def evaluate(
     if not split_ids:
         raise TransferError(f"no track of split(s) {', '.join(splits)} has a prediction from every model")
     uncalibrated = models
-    models, temperatures = [], {}
+    models, fitted_temperatures = [], {}
     for model in uncalibrated:
-        fitted, temperatures[model.name] = calibrated(model, tracks, genres, split_ids.get(CALIBRATION_SPLIT))
+        fitted, fitted_temperatures[model.name] = calibrated(model, tracks, genres, split_ids.get(CALIBRATION_SPLIT),
+                                                             (temperatures or {}).get(model.name))
         models.append(fitted)
     scores = {
         m.name: {split: score_against(tracks, m.probs.loc[ids], genres) for split, ids in split_ids.items()}
@@ -336,7 +348,7 @@ def evaluate(
         "splits": {split: {"n_tracks": len(ids)} for split, ids in split_ids.items()},
         "calibration_split": CALIBRATION_SPLIT if CALIBRATION_SPLIT in split_ids else None,
         "models": {m.name: {"kind": m.kind, "source": m.source, "calibrated": m.calibrate,
-                            "temperature": temperatures[m.name], "scores": scores[m.name],
+                            "temperature": fitted_temperatures[m.name], "scores": scores[m.name],
                             "uncalibrated": before[m.name]} for m in models},
     }
     sections = []

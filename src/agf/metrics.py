@@ -62,6 +62,16 @@ METRIC_REGISTRY: dict[str, Metric] = {
 }
 METRICS: tuple[str, ...] = tuple(METRIC_REGISTRY)
 TABLE_COLUMNS: tuple[str, ...] = ("model", "labels", *METRICS)
+# The selection rule's metrics, in order: the first decides, the next breaks ties (every choice of a model, on the
+# selection tracks: agf.report.results, agf.selection).
+SELECTION_METRICS: tuple[str, ...] = ("accuracy", "log_loss")
+
+
+def sort_by_selection(means: pd.DataFrame) -> pd.DataFrame:
+    """Rows with (at least) columns SELECTION_METRICS, best first by the selection rule: each metric in its
+    registry direction, the first deciding and the next breaking ties; rows still tied keep their order."""
+    better_low = [not METRIC_REGISTRY[metric].higher_is_better for metric in SELECTION_METRICS]
+    return means.sort_values(list(SELECTION_METRICS), ascending=better_low, kind="stable")
 
 
 def check_labels(y: np.ndarray, n_classes: int, name: str) -> np.ndarray:

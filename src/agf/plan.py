@@ -34,6 +34,7 @@ from agf.factors.sizing import fitting_artists, sized_factors
 from agf.features import extractor_for
 from agf.grid import grid_nets, grid_subsets, walk_grid
 from agf.models import STN, count_params
+from agf.selection import crossval_cost, selection_mode
 from agf.store import ASSUMED_TRACK_SECONDS, FeatureStore, estimated_bytes
 from agf.tasks import FACTOR_TASKS, GENRE_TASK
 from agf.training.data import VAL_CROP_FRACTIONS, crops_per_track
@@ -92,6 +93,7 @@ class Plan:
     patience: int = 0  # train.patience: 0, every epoch trained; else the nets' epochs are caps
     crops_per_track: int = 1  # train.crops_per_track (0: from each track's length)
     crops_range: tuple[int, int] = (1, 1)  # fewest and most crops of a training track per epoch
+    selection: str = ""  # how the model is chosen, when by cross-validation: its cost (agf.selection)
 
     def nets_line(self) -> str:
         """The nets and their budget: epochs (a cap with early stopping, and when it stops), crops per epoch and
@@ -152,6 +154,8 @@ class Plan:
             lines.append(f"    measured here: decode + features {speed.decode_realtime:.0f}x real time per worker, "
                          f"training {speed.train_patches_s:.0f} patches/s, window features "
                          f"{speed.infer_windows_s:.0f}/s, MLP {speed.mlp_windows_s:.0f} windows/s")
+        if self.selection:
+            lines.append(f"  selection: {self.selection}")
         lines += [f"  warning: {warning}" for warning in self.warnings]
         return lines
 
@@ -272,6 +276,18 @@ def unavailable_tasks(tasks: Sequence[str]) -> dict[str, str]:
     return {"e": reason} if reason else {}
 
 
+def selection_line(config: Config, tracks: pd.DataFrame) -> str:
+    """How the run will choose its model when by cross-validation, and what that costs ('' on validation)."""
+    mode, reason = selection_mode(config, tracks)
+    if mode == "validation":
+        return ""
+    folds = config.select.folds
+    return (f"{folds}-fold cross-validation by artist over train + validation ({reason}): about "
+            f"{crossval_cost(config, tracks):.1f}x the nets, transfers and time above, which count one fit on train (the "
+            f"folds train one seed each on {folds - 1}/{folds} of train + validation, then every seed is fitted on "
+            "all of it with the epochs chosen on the folds); every choice on out-of-fold predictions")
+
+
 def make_plan(config: Config, tracks: pd.DataFrame, store: FeatureStore | None,
               prepared_ids: set[str] = frozenset()) -> Plan:
     """The plan of `agf run` over the track table `tracks` (the usable tracks once prepared)."""
@@ -307,6 +323,7 @@ def make_plan(config: Config, tracks: pd.DataFrame, store: FeatureStore | None,
     cap = config.transfer.max_windows_per_track
     unprepared = ~ids.isin(prepared_ids).to_numpy()
     return Plan(
+        selection=selection_line(config, tracks),
         tracks={s: int((split == s).sum()) for s in SPLITS if (split == s).any()},
         to_prepare=int(unprepared.sum()),
         audio_seconds=float(frames[unprepared].sum() * config.features.hop_length / config.features.sample_rate),

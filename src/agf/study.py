@@ -235,9 +235,10 @@ def with_uncalibrated_log_loss(calibrated: pd.DataFrame, uncalibrated: pd.DataFr
 
 
 def cell_plan(config: Config, cell: Cell, root: Path) -> tuple[Config, Path]:
-    """A cell's pipeline config and its results file under root/study/cells (keyed by every setting but [run])."""
+    """A cell's pipeline config and its results file under root/study/cells (keyed by every setting but [run] and
+    [select]: a cell scores every model of every seed, choosing none)."""
     cell_cfg = cell_config(corpus_config(config, cell, root), cell)
-    settings = {k: v for k, v in key_settings(cell_cfg).items() if k != "run"}
+    settings = {k: v for k, v in key_settings(cell_cfg).items() if k not in ("run", "select")}
     return cell_cfg, root / "study" / "cells" / f"{cell.name}-{stable_key(settings)}.csv"
 
 

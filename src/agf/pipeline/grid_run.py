@@ -3,13 +3,13 @@ lists them, and the results table read back from the evaluations."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from agf.config import Config
+from agf.config import Config, TrainConfig, TransferConfig
 from agf.factors import format_summary
 from agf.fileio import read_json
 from agf.grid import Case, grid_nets, grid_subsets, walk_grid
@@ -41,14 +41,25 @@ class GridRun:
     transfers: dict[Case, Path]
     evaluations: dict[int, Path]
     factors: Factors
+    # Per (spec, seed) the net's directory, in the order the walk first needed them (the same order every seed).
+    nets: dict[tuple[NetSpec, int], Path] = field(default_factory=dict)
+
+
+# Overrides of one run's settings (cross-validation's final fit, agf.pipeline.crossval): a net's training settings
+# from its position among its seed's nets (in walk order) and its spec; a case's transfer settings.
+NetTraining = Callable[[int, NetSpec], TrainConfig]
+CaseTransfer = Callable[[Case], TransferConfig]
 
 
 def run_grid(
     config: Config, prepared: Prepared, progress: bool = True, log: Log = print, must_be_done: bool = False,
-    times: StageTimes | None = None,
+    times: StageTimes | None = None, net_training: NetTraining | None = None,
+    case_transfer: CaseTransfer | None = None, temperatures: Mapping[str, float] | None = None,
 ) -> GridRun:
     """Factors, source nets (each trained once, reused by every case), transfers and evaluations, as walk_grid
-    lists them without the tasks whose factors are unavailable (their wall times added to `times`)."""
+    lists them without the tasks whose factors are unavailable (their wall times added to `times`). Nets train
+    with `net_training`'s settings and transfers with `case_transfer`'s when given (else the config's); the
+    evaluations scale each model named in `temperatures` by its temperature there."""
     times = times or StageTimes()
     with run_context(config, prepared.workdir):
         with times.timed("factors"):
@@ -60,9 +71,12 @@ def run_grid(
                 "dropping the subsets that use them")
         inputs = net_inputs(config, prepared, factors)
         steps = walk_grid(config.grid, inputs.task_outputs, prepared.store.config.n_mels, factors.unavailable)
+        nets = grid_nets(steps)
+        position = {net: sum(seed == net[1] for _, seed in nets[:i]) for i, net in enumerate(nets)}
+        training = {net: net_training(position[net], net[0]) if net_training else None for net in nets}
         if config.run.scheduler and not must_be_done:
             with times.timed("nets"):
-                train_nets_on_cluster(config, inputs, grid_nets(steps), progress, log)
+                train_nets_on_cluster(config, inputs, nets, progress, log, training)
         trained: dict[tuple[NetSpec, int], Path] = {}
         transfers: dict[Case, Path] = {}
         for number, step in enumerate(steps, 1):
@@ -72,22 +86,25 @@ def run_grid(
                 if (spec, case.seed) not in trained:
                     with times.timed("nets"):
                         trained[spec, case.seed] = stage_net(
-                            config, inputs, spec, case.seed, progress, log, prefix, must_be_done
+                            config, inputs, spec, case.seed, progress, log, prefix, must_be_done,
+                            training[spec, case.seed],
                         )
                 sources.append(trained[spec, case.seed])
-            out_dir = transfer_dir(prepared.workdir.transfer, sources, config.transfer, case.seed)
+            transfer = case_transfer(case) if case_transfer else config.transfer
+            out_dir = transfer_dir(prepared.workdir.transfer, sources, transfer, case.seed)
             what = f"transfer {case.label} seed {case.seed}"
             if must_be_done:
                 require_done(out_dir, what)
             log(f"{prefix}{what}: {'reused' if is_done(out_dir) else 'fitting'}")
             with times.timed("transfers"):
-                transfers[case] = stage_transfer(config, prepared, sources, case.seed, progress).out_dir
+                transfers[case] = stage_transfer(config, prepared, sources, case.seed, progress, transfer).out_dir
         with times.timed("evaluation"):
             evaluations = {
-                seed: stage_evaluate(config, prepared, [d for c, d in transfers.items() if c.seed == seed], seed)
+                seed: stage_evaluate(config, prepared, [d for c, d in transfers.items() if c.seed == seed], seed,
+                                     temperatures)
                 for seed in config.grid.seeds
             }
-    return GridRun(transfers, evaluations, factors)
+    return GridRun(transfers, evaluations, factors, trained)
 
 
 def evaluation_metrics(evaluation_dir: Path) -> dict:

@@ -24,9 +24,11 @@ from agf.report.results import SELECTION_RULE, selection_split
 from agf.transfer import TransferResult, load_transfer
 from agf.workdir import WorkDir, read_marker
 
-def source_nets(workdir: WorkDir, transfer: Path) -> dict[str, Path]:
-    """{label: net directory} of a transfer's source nets, in the MLP's input order, found in this work directory
-    (the transfer records the directory names; the work directory may have moved since)."""
+def source_nets(transfer: Path) -> dict[str, Path]:
+    """{label: net directory} of a transfer's source nets, in the MLP's input order, found in the work directory
+    that holds the transfer (WORKDIR/transfer/<key>; the transfer records the directory names, and the work
+    directory may have moved since)."""
+    workdir = WorkDir(Path(transfer).parent.parent)
     return {s["label"]: workdir.nets / Path(s["path"]).name for s in read_json(transfer / "mlp.json")["sources"]}
 
 
@@ -50,19 +52,19 @@ def report_provenance(config: Config, workdir: WorkDir, times: StageTimes, must_
                       note)
 
 
-def best_model_curves(workdir: WorkDir, transfer: TransferResult) -> dict[str, TrainingCurves]:
+def best_model_curves(transfer: TransferResult) -> dict[str, TrainingCurves]:
     """{label: curves and kept epoch} of a transfer's source nets and of its MLP."""
     nets = {label: TrainingCurves(pd.read_csv(net / "curves.csv"), (read_marker(net) or {}).get("best_epoch"))
-            for label, net in source_nets(workdir, transfer.out_dir).items()}
+            for label, net in source_nets(transfer.out_dir).items()}
     return nets | {"transfer MLP": TrainingCurves(transfer.curves, transfer.best_epoch)}
 
 
 def stage_report(
     config: Config, prepared: Prepared, run: GridRun, results: pd.DataFrame, baselines: pd.DataFrame,
-    provenance: Provenance,
+    provenance: Provenance, selection: dict | None = None,
 ) -> dict:
-    """results.csv, tables, Figure 3, the best model's confusion and per-genre F1, heatmaps, provenance,
-    report.html."""
+    """results.csv, tables, Figure 3, the chosen model (`selection`'s record), the best setup's confusion and
+    per-genre F1, heatmaps, provenance, report.html."""
     with run_context(config, prepared.workdir):
         best = best_case(run, results)
         assert best is not None, "a grid run has at least one case"
@@ -95,8 +97,9 @@ def stage_report(
         return build_report(
             prepared.workdir.report, results, baselines if len(baselines) else None, prepared.tracks,
             prepared.store.index(), images, f"{best.label}", per_genre, title="agf report", notes=notes,
-            curves=best_model_curves(prepared.workdir, transfer),
+            curves=best_model_curves(transfer),
             calibration=(calibration_frame(run, name, primary), primary), provenance=provenance,
+            selection=selection,
         )
 
 
@@ -149,7 +152,7 @@ def stage_export(
         case = named_case(run, label, seed) if label else best_case(run, results)
         assert case is not None, "a grid run has at least one case"
         transfer = run.transfers[case]
-        net_dirs = list(source_nets(prepared.workdir, transfer).values())
+        net_dirs = list(source_nets(transfer).values())
         splits = prepared.tracks["split"].value_counts()
         info = {
             "case": {"label": case.label, "arch": case.arch, "tasks": case.tasks, "n_tasks": case.n_tasks,

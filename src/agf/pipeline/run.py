@@ -12,11 +12,13 @@ from agf.datasets.splits import split_problems
 from agf.errors import PipelineError
 from agf.pipeline.checks import check_dataset, check_settings, plan_run
 from agf.pipeline.context import run_context
-from agf.pipeline.grid_run import GridRun, collect_results, run_grid
+from agf.pipeline.choosing import Selection, run_and_choose
+from agf.pipeline.grid_run import GridRun
 from agf.pipeline.reporting import report_provenance, stage_report
 from agf.pipeline.stages import Log, Prepared, open_prepared, stage_prepare, stage_tracks
 from agf.pipeline.times import StageTimes
 from agf.report import headline
+from agf.report.chosen import chosen_summary
 from agf.workdir import WorkDir
 
 @dataclass
@@ -29,6 +31,7 @@ class PipelineRun:
     baselines: pd.DataFrame
     report: dict
     times: StageTimes = field(default_factory=StageTimes)
+    selection: Selection | None = None  # the model the run ends with (agf.pipeline.choosing)
 
 
 def run_pipeline(config: Config, progress: bool = True, log: Log = print, must_be_done: bool = False) -> PipelineRun:
@@ -46,6 +49,8 @@ def run_pipeline(config: Config, progress: bool = True, log: Log = print, must_b
         if not must_be_done:
             times.write(run.prepared.workdir)
             log(times.line())
+        if run.selection is not None:
+            log(chosen_summary(run.selection.record))
         log(headline(run.results).text())
         return run
 
@@ -68,10 +73,10 @@ def _run_stages(config: Config, progress: bool, log: Log, must_be_done: bool, ti
         log(summary.format())
         prepared = Prepared(workdir, store.usable(loaded.tracks), store)
     check_dataset(prepared.tracks)
-    grid = run_grid(config, prepared, progress=progress, log=log, must_be_done=must_be_done, times=times)
+    chosen = run_and_choose(config, prepared, progress, log, must_be_done, times)
     with times.timed("report"):
-        results, baselines = collect_results(grid)
         provenance = report_provenance(config, prepared.workdir, times, must_be_done)
-        report = stage_report(config, prepared, grid, results, baselines, provenance)
-    return PipelineRun(prepared, grid, results, baselines, report, times)
+        report = stage_report(config, prepared, chosen.grid, chosen.results, chosen.baselines, provenance,
+                              chosen.selection.record)
+    return PipelineRun(prepared, chosen.grid, chosen.results, chosen.baselines, report, times, chosen.selection)
 

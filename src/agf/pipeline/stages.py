@@ -8,13 +8,13 @@ directory's lock as the `agf` command that calls it does.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 
-from agf.config import Config, TrainConfig, key_settings
+from agf.config import Config, TrainConfig, TransferConfig, key_settings
 from agf.datasets import LoadedDataset, load_dataset
 from agf.datasets.fma import KNOWN_BAD_IDS
 from agf.datasets.noise import inject_label_noise
@@ -178,11 +178,12 @@ def net_inputs(config: Config, prepared: Prepared, factors: Factors) -> NetInput
 
 def stage_net(
     config: Config, inputs: NetInputs, spec: NetSpec, seed: int, progress: bool, log: Log, prefix: str = "",
-    must_be_done: bool = False,
+    must_be_done: bool = False, train: TrainConfig | None = None,
 ) -> Path:
-    """Train one net (or reuse it when finished); return its directory."""
+    """Train one net (or reuse it when finished) with `train` (default: net_train_config of config.train); return
+    its directory."""
     with run_context(config, inputs.prepared.workdir):
-        train = net_train_config(spec, config.train)
+        train = train or net_train_config(spec, config.train)
         out_dir = net_dir(inputs.prepared.workdir.nets, spec, train, seed, inputs.key(spec.tasks))
         what = f"net {spec.name} seed {seed}"
         if must_be_done:
@@ -215,15 +216,17 @@ def train_net_job(job: NetJob) -> Path:
 
 
 def train_nets_on_cluster(
-    config: Config, inputs: NetInputs, nets: Sequence[tuple[NetSpec, int]], progress: bool, log: Log
+    config: Config, inputs: NetInputs, nets: Sequence[tuple[NetSpec, int]], progress: bool, log: Log,
+    training: Mapping[tuple[NetSpec, int], TrainConfig | None] | None = None,
 ) -> None:
     """Train the unfinished nets among (spec, seed) `nets` as tasks of run.scheduler's cluster, each with one GPU
-    where its workers declare GPU resources; stage_net then finds them finished."""
+    where its workers declare GPU resources, with its settings in `training` when given there (as stage_net);
+    stage_net then finds them finished."""
     prepared = inputs.prepared
     store = FeatureStore(prepared.store.root.absolute(), prepared.store.config)
     jobs = []
     for spec, seed in nets:
-        train = net_train_config(spec, config.train)
+        train = (training or {}).get((spec, seed)) or net_train_config(spec, config.train)
         out_dir = net_dir(prepared.workdir.nets.absolute(), spec, train, seed, inputs.key(spec.tasks))
         if not is_done(out_dir):
             targets = {task: inputs.targets[task] for task in spec.tasks}
@@ -257,21 +260,27 @@ def stage_train(
 
 
 def stage_transfer(
-    config: Config, prepared: Prepared, sources: Sequence[Path], seed: int, progress: bool
+    config: Config, prepared: Prepared, sources: Sequence[Path], seed: int, progress: bool,
+    transfer: TransferConfig | None = None,
 ) -> TransferResult:
-    """The transfer MLP over `sources` for one seed, in transfer/<key> (reused when finished)."""
+    """The transfer MLP over `sources` for one seed with `transfer` (default config.transfer), in transfer/<key>
+    (reused when finished)."""
+    transfer = transfer or config.transfer
     with run_context(config, prepared.workdir):
-        out_dir = transfer_dir(prepared.workdir.transfer, sources, config.transfer, seed)
-        return fit_transfer(
-            sources, prepared.store, prepared.tracks, config.transfer, seed, out_dir, config.run.device, progress
-        )
+        out_dir = transfer_dir(prepared.workdir.transfer, sources, transfer, seed)
+        return fit_transfer(sources, prepared.store, prepared.tracks, transfer, seed, out_dir, config.run.device,
+                            progress)
 
 
-def stage_evaluate(config: Config, prepared: Prepared, transfer_dirs: Sequence[Path], seed: int) -> Path:
-    """Score every transfer of one seed and the baselines into evaluation/seed<N>-<key> (reused when finished)."""
+def stage_evaluate(
+    config: Config, prepared: Prepared, transfer_dirs: Sequence[Path], seed: int,
+    temperatures: Mapping[str, float] | None = None,
+) -> Path:
+    """Score every transfer of one seed and the baselines into evaluation/seed<N>-<key> (reused when finished),
+    each model with its temperature in `temperatures` when given there (agf.evaluation.evaluate)."""
     with run_context(config, prepared.workdir):
-        key = evaluation_key(transfer_dirs, prepared.tracks, prepared.store, HELD_OUT_SPLITS, seed)
+        key = evaluation_key(transfer_dirs, prepared.tracks, prepared.store, HELD_OUT_SPLITS, seed, temperatures)
         out_dir = prepared.workdir.evaluation / f"seed{seed}-{key}"
-        evaluate(transfer_dirs, prepared.tracks, out_dir, store=prepared.store, seed=seed)
+        evaluate(transfer_dirs, prepared.tracks, out_dir, store=prepared.store, seed=seed, temperatures=temperatures)
         return out_dir
 

@@ -11,6 +11,7 @@ import os
 import platform
 import subprocess
 from collections.abc import Mapping, Sequence
+from typing import Any
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from agf import __version__
 from agf.datasets.table import TEST
 from agf.fileio import write_text_atomic
 from agf.report.dataset import dataset_counts, dataset_tables, split_warnings
+from agf.report.chosen import chosen_blocks
 from agf.report.document import (
     Block,
     Code,
@@ -240,11 +242,13 @@ def build_report(
     curves: Mapping[str, TrainingCurves] | None = None,
     calibration: tuple[pd.DataFrame, str] | None = None,
     provenance: Provenance = Provenance(),
+    selection: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write results.csv, tables.md, Figure 3 (one PNG per split and label kind), the training curves of the best
     model (`curves`: model name -> its curves and kept epoch) and report.html to `out_dir`; `calibration` is the
     calibration frame (CALIBRATION_COLUMNS) of the best model's evaluation and its split; `provenance` what the
-    pipeline knows of how the results were made.
+    pipeline knows of how the results were made; `selection` the chosen model's record (selection.json), shown
+    after the headline.
 
     Returns the paths: 'results', 'tables', 'html', 'figure3' (the first of test/val x given/true with
     results), 'figure3-<split>-<labels>' for the other kinds and 'curves' when given. Every input is checked
@@ -269,7 +273,8 @@ def build_report(
     kinds = result_kinds(results)
     figure_paths = {kind: out_dir / _figure3_name(kind, kinds[0]) for kind in kinds}
     lead = _headline_section(headline(results))
-    sections = [_results_section(results, baselines, kind, figure_paths[kind], kinds[0]) for kind in kinds]
+    sections = [Section("chosen", "The chosen model", chosen_blocks(selection))] if selection else []
+    sections += [_results_section(results, baselines, kind, figure_paths[kind], kinds[0]) for kind in kinds]
     if confusions or per_genre is not None or curves_path is not None or calibration_table is not None:
         sections.append(_best_model_section(best_model_name, confusions, per_genre, curves_path, reliability,
                                             calibration_table))

@@ -21,7 +21,7 @@ import pandas as pd
 from agf.datasets.table import TEST, VAL, split_mask
 from agf.errors import ReportError
 from agf.fileio import atomic_path
-from agf.metrics import METRIC_REGISTRY, METRICS
+from agf.metrics import METRICS, sort_by_selection
 from agf.tasks import ARCHS, TASKS, task_subsets
 
 RESULT_SPLITS: tuple[str, ...] = (TEST, VAL)
@@ -38,7 +38,6 @@ WSTN_N_RANGE = (2, len(TASKS))
 # the split or labels reported: the highest mean accuracy over seeds, ties broken by the lower mean log loss.
 SELECTION_SPLIT = VAL
 SELECTION_LABELS = "given"
-SELECTION_METRICS: tuple[str, ...] = ("accuracy", "log_loss")  # the first decides, the next breaks ties
 SELECTION_RULE = ("highest mean validation accuracy (given labels) over seeds, ties broken by the lower mean "
                   "validation log loss")
 SELECTION_BIAS_NOTE = ("These numbers are on the validation split, which also chose the best epochs and models: "
@@ -52,13 +51,6 @@ SETUP_KEYS: list[str] = ["arch", "tasks", "n_tasks"]
 def selection_split(results: pd.DataFrame) -> str:
     """The split choices are made on: validation; without validation rows, the only split there is."""
     return SELECTION_SPLIT if split_mask(results, SELECTION_SPLIT).any() else str(results["split"].iloc[0])
-
-
-def sort_by_selection(means: pd.DataFrame) -> pd.DataFrame:
-    """Rows with (at least) columns SELECTION_METRICS, best first by the selection rule: each metric in its
-    registry direction, the first deciding and the next breaking ties; rows still tied keep their order."""
-    better_low = [not METRIC_REGISTRY[metric].higher_is_better for metric in SELECTION_METRICS]
-    return means.sort_values(list(SELECTION_METRICS), ascending=better_low, kind="stable")
 
 
 def selection_means(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

@@ -1,0 +1,180 @@
+"""Artist-grouped cross-validation over train + validation, and the final fit on both (select.mode 'crossval').
+
+The labelled tracks (train and validation) are dealt into select.folds folds by artist, stratified by genre
+(agf.datasets.splits.artist_folds). Fold k's run holds out fold k's artists as its validation split and trains on
+the others: its factors, nets (best epoch on the held-out artists) and transfers (MLP epoch and aggregation likewise)
+never see them, and it trains one run seed (grid.seeds in turn). Each held-out track so gets one out-of-fold
+prediction per model, from parts fitted without its artist; every choice is made on those: each net's and MLP's
+epoch count (the median of the folds' best epochs), each transfer's aggregation (the lowest mean calibrated
+log loss over folds), each model's temperature, and the model (agf.selection). The final run then fits every net
+and transfer on all of train + validation with those epochs and aggregations, for every run seed, and is scored on
+test. Test tracks take no part in the folds.
+
+WORKDIR/crossval/fold<k>/ holds fold k's factors, nets, transfers and evaluation; WORKDIR/crossval/final/ the final
+fit's. The cost, against the validation protocol's run: the folds train one seed each on (folds - 1) / folds of
+the labelled tracks, the final fit every seed on all of them (`crossval_cost`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from agf.config import Config, TrainConfig, TransferConfig
+from agf.datasets.splits import artist_folds
+from agf.datasets.table import TEST, TRAIN, VAL, genre_list, split_mask
+from agf.errors import PipelineError
+from agf.evaluation import classical_model
+from agf.fileio import read_json
+from agf.grid import Case
+from agf.pipeline.grid_run import GridRun, run_grid
+from agf.pipeline.stages import Log, Prepared
+from agf.pipeline.times import StageTimes
+from agf.training import NetSpec, net_train_config
+from agf.workdir import WorkDir, read_marker
+
+CROSSVAL_DIR = "crossval"
+FINAL_DIR = "final"
+SETUP = tuple[str, str, int]  # a case without its seed: arch, tasks, n_tasks
+
+
+def labelled_folds(tracks: pd.DataFrame, config: Config) -> pd.Series:
+    """The fold of every train and validation track (index track_id), dealt by artist (dataset.seed)."""
+    labelled = tracks[split_mask(tracks, TRAIN, VAL)]
+    folds = artist_folds(labelled.reset_index(drop=True), config.select.folds, config.dataset.seed)
+    return pd.Series(folds.to_numpy(), index=pd.Index(labelled["track_id"].astype(str), name="track_id"),
+                     name="fold")
+
+
+def fold_tracks(tracks: pd.DataFrame, folds: pd.Series, fold: int) -> pd.DataFrame:
+    """Fold `fold`'s table: the labelled tracks, its artists as validation, the others' as training."""
+    labelled = tracks[tracks["track_id"].astype(str).isin(folds.index)]
+    held = folds.loc[labelled["track_id"].astype(str)].to_numpy() == fold
+    return labelled.assign(split=np.where(held, VAL, TRAIN))
+
+
+def final_tracks(tracks: pd.DataFrame) -> pd.DataFrame:
+    """The final fit's table: validation tracks become training tracks; test stays test."""
+    return tracks.assign(split=tracks["split"].where(~split_mask(tracks, VAL), TRAIN))
+
+
+def fold_seed(config: Config, fold: int) -> int:
+    """The run seed fold `fold` trains with: grid.seeds in turn."""
+    return config.grid.seeds[fold % len(config.grid.seeds)]
+
+
+@dataclass(frozen=True)
+class Folds:
+    """The folds' runs: each track's fold, each fold's run and table, the classical baseline's out-of-fold
+    probabilities."""
+
+    of_track: pd.Series  # track_id -> fold
+    runs: tuple[GridRun, ...]
+    tables: tuple[pd.DataFrame, ...]
+    classical: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class FinalFit:
+    """The final fit on train + validation: its run and prepared tracks, and the choices it was made with."""
+
+    run: GridRun
+    prepared: Prepared
+    net_epochs: tuple[int, ...]  # per net position (walk order)
+    transfers: dict[SETUP, TransferConfig]
+
+
+def setup_of(case: Case) -> SETUP:
+    """A case without its seed."""
+    return case.arch, case.tasks, case.n_tasks
+
+
+def chosen_net_epochs(runs: Sequence[GridRun]) -> tuple[int, ...]:
+    """Per net position (walk order; every fold trains one seed), the median of the folds' best epochs, rounded up."""
+    per_fold = [[int((read_marker(path) or {})["best_epoch"]) for path in run.nets.values()] for run in runs]
+    if len({len(epochs) for epochs in per_fold}) != 1:
+        raise PipelineError("the cross-validation folds trained different nets (a task unavailable in some fold); "
+                            "set select.mode = 'validation'")
+    return tuple(int(np.ceil(np.median(column))) for column in zip(*per_fold))
+
+
+def chosen_transfers(runs: Sequence[GridRun], transfer: TransferConfig) -> dict[SETUP, TransferConfig]:
+    """Per setup, the final fit's transfer settings: the aggregation of the lowest mean validation log loss over
+    the folds (calibrated when transfer.calibrate), trained for the median of that aggregation's best epochs (rounded
+    up), with no selection."""
+    scored = "val_log_loss_calibrated" if transfer.calibrate else "val_log_loss"
+    candidates: dict[SETUP, list[dict]] = {}
+    for run in runs:
+        for case, directory in run.transfers.items():
+            candidates.setdefault(setup_of(case), []).append(read_json(Path(directory) / "mlp.json")["candidates"])
+    chosen = {}
+    for setup, folds in candidates.items():
+        aggregation = min(transfer.aggregations, key=lambda a: float(np.mean([fold[a][scored] for fold in folds])))
+        epochs = int(np.ceil(np.median([fold[aggregation]["best_epoch"] for fold in folds])))
+        chosen[setup] = replace(transfer, epochs=max(1, epochs), select_epoch="last", aggregations=(aggregation,))
+    return chosen
+
+
+def final_net_training(config: Config, epochs: Sequence[int]):
+    """The final fit's net settings: the net at each position trains its chosen epochs, no early stopping, the
+    last epoch kept."""
+
+    def training(position: int, spec: NetSpec) -> TrainConfig:
+        base = net_train_config(spec, config.train)
+        return replace(base, epochs=max(1, epochs[position]), patience=0, select_epoch="last")
+
+    return training
+
+
+def classical_out_of_fold(config: Config, prepared: Prepared, tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The classical baseline's out-of-fold probabilities: fitted on each fold's training tracks, predicting its
+    held-out ones (seeded by the first run seed, as the evaluation's)."""
+    genres = genre_list(prepared.tracks)
+    frames = [classical_model(prepared.store, table, genres, [VAL], config.grid.seeds[0]).probs for table in tables]
+    return pd.concat(frames)
+
+
+def run_folds(config: Config, prepared: Prepared, progress: bool, log: Log, must_be_done: bool,
+              times: StageTimes) -> Folds:
+    """Every fold's run (each reused when finished) and the classical baseline's out-of-fold probabilities."""
+    of_track = labelled_folds(prepared.tracks, config)
+    runs, tables = [], []
+    for fold in range(config.select.folds):
+        table = fold_tracks(prepared.tracks, of_track, fold)
+        held = table[split_mask(table, VAL)]
+        log(f"cross-validation fold {fold + 1}/{config.select.folds}: {len(held)} held-out tracks of "
+            f"{held['artist_id'].nunique()} artists, seed {fold_seed(config, fold)}")
+        fold_config = replace(config, grid=replace(config.grid, seeds=(fold_seed(config, fold),)))
+        fold_prepared = Prepared(WorkDir(crossval_root(prepared) / f"fold{fold}"), table, prepared.store)
+        runs.append(run_grid(fold_config, fold_prepared, progress, log, must_be_done, times))
+        tables.append(table)
+    return Folds(of_track, tuple(runs), tuple(tables), classical_out_of_fold(config, prepared, tables))
+
+
+def run_final(
+    config: Config, prepared: Prepared, folds: Folds, temperatures: Mapping[str, float], progress: bool, log: Log,
+    must_be_done: bool, times: StageTimes,
+) -> FinalFit:
+    """The final fit on train + validation with the epochs and aggregations chosen on the folds, every run seed,
+    its evaluation scaling each model by its temperature in `temperatures` (chosen on out-of-fold predictions)."""
+    net_epochs = chosen_net_epochs(folds.runs)
+    transfers = chosen_transfers(folds.runs, config.transfer)
+    final_prepared = Prepared(WorkDir(crossval_root(prepared) / FINAL_DIR), final_tracks(prepared.tracks),
+                              prepared.store)
+    tracks = final_prepared.tracks
+    log(f"final fit on train + validation ({int(split_mask(tracks, TRAIN).sum())} tracks), scored on "
+        f"{int(split_mask(tracks, TEST).sum())} test tracks: net epochs {list(net_epochs)}; MLP epochs, aggregation: "
+        + "; ".join(f"{' '.join(map(str, setup))}: {t.epochs}, {t.aggregations[0]}" for setup, t in transfers.items()))
+    run = run_grid(config, final_prepared, progress, log, must_be_done, times,
+                   net_training=final_net_training(config, net_epochs),
+                   case_transfer=lambda case: transfers[setup_of(case)], temperatures=temperatures)
+    return FinalFit(run, final_prepared, net_epochs, transfers)
+
+
+def crossval_root(prepared: Prepared) -> Path:
+    """WORKDIR/crossval."""
+    return prepared.workdir.root / CROSSVAL_DIR

@@ -1,0 +1,183 @@
+"""Artist-grouped cross-validation (agf.pipeline.crossval, agf.pipeline.choosing) on a tiny synthetic corpus: the
+folds hold out whole artists and never test, every choice is made on out-of-fold predictions, the final model is
+fitted on train + validation, and the chosen seed ensemble is what the report and the bundle carry."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from agf.cli import main
+from agf.config import Config, SelectConfig, load_config
+from agf.datasets.table import genre_list
+from agf.factors import load_track_targets
+from agf.pipeline.choosing import out_of_fold, out_of_fold_temperatures, selection_labels
+from agf.pipeline.crossval import chosen_net_epochs, chosen_transfers, run_folds
+from agf.selection import choose, crossval_cost, selection_mode
+from agf.pipeline.stages import open_prepared
+from agf.pipeline.times import StageTimes
+
+CROSSVAL = """
+[dataset]
+kind = "synth"
+val_fraction = 0.2
+test_fraction = 0.2
+[synth]
+n_genres = 3
+artists_per_genre = 4
+albums_per_artist = 1
+tracks_per_album = 3
+clip_seconds = 3.0
+seed = 1
+[factors]
+tasks = ["m"]
+n_words = 16
+n_topics = 4
+frames_per_track = 40
+[train]
+epochs = 3
+batch_size = 8
+loader_workers = 0
+[transfer]
+epochs = 3
+[grid]
+tasks = ["g", "m"]
+archs = ["stn", "mtn"]
+subsets = ["g", "gm"]
+seeds = [0, 1]
+[select]
+mode = "crossval"
+[run]
+workers = 2
+"""
+
+
+@pytest.fixture(scope="module")
+def crossval_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("crossval")
+    (root / "cv.toml").write_text(CROSSVAL)
+    assert main(["run", str(root / "cv.toml"), "-w", str(root / "work"), "--quiet"]) == 0
+    return root / "work"
+
+
+def _config(work: Path) -> Config:
+    config = load_config(work / "config.toml")
+    return dataclasses.replace(config, run=dataclasses.replace(config.run, workdir=str(work)))
+
+
+def _transfer_tables(run_dir: Path) -> list[pd.DataFrame]:
+    return [pd.read_parquet(p) for p in sorted(run_dir.glob("transfer/*/predictions.parquet"))]
+
+
+def test_folds_hold_out_whole_artists_and_never_see_test(crossval_run: Path) -> None:
+    tracks = pd.read_parquet(crossval_run / "tracks.parquet").set_index("track_id")
+    labelled = set(tracks.index[tracks["split"].isin(["train", "val"])])
+    held_out: list[str] = []
+    for fold in range(3):
+        fold_dir = crossval_run / "crossval" / f"fold{fold}"
+        tables = _transfer_tables(fold_dir)
+        assert tables
+        for table in tables:
+            assert set(table["track_id"]) == labelled  # test tracks take no part in a fold
+            train = table.loc[table["split"] == "train", "track_id"]
+            held = table.loc[table["split"] == "val", "track_id"]
+            assert not set(tracks.loc[train, "artist_id"]) & set(tracks.loc[held, "artist_id"])
+        held_out += list(held)
+        # Nothing fitted in the fold saw its held-out artists: the artist groups were fitted without them.
+        [factors_dir] = list((fold_dir / "factors").iterdir())
+        assert not set(load_track_targets(factors_dir, "m").index) & set(held)
+    assert sorted(held_out) == sorted(labelled)  # each labelled track held out exactly once
+
+
+def test_the_final_model_is_fitted_on_train_and_validation_with_the_chosen_epochs(crossval_run: Path) -> None:
+    tracks = pd.read_parquet(crossval_run / "tracks.parquet").set_index("track_id")
+    labelled = set(tracks.index[tracks["split"].isin(["train", "val"])])
+    test = set(tracks.index[tracks["split"] == "test"])
+    record = json.loads((crossval_run / "selection" / "selection.json").read_text())
+    final = crossval_run / "crossval" / "final"
+    for table in _transfer_tables(final):
+        assert set(table.loc[table["split"] == "train", "track_id"]) == labelled
+        assert set(table.loc[table["split"] == "test", "track_id"]) == test and "val" not in set(table["split"])
+    for path in (final / "transfer").glob("*/mlp.json"):
+        spec = json.loads(path.read_text())
+        assert spec["n_train_tracks"] == len(labelled)
+        assert spec["aggregation"] == record["crossval"]["transfers"][_setup(spec)]["aggregation"]
+    epochs = sorted(json.loads(p.read_text())["epochs"] for p in final.glob("nets/*/done.json"))
+    assert epochs == sorted(record["crossval"]["net_epochs"] * 2)  # every net of both seeds, its chosen epochs
+
+
+def _setup(spec: dict) -> str:
+    """The setup key of a transfer's mlp.json ('stn gm 2'), from its sources."""
+    tasks = "".join(sorted({t for s in spec["sources"] for t in s["tasks"]}, key="gmdes".index))
+    arch = "mtn" if any(len(s["tasks"]) > 1 for s in spec["sources"]) else "stn"
+    return f"{arch} {tasks} {len(tasks)}"
+
+
+def test_poisoned_test_labels_change_no_choice(crossval_run: Path) -> None:
+    config = _config(crossval_run)
+    prepared = open_prepared(config)
+    folds = run_folds(config, prepared, False, lambda _: None, True, StageTimes())
+    genres = genre_list(prepared.tracks)
+    pooled = out_of_fold(folds, genres)
+
+    def choices(tracks: pd.DataFrame) -> tuple:
+        temperatures = out_of_fold_temperatures(pooled, tracks, genres, True)
+        chosen = choose(pooled.frames(folds.of_track.index), pooled.kinds,
+                        selection_labels(tracks, folds.of_track.index), genres)
+        return temperatures, chosen.name, chosen.combination, chosen.temperature
+
+    poisoned = prepared.tracks.copy()
+    test = poisoned["split"] == "test"
+    shift = {g: genres[(i + 1) % len(genres)] for i, g in enumerate(genres)}
+    poisoned.loc[test, "genre"] = poisoned.loc[test, "genre"].map(shift)
+    assert choices(poisoned) == choices(prepared.tracks)
+    assert all("test" not in set(table["split"]) for table in folds.tables)
+    # The epochs and aggregations are read from the folds' runs alone.
+    record = json.loads((crossval_run / "selection" / "selection.json").read_text())
+    assert list(chosen_net_epochs(folds.runs)) == record["crossval"]["net_epochs"]
+    assert {" ".join(map(str, s)): t.epochs for s, t in chosen_transfers(folds.runs, config.transfer).items()} == {
+        k: v["epochs"] for k, v in record["crossval"]["transfers"].items()}
+
+
+def test_the_report_shows_the_cross_validated_estimate_beside_test(crossval_run: Path) -> None:
+    record = json.loads((crossval_run / "selection" / "selection.json").read_text())
+    assert record["mode"] == "crossval" and record["chosen"]["seeds"] == [0, 1]
+    per_fold = pd.DataFrame(record["crossval"]["per_fold"])
+    given = per_fold[per_fold["labels"] == "given"]
+    assert given["n_tracks"].sum() == record["selection"]["n_tracks"]
+    assert given["n_artists"].sum() == record["selection"]["n_artists"]
+    assert record["crossval"]["estimate"]["given"]["accuracy"]["mean"] == pytest.approx(given["accuracy"].mean())
+    assert set(record["test"]) == {"given", "true"}
+    (crossval_run / "report" / "report.html").unlink()
+    assert main(["report", "-w", str(crossval_run), "--quiet"]) == 0  # reads the finished folds and final fit
+    html = (crossval_run / "report" / "report.html").read_text()
+    assert "The chosen model" in html and "cross-validated: mean ± std over 3 folds" in html
+    results = pd.read_csv(crossval_run / "report" / "results.csv")
+    assert set(results["split"]) == {"val", "test"}  # validation rows: the out-of-fold predictions
+
+
+def test_auto_mode_cross_validates_when_validation_has_few_artists_per_genre() -> None:
+    tracks = pd.DataFrame({
+        "track_id": [str(i) for i in range(12)],
+        "split": ["train"] * 6 + ["val"] * 6,
+        "genre": ["a", "b"] * 3 + ["a", "a", "a", "b", "b", "b"],
+        "artist_id": ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "10", "10"],
+    })
+    config = Config(select=SelectConfig(mode="auto", min_val_artists=3))
+    mode, reason = selection_mode(config, tracks)
+    assert mode == "crossval" and "fewer than 3 artists in 1 of 2 genres (b 1)" in reason
+    assert selection_mode(dataclasses.replace(config, select=SelectConfig(mode="auto", min_val_artists=1)),
+                          tracks)[0] == "validation"
+    assert selection_mode(Config(), tracks)[0] == "validation"  # the default chooses on validation
+
+
+def test_cross_validation_cost_is_stated_in_units_of_the_validation_run() -> None:
+    config = Config(select=SelectConfig(mode="crossval", folds=3))
+    config = dataclasses.replace(config, grid=dataclasses.replace(config.grid, seeds=(0, 1, 2)))
+    tracks = pd.DataFrame({"split": ["train"] * 80 + ["val"] * 20 + ["test"] * 30})
+    # train + val = 1.25 x train; the folds 3 x 2/3, the final fit 3 seeds, against 3 seeds on train
+    assert crossval_cost(config, tracks) == pytest.approx(1.25 * (2 + 3) / 3)
