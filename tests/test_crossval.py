@@ -156,6 +156,7 @@ def test_the_report_shows_the_cross_validated_estimate_beside_test(crossval_run:
     assert main(["report", "-w", str(crossval_run), "--quiet"]) == 0  # reads the finished folds and final fit
     html = (crossval_run / "report" / "report.html").read_text()
     assert "The chosen model" in html and "cross-validated: mean ± std over 3 folds" in html
+    assert "Lead over the best genre STN softmax" in html and "over 3 folds)" in html  # the lead and its spread
     results = pd.read_csv(crossval_run / "report" / "results.csv")
     assert set(results["split"]) == {"val", "test"}  # validation rows: the out-of-fold predictions
 
@@ -181,3 +182,12 @@ def test_cross_validation_cost_is_stated_in_units_of_the_validation_run() -> Non
     tracks = pd.DataFrame({"split": ["train"] * 80 + ["val"] * 20 + ["test"] * 30})
     # train + val = 1.25 x train; the folds 3 x 2/3, the final fit 3 seeds, against 3 seeds on train
     assert crossval_cost(config, tracks) == pytest.approx(1.25 * (2 + 3) / 3)
+
+
+def test_more_folds_than_artists_is_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    config = tmp_path / "cv.toml"
+    config.write_text(CROSSVAL.replace('mode = "crossval"', 'mode = "crossval"\nfolds = 10')
+                      .replace("artists_per_genre = 4", "artists_per_genre = 2"))
+    assert main(["run", str(config), "-w", str(tmp_path / "work"), "--quiet"]) == 1
+    assert "select.folds = 10: cross-validation deals whole artists into folds" in capsys.readouterr().err
+    assert not (tmp_path / "work" / "features").exists()  # refused before anything was decoded

@@ -47,6 +47,17 @@ def selection_mode(config: Config, tracks: pd.DataFrame) -> tuple[str, str]:
                         f"genres ({shown}{', ...' if len(short) > 3 else ''}): small for choosing a model")
 
 
+def crossval_problems(config: Config, tracks: pd.DataFrame) -> list[str]:
+    """A problem when the run would cross-validate with more folds than train + validation has artists."""
+    if selection_mode(config, tracks)[0] != "crossval":
+        return []
+    artists = int(tracks.loc[split_mask(tracks, TRAIN, VAL), "artist_id"].nunique())
+    if artists >= config.select.folds:
+        return []
+    return [f"select.folds = {config.select.folds}: cross-validation deals whole artists into folds, and train + "
+            f"validation have {artists}; set select.folds lower, or select.mode = 'validation'"]
+
+
 def crossval_cost(config: Config, tracks: pd.DataFrame) -> float:
     """The training cross-validation takes, in units of the validation protocol's (every seed on the training
     tracks): the folds' one seed each on (k - 1) / k of the labelled (train + validation) tracks, then the final

@@ -19,6 +19,7 @@ from agf.grid import grid_cases, grid_subsets
 from agf.parallel import check_scheduler
 from agf.plan import Plan, Throughput, make_plan, measure_throughput, store_bytes, unrendered_synth_tracks
 from agf.prepare import is_finished
+from agf.selection import crossval_problems
 from agf.store import FeatureStore, features_key
 from agf.workdir import WorkDir, check_creatable, free_bytes
 
@@ -146,7 +147,7 @@ def check_run(config: Config, load_problems: dict[str, list[str]] | None = None)
                  f"{tracks['artist_id'].nunique()} artists; " + ", ".join(f"{s} {n}" for s, n in counts.items()))
     facts += [f"warning: {warning}" for warning in loaded.warnings]
     split_errors, split_notes = split_problems(tracks, loaded.splits)
-    problems += split_errors
+    problems += split_errors + crossval_problems(config, tracks)
     facts += [f"warning: {note}" for note in split_notes]
     pending = unprepared(tracks, entries)
     total, lengths = store_bytes(tracks, config, store)

@@ -18,7 +18,7 @@ from agf.errors import PipelineError
 from agf.evaluation import CLASSICAL
 from agf.fileio import read_json, write_json_atomic, write_text_atomic
 from agf.grid import Case
-from agf.metrics import METRICS, score_against
+from agf.metrics import METRICS, accuracy, log_loss, score_against
 from agf.pipeline.crossval import FinalFit, Folds, run_final, run_folds
 from agf.pipeline.grid_run import GridRun, collect_results, run_grid
 from agf.pipeline.stages import Log, Prepared, open_prepared
@@ -157,12 +157,12 @@ def _test_scores(tracks: pd.DataFrame, members: Sequence[Member], choice: Choice
     return _scores(tracks, probs, genres)
 
 
-def _choice_record(choice: Choice, members: Sequence[Member], mode: str, reason: str) -> dict:
-    """The part of selection.json every mode writes."""
+def _choice_record(choice: Choice, members: Sequence[Member], mode: str, reason: str, leads: list[dict]) -> dict:
+    """The part of selection.json every mode writes (`leads`: margins)."""
     return {"mode": mode, "reason": reason,
             "chosen": {"name": choice.name, "kind": choice.kind, "combination": choice.combination,
                        "temperature": choice.temperature, "seeds": [m.seed for m in members]},
-            "ranking": choice.ranking.to_dict("records"), "margins": margins(choice)}
+            "ranking": choice.ranking.to_dict("records"), "margins": leads}
 
 
 def select_on_validation(config: Config, prepared: Prepared, run: GridRun, reason: str) -> Selection:
@@ -173,10 +173,11 @@ def select_on_validation(config: Config, prepared: Prepared, run: GridRun, reaso
     if val.empty:
         raise PipelineError("no validation tracks to choose the model on: give the dataset a validation split "
                             "(dataset.val_fraction > 0), or set select.mode = 'crossval'")
-    choice = choose(candidates.frames(), candidates.kinds, selection_labels(tracks, val), genres,
-                    config.transfer.calibrate)
+    labels = selection_labels(tracks, val)
+    choice = choose(candidates.frames(), candidates.kinds, labels, genres, config.transfer.calibrate)
     members = candidates.members[choice.name]
-    record = _choice_record(choice, members, "validation", reason) | {
+    leads = margins(choice, candidates.frames(), labels, genres)
+    record = _choice_record(choice, members, "validation", reason, leads) | {
         "selection": {"split": VAL, "n_tracks": len(val),
                       "n_artists": int(tracks.loc[split_mask(tracks, VAL), "artist_id"].nunique())},
         "test": _test_scores(tracks, members, choice, genres),
@@ -191,7 +192,8 @@ def select_by_crossval(config: Config, prepared: Prepared, folds: Folds, pooled:
     tracks, genres = prepared.tracks, genre_list(prepared.tracks)
     labelled = folds.of_track.index
     eligible = {name: frames for name, frames in pooled.frames(labelled).items() if name != CLASSICAL}
-    choice = choose(eligible, pooled.kinds, selection_labels(tracks, labelled), genres, config.transfer.calibrate)
+    labels = selection_labels(tracks, labelled)
+    choice = choose(eligible, pooled.kinds, labels, genres, config.transfer.calibrate)
     members = candidates_of(final.run.transfers, genres).members[choice.name]
     oof = apply_choice(pooled.frames(labelled)[choice.name], choice.combination, choice.temperature)
     per_fold = fold_scores(oof, tracks, folds.of_track, genres)
@@ -199,7 +201,8 @@ def select_by_crossval(config: Config, prepared: Prepared, folds: Folds, pooled:
     estimate = {labels: {metric: {"mean": float(rows[metric].mean()), "std": float(rows[metric].std(ddof=1))}
                          for metric in METRICS}
                 for labels, rows in per_fold.groupby("labels")}
-    record = _choice_record(choice, members, "crossval", reason) | {
+    leads = margins(choice, eligible, labels, genres, folds.of_track)
+    record = _choice_record(choice, members, "crossval", reason, leads) | {
         "selection": {"split": "out-of-fold", "n_tracks": len(labelled),
                       "n_artists": int(tracks.set_index(tracks["track_id"].astype(str)).loc[labelled, "artist_id"]
                                        .nunique())},
@@ -213,17 +216,39 @@ def select_by_crossval(config: Config, prepared: Prepared, folds: Folds, pooled:
     return Selection(choice, members, record)
 
 
-def margins(choice: Choice) -> list[dict]:
-    """How much the chosen model led the best candidate of each other kind on the selection tracks."""
+def _unit_scores(probs: pd.DataFrame, labels: pd.Series, genres: Sequence[str]) -> np.ndarray:
+    """Accuracy and log loss of probabilities over the tracks of `labels`."""
+    truth, matrix = class_indices(labels, genres), probs.loc[labels.index, list(genres)].to_numpy()
+    return np.array([accuracy(truth, matrix.argmax(axis=1)), log_loss(truth, matrix)])
+
+
+def margins(choice: Choice, frames: Mapping[str, Sequence[pd.DataFrame]], labels: pd.Series, genres: Sequence[str],
+            folds: pd.Series | None = None) -> list[dict]:
+    """How much the chosen model led the best candidate of each other kind on the selection tracks (accuracy and
+    log loss, each as it was ranked), with the spread of that lead: its standard deviation over the folds (`folds`:
+    track_id -> fold), or without folds over the run seeds (each seed's model alone against the other's)."""
     best = choice.ranking.iloc[0]
     rows = []
     for kind, group in choice.ranking.groupby("kind", sort=False):
         if kind == best["kind"]:
             continue
         other = group.iloc[0]
-        rows.append({"kind": kind, "name": other["name"],
+        if folds is not None:
+            chosen, rival = (apply_choice(frames[row["name"]], row["combination"], row["temperature"])
+                             for row in (best, other))
+            units = [labels.loc[ids] for ids in folds.groupby(folds).groups.values()]
+            leads = [_unit_scores(chosen, unit, genres) - _unit_scores(rival, unit, genres) for unit in units]
+        else:
+            leads = [_unit_scores(apply_choice([mine], "probs", best["temperature"]), labels, genres)
+                     - _unit_scores(apply_choice([theirs], "probs", other["temperature"]), labels, genres)
+                     for mine, theirs in zip(frames[best["name"]], frames[other["name"]])]
+        spread = np.std(leads, axis=0, ddof=1) if len(leads) > 1 else np.full(2, np.nan)
+        rows.append({"kind": kind, "name": other["name"], "units": "folds" if folds is not None else "seeds",
+                     "n_units": len(leads),
                      **{f"{metric} difference": float(best[metric] - other[metric]) for metric in
-                        ("accuracy", "log_loss")}})
+                        ("accuracy", "log_loss")},
+                     **{f"{metric} difference std": float(value) for metric, value in
+                        zip(("accuracy", "log_loss"), spread)}})
     return rows
 
 

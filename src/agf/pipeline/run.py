@@ -19,6 +19,7 @@ from agf.pipeline.stages import Log, Prepared, open_prepared, stage_prepare, sta
 from agf.pipeline.times import StageTimes
 from agf.report import headline
 from agf.report.chosen import chosen_summary
+from agf.selection import crossval_problems
 from agf.workdir import WorkDir
 
 @dataclass
@@ -64,6 +65,7 @@ def _run_stages(config: Config, progress: bool, log: Log, must_be_done: bool, ti
         with times.timed("tracks" + (" (renders the corpus)" if config.dataset.kind == "synth" else "")):
             loaded = stage_tracks(config, workdir, progress=progress)
         split_errors, split_notes = split_problems(loaded.tracks, loaded.splits)
+        split_errors += crossval_problems(config, loaded.tracks)
         for warning in [*loaded.warnings, *split_notes]:
             log(f"warning: {warning}")
         if split_errors:

@@ -66,11 +66,20 @@ def ranking_table(record: Mapping[str, Any]) -> Table:
     split = record["selection"]["split"]
     rows = tuple((row["name"], row["kind"], row["combination"], number(row["accuracy"]), number(row["log_loss"]),
                   number(row["temperature"], 2)) for row in record.get("ranking", [])[:SHOWN_CANDIDATES])
-    leads = [f"Lead over the best {m['kind']} ({m['name']}): accuracy {m['accuracy difference']:+.3f}, log loss "
-             f"{m['log_loss difference']:+.3f}." for m in record.get("margins", [])]
+    leads = [f"Lead over the best {m['kind']} ({m['name']}): accuracy {_lead(m, 'accuracy')}, log loss "
+             f"{_lead(m, 'log_loss')}." for m in record.get("margins", [])]
     return Table(title=f"Candidates on the selection tracks ({split}), best first by the selection rule",
                  columns=("model", "kind", "seeds combined", "accuracy", "log loss", "temperature"), rows=rows,
                  notes=tuple(leads))
+
+
+def _lead(margin: Mapping[str, Any], metric: str) -> str:
+    """A lead with its spread: '+0.031 (std 0.020 over 3 folds)'."""
+    spread = margin.get(f"{metric} difference std")
+    shown = f"{margin[f'{metric} difference']:+.3f}"
+    if spread is None:
+        return shown
+    return f"{shown} (std {spread:.3f} over {margin['n_units']} {margin['units']})"
 
 
 def chosen_blocks(record: Mapping[str, Any]) -> tuple[str | Table, ...]:
