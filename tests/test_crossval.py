@@ -8,6 +8,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -191,3 +192,63 @@ def test_more_folds_than_artists_is_refused_before_any_work(tmp_path: Path, caps
     assert main(["run", str(config), "-w", str(tmp_path / "work"), "--quiet"]) == 1
     assert "select.folds = 10: cross-validation deals whole artists into folds" in capsys.readouterr().err
     assert not (tmp_path / "work" / "features").exists()  # refused before anything was decoded
+
+
+def test_the_exported_ensemble_predicts_what_the_selection_scored(crossval_run: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    """`agf export` ships the chosen model, every seed of it, with its combination and out-of-fold temperature;
+    `agf predict` on the test files gives the probabilities the selection scored on test."""
+    from agf.pipeline import open_chosen
+    from agf.selection import apply_choice
+
+    bundle = tmp_path / "model"
+    assert main(["export", "-w", str(crossval_run), str(bundle), "-q"]) == 0
+    assert "the ensemble of seeds 0, 1" in capsys.readouterr().out
+    _, chosen = open_chosen(_config(crossval_run))
+    selection = chosen.selection
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert len(manifest["members"]) == 2 and manifest["name"] == selection.choice.name
+    tracks = pd.read_parquet(crossval_run / "tracks.parquet")
+    test = tracks[tracks["split"] == "test"]
+    ids = pd.Index(test["track_id"].astype(str))
+    expected = apply_choice([m.probs.loc[ids] for m in selection.members], selection.choice.combination,
+                            selection.choice.temperature)
+    out = tmp_path / "predictions.csv"
+    assert main(["predict", str(bundle), *test["audio_path"], "-o", str(out), "-q"]) == 0
+    predicted = pd.read_csv(out, dtype={"file_id": str}).set_index("file_id")
+    genres = manifest["genres"]
+    stems = [Path(path).stem for path in test["audio_path"]]
+    assert np.abs(predicted.loc[stems, genres].to_numpy() - expected[genres].to_numpy()).max() < 1e-5
+    # Its scores are the selection's test scores.
+    from agf.metrics import score_against
+
+    scored = score_against(tracks, expected, genres)
+    assert scored["true"]["log_loss"] == pytest.approx(selection.record["test"]["true"]["log_loss"])
+
+
+@pytest.mark.parametrize("kind", ["genre STN softmax", "MTN genre head", "blend"])
+def test_a_head_or_blend_bundle_predicts_what_the_selection_scored(crossval_run: Path, tmp_path: Path,
+                                                                    kind: str) -> None:
+    """Every kind of candidate can be the chosen model: its bundle predicts its members' combined probabilities."""
+    from agf import GenreClassifier
+    from agf.pipeline import open_chosen, source_nets
+    from agf.pipeline.choosing import candidates_of
+    from agf.predict import MemberSource, bundle_from_transfers, save_bundle
+    from agf.selection import apply_choice
+
+    config = _config(crossval_run)
+    _, chosen = open_chosen(config)
+    tracks = pd.read_parquet(crossval_run / "tracks.parquet")
+    candidates = candidates_of(chosen.grid.transfers, genre_list(tracks))
+    name = next(n for n, k in candidates.kinds.items() if k == kind)
+    members = candidates.members[name]
+    sources = [MemberSource(m.transfer_dir, tuple(source_nets(m.transfer_dir).values()), m.output, m.head)
+               for m in members]
+    bundle = save_bundle(bundle_from_transfers(sources, config.features, config.transfer.amp, {}, 1.5, "log_probs"),
+                         tmp_path / "model")
+    test = tracks[tracks["split"] == "test"]
+    expected = apply_choice([m.probs.loc[test["track_id"].astype(str)] for m in members], "log_probs", 1.5)
+    classifier = GenreClassifier.load(bundle)
+    predicted = [classifier.predict(path) for path in test["audio_path"]]
+    genres = list(expected.columns)
+    assert np.abs(np.array([[p[g] for g in genres] for p in predicted]) - expected.to_numpy()).max() < 1e-5

@@ -20,7 +20,8 @@ from agf.datasets.table import (
     split_mask,
     training_genres,
 )
-from agf.predict.bundle import untrained_bundle
+from agf.predict.bundle import untrained_member
+from agf.transfer import build_mlp
 
 GENRES = ("Rock", "Jazz", "Folk")
 
@@ -65,8 +66,9 @@ def test_aggregations_are_declared_once_and_only_pooled_classifies_pooled_featur
 
 
 @pytest.mark.parametrize("name", ["probs", "log_probs", "pooled"])
-def test_a_bundle_given_an_aggregation_by_name_holds_the_aggregation(name: str) -> None:
-    bundle = untrained_bundle(GENRES, n_nets=2)
-    named = replace(bundle, aggregation=name)
+def test_a_bundle_member_given_an_aggregation_by_name_holds_the_aggregation(name: str) -> None:
+    member = untrained_member(GENRES, n_nets=2)
+    width = (2 if name == "pooled" else 1) * member.mlp_input_dim
+    named = replace(member, aggregation=name, mlp=build_mlp(width, len(GENRES)))
     assert named.aggregation is Aggregation(name)
-    assert named.mlp_input_dim == (2 if name == "pooled" else 1) * bundle.mlp_input_dim
+    assert named.mlp_input_dim == width

@@ -142,36 +142,38 @@ def test_report_refuses_unfinished_work(finished_run: Path, tmp_path: Path, caps
 def test_exported_model_predicts_what_the_evaluation_scored(
     finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    """`agf export` ships the model chosen on validation; `agf predict`, the Python API and the evaluation
-    stage's predictions agree on the same files."""
+    """`agf export` ships the model chosen on validation (selection.json); `agf predict`, the Python API and the
+    evaluation stage's predictions agree on the same files; `--case` exports one seed of a named case."""
     from agf import GenreClassifier
-    from agf.calibration import apply_temperature
-    from agf.report.results import rank_by_selection
 
     work = finished_run / "work"
     bundle = tmp_path / "model"
     assert main(["export", "-w", str(work), str(bundle), "-q"]) == 0
     manifest = json.loads((bundle / "manifest.json").read_text())
-    results = pd.read_csv(work / "report" / "results.csv", keep_default_na=False)
-    arch, tasks, n_tasks = rank_by_selection(results, ["arch", "tasks", "n_tasks"])[0]
-    assert (manifest["case"]["arch"], manifest["case"]["tasks"], manifest["case"]["n_tasks"]) == (arch, tasks, n_tasks)
-    assert set(manifest["metrics"]) == {"val", "test"} and "highest mean validation accuracy" in manifest["selection"]
+    record = json.loads((work / "selection" / "selection.json").read_text())
+    assert record["mode"] == "validation" and manifest["name"] == record["chosen"]["name"]
+    assert "Chosen on the validation split" in manifest["selection"] and set(manifest["metrics"]["test"]) == {
+        "given", "true"}
     capsys.readouterr()
 
-    transfer = next(p for p in (work / "transfer").iterdir() if (p / "mlp.json").exists()
-                    and json.loads((p / "mlp.json").read_text())["name"] == manifest["name"])
-    evaluated = pd.read_parquet(transfer / "predictions.parquet").set_index("track_id")
-    tracks = pd.read_parquet(work / "tracks.parquet").set_index("track_id").loc[evaluated.index]
+    import dataclasses
+
+    from agf.pipeline import open_chosen
+    from agf.selection import apply_choice
+
+    config = load_config(work / "config.toml")
+    _, chosen = open_chosen(dataclasses.replace(config, run=dataclasses.replace(config.run, workdir=str(work))))
+    tracks = pd.read_parquet(work / "tracks.parquet").set_index("track_id")
     test = tracks[tracks["split"] == "test"]
+    members = [m.probs.loc[test.index.astype(str)] for m in chosen.selection.members]
     out = tmp_path / "predictions.csv"
     assert main(["predict", str(bundle), *test["audio_path"], "-o", str(out), "-q"]) == 0
     predicted = pd.read_csv(out, dtype={"file_id": str}).set_index("file_id")
     genres = manifest["genres"]
-    # The bundle carries the temperature its evaluation fitted on validation, and applies it.
-    evaluation = next((work / "evaluation").glob(f"seed{manifest['case']['seed']}-*/metrics.json"))
+    # The bundle carries the temperature chosen on validation, and applies it.
     temperature = manifest["calibration"]["temperature"]
-    assert temperature == json.loads(evaluation.read_text())["models"][manifest["name"]]["temperature"] != 1.0
-    expected = apply_temperature(evaluated.loc[test.index, genres].to_numpy(), temperature)
+    assert temperature == pytest.approx(record["chosen"]["temperature"]) and temperature != 1.0
+    expected = apply_choice(members, record["chosen"]["combination"], temperature)[genres].to_numpy()
     assert np.abs(predicted.loc[[Path(p).stem for p in test["audio_path"]], genres].to_numpy() - expected).max() < 1e-5
     classifier = GenreClassifier.load(bundle)
     from_api = [classifier.predict(path) for path in test["audio_path"]]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -18,6 +20,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from safetensors.torch import load_file, save_file
 from audio_cases import make_damaged, make_random_bytes, make_truncated_mp3, music_like, write_case
 
 from agf.audio import Segment, decode_segment, write_audio
@@ -26,7 +29,7 @@ from agf.config import FeatureConfig
 from agf.errors import ModelFileError, PredictError
 from agf.features import extractor_for
 from agf.predict import GenreClassifier, load_bundle, save_bundle, untrained_bundle
-from agf.predict.bundle import MANIFEST, MLP_FILE
+from agf.predict.bundle import EXPORTED, MANIFEST, MLP_FILE
 from agf.predict.classifier import Decoded
 from agf.predict.decoding import MEMORY_FRAMES, DecodeJob, SpooledMel, decode_file, mel_rows
 from agf.predict.inputs import expand_inputs
@@ -75,16 +78,13 @@ def test_bundle_round_trip_gives_identical_predictions(bundle_dir: Path, classif
     manifest = json.loads((bundle_dir / MANIFEST).read_text())
     assert manifest["genres"] == list(GENRES)
     assert manifest["preprocessing"]["patch_frames"] == 43 and manifest["preprocessing"]["features"]["n_mels"] == 128
-    assert len(manifest["nets"][0]["band_mean"]) == 128 and len(manifest["nets"][0]["sha256"]) == 64
-    assert all(p.stat().st_mode & 0o044 == 0o044 for p in bundle_dir.iterdir())  # readable by others
+    net = manifest["members"][0]["nets"][0]
+    assert len(net["band_mean"]) == 128 and len(net["sha256"]) == 64 and net["head_genres"] == list(GENRES)
+    assert all(p.stat().st_mode & 0o044 == 0o044 for p in bundle_dir.rglob("*"))  # readable by others
 
 
 def _copy(bundle_dir: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "copy"
-    copy.mkdir()
-    for path in bundle_dir.iterdir():
-        (copy / path.name).write_bytes(path.read_bytes())
-    return copy
+    return Path(shutil.copytree(bundle_dir, tmp_path / "copy"))
 
 
 def _edit_manifest(bundle: Path, edit) -> None:
@@ -93,9 +93,38 @@ def _edit_manifest(bundle: Path, edit) -> None:
     (bundle / MANIFEST).write_text(json.dumps(manifest))
 
 
+def _file_entry(path: Path) -> dict:
+    return {"bytes": path.stat().st_size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def as_format_2(bundle_dir: Path, out: Path, record: bool = True) -> Path:
+    """A one-member agf-bundle/3 written in the agf-bundle/2 layout, as agf wrote it before members: the net and MLP
+    files beside the manifest, the export record (with `record`) in mlp.safetensors' header."""
+    manifest = json.loads((bundle_dir / MANIFEST).read_text())
+    (member,) = manifest.pop("members")
+    del manifest["combination"]
+    out.mkdir()
+    for entry in [*member["nets"], member["mlp"]]:
+        save_file(load_file(str(bundle_dir / "member-0" / entry["file"])), str(out / entry["file"]),
+                  metadata={"format": "agf-bundle/2"})
+        entry.update(_file_entry(out / entry["file"]))
+        entry.pop("head_genres", None)
+    manifest.update(format="agf-bundle/2", nets=member["nets"], mlp=member["mlp"], aggregation=member["aggregation"])
+    if record:
+        part = {key: json.loads(json.dumps(manifest[key]))
+                for key in ("genres", "preprocessing", "nets", "mlp", "aggregation", "calibration")}
+        part["mlp"] = {key: value for key, value in part["mlp"].items() if key not in ("bytes", "sha256")}
+        weights = out / MLP_FILE
+        metadata = {"format": "agf-bundle/2", EXPORTED: json.dumps(part)}
+        save_file(load_file(str(weights)), str(weights), metadata=metadata)
+        manifest["mlp"].update(_file_entry(weights))
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    return out
+
+
 def test_truncated_weights_are_refused(bundle_dir: Path, tmp_path: Path) -> None:
     bundle = _copy(bundle_dir, tmp_path)
-    weights = bundle / "net-0.safetensors"
+    weights = bundle / "member-0" / "net-0.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
     with pytest.raises(ModelFileError, match="truncated"):
         load_bundle(bundle)
@@ -109,8 +138,8 @@ def test_wrong_format_version_is_refused(bundle_dir: Path, tmp_path: Path) -> No
 
 
 def test_a_format_1_bundle_averages_window_probabilities(bundle_dir: Path, tmp_path: Path) -> None:
-    bundle = _copy(bundle_dir, tmp_path)
-    assert json.loads((bundle / MANIFEST).read_text())["format"] == "agf-bundle/2"
+    assert json.loads((bundle_dir / MANIFEST).read_text())["format"] == "agf-bundle/3"
+    bundle = as_format_2(bundle_dir, tmp_path / "old", record=False)
     _edit_manifest(bundle, lambda m: (m.update(format="agf-bundle/1"), m.pop("aggregation")))
     assert load_bundle(bundle).aggregation == "probs"
 
@@ -118,14 +147,18 @@ def test_a_format_1_bundle_averages_window_probabilities(bundle_dir: Path, tmp_p
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda m: m["nets"][0]["band_mean"].__setitem__(5, 0.0), "band statistics"),
+        (lambda m: m["members"][0]["nets"][0]["band_mean"].__setitem__(5, 0.0), "band statistics"),
         (lambda m: m["genres"].pop(), "MLP's shape or genres"),
-        (lambda m: m["nets"][0]["architecture"].__setitem__("width", 2.0), "architecture does not match"),
+        (lambda m: m["members"][0]["nets"][0]["architecture"].__setitem__("width", 2.0), "architecture does not match"),
         (lambda m: m.pop("preprocessing"), "invalid manifest"),
-        (lambda m: m["nets"][0].update(file="../mlp.safetensors"), "missing from the bundle"),
-        (lambda m: m.update(aggregation="median"), "aggregation 'median'"),
-        (lambda m: m.update(aggregation="pooled"), "do not add up to the MLP's input"),
-        (lambda m: m.pop("aggregation"), "invalid manifest"),
+        (lambda m: m["members"][0]["nets"][0].update(file="../mlp.safetensors"), "missing from the bundle"),
+        (lambda m: m["members"][0].update(aggregation="median"), "aggregation 'median'"),
+        (lambda m: m["members"][0].update(aggregation="pooled"), "do not add up to the MLP's input"),
+        (lambda m: m["members"][0].pop("aggregation"), "invalid manifest"),
+        (lambda m: m["members"][0].update(head=5, output="blend"), "head 5 is not one of its 2 nets"),
+        (lambda m: m["members"][0].update(output="head"), "output 'head' has no MLP"),
+        (lambda m: m.update(combination="pooled"), "combination 'pooled' is not"),
+        (lambda m: m.update(members=[]), "members .* is not a list of members"),
     ],
 )
 def test_a_manifest_that_no_longer_matches_the_weights_is_refused(
@@ -154,9 +187,9 @@ def test_a_pickle_is_never_unpickled(bundle_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match="never unpickles"):
         GenreClassifier.load(disguised)
     bundle = _copy(bundle_dir, tmp_path)
-    (bundle / MLP_FILE).write_bytes(pickle.dumps(payload))  # with a manifest that vouches for it
-    size, digest = (bundle / MLP_FILE).stat().st_size, __import__("hashlib").sha256((bundle / MLP_FILE).read_bytes())
-    _edit_manifest(bundle, lambda m: m["mlp"].update(bytes=size, sha256=digest.hexdigest()))
+    weights = bundle / "member-0" / MLP_FILE
+    weights.write_bytes(pickle.dumps(payload))  # with a manifest that vouches for it
+    _edit_manifest(bundle, lambda m: m["members"][0]["mlp"].update(_file_entry(weights)))
     with pytest.raises(ModelFileError, match="not a readable safetensors"):
         load_bundle(bundle)
     assert not payload.marker.exists()
@@ -210,8 +243,8 @@ def test_a_long_file_is_scored_a_batch_at_a_time(tmp_path: Path) -> None:
     write_audio(path, np.tile(music_like(10, 22050, seed=9), 60), 22050)
     small = GenreClassifier(untrained_bundle(GENRES, n_nets=1), device="cpu", batch_windows=256)
     seen: list[int] = []
-    real = small._window_probs
-    small._window_probs = lambda windows: (seen.append(len(windows)), real(windows))[1]
+    real = small._window_terms
+    small._window_terms = lambda windows: (seen.append(len(windows)), real(windows))[1]
     prediction = next(small.predict_many([path]))
     assert prediction.ok and prediction.n_windows == sum(seen) and max(seen) <= 256
     assert prediction.n_windows > 1200 and prediction.duration == pytest.approx(600, abs=0.01)

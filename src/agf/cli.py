@@ -442,14 +442,15 @@ def _workdir_config(args: argparse.Namespace) -> Config:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Write the model selected on validation (or a named case) of a finished run as a bundle."""
-    from agf.pipeline import open_run, run_context, stage_export
+    """Write the chosen model (every seed of it; or one seed of a named case) of a finished run as a bundle."""
+    from agf.pipeline import open_chosen, run_context, stage_export
 
     config = _workdir_config(args)
     with run_context(config):
-        prepared, grid, results = open_run(config)
-        path, case = stage_export(config, prepared, grid, results, Path(args.out), args.case, args.seed)
-    print(f"exported {case.label} (seed {case.seed}) to {path}")
+        prepared, chosen = open_chosen(config)
+        path, what = stage_export(config, prepared, chosen.grid, chosen.results, chosen.selection, Path(args.out),
+                                  args.case, args.seed)
+    print(f"exported {what} to {path}")
     return 0
 
 

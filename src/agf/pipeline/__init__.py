@@ -23,9 +23,10 @@ from agf.pipeline.checks import (
     stored_tracks,
     unprepared,
 )
+from agf.pipeline.choosing import Chosen, Selection, open_chosen, run_and_choose
 from agf.pipeline.context import run_context
 from agf.pipeline.demo import DEMO_PREDICTIONS, demo_predictions, demo_summary
-from agf.pipeline.grid_run import GridRun, best_case, collect_results, evaluation_metrics, open_run, run_grid
+from agf.pipeline.grid_run import GridRun, best_case, collect_results, evaluation_metrics, run_grid
 from agf.pipeline.reporting import (
     best_model_curves,
     calibration_frame,
@@ -60,11 +61,11 @@ from agf.pipeline.stages import (
 from agf.pipeline.times import STAGE_TIMES_FILE, StageTimes, recorded_stage_times
 
 __all__ = [
-    "DEMO_PREDICTIONS", "STAGE_TIMES_FILE", "Factors", "GridRun", "Log", "NetInputs", "NetJob", "PipelineRun",
-    "Prepared", "StageTimes", "best_case", "best_model_curves", "calibration_frame", "case_metrics", "check_dataset",
+    "DEMO_PREDICTIONS", "STAGE_TIMES_FILE", "Chosen", "Factors", "GridRun", "Log", "NetInputs", "NetJob", "PipelineRun",
+    "Prepared", "Selection", "StageTimes", "best_case", "best_model_curves", "calibration_frame", "case_metrics", "check_dataset",
     "check_run", "check_settings", "collect_results", "dataset_problems", "dataset_source", "demo_predictions",
-    "demo_summary", "evaluation_metrics", "known_bad_ids", "named_case", "net_inputs", "open_prepared", "open_run",
-    "plan_run", "recorded_stage_times", "report_provenance", "run_context", "run_grid", "run_pipeline",
+    "demo_summary", "evaluation_metrics", "known_bad_ids", "named_case", "net_inputs", "open_chosen", "open_prepared",
+    "plan_run", "recorded_stage_times", "report_provenance", "run_and_choose", "run_context", "run_grid", "run_pipeline",
     "settings_problems", "size_text", "source_nets", "space_problem", "stage_evaluate", "stage_export",
     "stage_factors", "stage_net", "stage_prepare", "stage_report", "stage_tracks", "stage_train", "stage_transfer",
     "stored_tracks", "train_net_job", "train_nets_on_cluster", "unprepared",

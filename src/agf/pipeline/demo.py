@@ -25,11 +25,11 @@ def demo_predictions(config: Config, run: PipelineRun) -> str:
     from agf.predict import GenreClassifier
 
     prepared = run.prepared
-    path, case = stage_export(config, prepared, run.grid, run.results, prepared.workdir.model)
+    path, what = stage_export(config, prepared, run.grid, run.results, run.selection, prepared.workdir.model)
     split = TEST if split_mask(prepared.tracks, TEST).any() else selection_split(run.results)
     tracks = prepared.tracks[split_mask(prepared.tracks, split)].head(DEMO_PREDICTIONS)
     classifier = GenreClassifier.load(path, device=config.run.device)
-    lines = [f"exported {case.label} (seed {case.seed}) to {path}; its predictions for {len(tracks)} {split} files:"]
+    lines = [f"exported {what} to {path}; its predictions for {len(tracks)} {split} files:"]
     for (_, track), prediction in zip(tracks.iterrows(), classifier.predict_many(tracks["audio_path"])):
         top = ", ".join(f"{g} {p:.2f}" for g, p in prediction.top(2)) if prediction.ok else prediction.error
         truth = f" (true {track['true_genre']})" if track.get("true_genre", track["genre"]) != track["genre"] else ""

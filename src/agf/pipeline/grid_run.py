@@ -20,7 +20,6 @@ from agf.pipeline.stages import (
     Log,
     Prepared,
     net_inputs,
-    open_prepared,
     stage_evaluate,
     stage_factors,
     stage_net,
@@ -150,11 +149,3 @@ def best_case(run: GridRun, results: pd.DataFrame, where: Callable[[Case], bool]
     rows = results[pd.Series(list(zip(*(results[k] for k in SETUP_KEYS))), index=results.index).isin(set(cases))]
     ranked = rank_by_selection(rows, SETUP_KEYS) if len(rows) else []
     return cases[ranked[0]] if ranked else None
-
-
-def open_run(config: Config) -> tuple[Prepared, GridRun, pd.DataFrame]:
-    """The prepared tracks, grid and results of a finished run (nothing is computed; unfinished stages are errors)."""
-    prepared = open_prepared(config)
-    grid = run_grid(config, prepared, progress=False, log=lambda _: None, must_be_done=True)
-    return prepared, grid, collect_results(grid)[0]
-

@@ -15,11 +15,13 @@ from agf.errors import PipelineError
 from agf.fileio import read_json, safe_name
 from agf.grid import Case
 from agf.pipeline.context import run_context
+from agf.pipeline.choosing import Selection
 from agf.pipeline.grid_run import GridRun, best_case, evaluation_metrics
 from agf.pipeline.stages import Prepared
 from agf.pipeline.times import StageTimes, recorded_stage_times
-from agf.predict import bundle_from_transfer, save_bundle
+from agf.predict import MemberSource, bundle_from_transfer, bundle_from_transfers, save_bundle
 from agf.report import Provenance, ReportImages, TrainingCurves, build_report
+from agf.report.chosen import chosen_summary
 from agf.report.results import SELECTION_RULE, selection_split
 from agf.transfer import TransferResult, load_transfer
 from agf.workdir import WorkDir, read_marker
@@ -143,30 +145,37 @@ def named_case(run: GridRun, label: str, seed: int | None) -> Case:
 
 
 def stage_export(
-    config: Config, prepared: Prepared, run: GridRun, results: pd.DataFrame, out: Path,
+    config: Config, prepared: Prepared, run: GridRun, results: pd.DataFrame, selection: Selection, out: Path,
     label: str | None = None, seed: int | None = None,
-) -> tuple[Path, Case]:
-    """Write the bundle of the model chosen by the selection rule (the report's best model), or of the case
-    called `label`, to `out`; return its path and case."""
+) -> tuple[Path, str]:
+    """Write the bundle of the chosen model (`selection`: the report's, every seed of it), or of the case called
+    `label` (one seed), to `out`; return its path and what it holds, in words."""
     with run_context(config, prepared.workdir):
-        case = named_case(run, label, seed) if label else best_case(run, results)
-        assert case is not None, "a grid run has at least one case"
-        transfer = run.transfers[case]
-        net_dirs = list(source_nets(transfer).values())
         splits = prepared.tracks["split"].value_counts()
-        info = {
-            "case": {"label": case.label, "arch": case.arch, "tasks": case.tasks, "n_tasks": case.n_tasks,
-                     "seed": case.seed},
-            "selection": f"named by the user ({label!r})" if label else
-            f"the {SELECTION_RULE}; of that setup, the model of seed {case.seed} (the report's best model)",
-            "metrics": case_metrics(results, case),
-            "provenance": {"agf_version": __version__, "exported": datetime.now(UTC).isoformat(timespec="seconds"),
-                           "workdir": str(prepared.workdir.root.resolve()), "dataset": config.dataset.kind,
-                           "tracks_per_split": {str(k): int(v) for k, v in splits.items()},
-                           "config": config_to_dict(config)},
-        }
-        evaluated = evaluation_metrics(run.evaluations[case.seed])["models"][load_transfer(transfer).name]
-        bundle = bundle_from_transfer(transfer, net_dirs, prepared.store.config, config.transfer.amp, info,
-                                      evaluated["temperature"])
-        return save_bundle(bundle, out), case
-
+        provenance = {"agf_version": __version__, "exported": datetime.now(UTC).isoformat(timespec="seconds"),
+                      "workdir": str(prepared.workdir.root.resolve()), "dataset": config.dataset.kind,
+                      "tracks_per_split": {str(k): int(v) for k, v in splits.items()},
+                      "config": config_to_dict(config)}
+        if label:
+            case = named_case(run, label, seed)
+            transfer = run.transfers[case]
+            info = {"case": {"label": case.label, "arch": case.arch, "tasks": case.tasks, "n_tasks": case.n_tasks,
+                             "seed": case.seed},
+                    "selection": f"named by the user ({label!r})", "metrics": case_metrics(results, case),
+                    "provenance": provenance}
+            evaluated = evaluation_metrics(run.evaluations[case.seed])["models"][load_transfer(transfer).name]
+            bundle = bundle_from_transfer(transfer, list(source_nets(transfer).values()), prepared.store.config,
+                                          config.transfer.amp, info, evaluated["temperature"])
+            return save_bundle(bundle, out), f"{case.label} (seed {case.seed})"
+        record, choice = selection.record, selection.choice
+        members = [MemberSource(m.transfer_dir, tuple(source_nets(m.transfer_dir).values()), m.output, m.head)
+                   for m in selection.members]
+        info = {"name": choice.name, "selection": chosen_summary(record),
+                "metrics": {"test": record.get("test"), **({"crossval": record["crossval"]["estimate"]}
+                                                           if "crossval" in record else {})},
+                "provenance": provenance}
+        bundle = bundle_from_transfers(members, prepared.store.config, config.transfer.amp, info, choice.temperature,
+                                       choice.combination)
+        seeds = [m.seed for m in selection.members]
+        return save_bundle(bundle, out), (f"{choice.name} ({'the ensemble of seeds ' if len(seeds) > 1 else 'seed '}"
+                                          f"{', '.join(map(str, seeds))})")

@@ -1,6 +1,8 @@
 """Prediction for anyone's audio: model bundles (export, checked loading) and the GenreClassifier.
 
-bundle.py      Bundle, save_bundle, load_bundle, bundle_from_transfer: one self-contained model directory
+bundle.py      Bundle (one or more BundleMembers: a seed ensemble of transfers, genre heads or blends), save_bundle,
+               load_bundle, bundle_from_transfers (MemberSource), bundle_from_transfer: one self-contained model
+               directory
 classifier.py  GenreClassifier: load once, predict files or waveforms, predict_many streams a batch of files
 decoding.py    a file or waveform -> its log-mel a block at a time (long ones spooled to a file): memory independent
                of its length
@@ -18,8 +20,9 @@ import importlib
 from typing import Any
 
 _HOMES = {
-    "BUNDLE_FORMAT": "bundle", "Bundle": "bundle", "BundleNet": "bundle", "bundle_from_transfer": "bundle",
-    "load_bundle": "bundle", "save_bundle": "bundle", "untrained_bundle": "bundle",
+    "BUNDLE_FORMAT": "bundle", "Bundle": "bundle", "BundleMember": "bundle", "BundleNet": "bundle",
+    "MemberSource": "bundle", "bundle_from_transfer": "bundle", "bundle_from_transfers": "bundle",
+    "load_bundle": "bundle", "save_bundle": "bundle", "untrained_bundle": "bundle", "untrained_member": "bundle",
     "GenreClassifier": "classifier", "Prediction": "classifier",
 }
 __all__ = sorted(_HOMES)

@@ -1,16 +1,18 @@
 """GenreClassifier: a bundle loaded once, applied to files or waveforms of any rate, length and channel count.
 
 A track's prediction aggregates every window covering it (the windows of the transfer stage: patch_frames
-long, every hop_frames, plus one flush with the end) as the bundle's transfer did (Bundle.aggregation, see
-agf.transfer.mlp): the mean of the windows' genre probabilities ('probs'), of their logarithms, renormalised
-('log_probs'), or the pooled MLP on the mean and standard deviation of the window features ('pooled'). Window
+long, every hop_frames, plus one flush with the end). Every member of the bundle (agf.predict.bundle) scores the
+same windows: its transfer aggregates them as the transfer did (BundleMember.aggregation, see agf.transfer.mlp):
+the mean of the windows' genre probabilities ('probs'), of their logarithms, renormalised ('log_probs'), or the
+pooled MLP on the mean and standard deviation of the window features ('pooled'); its head net's genre head gives
+the mean of its window probabilities (as the transfer's baselines); a 'blend' member averages the two. Window
 features come from the source nets (under bf16 autocast when the bundle says so, rounded to float16 as the
-transfer stage stored them); the track's probabilities are then temperature-scaled by the bundle's
-calibration (fitted on validation by the evaluation, agf.calibration). predict_many decodes the next files in
-worker processes while the nets compute, batches windows across files, and holds at most one batch of
-windows and a few decoded files at a time; a file is decoded to its log-mel a block at a time and a long
-log-mel is spooled to a file (agf.predict.decoding), so a long file or a huge directory runs in memory
-independent of their length.
+transfer stage stored them). The members' track probabilities are combined (agf.aggregation.combine_members) and
+temperature-scaled by the bundle's calibration (fitted on validation by the evaluation, agf.calibration).
+predict_many decodes the next files in worker processes while the nets compute, batches windows across files, and
+holds at most one batch of windows and a few decoded files at a time; a file is decoded to its log-mel a block at
+a time and a long log-mel is spooled to a file (agf.predict.decoding), so a long file or a huge directory runs in
+memory independent of their length.
 """
 
 from __future__ import annotations
@@ -29,11 +31,11 @@ from agf.audio import Segment, float_samples, to_mono
 from agf.calibration import apply_temperature
 from agf.device import resolve_device
 from agf.errors import PredictError
-from agf.aggregation import pool_moments, probs_from_mean_terms, window_terms
+from agf.aggregation import combine_members, pool_moments, probs_from_mean_terms, window_terms
 from agf.parallel import available_cores, map_ordered
-from agf.predict.bundle import Bundle, load_bundle
+from agf.predict.bundle import Bundle, BundleMember, load_bundle
 from agf.predict.decoding import Decoded, DecodeJob, Mel, decode_file, decode_samples, mel_rows
-from agf.transfer import window_batch, window_starts
+from agf.transfer.windowing import genre_head_logits, window_batch, window_starts
 
 WAVEFORM = "<waveform>"
 # At most this many decoding processes by default (beyond it, one GPU is rarely waiting for audio).
@@ -99,9 +101,14 @@ class GenreClassifier:
         self.batch_windows = batch_windows
         self.amp = bundle.amp if amp is None else amp
         self._memory_format = torch.channels_last if self.amp else torch.contiguous_format
-        for source in bundle.nets:
-            source.net.to(self.device, memory_format=self._memory_format).eval()
-        bundle.mlp.to(self.device).eval()
+        for member in bundle.members:
+            for source in member.nets:
+                source.net.to(self.device, memory_format=self._memory_format).eval()
+            if member.mlp is not None:
+                member.mlp.to(self.device).eval()
+        # Each member's head columns in the bundle's genre order (None without a head).
+        self._head_columns = [None if m.head_genres is None else [m.head_genres.index(g) for g in bundle.genres]
+                              for m in bundle.members]
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "auto", batch_windows: int = 512,
@@ -169,47 +176,97 @@ class GenreClassifier:
                     yield prediction
 
     def window_probabilities(self, mel: np.ndarray) -> np.ndarray:
-        """(n_windows, n_genres) probabilities of every window of one (frames, n_mels) log-mel (a window MLP's;
-        a pooled model classifies whole tracks only)."""
-        if self.bundle.aggregation.is_pooled:
+        """(n_windows, n_genres) probabilities of every window of one (frames, n_mels) log-mel: each member's (its
+        window MLP's, its head's or their mean) combined as the bundle combines tracks, not temperature-scaled (a
+        pooled MLP classifies whole tracks only)."""
+        if any(m.uses_transfer and m.aggregation.is_pooled for m in self.bundle.members):
             raise PredictError("this model classifies whole tracks (pooled window features): no window probabilities")
         starts = window_starts(mel.shape[0], self.bundle.patch_frames, self.bundle.hop_frames)
-        return np.concatenate([self._window_probs(window_batch(mel, starts[i: i + self.batch_windows],
-                                                               self.bundle.patch_frames))
+        return np.concatenate([self._combined_window_probs(window_batch(mel, starts[i: i + self.batch_windows],
+                                                                        self.bundle.patch_frames))
                                for i in range(0, len(starts), self.batch_windows)])
 
     def track_probabilities(self, mean_terms: np.ndarray) -> np.ndarray:
-        """A track's genre probabilities from the mean of its window terms (_window_terms), aggregated as the
-        bundle's transfer did and calibrated by its temperature: what the evaluation scored."""
-        if self.bundle.aggregation.is_pooled:
-            pooled = torch.from_numpy(pool_moments(mean_terms)[None, :]).float().to(self.device)
-            with torch.inference_mode():
-                probs = torch.softmax(self.bundle.mlp(pooled), dim=1)[0].cpu().numpy()
-        else:
-            probs = probs_from_mean_terms(mean_terms, self.bundle.aggregation)
-        return apply_temperature(probs[None, :], self.bundle.temperature)[0]
+        """A track's genre probabilities from the mean of its window terms (_window_terms): each member's, as its
+        transfer and its head's baseline did, combined and calibrated by the bundle's temperature: what the
+        evaluation scored."""
+        bounds = np.cumsum([self._member_width(member) for member in self.bundle.members])[:-1]
+        probs = [self._member_probs(member, terms)
+                 for member, terms in zip(self.bundle.members, np.split(mean_terms, bounds))]
+        return apply_temperature(combine_members(probs, self.bundle.combination)[None, :], self.bundle.temperature)[0]
 
-    def _features(self, windows: np.ndarray) -> torch.Tensor:
-        """(n, D) float32 window features of (n, patch, n_mels) windows, rounded to float16 as the transfer stored
-        them, the nets' in the bundle's order."""
-        batch = torch.from_numpy(windows).to(self.device).unsqueeze(1).contiguous(memory_format=self._memory_format)
+    def _member_probs(self, member: BundleMember, mean_terms: np.ndarray) -> np.ndarray:
+        """A member's track probabilities from the mean of its window terms (its transfer's, then its head's)."""
+        parts = []
+        if member.uses_transfer:
+            parts.append(self._transfer_probs(member, mean_terms[: self._transfer_width(member)]))
+        if member.uses_head:
+            parts.append(mean_terms[-len(self.genres):])
+        return np.mean(parts, axis=0)
+
+    def _transfer_probs(self, member: BundleMember, mean_terms: np.ndarray) -> np.ndarray:
+        """A member's transfer's track probabilities from the mean of its window terms, aggregated as it was."""
+        if not member.aggregation.is_pooled:
+            return probs_from_mean_terms(mean_terms, member.aggregation)
+        pooled = torch.from_numpy(pool_moments(mean_terms)[None, :]).float().to(self.device)
+        with torch.inference_mode():
+            return torch.softmax(member.mlp(pooled), dim=1)[0].cpu().numpy().astype(np.float64)
+
+    def _batch(self, windows: np.ndarray) -> torch.Tensor:
+        """(n, 1, patch, n_mels) input of (n, patch, n_mels) windows, on the device in the nets' memory format."""
+        return torch.from_numpy(windows).to(self.device).unsqueeze(1).contiguous(memory_format=self._memory_format)
+
+    def _member_outputs(self, number: int, batch: torch.Tensor) -> tuple[torch.Tensor | None, np.ndarray | None]:
+        """Member `number`'s (n, D) float32 window features, rounded to float16 as the transfer stored them (its
+        nets' in order; None without a transfer), and (n, n_genres) float32 head probabilities in the bundle's genre
+        order (None without a head). Only the nets its output uses run."""
+        member = self.bundle.members[number]
+        features, head = [], None
         with torch.inference_mode():
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                features = [source.net.features(batch).float().half() for source in self.bundle.nets]
-            return torch.cat(features, dim=1).float()
+                for index, source in enumerate(member.nets):
+                    if not (member.uses_transfer or index == member.head):
+                        continue
+                    activations = source.net.features(batch)
+                    if member.uses_transfer:
+                        features.append(activations.float().half())
+                    if index == member.head:
+                        logits = genre_head_logits(source.net, activations).float()
+                        head = torch.softmax(logits, dim=1)[:, self._head_columns[number]].cpu().numpy()
+            return (torch.cat(features, dim=1).float() if member.uses_transfer else None), head
 
-    def _window_probs(self, windows: np.ndarray) -> np.ndarray:
-        """(n, n_genres) float32 probabilities of (n, patch, n_mels) windows (a window MLP's)."""
+    def _combined_window_probs(self, windows: np.ndarray) -> np.ndarray:
+        """(n, n_genres) probabilities of (n, patch, n_mels) windows: the members' combined (window MLPs only)."""
+        batch = self._batch(windows)
+        probs = []
+        for number, member in enumerate(self.bundle.members):
+            features, head = self._member_outputs(number, batch)
+            parts = ([self._mlp_probs(member, features)] if features is not None else []) + \
+                ([head] if head is not None else [])
+            probs.append(np.mean(parts, axis=0))
+        return combine_members(probs, self.bundle.combination)
+
+    def _mlp_probs(self, member: BundleMember, features: torch.Tensor) -> np.ndarray:
+        """(n, n_genres) float32 probabilities of a member's window MLP on (n, D) window features."""
         with torch.inference_mode():
-            return torch.softmax(self.bundle.mlp(self._features(windows)), dim=1).cpu().numpy()
+            return torch.softmax(member.mlp(features), dim=1).cpu().numpy()
 
     def _window_terms(self, windows: np.ndarray) -> np.ndarray:
-        """What a track averages over its windows (float64 rows): for 'pooled', each window's features and their
-        squares (the mean and std follow from their means); else agf.metrics.window_terms of its probabilities."""
-        if self.bundle.aggregation.is_pooled:
-            features = self._features(windows).cpu().numpy().astype(np.float64)
-            return np.concatenate([features, features**2], axis=1)
-        return window_terms(self._window_probs(windows), self.bundle.aggregation)
+        """What a track averages over its windows (float64 rows), member by member: for its transfer, each window's
+        features and their squares when pooled (the mean and std follow from their means), else
+        agf.aggregation.window_terms of its window MLP's probabilities; then its head's window probabilities."""
+        batch = self._batch(windows)
+        terms = []
+        for number, member in enumerate(self.bundle.members):
+            features, head = self._member_outputs(number, batch)
+            if features is not None and member.aggregation.is_pooled:
+                values = features.cpu().numpy().astype(np.float64)
+                terms.append(np.concatenate([values, values**2], axis=1))
+            elif features is not None:
+                terms.append(window_terms(self._mlp_probs(member, features), member.aggregation))
+            if head is not None:
+                terms.append(head.astype(np.float64))
+        return np.concatenate(terms, axis=1)
 
     def _too_short(self, item: Decoded) -> Decoded:
         """The item, or its failure when it is shorter than one window."""
@@ -250,10 +307,21 @@ class GenreClassifier:
         patch = self.bundle.patch_frames
         return window_batch(mel_rows(mel, int(starts[0]), int(starts[-1]) + patch), starts - starts[0], patch)
 
+    def _transfer_width(self, member: BundleMember) -> int:
+        """The width of a member's transfer's window terms: the MLP's input for 'pooled' (features and squares),
+        else the genres; 0 without a transfer."""
+        if not member.uses_transfer:
+            return 0
+        return member.mlp_input_dim if member.aggregation.is_pooled else len(self.genres)
+
+    def _member_width(self, member: BundleMember) -> int:
+        """The width of a member's window terms: its transfer's, then its head's (the genres)."""
+        return self._transfer_width(member) + (len(self.genres) if member.uses_head else 0)
+
     @property
     def _terms_width(self) -> int:
-        """The width of a window's terms: the MLP's input for 'pooled' (features and squares), else the genres."""
-        return self.bundle.mlp_input_dim if self.bundle.aggregation.is_pooled else len(self.genres)
+        """The width of a window's terms: every member's."""
+        return sum(self._member_width(member) for member in self.bundle.members)
 
     def _run(self, batch: list[tuple[_Pending, np.ndarray]]) -> None:
         """Score one batch of windows and add each window's terms to its track's sum."""

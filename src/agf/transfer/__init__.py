@@ -13,7 +13,7 @@ _HOMES = {
     "fit_transfer": "mlp", "load_mlp": "mlp_model", "load_transfer": "mlp", "transfer_dir": "mlp",
     "MTN_BASELINE": "sources", "STN_BASELINE": "sources", "SourceNet": "sources", "load_source": "sources",
     "WindowFeatures": "windows", "net_window_features": "windows", "window_batch": "windowing",
-    "window_starts": "windowing",
+    "window_starts": "windowing", "genre_head_logits": "windowing",
 }
 __all__ = sorted(_HOMES)
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import torch
 from torch import nn
+
+from agf.models import MTN
+from agf.tasks import GENRE_TASK
 
 
 def window_starts(n_frames: int, patch: int, hop: int) -> np.ndarray:
@@ -37,3 +41,13 @@ def net_fingerprint(net: nn.Module) -> str:
         digest.update(name.encode("utf-8"))
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def genre_head_logits(net: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    """Genre logits from a net's penultimate features: an STN's head, or an MTN's 'g' head on its 'g' slice."""
+    if isinstance(net, MTN):
+        net.check_task(GENRE_TASK)
+        branch_dim = net.feature_dim // len(net.task_outputs)
+        offset = list(net.task_outputs).index(GENRE_TASK) * branch_dim
+        return net.heads[GENRE_TASK](features[:, offset : offset + branch_dim])
+    return net.head(features)

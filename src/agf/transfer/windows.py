@@ -34,11 +34,9 @@ from numpy.lib.format import open_memmap
 from torch import nn
 from tqdm.auto import tqdm
 
-from agf.transfer.windowing import net_fingerprint, window_batch, window_starts
+from agf.transfer.windowing import genre_head_logits, net_fingerprint, window_batch, window_starts
 from agf.fileio import atomic_path, stable_key, write_parquet_atomic
-from agf.models import MTN
 from agf.store import FeatureStore
-from agf.tasks import GENRE_TASK
 from agf.workdir import clear_done, is_done, mark_done
 
 CACHE_FORMAT = 1
@@ -54,16 +52,6 @@ class WindowFeatures:
     starts: np.ndarray  # (n_windows,) int64 first frame of each window
     genre_probs: np.ndarray | None  # (n_windows, G) float32 genre-head softmax (memory-mapped when cached), or None
     head_genres: tuple[str, ...] | None  # the genre of each genre_probs column
-
-
-def genre_head_logits(net: nn.Module, features: torch.Tensor) -> torch.Tensor:
-    """Genre logits from a net's penultimate features: an STN's head, or an MTN's 'g' head on its 'g' slice."""
-    if isinstance(net, MTN):
-        net.check_task(GENRE_TASK)
-        branch_dim = net.feature_dim // len(net.task_outputs)
-        offset = list(net.task_outputs).index(GENRE_TASK) * branch_dim
-        return net.heads[GENRE_TASK](features[:, offset : offset + branch_dim])
-    return net.head(features)
 
 
 def _window_chunks(
