@@ -52,6 +52,7 @@ subsets = ["g", "gm"]
 seeds = [0, 1]
 [select]
 mode = "crossval"
+fold_seeds = 2
 [run]
 workers = 2
 """
@@ -147,6 +148,8 @@ def test_poisoned_test_labels_change_no_choice(crossval_run: Path) -> None:
 def test_the_report_shows_the_cross_validated_estimate_beside_test(crossval_run: Path) -> None:
     record = json.loads((crossval_run / "selection" / "selection.json").read_text())
     assert record["mode"] == "crossval" and record["chosen"]["seeds"] == [0, 1]
+    # Two seeds per fold: how the seeds combine is chosen out of fold too.
+    assert {row["combination"] for row in record["ranking"]} == {"probs", "log_probs"}
     per_fold = pd.DataFrame(record["crossval"]["per_fold"])
     given = per_fold[per_fold["labels"] == "given"]
     assert given["n_tracks"].sum() == record["selection"]["n_tracks"]
@@ -157,7 +160,7 @@ def test_the_report_shows_the_cross_validated_estimate_beside_test(crossval_run:
     assert main(["report", "-w", str(crossval_run), "--quiet"]) == 0  # reads the finished folds and final fit
     html = (crossval_run / "report" / "report.html").read_text()
     assert "The chosen model" in html and "cross-validated: mean ± std over 3 folds" in html
-    assert "Lead over the best genre STN softmax" in html and "over 3 folds)" in html  # the lead and its spread
+    assert "Lead over the best " in html and "over 3 folds)" in html  # the lead over each other kind, its spread
     results = pd.read_csv(crossval_run / "report" / "results.csv")
     assert set(results["split"]) == {"val", "test"}  # validation rows: the out-of-fold predictions
 
@@ -181,16 +184,21 @@ def test_cross_validation_cost_is_stated_in_units_of_the_validation_run() -> Non
     config = Config(select=SelectConfig(mode="crossval", folds=3))
     config = dataclasses.replace(config, grid=dataclasses.replace(config.grid, seeds=(0, 1, 2)))
     tracks = pd.DataFrame({"split": ["train"] * 80 + ["val"] * 20 + ["test"] * 30})
-    # train + val = 1.25 x train; the folds 3 x 2/3, the final fit 3 seeds, against 3 seeds on train
+    # train + val = 1.25 x train; the folds 3 x 2/3 x fold_seeds, the final fit 3 seeds, against 3 seeds on train
     assert crossval_cost(config, tracks) == pytest.approx(1.25 * (2 + 3) / 3)
+    two = dataclasses.replace(config, select=SelectConfig(mode="crossval", folds=3, fold_seeds=2))
+    assert crossval_cost(two, tracks) == pytest.approx(1.25 * (4 + 3) / 3)
 
 
 def test_more_folds_than_artists_is_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     config = tmp_path / "cv.toml"
     config.write_text(CROSSVAL.replace('mode = "crossval"', 'mode = "crossval"\nfolds = 10')
-                      .replace("artists_per_genre = 4", "artists_per_genre = 2"))
+                      .replace("fold_seeds = 2", "fold_seeds = 3").replace("artists_per_genre = 4",
+                                                                           "artists_per_genre = 2"))
     assert main(["run", str(config), "-w", str(tmp_path / "work"), "--quiet"]) == 1
-    assert "select.folds = 10: cross-validation deals whole artists into folds" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "select.folds = 10: cross-validation deals whole artists into folds" in err
+    assert "select.fold_seeds = 3: more than the 2 run seeds of grid.seeds" in err
     assert not (tmp_path / "work" / "features").exists()  # refused before anything was decoded
 
 

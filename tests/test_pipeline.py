@@ -66,6 +66,10 @@ def test_every_report_file(finished_run: Path) -> None:
     assert "true labels." in html  # the best model's confusion matrix against the synthetic corpus's true genres
     assert "Reliability diagram of the best model" in html and "Calibration (split test" in tables
     assert "STN accuracy" in tables and "highest mean validation accuracy" in tables
+    # The chosen model (validation protocol): its validation numbers flagged as the ones that chose it, then test.
+    assert "## The chosen model" in tables and "artists; it chose the model)" in tables and "test (" in tables
+    record = json.loads((work / "selection" / "selection.json").read_text())
+    assert record["mode"] == "validation" and record["selection"]["split"] == "val"
     # Nets are trained once per (arch, tasks): STN g, m, s; MTN gm, gms; two wSTNs.
     nets = sorted(p.name.rsplit("-", 1)[0] for p in (work / "nets").iterdir())
     assert nets == ["mtn-gm", "mtn-gms", "stn-g", "stn-m", "stn-s", "wstn-g", "wstn-g"]

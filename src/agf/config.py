@@ -510,16 +510,21 @@ class SelectConfig(Section):
     """How the model a run ends with is chosen (agf.selection, docs/selection.md)."""
 
     NAME: ClassVar[str] = "select"
-    RANGES: ClassVar[dict[str, Range]] = {"folds": Range(2, 10), "min_val_artists": AT_LEAST_1}
+    RANGES: ClassVar[dict[str, Range]] = {"folds": Range(2, 10), "min_val_artists": AT_LEAST_1,
+                                          "fold_seeds": AT_LEAST_1}
 
     # 'validation': every choice (epochs, aggregation, temperature, model) on the validation split, the model fitted
     # on train. 'crossval': by artist-grouped cross-validation over train + validation (`folds` folds, each training
-    # one run seed), every choice on out-of-fold predictions, then the final model fitted on train + validation
+    # `fold_seeds` run seeds), every choice on out-of-fold predictions, then the final model fitted on train + validation
     # with the chosen epochs (agf.pipeline.crossval). 'auto': 'crossval' when some genre of the training split has
     # fewer than `min_val_artists` artists in the validation split (a small collection), else 'validation'.
     mode: Literal["auto", "validation", "crossval"] = "validation"
     folds: int = 3
     min_val_artists: int = 3
+    # Run seeds each fold trains (grid.seeds in turn; at most their number): with 2 or more, how a model's seeds
+    # combine (mean or geometric mean) is chosen on out-of-fold predictions too; 1 halves the folds' cost, and the
+    # seeds are then averaged.
+    fold_seeds: int = 1
 
 
 # The factor controls of agf.factors (FactorConfig.control), and the study's models: an artist-group model with a

@@ -48,23 +48,28 @@ def selection_mode(config: Config, tracks: pd.DataFrame) -> tuple[str, str]:
 
 
 def crossval_problems(config: Config, tracks: pd.DataFrame) -> list[str]:
-    """A problem when the run would cross-validate with more folds than train + validation has artists."""
+    """The problems of cross-validating these tracks (none when the run chooses on validation): more folds than
+    train + validation has artists, more seeds per fold than the run has."""
     if selection_mode(config, tracks)[0] != "crossval":
         return []
+    found = []
     artists = int(tracks.loc[split_mask(tracks, TRAIN, VAL), "artist_id"].nunique())
-    if artists >= config.select.folds:
-        return []
-    return [f"select.folds = {config.select.folds}: cross-validation deals whole artists into folds, and train + "
-            f"validation have {artists}; set select.folds lower, or select.mode = 'validation'"]
+    if artists < config.select.folds:
+        found.append(f"select.folds = {config.select.folds}: cross-validation deals whole artists into folds, and "
+                     f"train + validation have {artists}; set select.folds lower, or select.mode = 'validation'")
+    if config.select.fold_seeds > len(config.grid.seeds):
+        found.append(f"select.fold_seeds = {config.select.fold_seeds}: more than the {len(config.grid.seeds)} run "
+                     "seeds of grid.seeds")
+    return found
 
 
 def crossval_cost(config: Config, tracks: pd.DataFrame) -> float:
     """The training cross-validation takes, in units of the validation protocol's (every seed on the training
-    tracks): the folds' one seed each on (k - 1) / k of the labelled (train + validation) tracks, then the final
-    fit's every seed on all of them."""
+    tracks): the folds' select.fold_seeds seeds each on (k - 1) / k of the labelled (train + validation) tracks,
+    then the final fit's every seed on all of them."""
     seeds, folds = len(config.grid.seeds), config.select.folds
     labelled_per_train = split_mask(tracks, TRAIN, VAL).sum() / max(1, split_mask(tracks, TRAIN).sum())
-    return float(labelled_per_train * (folds - 1 + seeds) / seeds)
+    return float(labelled_per_train * ((folds - 1) * config.select.fold_seeds + seeds) / seeds)
 
 
 @dataclass(frozen=True)

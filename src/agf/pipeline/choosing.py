@@ -99,31 +99,33 @@ def candidates_of(transfers: Mapping[Case, Path], genres: Sequence[str]) -> Cand
 
 
 def out_of_fold(folds: Folds, genres: Sequence[str]) -> Candidates:
-    """Each candidate's out-of-fold probabilities (one member: its folds' held-out tracks together) and the
-    classical baseline's."""
-    pooled = Candidates({}, {})
+    """Each candidate's out-of-fold probabilities, one member per seed a fold trains (member i: every fold's i-th
+    seed on its held-out tracks, together), and the classical baseline's."""
+    kinds: dict[str, str] = {}
+    parts: dict[str, list[list[Member]]] = {}
     for run, table in zip(folds.runs, folds.tables):
         held = pd.Index(table.loc[split_mask(table, VAL), "track_id"].astype(str))
         fold = candidates_of(run.transfers, genres)
-        for name, (member, *_) in fold.members.items():
-            held_probs = member.probs.loc[held]
-            if name in pooled.members:
-                first = pooled.members[name][0]
-                pooled.members[name][0] = replace(first, probs=pd.concat([first.probs, held_probs]))
-            else:
-                pooled.add(name, fold.kinds[name], replace(member, probs=held_probs))
+        kinds |= fold.kinds
+        for name, members in fold.members.items():
+            for i, member in enumerate(members):
+                parts.setdefault(name, [[] for _ in members])[i].append(replace(member, probs=member.probs.loc[held]))
+    pooled = Candidates(kinds, {name: [replace(seeds[0], probs=pd.concat([m.probs for m in seeds]))
+                                       for seeds in by_seed] for name, by_seed in parts.items()})
     pooled.add(CLASSICAL, "classical", Member(-1, folds.classical[list(genres)], Path(), "classical"))
     return pooled
 
 
 def out_of_fold_temperatures(pooled: Candidates, tracks: pd.DataFrame, genres: Sequence[str],
                              calibrate: bool) -> dict[str, float]:
-    """Each candidate's temperature fitted on its out-of-fold probabilities (1 each without `calibrate`)."""
+    """Each candidate's temperature as one seed's model (the evaluation's), fitted on its out-of-fold probabilities,
+    every seed's together (1 each without `calibrate`)."""
     labels = tracks.set_index(tracks["track_id"].astype(str))["genre"]
     found = {}
-    for name, (member,) in pooled.members.items():
-        truth = class_indices(labels.loc[member.probs.index], genres)
-        found[name] = fit_temperature(member.probs.to_numpy(), truth) if calibrate else 1.0
+    for name, members in pooled.members.items():
+        probs = pd.concat([member.probs for member in members])
+        truth = class_indices(labels.loc[probs.index], genres)
+        found[name] = fit_temperature(probs.to_numpy(), truth) if calibrate else 1.0
     return found
 
 
@@ -157,9 +159,13 @@ def _test_scores(tracks: pd.DataFrame, members: Sequence[Member], choice: Choice
     return _scores(tracks, probs, genres)
 
 
-def _choice_record(choice: Choice, members: Sequence[Member], mode: str, reason: str, leads: list[dict]) -> dict:
-    """The part of selection.json every mode writes (`leads`: margins)."""
+def _choice_record(choice: Choice, members: Sequence[Member], mode: str, reason: str, leads: list[dict],
+                   tracks: pd.DataFrame) -> dict:
+    """The part of selection.json every mode writes (`leads`: margins; `tracks`: the table, for the test split's
+    size)."""
+    test = tracks[split_mask(tracks, TEST)]
     return {"mode": mode, "reason": reason,
+            "test_split": {"n_tracks": len(test), "n_artists": int(test["artist_id"].nunique())},
             "chosen": {"name": choice.name, "kind": choice.kind, "combination": choice.combination,
                        "temperature": choice.temperature, "seeds": [m.seed for m in members]},
             "ranking": choice.ranking.to_dict("records"), "margins": leads}
@@ -177,7 +183,7 @@ def select_on_validation(config: Config, prepared: Prepared, run: GridRun, reaso
     choice = choose(candidates.frames(), candidates.kinds, labels, genres, config.transfer.calibrate)
     members = candidates.members[choice.name]
     leads = margins(choice, candidates.frames(), labels, genres)
-    record = _choice_record(choice, members, "validation", reason, leads) | {
+    record = _choice_record(choice, members, "validation", reason, leads, tracks) | {
         "selection": {"split": VAL, "n_tracks": len(val),
                       "n_artists": int(tracks.loc[split_mask(tracks, VAL), "artist_id"].nunique())},
         "test": _test_scores(tracks, members, choice, genres),
@@ -202,7 +208,7 @@ def select_by_crossval(config: Config, prepared: Prepared, folds: Folds, pooled:
                          for metric in METRICS}
                 for labels, rows in per_fold.groupby("labels")}
     leads = margins(choice, eligible, labels, genres, folds.of_track)
-    record = _choice_record(choice, members, "crossval", reason, leads) | {
+    record = _choice_record(choice, members, "crossval", reason, leads, tracks) | {
         "selection": {"split": "out-of-fold", "n_tracks": len(labelled),
                       "n_artists": int(tracks.set_index(tracks["track_id"].astype(str)).loc[labelled, "artist_id"]
                                        .nunique())},
@@ -280,7 +286,7 @@ def out_of_fold_rows(pooled: Candidates, final: FinalFit, tracks: pd.DataFrame,
     genres = genre_list(tracks)
     names = {load_transfer(path).name: case for case, path in final.run.transfers.items() if case.seed == seed}
     rows, baseline_rows = [], []
-    for name, (member,) in pooled.members.items():
+    for name, (member, *_) in pooled.members.items():
         if pooled.kinds[name] == "blend":
             continue
         probs = apply_choice([member.probs], "probs", temperatures.get(name, 1.0))

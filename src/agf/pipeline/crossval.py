@@ -3,7 +3,7 @@
 The labelled tracks (train and validation) are dealt into select.folds folds by artist, stratified by genre
 (agf.datasets.splits.artist_folds). Fold k's run holds out fold k's artists as its validation split and trains on
 the others: its factors, nets (best epoch on the held-out artists) and transfers (MLP epoch and aggregation likewise)
-never see them, and it trains one run seed (grid.seeds in turn). Each held-out track so gets one out-of-fold
+never see them, and it trains select.fold_seeds run seeds (grid.seeds in turn). Each held-out track so gets one out-of-fold
 prediction per model, from parts fitted without its artist; every choice is made on those: each net's and MLP's
 epoch count (the median of the folds' best epochs), each transfer's aggregation (the lowest mean calibrated
 log loss over folds), each model's temperature, and the model (agf.selection). The final run then fits every net
@@ -11,8 +11,8 @@ and transfer on all of train + validation with those epochs and aggregations, fo
 test. Test tracks take no part in the folds.
 
 WORKDIR/crossval/fold<k>/ holds fold k's factors, nets, transfers and evaluation; WORKDIR/crossval/final/ the final
-fit's. The cost, against the validation protocol's run: the folds train one seed each on (folds - 1) / folds of
-the labelled tracks, the final fit every seed on all of them (`crossval_cost`).
+fit's. The cost, against the validation protocol's run: the folds train select.fold_seeds seeds each on
+(folds - 1) / folds of the labelled tracks, the final fit every seed on all of them (agf.selection.crossval_cost).
 """
 
 from __future__ import annotations
@@ -62,9 +62,10 @@ def final_tracks(tracks: pd.DataFrame) -> pd.DataFrame:
     return tracks.assign(split=tracks["split"].where(~split_mask(tracks, VAL), TRAIN))
 
 
-def fold_seed(config: Config, fold: int) -> int:
-    """The run seed fold `fold` trains with: grid.seeds in turn."""
-    return config.grid.seeds[fold % len(config.grid.seeds)]
+def fold_seeds(config: Config, fold: int) -> tuple[int, ...]:
+    """The select.fold_seeds run seeds fold `fold` trains: grid.seeds in turn."""
+    seeds, count = config.grid.seeds, config.select.fold_seeds
+    return tuple(seeds[(fold * count + i) % len(seeds)] for i in range(count))
 
 
 @dataclass(frozen=True)
@@ -93,13 +94,27 @@ def setup_of(case: Case) -> SETUP:
     return case.arch, case.tasks, case.n_tasks
 
 
+def net_positions(run: GridRun) -> dict[int, list[Path]]:
+    """A run's net directories by position among their seed's nets (walk order)."""
+    found: dict[int, list[Path]] = {}
+    seen: dict[int, int] = {}
+    for (_, seed), path in run.nets.items():
+        position = seen.get(seed, 0)
+        seen[seed] = position + 1
+        found.setdefault(position, []).append(path)
+    return found
+
+
 def chosen_net_epochs(runs: Sequence[GridRun]) -> tuple[int, ...]:
-    """Per net position (walk order; every fold trains one seed), the median of the folds' best epochs, rounded up."""
-    per_fold = [[int((read_marker(path) or {})["best_epoch"]) for path in run.nets.values()] for run in runs]
-    if len({len(epochs) for epochs in per_fold}) != 1:
+    """Per net position (walk order), the median of the best epochs of that net in every fold and seed, rounded
+    up."""
+    positions = [net_positions(run) for run in runs]
+    if len({len(found) for found in positions}) != 1:
         raise PipelineError("the cross-validation folds trained different nets (a task unavailable in some fold); "
                             "set select.mode = 'validation'")
-    return tuple(int(np.ceil(np.median(column))) for column in zip(*per_fold))
+    return tuple(int(np.ceil(np.median([int((read_marker(path) or {})["best_epoch"])
+                                        for found in positions for path in found[position]])))
+                 for position in range(len(positions[0])))
 
 
 def chosen_transfers(runs: Sequence[GridRun], transfer: TransferConfig) -> dict[SETUP, TransferConfig]:
@@ -147,8 +162,8 @@ def run_folds(config: Config, prepared: Prepared, progress: bool, log: Log, must
         table = fold_tracks(prepared.tracks, of_track, fold)
         held = table[split_mask(table, VAL)]
         log(f"cross-validation fold {fold + 1}/{config.select.folds}: {len(held)} held-out tracks of "
-            f"{held['artist_id'].nunique()} artists, seed {fold_seed(config, fold)}")
-        fold_config = replace(config, grid=replace(config.grid, seeds=(fold_seed(config, fold),)))
+            f"{held['artist_id'].nunique()} artists, seeds {', '.join(map(str, fold_seeds(config, fold)))}")
+        fold_config = replace(config, grid=replace(config.grid, seeds=fold_seeds(config, fold)))
         fold_prepared = Prepared(WorkDir(crossval_root(prepared) / f"fold{fold}"), table, prepared.store)
         runs.append(run_grid(fold_config, fold_prepared, progress, log, must_be_done, times))
         tables.append(table)

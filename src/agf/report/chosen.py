@@ -51,11 +51,17 @@ def estimate_table(record: Mapping[str, Any]) -> Table:
                  f"{selection['n_artists']} artists; {min(artists)}-{max(artists)} per fold)")
         for labels, scores in crossval["estimate"].items():
             rows.append((where, labels, *_cells(scores)))
-    test = record.get("test") or {}
-    for labels, scores in test.items():
-        rows.append(("test", labels, *_cells(scores)))
-    notes = ["The cross-validated estimate rests on the artists of train + validation, each scored by models that never "
-             "saw it; its spread over folds says how much a new set of artists can move it."] if crossval else []
+    else:
+        chosen = record["ranking"][0]
+        rows.append((f"validation ({selection['n_tracks']} tracks, {selection['n_artists']} artists; it chose the "
+                     "model)", "given", number(chosen["accuracy"]), number(chosen["log_loss"]), number(None)))
+    sizes = record.get("test_split")
+    where = f"test ({sizes['n_tracks']} tracks, {sizes['n_artists']} artists)" if sizes else "test"
+    for labels, scores in (record.get("test") or {}).items():
+        rows.append((where, labels, *_cells(scores)))
+    notes = ["The cross-validated estimate rests on the artists of train + validation, each scored by models that "
+             "never saw it; its spread over folds says how much a new set of artists can move it." if crossval else
+             "The validation numbers chose the model (and its epochs and temperature): they are optimistic."]
     return Table(title="The chosen model: its estimate before test, and test",
                  columns=("scored on", "labels", *(METRIC_REGISTRY[m].title for m in SHOWN_METRICS)),
                  rows=tuple(rows), notes=tuple(notes))
