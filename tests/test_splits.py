@@ -163,3 +163,16 @@ def test_a_split_that_cannot_be_scored_is_a_problem_and_a_missing_genre_a_warnin
     assert split_problems(loaded.tracks.assign(split="train"), ("train", "val")) == ([
         "the val split has no track, so nothing selects the epochs and models or fits their calibration: 14 tracks "
         "by 7 artists leave none for it; add tracks by more artists or raise dataset.val_fraction"], [])
+
+
+@pytest.mark.parametrize("artists_per_genre", [2, 3, 4])
+def test_artist_folds_stay_balanced_when_each_genre_has_few_artists(artists_per_genre: int) -> None:
+    """With a few artists per genre every genre's dealing starts with folds tied: the ties go to the folds with the
+    fewest tracks so far, so the folds hold about equal numbers of tracks (the ties once all went to fold 0: with 2
+    artists per genre and 3 folds, fold 2 got no artist)."""
+    tracks = collection(n_genres=8, artists_per_genre=artists_per_genre, seed=0)
+    folds = artist_folds(tracks, 3, seed=0)
+    artists = tracks.groupby(folds)["artist_id"].nunique()
+    sizes = folds.value_counts()
+    assert len(artists) == 3 and artists.min() >= artists.max() / 2
+    assert sizes.max() <= 1.3 * sizes.min()

@@ -137,25 +137,32 @@ def artist_folds(tracks: pd.DataFrame, n_folds: int, seed: int) -> pd.Series:
     n_artists = tracks["artist_id"].nunique()
     if not 2 <= n_folds <= n_artists:
         raise DatasetError(f"{n_folds} folds need between 2 and {n_artists} artists (the tracks have {n_artists})")
-    return _deal_artists(tracks, dict.fromkeys(range(n_folds), 1 / n_folds), seed).astype(int).rename("fold")
+    folds = _deal_artists(tracks, dict.fromkeys(range(n_folds), 1 / n_folds), seed, balance_ties=True)
+    return folds.astype(int).rename("fold")
 
 
-def _deal_artists(tracks: pd.DataFrame, shares: dict, seed: int) -> pd.Series:
+def _deal_artists(tracks: pd.DataFrame, shares: dict, seed: int, balance_ties: bool = False) -> pd.Series:
     """Each track's part (a key of `shares`), whole artists at a time, stratified by genre: each artist is filed
     under its most frequent genre; within a genre the artists (shuffled with `seed`, then largest first) go one by
-    one to the part furthest below its share of that genre's tracks."""
+    one to the part furthest below its share of that genre's tracks. With `balance_ties` (equal shares, as folds
+    have: every genre starts with its parts tied), a tie goes to the part furthest below its share of all the
+    tracks dealt so far, not to the first part."""
     sizes = tracks["artist_id"].value_counts()
     rng = np.random.default_rng(seed)
     assignment: dict[str, object] = {}
     primary = _primary_genres(tracks)
+    dealt = dict.fromkeys(shares, 0)
     for _, artists in primary.groupby(primary, sort=True):
         order = sorted(rng.permutation(np.sort(artists.index.to_numpy())), key=lambda a: -sizes[a])
         total = sizes[order].sum()
         filled = dict.fromkeys(shares, 0)
         for artist in order:
-            target = max(shares, key=lambda name: shares[name] * total - filled[name])
+            overall = sum(dealt.values()) + sizes[artist]
+            target = max(shares, key=lambda name: (shares[name] * total - filled[name],
+                                                   shares[name] * overall - dealt[name] if balance_ties else 0))
             assignment[artist] = target
             filled[target] += sizes[artist]
+            dealt[target] += sizes[artist]
     return tracks["artist_id"].map(assignment)
 
 

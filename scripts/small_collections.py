@@ -1,0 +1,397 @@
+"""Small collections, today's protocol against the new one (issue 27 item 6): on collections of about 250 tracks drawn
+from the hard synthetic corpus, the small-collection preset choosing its model by `select.mode = "auto"` (artist-
+grouped cross-validation on such collections) against `select.mode = "validation"` (the report's best setup chosen on
+validation, its test scores averaged over seeds) and two classical models on per-track MFCC mean/std (logistic
+regression and an RBF-SVM, fitted on train + validation); test accuracy and log loss against the true genres (the
+given ones recorded too).
+
+    python scripts/small_collections.py render ROOT --artists-per-genre 8 --tracks-per-album 3 --seconds 60
+    python scripts/small_collections.py draw ROOT K       # collection K (seed K): ROOT/draws/draw-K/manifest.csv
+    python scripts/small_collections.py run ROOT K        # both runs + classical models: ROOT/results/draw-K.csv
+    python scripts/small_collections.py summary ROOT      # or the folder of draw files (docs/data/small-collections)
+
+Every step is resumable: a finished step is skipped (`agf run` reuses its finished stages). Each finished draw's
+file is copied to docs/data/small-collections/, which `summary` reads as well as ROOT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from agf.config import Config, DatasetConfig, config_to_toml, load_config
+from agf.datasets import load_dataset
+from agf.datasets.table import TEST, TRAIN, VAL, genre_list, split_mask
+from agf.evaluation import classical_baseline, mfcc_stats
+from agf.fileio import write_text_atomic
+from agf.metrics import METRIC_REGISTRY, score_against
+from agf.pipeline import open_prepared
+from agf.plotting import png_figure
+from agf.report.results import SETUP_KEYS, rank_by_selection, read_results_csv, select
+from agf.statistics import compare
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = REPO / "docs" / "data" / "small-collections"
+PRESET = "small-collection"
+GENRES = 8
+MODELS: tuple[str, ...] = ("today", "new", "logreg", "rbf-svm")
+METRICS: tuple[str, ...] = ("accuracy", "log_loss")
+LABELS: tuple[str, ...] = ("given", "true")
+COMPARED_LABELS = "true"
+COMPARISONS: tuple[tuple[str, str], ...] = (("new", "today"), ("new", "logreg"), ("new", "rbf-svm"))
+PROTOCOLS: tuple[str, ...] = ("validation", "auto")
+DRAW_COLUMNS: tuple[str, ...] = ("draw", "model", "labels", "metric", "value", "n_tracks", "n_artists",
+                                 "n_test_tracks", "n_test_artists", "seconds", "new_mode", "new_chosen", "commit")
+
+
+def say(message: str) -> None:
+    """One progress line, with the time, flushed (the measurement logs to a file)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# -- render ----------------------------------------------------------------------------------------------------
+
+
+def track_table(corpus: Path) -> pd.DataFrame:
+    """The corpus's tracks as manifest rows: track_id, path (absolute), artist, album, genre, true_genre,
+    subgenres (';'-joined), duration."""
+    config = DatasetConfig(kind="fma", metadata_dir=str(corpus / "fma_metadata"), audio_dir=str(corpus / "audio"),
+                           subset="full")
+    tracks = load_dataset(config).tracks
+    return pd.DataFrame({
+        "track_id": tracks["track_id"].astype(str), "path": tracks["audio_path"], "artist": tracks["artist_id"],
+        "album": tracks["album_id"], "genre": tracks["genre"], "true_genre": tracks["true_genre"],
+        "subgenres": tracks["subgenres"].map("; ".join), "duration": tracks["declared_duration"],
+    })
+
+
+def render(root: Path, artists_per_genre: int, tracks_per_album: int, seconds: float) -> None:
+    """The study's hard corpus (study-quick's [synth], 8 genres) under ROOT/corpus, and its table ROOT/tracks.csv."""
+    table_path = root / "tracks.csv"
+    if table_path.is_file():
+        say(f"{table_path} exists: corpus rendered")
+        return
+    started = time.monotonic()
+    say(f"rendering {GENRES} genres x {artists_per_genre} artists, {tracks_per_album} tracks per album, {seconds} s")
+    subprocess.run([sys.executable, "-m", "agf", "synth", str(root / "corpus"), "-c", "study-quick",
+                    "--genres", str(GENRES), "--artists-per-genre", str(artists_per_genre),
+                    "--tracks-per-album", str(tracks_per_album), "--seconds", str(seconds), "-j", "1", "-q"],
+                   check=True)
+    table = track_table(root / "corpus")
+    write_text_atomic(table_path, table.to_csv(index=False))
+    say(f"{table_path}: {len(table)} tracks, {table['artist'].nunique()} artists, "
+        f"{time.monotonic() - started:.0f} s to render")
+
+
+# -- draw ------------------------------------------------------------------------------------------------------
+
+
+def artist_genres(table: pd.DataFrame) -> pd.Series:
+    """Each artist's genre: the given genre of most of its tracks (ties: the first in name order)."""
+    counts = table.groupby(["artist", "genre"]).size().rename("n").reset_index()
+    top = counts.sort_values(["artist", "n", "genre"], ascending=[True, False, True]).drop_duplicates("artist")
+    return top.set_index("artist")["genre"]
+
+
+def draw_collection(table: pd.DataFrame, k: int, tracks: int = 250, min_artists: int = 40,
+                    max_artists: int = 70) -> pd.DataFrame:
+    """Collection k (seed k): whole artists, the same number per genre (the artists of each genre shuffled, the
+    first n taken), n the count in [min_artists, max_artists] / genres whose total is nearest `tracks`."""
+    rng = np.random.default_rng(k)
+    genre_of = artist_genres(table)
+    shuffled = {genre: list(rng.permutation(sorted(artists.index)))
+                for genre, artists in genre_of.groupby(genre_of)}
+    n_genres, fewest = len(shuffled), min(len(artists) for artists in shuffled.values())
+    counts = range(-(-min_artists // n_genres), min(max_artists // n_genres, fewest) + 1)
+    if not counts:
+        raise SystemExit(f"draw: {min_artists}-{max_artists} artists over {n_genres} genres need more artists per "
+                         f"genre than the corpus's {fewest}: render a bigger corpus")
+    size = table.groupby("artist").size()
+    chosen = min(counts, key=lambda n: abs(int(size[_first(shuffled, n)].sum()) - tracks))
+    return table[table["artist"].isin(_first(shuffled, chosen))].reset_index(drop=True)
+
+
+def _first(shuffled: dict[str, list[str]], n: int) -> list[str]:
+    """The first n artists of every genre."""
+    return [artist for artists in shuffled.values() for artist in artists[:n]]
+
+
+def draw_dir(root: Path, k: int) -> Path:
+    """ROOT/draws/draw-K: the draw's manifest, configs, work directory and the first run's outputs."""
+    return root / "draws" / f"draw-{k}"
+
+
+def draw(root: Path, k: int, tracks: int, min_artists: int, max_artists: int) -> Path:
+    """Write draw k's manifest (no split column: agf splits by artist, seeded by dataset.seed = k)."""
+    manifest = draw_dir(root, k) / "manifest.csv"
+    if manifest.is_file():
+        say(f"{manifest} exists")
+        return manifest
+    collection = draw_collection(pd.read_csv(root / "tracks.csv", dtype=str), k, tracks, min_artists, max_artists)
+    write_text_atomic(manifest, collection.to_csv(index=False))
+    say(f"{manifest}: {len(collection)} tracks, {collection['artist'].nunique()} artists")
+    return manifest
+
+
+# -- run -------------------------------------------------------------------------------------------------------
+
+
+def run_config(manifest: Path, workdir: Path, k: int, mode: str) -> Config:
+    """The small-collection preset on this manifest, split seed k, model chosen by `mode`, one thread and worker."""
+    config = load_config(PRESET)
+    return dataclasses.replace(
+        config,
+        dataset=dataclasses.replace(config.dataset, manifest=str(manifest), seed=k),
+        select=dataclasses.replace(config.select, mode=mode),
+        run=dataclasses.replace(config.run, threads=1, workers=1, workdir=str(workdir)),
+    )
+
+
+def agf_run(config: Config, out_dir: Path) -> None:
+    """`agf run` of `config`, then its results.csv and selection.json copied to out_dir (the next run in the same
+    work directory rewrites them); skipped when out_dir holds them."""
+    if (out_dir / "selection.json").is_file():
+        say(f"{out_dir} exists: run done")
+        return
+    toml = out_dir.with_suffix(".toml")
+    write_text_atomic(toml, config_to_toml(config))
+    say(f"agf run -c {toml}")
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "agf", "run", "-c", str(toml), "-q"], check=True)
+    workdir = Path(config.run.workdir)
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    staging.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(workdir / "report" / "results.csv", staging / "results.csv")
+    shutil.copy2(workdir / "selection" / "selection.json", staging / "selection.json")
+    (staging / "seconds.txt").write_text(f"{time.monotonic() - started:.1f}\n")
+    staging.rename(out_dir)
+    say(f"{out_dir}: {time.monotonic() - started:.0f} s")
+
+
+def today_rows(results: pd.DataFrame) -> tuple[str, list[dict]]:
+    """Today's protocol: the setup ranked first on validation, its test scores averaged over seeds."""
+    arch, tasks, n_tasks = rank_by_selection(results, SETUP_KEYS)[0]
+    setup = results[(results["arch"] == arch) & (results["tasks"] == tasks) & (results["n_tasks"] == n_tasks)]
+    rows = [{"labels": labels, "metric": metric,
+             "value": float(select(setup, TEST, labels).loc[lambda f: f["metric"] == metric, "value"].mean())}
+            for labels in LABELS for metric in METRICS]
+    return f"{arch} {tasks}", rows
+
+
+def new_rows(selection: dict) -> list[dict]:
+    """The new protocol: the chosen model's test scores from selection.json."""
+    return [{"labels": labels, "metric": metric, "value": float(selection["test"][labels][metric])}
+            for labels in LABELS for metric in METRICS]
+
+
+def rbf_svm(train_X: np.ndarray, train_y: np.ndarray, eval_X: np.ndarray, n_classes: int, seed: int) -> np.ndarray:
+    """StandardScaler + SVC(rbf, default C and gamma, Platt probabilities, seeded): (n_eval, K) probabilities."""
+    model = make_pipeline(StandardScaler(), SVC(kernel="rbf", probability=True, random_state=seed))
+    model.fit(train_X, train_y)
+    probs = np.zeros((len(eval_X), n_classes))
+    probs[:, model.classes_] = model.predict_proba(eval_X)
+    return probs
+
+
+def classical_rows(config: Config, seed: int) -> list[dict]:
+    """Logistic regression and the RBF-SVM on MFCC mean/std, fitted on train + validation, scored on test."""
+    prepared = open_prepared(config)
+    tracks, store = prepared.tracks, prepared.store
+    genres = genre_list(tracks)
+    fit, test = tracks[split_mask(tracks, TRAIN, VAL)], tracks[split_mask(tracks, TEST)]
+    fit_X, test_X = (np.stack([mfcc_stats(store.mfcc(t)) for t in part["track_id"]]) for part in (fit, test))
+    fit_y = fit["genre"].map({genre: i for i, genre in enumerate(genres)}).to_numpy()
+    index = pd.Index(test["track_id"].astype(str), name="track_id")
+    rows = []
+    for model, fitter in (("logreg", classical_baseline), ("rbf-svm", rbf_svm)):
+        probs = pd.DataFrame(fitter(fit_X, fit_y, test_X, len(genres), seed), index=index, columns=genres)
+        scores = score_against(tracks, probs, genres)
+        rows += [{"model": model, "labels": labels, "metric": metric, "value": float(scores[labels][metric])}
+                 for labels in LABELS for metric in METRICS]
+    return rows
+
+
+def collection_counts(config: Config) -> dict[str, int]:
+    """Tracks and artists of the collection and of its test split (the usable tracks)."""
+    tracks = open_prepared(config).tracks
+    test = tracks[split_mask(tracks, TEST)]
+    return {"n_tracks": len(tracks), "n_artists": int(tracks["artist_id"].nunique()),
+            "n_test_tracks": len(test), "n_test_artists": int(test["artist_id"].nunique())}
+
+
+def git(*args: str) -> str:
+    """A git command's output in the repository."""
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout
+
+
+def commit() -> str:
+    """The agf code measured: HEAD, plus '+dirty-' and a hash of the uncommitted changes to src/ when there are
+    any (the runs import the working tree)."""
+    head, changes = git("rev-parse", "HEAD").strip(), git("diff", "HEAD", "--", "src")
+    return f"{head}+dirty-{hashlib.sha256(changes.encode()).hexdigest()[:12]}" if changes else head
+
+
+def run(root: Path, k: int) -> None:
+    """Draw k's two runs in one work directory, the classical models, then ROOT/results/draw-K.csv (last)."""
+    out = root / "results" / f"draw-{k}.csv"
+    if out.is_file():
+        say(f"{out} exists: draw {k} done")
+        return
+    directory = draw_dir(root, k)
+    manifest = directory / "manifest.csv"
+    if not manifest.is_file():
+        raise SystemExit(f"{manifest} not found: run `draw {root} {k}` first")
+    configs = {mode: run_config(manifest, directory / "work", k, mode) for mode in PROTOCOLS}
+    for mode, config in configs.items():
+        agf_run(config, directory / mode)
+    started = time.monotonic()
+    classical = classical_rows(configs["validation"], k)
+    seconds = time.monotonic() - started + sum(float((directory / mode / "seconds.txt").read_text())
+                                               for mode in PROTOCOLS)
+    today_name, today = today_rows(read_results_csv(directory / "validation" / "results.csv"))
+    selection = json.loads((directory / "auto" / "selection.json").read_text())
+    rows = ([{"model": "today", **row} for row in today] + [{"model": "new", **row} for row in new_rows(selection)]
+            + classical)
+    frame = pd.DataFrame(rows).assign(
+        draw=k, **collection_counts(configs["validation"]), seconds=round(seconds, 1), new_mode=selection["mode"],
+        new_chosen=selection["chosen"]["name"], commit=commit())[list(DRAW_COLUMNS)]
+    write_text_atomic(out, frame.to_csv(index=False, float_format="%.6g"))
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(out, DATA_DIR / out.name)
+    say(f"{out}: today = {today_name}, new ({selection['mode']}) = {selection['chosen']['name']}, "
+        f"{seconds:.0f} s")
+
+
+# -- summary ---------------------------------------------------------------------------------------------------
+
+
+def read_draws(folder: Path) -> pd.DataFrame:
+    """Every draw-*.csv of `folder` (ROOT/results under a ROOT) as one frame."""
+    found = sorted(folder.glob("draw-*.csv"))
+    if not found:
+        raise SystemExit(f"{folder}: no draw-*.csv files; run a draw first")
+    return pd.concat([pd.read_csv(path, dtype={"labels": str}) for path in found], ignore_index=True)
+
+
+def paired_differences(draws: pd.DataFrame, metric: str) -> dict[str, pd.Series]:
+    """Per comparison 'a - b': a's minus b's test value of `metric` (true labels), per draw (draws with both)."""
+    rows = draws[(draws["labels"] == COMPARED_LABELS) & (draws["metric"] == metric)]
+    table = rows.pivot_table(index="draw", columns="model", values="value")
+    return {f"{a} - {b}": (table[a] - table[b]).dropna() for a, b in COMPARISONS
+            if a in table.columns and b in table.columns}
+
+
+def summarize(draws: pd.DataFrame) -> pd.DataFrame:
+    """Per metric and comparison: draws, the paired mean difference with its 95 % interval (agf.statistics.compare:
+    draws the independent units, Holm over the comparisons of a metric), and which side is better."""
+    rows = []
+    for metric in METRICS:
+        differences = paired_differences(draws, metric)
+        higher = METRIC_REGISTRY[metric].higher_is_better
+        for found in compare({name: diff.to_numpy() for name, diff in differences.items()}):
+            rows.append({"comparison": found.name, "metric": metric, "labels": COMPARED_LABELS, "draws": found.n,
+                         "mean": found.mean, "ci_low": found.ci_low, "ci_high": found.ci_high,
+                         "interval": found.interval, "p_permutation": found.p_permutation, "p_holm": found.p_holm,
+                         "new_better_if": "positive" if higher else "negative"})
+    return pd.DataFrame(rows)
+
+
+def model_means(draws: pd.DataFrame) -> pd.DataFrame:
+    """Each model's mean test value over draws, per labels and metric."""
+    return draws.pivot_table(index="model", columns=["labels", "metric"], values="value").reindex(MODELS)
+
+
+def summary_markdown(summary: pd.DataFrame, draws: pd.DataFrame) -> str:
+    """summary.md: what was compared, the paired differences, the models' means and each draw's choices."""
+    lines = ["# Small collections: today's protocol against the new one", "",
+             "Generated by `python scripts/small_collections.py summary` (issue 27 item 6). Test split; differences "
+             f"against the {COMPARED_LABELS} genres, new minus the other model per draw, 95 % interval over draws "
+             "(agf.statistics.compare).", "",
+             "| comparison | metric | draws | mean | 95 % interval | p (Holm) | new better if |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.comparison} | {r.metric} | {r.draws} | {r.mean:+.4f} | [{r.ci_low:+.4f}, {r.ci_high:+.4f}] | "
+              f"{r.p_holm:.3g} | {r.new_better_if} |" for r in summary.itertuples()]
+    means = model_means(draws)
+    lines += ["", "Mean over draws:", "", "| model | " + " | ".join(f"{m} ({lab})" for lab, m in means.columns) + " |",
+              "|---|" + "---|" * len(means.columns)]
+    lines += [f"| {model} | " + " | ".join(f"{v:.4f}" for v in row) + " |" for model, row in means.iterrows()]
+    per_draw = draws.drop_duplicates("draw").sort_values("draw")
+    lines += ["", "| draw | tracks | artists | test tracks | test artists | new's mode | new's choice | seconds | "
+              "agf |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.draw} | {r.n_tracks} | {r.n_artists} | {r.n_test_tracks} | {r.n_test_artists} | {r.new_mode} | "
+              f"{r.new_chosen} | {r.seconds:.0f} | {r.commit} |" for r in per_draw.itertuples()]
+    return "\n".join(lines) + "\n"
+
+
+def plot_draws(draws: pd.DataFrame, path: Path) -> None:
+    """Per metric a panel: each draw's test values (true genres) over the models, joined by a line."""
+    rows = draws[draws["labels"] == COMPARED_LABELS]
+    with png_figure(path, (10.0, 4.0), layout="constrained") as figure:
+        for ax, metric in zip(figure.subplots(1, len(METRICS)), ("log_loss", "accuracy")):
+            table = rows[rows["metric"] == metric].pivot_table(index="draw", columns="model", values="value")
+            table = table.reindex(columns=[m for m in MODELS if m in table.columns])
+            for k, values in table.iterrows():
+                ax.plot(range(len(values)), values.to_numpy(), marker="o", label=f"draw {k}")
+            ax.set_xticks(range(len(table.columns)), list(table.columns))
+            ax.set_title(f"test {METRIC_REGISTRY[metric].title} (true genres)")
+        ax.legend(fontsize="small")
+
+
+def summary(source: Path, out_dir: Path) -> None:
+    """summary.csv, summary.md and figure.png in out_dir from the draw files of `source` (ROOT or a folder)."""
+    draws = read_draws(source / "results" if (source / "results").is_dir() else source)
+    found = summarize(draws)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_dir / "summary.csv", found.to_csv(index=False, float_format="%.6g"))
+    write_text_atomic(out_dir / "summary.md", summary_markdown(found, draws))
+    plot_draws(draws, out_dir / "figure.png")
+    say(f"{out_dir}: summary of {draws['draw'].nunique()} draws")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    render_parser = commands.add_parser("render", help="render the corpus and its track table")
+    render_parser.add_argument("root", type=Path)
+    render_parser.add_argument("--artists-per-genre", type=int, required=True)
+    render_parser.add_argument("--tracks-per-album", type=int, required=True)
+    render_parser.add_argument("--seconds", type=float, required=True)
+    draw_parser = commands.add_parser("draw", help="draw collection K's manifest")
+    draw_parser.add_argument("root", type=Path)
+    draw_parser.add_argument("k", type=int)
+    draw_parser.add_argument("--tracks", type=int, default=250, help="tracks aimed at (default 250)")
+    draw_parser.add_argument("--min-artists", type=int, default=40)
+    draw_parser.add_argument("--max-artists", type=int, default=70)
+    run_parser = commands.add_parser("run", help="run draw K: both protocols and the classical models")
+    run_parser.add_argument("root", type=Path)
+    run_parser.add_argument("k", type=int)
+    summary_parser = commands.add_parser("summary", help="paired differences over the finished draws")
+    summary_parser.add_argument("source", type=Path, help="ROOT, or a folder of draw-*.csv files")
+    summary_parser.add_argument("--out", type=Path, default=DATA_DIR)
+    args = parser.parse_args(argv)
+    if args.command == "render":
+        render(args.root, args.artists_per_genre, args.tracks_per_album, args.seconds)
+    elif args.command == "draw":
+        draw(args.root, args.k, args.tracks, args.min_artists, args.max_artists)
+    elif args.command == "run":
+        run(args.root, args.k)
+    else:
+        summary(args.source, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""scripts/small_collections.py: a draw takes whole artists, the same number per genre, about the tracks asked for;
+the summary's paired differences and intervals are those of agf.statistics over the draws."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from script_modules import script_module
+
+from agf.statistics import mean_ci
+
+
+@pytest.fixture(scope="module")
+def sc():
+    """scripts/small_collections.py as a module."""
+    with script_module("small_collections") as module:
+        yield module
+
+
+def corpus_table(genres: int = 8, artists_per_genre: int = 10, seed: int = 0) -> pd.DataFrame:
+    """A made-up track table: per artist 1-12 tracks, one straddling track of another genre per artist."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for g in range(genres):
+        for a in range(artists_per_genre):
+            artist = f"a{g}-{a}"
+            n = int(rng.integers(1, 13))
+            genres_of_tracks = [f"G{g}"] * n + [f"G{(g + 1) % genres}"]
+            rows += [{"track_id": f"{artist}-{i}", "artist": artist, "genre": genre, "true_genre": f"G{g}"}
+                     for i, genre in enumerate(genres_of_tracks)]
+    return pd.DataFrame(rows)
+
+
+def test_a_draw_takes_whole_artists_the_same_number_per_genre(sc) -> None:
+    table = corpus_table()
+    drawn = sc.draw_collection(table, 3, tracks=250, min_artists=40, max_artists=70)
+    artists = drawn["artist"].unique()
+    assert 40 <= len(artists) <= 70
+    whole = table[table["artist"].isin(artists)]
+    assert len(drawn) == len(whole)  # every track of a drawn artist, nothing else
+    per_genre = sc.artist_genres(drawn).value_counts()
+    assert per_genre.nunique() == 1 and len(per_genre) == 8
+    # the count per genre is the one whose total is nearest 250
+    totals = {n: len(sc.draw_collection(table, 3, tracks=250, min_artists=8 * n, max_artists=8 * n))
+              for n in range(5, 9)}
+    assert abs(len(drawn) - 250) == min(abs(total - 250) for total in totals.values())
+    assert drawn.equals(sc.draw_collection(table, 3))  # seeded
+    assert set(sc.draw_collection(table, 4)["artist"]) != set(artists)  # another draw, other artists
+
+
+def test_a_draw_refuses_a_corpus_with_too_few_artists(sc) -> None:
+    with pytest.raises(SystemExit, match="render a bigger corpus"):
+        sc.draw_collection(corpus_table(artists_per_genre=4), 0)
+
+
+def draw_file(sc, k: int, values: dict[str, tuple[float, float]]) -> pd.DataFrame:
+    """A made-up draw file: per model (accuracy, log loss), true labels; given labels shifted."""
+    rows = [{"model": model, "labels": labels, "metric": metric, "value": value + (0.1 if labels == "given" else 0)}
+            for model, pair in values.items() for labels in sc.LABELS for metric, value in zip(sc.METRICS, pair)]
+    return pd.DataFrame(rows).assign(draw=k, n_tracks=250, n_artists=40, n_test_tracks=35, n_test_artists=8,
+                                     seconds=100.0, new_mode="crossval", new_chosen="x", commit="c")[
+        list(sc.DRAW_COLUMNS)]
+
+
+def test_summary_pairs_the_draws_and_writes_its_files(sc, tmp_path: Path) -> None:
+    new_accuracy = [0.60, 0.55, 0.70]
+    today_accuracy = [0.50, 0.52, 0.58]
+    data = tmp_path / "data"
+    data.mkdir()
+    for k, (new, today) in enumerate(zip(new_accuracy, today_accuracy)):
+        values = {"today": (today, 1.2), "new": (new, 1.0 + 0.1 * k), "logreg": (0.4, 1.5), "rbf-svm": (0.45, 1.4)}
+        draw_file(sc, k, values).to_csv(data / f"draw-{k}.csv", index=False)
+    out = tmp_path / "out"
+    sc.summary(data, out)
+    found = pd.read_csv(out / "summary.csv", dtype={"labels": str}).set_index(["comparison", "metric"])
+    assert len(found) == 6 and (found["draws"] == 3).all() and (found["labels"] == "true").all()
+    differences = np.subtract(new_accuracy, today_accuracy)
+    row = found.loc[("new - today", "accuracy")]
+    assert row["mean"] == pytest.approx(differences.mean(), rel=1e-5)
+    low, high, kind = mean_ci(differences)
+    assert (row["ci_low"], row["ci_high"], row["interval"]) == (pytest.approx(low, rel=1e-5), pytest.approx(high, rel=1e-5), kind)
+    assert found.loc[("new - logreg", "log_loss"), "mean"] == pytest.approx(1.1 - 1.5, rel=1e-5)
+    assert found.loc[("new - today", "log_loss"), "new_better_if"] == "negative"
+    assert found.loc[("new - today", "accuracy"), "new_better_if"] == "positive"
+    assert "| new - today | accuracy | 3 |" in (out / "summary.md").read_text()
+    assert (out / "figure.png").stat().st_size > 0
