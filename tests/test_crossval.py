@@ -260,3 +260,19 @@ def test_a_head_or_blend_bundle_predicts_what_the_selection_scored(crossval_run:
     predicted = [classifier.predict(path) for path in test["audio_path"]]
     genres = list(expected.columns)
     assert np.abs(np.array([[p[g] for g in genres] for p in predicted]) - expected.to_numpy()).max() < 1e-5
+
+
+def test_the_plan_states_the_cross_validation_and_its_cost(crossval_run: Path) -> None:
+    from agf.pipeline import plan_run
+    from agf.plan import Throughput, _duration
+
+    config = _config(crossval_run)
+    plan, _ = plan_run(config, measure=False)
+    speed = Throughput(decode_realtime=100.0, train_patches_s=100.0, infer_windows_s=100.0, mlp_windows_s=100.0,
+                       stn_params=300_000)
+    [line] = [line for line in plan.lines(speed) if line.startswith("  selection: ")]
+    assert "3-fold cross-validation by artist over train + validation (select.mode = 'crossval')" in line
+    assert "the folds train 2 seeds each on 2/3" in line and f"about {plan.selection_cost:.1f}x" in line
+    stages = plan.stage_seconds(speed, 1)
+    expected = stages["prepare"] + plan.selection_cost * (sum(stages.values()) - stages["prepare"])
+    assert line.endswith(f"about {_duration(expected)} in all")

@@ -94,6 +94,7 @@ class Plan:
     crops_per_track: int = 1  # train.crops_per_track (0: from each track's length)
     crops_range: tuple[int, int] = (1, 1)  # fewest and most crops of a training track per epoch
     selection: str = ""  # how the model is chosen, when by cross-validation: its cost (agf.selection)
+    selection_cost: float = 1.0  # the training cross-validation takes, in units of one fit on train
 
     def nets_line(self) -> str:
         """The nets and their budget: epochs (a cap with early stopping, and when it stops), crops per epoch and
@@ -155,7 +156,13 @@ class Plan:
                          f"training {speed.train_patches_s:.0f} patches/s, window features "
                          f"{speed.infer_windows_s:.0f}/s, MLP {speed.mlp_windows_s:.0f} windows/s")
         if self.selection:
-            lines.append(f"  selection: {self.selection}")
+            total = ""
+            if speed is not None:  # prepare is done once; nets, windows and MLPs cross-validation multiplies
+                stages = self.stage_seconds(speed, workers)
+                seconds = stages.get("prepare", 0.0) + self.selection_cost * (sum(stages.values())
+                                                                              - stages.get("prepare", 0.0))
+                total = f"; about {_duration(seconds)} in all"
+            lines.append(f"  selection: {self.selection}{total}")
         lines += [f"  warning: {warning}" for warning in self.warnings]
         return lines
 
@@ -276,16 +283,17 @@ def unavailable_tasks(tasks: Sequence[str]) -> dict[str, str]:
     return {"e": reason} if reason else {}
 
 
-def selection_line(config: Config, tracks: pd.DataFrame) -> str:
-    """How the run will choose its model when by cross-validation, and what that costs ('' on validation)."""
+def selection_line(config: Config, tracks: pd.DataFrame) -> tuple[str, float]:
+    """How the run will choose its model when by cross-validation and what that costs, in words and as a factor
+    of one fit on train (('', 1.0) on validation)."""
     mode, reason = selection_mode(config, tracks)
     if mode == "validation":
-        return ""
-    folds = config.select.folds
-    return (f"{folds}-fold cross-validation by artist over train + validation ({reason}): about "
-            f"{crossval_cost(config, tracks):.1f}x the nets, transfers and time above, which count one fit on train (the "
-            f"folds train one seed each on {folds - 1}/{folds} of train + validation, then every seed is fitted on "
-            "all of it with the epochs chosen on the folds); every choice on out-of-fold predictions")
+        return "", 1.0
+    folds, seeds, cost = config.select.folds, config.select.fold_seeds, crossval_cost(config, tracks)
+    return (f"{folds}-fold cross-validation by artist over train + validation ({reason}): about {cost:.1f}x the "
+            f"nets, transfers and time above, which count one fit on train (the folds train {seeds} "
+            f"seed{'s' if seeds > 1 else ''} each on {folds - 1}/{folds} of train + validation, then every seed is "
+            "fitted on all of it with the epochs chosen on the folds); every choice on out-of-fold predictions"), cost
 
 
 def make_plan(config: Config, tracks: pd.DataFrame, store: FeatureStore | None,
@@ -322,8 +330,9 @@ def make_plan(config: Config, tracks: pd.DataFrame, store: FeatureStore | None,
     train_windows = windows[split == TRAIN]
     cap = config.transfer.max_windows_per_track
     unprepared = ~ids.isin(prepared_ids).to_numpy()
+    selection, selection_cost = selection_line(config, tracks)
     return Plan(
-        selection=selection_line(config, tracks),
+        selection=selection, selection_cost=selection_cost,
         tracks={s: int((split == s).sum()) for s in SPLITS if (split == s).any()},
         to_prepare=int(unprepared.sum()),
         audio_seconds=float(frames[unprepared].sum() * config.features.hop_length / config.features.sample_rate),
