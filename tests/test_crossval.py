@@ -145,7 +145,8 @@ def test_poisoned_test_labels_change_no_choice(crossval_run: Path) -> None:
         k: v["epochs"] for k, v in record["crossval"]["transfers"].items()}
 
 
-def test_the_report_shows_the_cross_validated_estimate_beside_test(crossval_run: Path) -> None:
+def test_the_report_shows_the_cross_validated_estimate_beside_test(crossval_run: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     record = json.loads((crossval_run / "selection" / "selection.json").read_text())
     assert record["mode"] == "crossval" and record["chosen"]["seeds"] == [0, 1]
     # Two seeds per fold: how the seeds combine is chosen out of fold too.
@@ -157,6 +158,11 @@ def test_the_report_shows_the_cross_validated_estimate_beside_test(crossval_run:
     assert record["crossval"]["estimate"]["given"]["accuracy"]["mean"] == pytest.approx(given["accuracy"].mean())
     assert set(record["test"]) == {"given", "true"}
     (crossval_run / "report" / "report.html").unlink()
+
+    def no_fitting(*args: object, **kwargs: object) -> None:
+        raise AssertionError("agf report fitted a model")
+
+    monkeypatch.setattr("agf.pipeline.crossval.classical_model", no_fitting)
     assert main(["report", "-w", str(crossval_run), "--quiet"]) == 0  # reads the finished folds and final fit
     html = (crossval_run / "report" / "report.html").read_text()
     assert "The chosen model" in html and "cross-validated: mean ± std over 3 folds" in html

@@ -26,16 +26,16 @@ import pandas as pd
 
 from agf.config import Config, TrainConfig, TransferConfig
 from agf.datasets.splits import artist_folds
-from agf.datasets.table import TEST, TRAIN, VAL, genre_list, split_mask
+from agf.datasets.table import TEST, TRAIN, VAL, genre_list, split_mask, tracks_fingerprint
 from agf.errors import PipelineError
 from agf.evaluation import classical_model
-from agf.fileio import read_json
+from agf.fileio import read_json, stable_key, write_parquet_atomic
 from agf.grid import Case
 from agf.pipeline.grid_run import GridRun, run_grid
 from agf.pipeline.stages import Log, Prepared
 from agf.pipeline.times import StageTimes
 from agf.training import NetSpec, net_train_config
-from agf.workdir import WorkDir, read_marker
+from agf.workdir import WorkDir, clear_done, is_done, mark_done, read_marker, require_done
 
 CROSSVAL_DIR = "crossval"
 FINAL_DIR = "final"
@@ -145,12 +145,24 @@ def final_net_training(config: Config, epochs: Sequence[int]):
     return training
 
 
-def classical_out_of_fold(config: Config, prepared: Prepared, tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
+def classical_out_of_fold(config: Config, prepared: Prepared, tables: Sequence[pd.DataFrame],
+                          must_be_done: bool) -> pd.DataFrame:
     """The classical baseline's out-of-fold probabilities: fitted on each fold's training tracks, predicting its
-    held-out ones (seeded by the first run seed, as the evaluation's)."""
-    genres = genre_list(prepared.tracks)
-    frames = [classical_model(prepared.store, table, genres, [VAL], config.grid.seeds[0]).probs for table in tables]
-    return pd.concat(frames)
+    held-out ones (seeded by the first run seed, as the evaluation's); kept in WORKDIR/crossval/classical/ and
+    reused (with must_be_done, only read)."""
+    out_dir = crossval_root(prepared) / "classical"
+    key = stable_key("classical out of fold", [tracks_fingerprint(table) for table in tables],
+                     prepared.store.root.name, config.grid.seeds[0])
+    if not is_done(out_dir, key):
+        if must_be_done:
+            require_done(out_dir, "the classical baseline's out-of-fold predictions")
+        clear_done(out_dir)
+        genres = genre_list(prepared.tracks)
+        probs = pd.concat([classical_model(prepared.store, table, genres, [VAL], config.grid.seeds[0]).probs
+                           for table in tables])
+        write_parquet_atomic(out_dir / "probs.parquet", probs.rename_axis("track_id").reset_index())
+        mark_done(out_dir, key)
+    return pd.read_parquet(out_dir / "probs.parquet").set_index("track_id")
 
 
 def run_folds(config: Config, prepared: Prepared, progress: bool, log: Log, must_be_done: bool,
@@ -167,7 +179,7 @@ def run_folds(config: Config, prepared: Prepared, progress: bool, log: Log, must
         fold_prepared = Prepared(WorkDir(crossval_root(prepared) / f"fold{fold}"), table, prepared.store)
         runs.append(run_grid(fold_config, fold_prepared, progress, log, must_be_done, times))
         tables.append(table)
-    return Folds(of_track, tuple(runs), tuple(tables), classical_out_of_fold(config, prepared, tables))
+    return Folds(of_track, tuple(runs), tuple(tables), classical_out_of_fold(config, prepared, tables, must_be_done))
 
 
 def run_final(
