@@ -62,9 +62,9 @@ def test_every_report_file(finished_run: Path) -> None:
         assert title in tables
     html = (report / "report.html").read_text()
     assert "<img" in html and "src=\"http" not in html
-    assert (report / "curves.png").stat().st_size > 0 and "Training curves of the best model" in html
+    assert (report / "curves.png").stat().st_size > 0 and "Training curves of the best transfer setup" in html
     assert "true labels." in html  # the best model's confusion matrix against the synthetic corpus's true genres
-    assert "Reliability diagram of the best model" in html and "Calibration (split test" in tables
+    assert "Reliability diagram of the best transfer setup" in html and "Calibration (split test" in tables
     assert "STN accuracy" in tables and "highest mean validation accuracy" in tables
     # The chosen model (validation protocol): its validation numbers flagged as the ones that chose it, then test.
     assert "## The chosen model" in tables and "artists; it chose the model)" in tables and "test (" in tables

@@ -570,7 +570,7 @@ def test_new_report_opens_with_the_headline(tmp_path: Path) -> None:
     assert body.index('<section id="headline">') < body.index("warning: ") < body.index("a run note")
     assert body.index("a run note") < body.index("<nav>") < body.index("Table 3:")
     lead = headline(results)
-    assert "Best model (chosen on validation): STN md." in page and lead.verdict in page
+    assert "Best transfer setup (chosen on validation): STN md." in page and lead.verdict in page
     markdown = paths["tables"].read_text()
     assert re.findall(r"^## .*", markdown, flags=re.MULTILINE)[0] == "## Headline"
     assert markdown.index(lead.verdict) < markdown.index("warning: ") < markdown.index("**Table 3:")

@@ -12,7 +12,7 @@ from agf.pipeline.run import PipelineRun
 from agf.report.results import selection_split
 
 def demo_summary(run: PipelineRun) -> str:
-    """What `agf demo` prints after run_pipeline's last lines (its headline: the best model beside genre-only
+    """What `agf demo` prints after run_pipeline's last lines (its headline: the best transfer setup beside genre-only
     training, chosen on validation, with the verdict on the spread over seeds): where the report is."""
     return f"report (the headline above is its first section): {run.report['html']}"
 

@@ -1,6 +1,6 @@
 """build_report: results.csv, tables.md, Figure 3 and the self-contained report.html in one directory.
 
-The report leads with the headline (the best model beside genre-only training), then the notes, Figure 3 and
+The report leads with the headline (the best transfer setup beside genre-only training), then the notes, Figure 3 and
 Tables 3-5 once per split and label kind (each note under its first table only, columns empty everywhere left
 out), the best model, the artist groups, the dataset, and how the results were made (provenance).
 """
@@ -142,7 +142,7 @@ def _provenance_section(provenance: Provenance, tracks: pd.DataFrame, written: s
 
 def _headline_section(lead: Headline) -> Section:
     """The answer first: the best model, the verdict on its difference from genre-only training, the table."""
-    return Section("headline", "Headline", (f"Best model (chosen on validation): {lead.best}.", lead.verdict,
+    return Section("headline", "Headline", (f"Best transfer setup (chosen on validation): {lead.best}.", lead.verdict,
                                             lead.table))
 
 
@@ -205,18 +205,18 @@ def _best_model_section(best_model_name: str, confusions: Sequence[tuple[Path, s
     """The best model's confusion matrices, per-genre scores, calibration and training curves."""
     blocks: list[Block] = []
     for path, labels in confusions:
-        blocks.append(Image(path, f"Confusion matrix of the best model ({best_model_name}), {labels} labels."))
+        blocks.append(Image(path, f"Confusion matrix of the best transfer setup ({best_model_name}), {labels} labels."))
     if per_genre is not None:
         blocks.append(build_per_genre_table(per_genre, best_model_name))
     if reliability is not None:
-        blocks.append(Image(reliability, f"Reliability diagram of the best model ({best_model_name}): accuracy "
+        blocks.append(Image(reliability, f"Reliability diagram of the best transfer setup ({best_model_name}): accuracy "
                                          "against confidence per bin, before and after temperature scaling."))
     if calibration is not None:
         blocks.append(calibration)
     if curves is not None:
-        blocks.append(Image(curves, f"Training curves of the best model's nets and MLP ({best_model_name}); the "
+        blocks.append(Image(curves, f"Training curves of the best transfer setup's nets and MLP ({best_model_name}); the "
                                     "dotted line marks the epoch each kept."))
-    return Section("best-model", f"Best model: {best_model_name}", tuple(blocks))
+    return Section("best-model", f"Best transfer setup: {best_model_name}", tuple(blocks))
 
 
 def _heatmap_section(heatmaps: Mapping[str, Path]) -> Section:

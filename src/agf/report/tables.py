@@ -395,11 +395,12 @@ def headline(results: pd.DataFrame) -> Headline:
         verdict = f"{best}: the grid has no other setup to compare it with (genre-only STN g or one with artist groups)"
     n_seeds = results["seed"].nunique()
     table = Table(
-        title=f"The best model beside genre-only training (split {split}; "
+        title=f"The best transfer setup beside genre-only training (split {split}; "
         + (f"mean ± std over {n_seeds} seeds)" if n_seeds > 1 else "one seed)"),
         columns=("model", "labels", *(METRIC_REGISTRY[m].title for m in HEADLINE_METRICS)),
         rows=rows,
-        notes=(f"Best model: chosen by the {SELECTION_RULE}; the split and labels shown never choose.",
+        notes=(f"Best transfer setup: chosen by the {SELECTION_RULE} (the run's chosen model, for which genre heads "
+               "and blends compete too, has its own section); the split and labels shown never choose.",
                *_bias_notes(results, split), *((LABELS_NOTE,) if "true" in kinds else ())),
     )
     return Headline(best, verdict, table)
