@@ -74,27 +74,37 @@ class Candidates:
                 for name, members in self.members.items()}
 
 
-def _probs(predictions: pd.DataFrame, genres: Sequence[str]) -> pd.DataFrame:
-    """A predictions table (track_id, split, genre columns) as probabilities indexed by track_id."""
-    return predictions.set_index(predictions["track_id"].astype(str))[list(genres)]
+def _probs(predictions: pd.DataFrame, genres: Sequence[str], ids: pd.Index | None) -> pd.DataFrame:
+    """A predictions table (track_id, split, genre columns) as probabilities indexed by track_id, of the tracks
+    `ids` only when given."""
+    probs = predictions.set_index(predictions["track_id"].astype(str))[list(genres)]
+    return probs if ids is None else probs.loc[ids]
 
 
-def candidates_of(transfers: Mapping[Case, Path], genres: Sequence[str]) -> Candidates:
+def candidates_of(transfers: Mapping[Case, Path], genres: Sequence[str], ids: pd.Index | None = None,
+                  only: str | None = None) -> Candidates:
     """The candidates of a run's transfers: each transfer, each source net's genre head, each transfer blended
-    with its sources' (first) genre head."""
+    with its sources' (first) genre head; their probabilities of the tracks `ids` only when given (a run's
+    candidates over every track of FMA large would hold gigabytes), and only the candidate named `only` when
+    given."""
     found = Candidates({}, {})
+
+    def add(name: str, kind: str, member: Member) -> None:
+        if only is None or name == only:
+            found.add(name, kind, member)
+
     for case, directory in transfers.items():
         result = load_transfer(directory)
         sources = [Path(source["path"]).name for source in read_json(Path(directory) / "mlp.json")["sources"]]
-        probs = _probs(result.predictions, genres)
-        found.add(result.name, "transfer", Member(case.seed, probs, Path(directory), "transfer"))
+        probs = _probs(result.predictions, genres, ids)
+        add(result.name, "transfer", Member(case.seed, probs, Path(directory), "transfer"))
         for number, baseline in enumerate(result.baselines):
             head = sources.index(Path(baseline.source).name)
-            head_probs = _probs(pd.read_parquet(Path(directory) / baseline.file), genres)
-            found.add(baseline.name, baseline.kind, Member(case.seed, head_probs, Path(directory), "head", head))
+            head_probs = _probs(pd.read_parquet(Path(directory) / baseline.file), genres, ids)
+            add(baseline.name, baseline.kind, Member(case.seed, head_probs, Path(directory), "head", head))
             if number == 0:
-                found.add(blend_name(result.name), "blend",
-                          Member(case.seed, blend(probs, head_probs), Path(directory), "blend", head))
+                add(blend_name(result.name), "blend",
+                    Member(case.seed, blend(probs, head_probs), Path(directory), "blend", head))
     return found
 
 
@@ -105,11 +115,11 @@ def out_of_fold(folds: Folds, genres: Sequence[str]) -> Candidates:
     parts: dict[str, list[list[Member]]] = {}
     for run, table in zip(folds.runs, folds.tables):
         held = pd.Index(table.loc[split_mask(table, VAL), "track_id"].astype(str))
-        fold = candidates_of(run.transfers, genres)
+        fold = candidates_of(run.transfers, genres, held)
         kinds |= fold.kinds
         for name, members in fold.members.items():
             for i, member in enumerate(members):
-                parts.setdefault(name, [[] for _ in members])[i].append(replace(member, probs=member.probs.loc[held]))
+                parts.setdefault(name, [[] for _ in members])[i].append(member)
     pooled = Candidates(kinds, {name: [replace(seeds[0], probs=pd.concat([m.probs for m in seeds]))
                                        for seeds in by_seed] for name, by_seed in parts.items()})
     pooled.add(CLASSICAL, "classical", Member(-1, folds.classical[list(genres)], Path(), "classical"))
@@ -137,7 +147,7 @@ def selection_labels(tracks: pd.DataFrame, ids: pd.Index) -> pd.Series:
 @dataclass(frozen=True)
 class Selection:
     """The chosen model: the choice, its members (one per seed, from the run fitted on train, or on train +
-    validation after cross-validation), and what selection.json records."""
+    validation after cross-validation; their probabilities of the test tracks), and what selection.json records."""
 
     choice: Choice
     members: list[Member]
@@ -150,9 +160,14 @@ def _scores(tracks: pd.DataFrame, probs: pd.DataFrame, genres: Sequence[str]) ->
             for labels, found in score_against(tracks, probs, genres).items()}
 
 
+def _test_ids(tracks: pd.DataFrame) -> pd.Index:
+    """The test split's track ids."""
+    return pd.Index(tracks.loc[split_mask(tracks, TEST), "track_id"].astype(str))
+
+
 def _test_scores(tracks: pd.DataFrame, members: Sequence[Member], choice: Choice, genres: Sequence[str]) -> dict | None:
     """The chosen ensemble's scores on test (None without test tracks)."""
-    test = pd.Index(tracks.loc[split_mask(tracks, TEST), "track_id"].astype(str))
+    test = _test_ids(tracks)
     if test.empty:
         return None
     probs = apply_choice([m.probs.loc[test] for m in members], choice.combination, choice.temperature)
@@ -174,14 +189,14 @@ def _choice_record(choice: Choice, members: Sequence[Member], mode: str, reason:
 def select_on_validation(config: Config, prepared: Prepared, run: GridRun, reason: str) -> Selection:
     """The model chosen on the validation split among the run's candidates, each the ensemble of its seeds."""
     tracks, genres = prepared.tracks, genre_list(prepared.tracks)
-    candidates = candidates_of(run.transfers, genres)
     val = pd.Index(tracks.loc[split_mask(tracks, VAL), "track_id"].astype(str))
     if val.empty:
         raise PipelineError("no validation tracks to choose the model on: give the dataset a validation split "
                             "(dataset.val_fraction > 0), or set select.mode = 'crossval'")
     labels = selection_labels(tracks, val)
+    candidates = candidates_of(run.transfers, genres, val)
     choice = choose(candidates.frames(), candidates.kinds, labels, genres, config.transfer.calibrate)
-    members = candidates.members[choice.name]
+    members = candidates_of(run.transfers, genres, _test_ids(tracks), choice.name).members[choice.name]
     leads = margins(choice, candidates.frames(), labels, genres)
     record = _choice_record(choice, members, "validation", reason, leads, tracks) | {
         "selection": {"split": VAL, "n_tracks": len(val),
@@ -200,7 +215,7 @@ def select_by_crossval(config: Config, prepared: Prepared, folds: Folds, pooled:
     eligible = {name: frames for name, frames in pooled.frames(labelled).items() if name != CLASSICAL}
     labels = selection_labels(tracks, labelled)
     choice = choose(eligible, pooled.kinds, labels, genres, config.transfer.calibrate)
-    members = candidates_of(final.run.transfers, genres).members[choice.name]
+    members = candidates_of(final.run.transfers, genres, _test_ids(tracks), choice.name).members[choice.name]
     oof = apply_choice(pooled.frames(labelled)[choice.name], choice.combination, choice.temperature)
     per_fold = fold_scores(oof, tracks, folds.of_track, genres)
     given = per_fold[per_fold["labels"] == "given"]
