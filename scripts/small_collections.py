@@ -8,10 +8,14 @@ given ones recorded too).
     python scripts/small_collections.py render ROOT --artists-per-genre 8 --tracks-per-album 3 --seconds 60
     python scripts/small_collections.py draw ROOT K       # collection K (seed K): ROOT/draws/draw-K/manifest.csv
     python scripts/small_collections.py run ROOT K        # both runs + classical models: ROOT/results/draw-K.csv
+    python scripts/small_collections.py run ROOT K --protocol auto   # one protocol's run only (run two at once)
     python scripts/small_collections.py summary ROOT      # or the folder of draw files (docs/data/small-collections)
 
-Every step is resumable: a finished step is skipped (`agf run` reuses its finished stages). Each finished draw's
-file is copied to docs/data/small-collections/, which `summary` reads as well as ROOT.
+Every step is resumable: a finished step is skipped (`agf run` reuses its finished stages). Each finished protocol
+run is kept in docs/data/small-collections/runs/draw-K/<protocol>/ (its results.csv, selection.json, time, the agf
+code and the manifest it ran on), so a draw's runs may finish in different sessions on a re-rendered corpus (the
+corpus is seeded; a manifest that differs is refused). Each finished draw's file is copied to
+docs/data/small-collections/, which `summary` reads as well as ROOT.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
@@ -161,25 +166,48 @@ def run_config(manifest: Path, workdir: Path, k: int, mode: str) -> Config:
     )
 
 
+def kept_run(k: int, mode: str) -> Path:
+    """Where draw k's finished `mode` run is kept: docs/data/small-collections/runs/draw-K/<mode>/."""
+    return DATA_DIR / "runs" / f"draw-{k}" / mode
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_kept(out_dir: Path, manifest: Path) -> None:
+    """Refuse a kept run made on another manifest (a corpus rendered otherwise, or another draw rule)."""
+    kept = json.loads((out_dir / "run.json").read_text())["manifest_sha256"]
+    if kept != file_digest(manifest):
+        raise SystemExit(f"{out_dir} was run on another manifest than {manifest}: delete it to rerun, or render "
+                         "the corpus with the settings it was made with")
+
+
 def agf_run(config: Config, out_dir: Path) -> None:
-    """`agf run` of `config`, then its results.csv and selection.json copied to out_dir (the next run in the same
-    work directory rewrites them); skipped when out_dir holds them."""
-    if (out_dir / "selection.json").is_file():
+    """`agf run` of `config`, then its results.csv, selection.json, wall time and run.json (the agf code, the
+    manifest's digest) kept in out_dir; skipped when out_dir holds a run of the same manifest."""
+    manifest = Path(config.dataset.manifest)
+    if (out_dir / "run.json").is_file():
+        check_kept(out_dir, manifest)
         say(f"{out_dir} exists: run done")
         return
-    toml = out_dir.with_suffix(".toml")
+    workdir = Path(config.run.workdir)
+    toml = workdir.with_suffix(".toml")
     write_text_atomic(toml, config_to_toml(config))
     say(f"agf run -c {toml}")
     started = time.monotonic()
     subprocess.run([sys.executable, "-m", "agf", "run", "-c", str(toml), "-q"], check=True)
-    workdir = Path(config.run.workdir)
     staging = out_dir.with_name(out_dir.name + ".partial")
     staging.mkdir(parents=True, exist_ok=True)
     shutil.copy2(workdir / "report" / "results.csv", staging / "results.csv")
     shutil.copy2(workdir / "selection" / "selection.json", staging / "selection.json")
-    (staging / "seconds.txt").write_text(f"{time.monotonic() - started:.1f}\n")
+    record = {"seconds": round(time.monotonic() - started, 1), "commit": commit(),
+              "manifest_sha256": file_digest(manifest)}
+    (staging / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+    shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)
-    say(f"{out_dir}: {time.monotonic() - started:.0f} s")
+    say(f"{out_dir}: {record['seconds']:.0f} s")
 
 
 def today_rows(results: pd.DataFrame) -> tuple[str, list[dict]]:
@@ -199,8 +227,10 @@ def new_rows(selection: dict) -> list[dict]:
 
 
 def rbf_svm(train_X: np.ndarray, train_y: np.ndarray, eval_X: np.ndarray, n_classes: int, seed: int) -> np.ndarray:
-    """StandardScaler + SVC(rbf, default C and gamma, Platt probabilities, seeded): (n_eval, K) probabilities."""
-    model = make_pipeline(StandardScaler(), SVC(kernel="rbf", probability=True, random_state=seed))
+    """StandardScaler + SVC(rbf, default C and gamma) with Platt probabilities fitted by 5-fold cross-validation
+    (CalibratedClassifierCV, one SVC refitted on all): (n_eval, K) probabilities."""
+    model = make_pipeline(StandardScaler(), CalibratedClassifierCV(SVC(kernel="rbf", random_state=seed),
+                                                                   method="sigmoid", ensemble=False))
     model.fit(train_X, train_y)
     probs = np.zeros((len(eval_X), n_classes))
     probs[:, model.classes_] = model.predict_proba(eval_X)
@@ -245,8 +275,9 @@ def commit() -> str:
     return f"{head}+dirty-{hashlib.sha256(changes.encode()).hexdigest()[:12]}" if changes else head
 
 
-def run(root: Path, k: int) -> None:
-    """Draw k's two runs in one work directory, the classical models, then ROOT/results/draw-K.csv (last)."""
+def run(root: Path, k: int, protocols: Sequence[str] = PROTOCOLS) -> None:
+    """Draw k's runs of `protocols` (each in its own work directory, so two may run at once), then, once both
+    protocols' runs are kept, the classical models and ROOT/results/draw-K.csv (last)."""
     out = root / "results" / f"draw-{k}.csv"
     if out.is_file():
         say(f"{out} exists: draw {k} done")
@@ -255,20 +286,27 @@ def run(root: Path, k: int) -> None:
     manifest = directory / "manifest.csv"
     if not manifest.is_file():
         raise SystemExit(f"{manifest} not found: run `draw {root} {k}` first")
-    configs = {mode: run_config(manifest, directory / "work", k, mode) for mode in PROTOCOLS}
-    for mode, config in configs.items():
-        agf_run(config, directory / mode)
+    configs = {mode: run_config(manifest, directory / f"work-{mode}", k, mode) for mode in PROTOCOLS}
+    for mode in protocols:
+        agf_run(configs[mode], kept_run(k, mode))
+    missing = [mode for mode in PROTOCOLS if not (kept_run(k, mode) / "run.json").is_file()]
+    if missing:
+        say(f"draw {k}: waiting for the {', '.join(missing)} run")
+        return
+    for mode in PROTOCOLS:
+        check_kept(kept_run(k, mode), manifest)
     started = time.monotonic()
     classical = classical_rows(configs["validation"], k)
-    seconds = time.monotonic() - started + sum(float((directory / mode / "seconds.txt").read_text())
-                                               for mode in PROTOCOLS)
-    today_name, today = today_rows(read_results_csv(directory / "validation" / "results.csv"))
-    selection = json.loads((directory / "auto" / "selection.json").read_text())
+    records = {mode: json.loads((kept_run(k, mode) / "run.json").read_text()) for mode in PROTOCOLS}
+    seconds = time.monotonic() - started + sum(record["seconds"] for record in records.values())
+    today_name, today = today_rows(read_results_csv(kept_run(k, "validation") / "results.csv"))
+    selection = json.loads((kept_run(k, "auto") / "selection.json").read_text())
     rows = ([{"model": "today", **row} for row in today] + [{"model": "new", **row} for row in new_rows(selection)]
             + classical)
+    commits = sorted({record["commit"] for record in records.values()} | {commit()})
     frame = pd.DataFrame(rows).assign(
         draw=k, **collection_counts(configs["validation"]), seconds=round(seconds, 1), new_mode=selection["mode"],
-        new_chosen=selection["chosen"]["name"], commit=commit())[list(DRAW_COLUMNS)]
+        new_chosen=selection["chosen"]["name"], commit=" ".join(commits))[list(DRAW_COLUMNS)]
     write_text_atomic(out, frame.to_csv(index=False, float_format="%.6g"))
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     shutil.copy2(out, DATA_DIR / out.name)
@@ -379,6 +417,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     run_parser = commands.add_parser("run", help="run draw K: both protocols and the classical models")
     run_parser.add_argument("root", type=Path)
     run_parser.add_argument("k", type=int)
+    run_parser.add_argument("--protocol", choices=PROTOCOLS, action="append",
+                            help="run only this protocol (repeatable; default both)")
     summary_parser = commands.add_parser("summary", help="paired differences over the finished draws")
     summary_parser.add_argument("source", type=Path, help="ROOT, or a folder of draw-*.csv files")
     summary_parser.add_argument("--out", type=Path, default=DATA_DIR)
@@ -388,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "draw":
         draw(args.root, args.k, args.tracks, args.min_artists, args.max_artists)
     elif args.command == "run":
-        run(args.root, args.k)
+        run(args.root, args.k, args.protocol or PROTOCOLS)
     else:
         summary(args.source, args.out)
 

@@ -87,3 +87,25 @@ def test_summary_pairs_the_draws_and_writes_its_files(sc, tmp_path: Path) -> Non
     assert found.loc[("new - today", "accuracy"), "new_better_if"] == "positive"
     assert "| new - today | accuracy | 3 |" in (out / "summary.md").read_text()
     assert (out / "figure.png").stat().st_size > 0
+
+
+def test_a_kept_run_of_another_manifest_is_refused(sc, tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("track_id,path\n1,a.mp3\n")
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "run.json").write_text(f'{{"manifest_sha256": "{sc.file_digest(manifest)}"}}')
+    sc.check_kept(kept, manifest)  # the same manifest: reused
+    manifest.write_text("track_id,path\n1,b.mp3\n")
+    with pytest.raises(SystemExit, match="another manifest"):
+        sc.check_kept(kept, manifest)
+
+
+def test_the_rbf_svm_gives_probabilities_of_every_genre(sc, recwarn) -> None:
+    rng = np.random.default_rng(0)
+    train_y = np.repeat([0, 2], 20)  # genre 1 absent from training
+    train_X = rng.normal(size=(40, 4)) + train_y[:, None]
+    probs = sc.rbf_svm(train_X, train_y, train_X[:6], 3, seed=0)
+    assert probs.shape == (6, 3) and np.allclose(probs.sum(axis=1), 1) and (probs[:, 1] == 0).all()
+    assert (probs[:3, 0] > 0.5).all()
+    assert not [w for w in recwarn if issubclass(w.category, FutureWarning)]
