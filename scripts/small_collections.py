@@ -171,15 +171,17 @@ def kept_run(k: int, mode: str) -> Path:
     return DATA_DIR / "runs" / f"draw-{k}" / mode
 
 
-def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def manifest_digest(manifest: Path) -> str:
+    """sha256 of a manifest's rows without their audio paths (absolute, so they name ROOT): the same collection
+    drawn under another ROOT has the same digest."""
+    rows = pd.read_csv(manifest, dtype=str).drop(columns="path")
+    return hashlib.sha256(rows.to_csv(index=False).encode()).hexdigest()
 
 
 def check_kept(out_dir: Path, manifest: Path) -> None:
     """Refuse a kept run made on another manifest (a corpus rendered otherwise, or another draw rule)."""
     kept = json.loads((out_dir / "run.json").read_text())["manifest_sha256"]
-    if kept != file_digest(manifest):
+    if kept != manifest_digest(manifest):
         raise SystemExit(f"{out_dir} was run on another manifest than {manifest}: delete it to rerun, or render "
                          "the corpus with the settings it was made with")
 
@@ -203,7 +205,7 @@ def agf_run(config: Config, out_dir: Path) -> None:
     shutil.copy2(workdir / "report" / "results.csv", staging / "results.csv")
     shutil.copy2(workdir / "selection" / "selection.json", staging / "selection.json")
     record = {"seconds": round(time.monotonic() - started, 1), "commit": commit(),
-              "manifest_sha256": file_digest(manifest)}
+              "manifest_sha256": manifest_digest(manifest)}
     (staging / "run.json").write_text(json.dumps(record, indent=2) + "\n")
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)

@@ -91,12 +91,14 @@ def test_summary_pairs_the_draws_and_writes_its_files(sc, tmp_path: Path) -> Non
 
 def test_a_kept_run_of_another_manifest_is_refused(sc, tmp_path: Path) -> None:
     manifest = tmp_path / "manifest.csv"
-    manifest.write_text("track_id,path\n1,a.mp3\n")
+    manifest.write_text("track_id,path,genre\n1,/root/a.mp3,Rock\n")
     kept = tmp_path / "kept"
     kept.mkdir()
-    (kept / "run.json").write_text(f'{{"manifest_sha256": "{sc.file_digest(manifest)}"}}')
+    (kept / "run.json").write_text(f'{{"manifest_sha256": "{sc.manifest_digest(manifest)}"}}')
     sc.check_kept(kept, manifest)  # the same manifest: reused
-    manifest.write_text("track_id,path\n1,b.mp3\n")
+    manifest.write_text("track_id,path,genre\n1,/elsewhere/a.mp3,Rock\n")
+    sc.check_kept(kept, manifest)  # the same collection under another ROOT: reused
+    manifest.write_text("track_id,path,genre\n1,/root/a.mp3,Jazz\n")
     with pytest.raises(SystemExit, match="another manifest"):
         sc.check_kept(kept, manifest)
 
