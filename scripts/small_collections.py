@@ -186,9 +186,24 @@ def check_kept(out_dir: Path, manifest: Path) -> None:
                          "the corpus with the settings it was made with")
 
 
+def net_epochs(workdir: Path) -> pd.DataFrame:
+    """Every net trained under `workdir` (the grid's, each fold's, the final fit's): where (its folder's parent
+    relative to the work directory: nets, crossval/fold0/nets, ...), arch, tasks, seed, epochs trained, the cap,
+    the best epoch and whether it stopped early; what the preset's training budget is read from."""
+    rows = []
+    for path in sorted(workdir.glob("**/nets/*/net.json")):
+        meta = json.loads(path.read_text())
+        rows.append({"where": str(path.parent.parent.relative_to(workdir)), "arch": meta["spec"]["arch"],
+                     "tasks": "".join(meta["spec"]["tasks"]), "seed": meta["seed"], "epochs": meta["epochs"],
+                     "max_epochs": meta["max_epochs"], "best_epoch": meta["best_epoch"],
+                     "stopped_early": meta["stopped_early"]})
+    return pd.DataFrame(rows, columns=["where", "arch", "tasks", "seed", "epochs", "max_epochs", "best_epoch",
+                                       "stopped_early"])
+
+
 def agf_run(config: Config, out_dir: Path) -> None:
     """`agf run` of `config`, then its results.csv, selection.json, wall time and run.json (the agf code, the
-    manifest's digest) kept in out_dir; skipped when out_dir holds a run of the same manifest."""
+    manifest's digest) and nets.csv (net_epochs) kept in out_dir; skipped when out_dir holds a run of the same manifest."""
     manifest = Path(config.dataset.manifest)
     if (out_dir / "run.json").is_file():
         check_kept(out_dir, manifest)
@@ -204,6 +219,7 @@ def agf_run(config: Config, out_dir: Path) -> None:
     staging.mkdir(parents=True, exist_ok=True)
     shutil.copy2(workdir / "report" / "results.csv", staging / "results.csv")
     shutil.copy2(workdir / "selection" / "selection.json", staging / "selection.json")
+    write_text_atomic(staging / "nets.csv", net_epochs(workdir).to_csv(index=False))
     record = {"seconds": round(time.monotonic() - started, 1), "commit": commit(),
               "manifest_sha256": manifest_digest(manifest)}
     (staging / "run.json").write_text(json.dumps(record, indent=2) + "\n")

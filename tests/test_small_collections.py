@@ -3,6 +3,7 @@ the summary's paired differences and intervals are those of agf.statistics over 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +112,15 @@ def test_the_rbf_svm_gives_probabilities_of_every_genre(sc, recwarn) -> None:
     assert probs.shape == (6, 3) and np.allclose(probs.sum(axis=1), 1) and (probs[:, 1] == 0).all()
     assert (probs[:3, 0] > 0.5).all()
     assert not [w for w in recwarn if issubclass(w.category, FutureWarning)]
+
+
+def test_net_epochs_lists_the_nets_of_the_grid_the_folds_and_the_final_fit(sc, tmp_path: Path) -> None:
+    for where, seed, best in (("nets", 0, 12), ("crossval/fold1/nets", 1, 60), ("crossval/final/nets", 2, 31)):
+        net_dir = tmp_path / where / f"mtn-gm-{seed}"
+        net_dir.mkdir(parents=True)
+        meta = {"spec": {"arch": "mtn", "tasks": ["g", "m"]}, "seed": seed, "epochs": 120, "max_epochs": 120,
+                "best_epoch": best, "stopped_early": False}
+        (net_dir / "net.json").write_text(json.dumps(meta))
+    found = sc.net_epochs(tmp_path).set_index("where")
+    assert list(found.index) == ["crossval/final/nets", "crossval/fold1/nets", "nets"]
+    assert found.loc["crossval/fold1/nets", "best_epoch"] == 60 and (found["tasks"] == "gm").all()
