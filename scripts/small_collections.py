@@ -43,6 +43,7 @@ from agf.datasets import load_dataset
 from agf.datasets.table import TEST, TRAIN, VAL, genre_list, split_mask
 from agf.evaluation import classical_baseline, mfcc_stats
 from agf.fileio import write_text_atomic
+from agf.models.io import read_spec
 from agf.metrics import METRIC_REGISTRY, score_against
 from agf.pipeline import open_prepared
 from agf.plotting import png_figure
@@ -192,7 +193,7 @@ def net_epochs(workdir: Path) -> pd.DataFrame:
     the best epoch and whether it stopped early; what the preset's training budget is read from."""
     rows = []
     for path in sorted(workdir.glob("**/nets/*/net.json")):
-        meta = json.loads(path.read_text())
+        meta = read_spec(path)["meta"]
         rows.append({"where": str(path.parent.parent.relative_to(workdir)), "arch": meta["spec"]["arch"],
                      "tasks": "".join(meta["spec"]["tasks"]), "seed": meta["seed"], "epochs": meta["epochs"],
                      "max_epochs": meta["max_epochs"], "best_epoch": meta["best_epoch"],

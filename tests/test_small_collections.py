@@ -120,7 +120,7 @@ def test_net_epochs_lists_the_nets_of_the_grid_the_folds_and_the_final_fit(sc, t
         net_dir.mkdir(parents=True)
         meta = {"spec": {"arch": "mtn", "tasks": ["g", "m"]}, "seed": seed, "epochs": 120, "max_epochs": 120,
                 "best_epoch": best, "stopped_early": False}
-        (net_dir / "net.json").write_text(json.dumps(meta))
+        (net_dir / "net.json").write_text(json.dumps({"format": "agf-net/1", "kind": "mtn", "meta": meta}))
     found = sc.net_epochs(tmp_path).set_index("where")
     assert list(found.index) == ["crossval/final/nets", "crossval/fold1/nets", "nets"]
     assert found.loc["crossval/fold1/nets", "best_epoch"] == 60 and (found["tasks"] == "gm").all()
