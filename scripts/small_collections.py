@@ -408,13 +408,47 @@ def plot_draws(draws: pd.DataFrame, path: Path) -> None:
         ax.legend(fontsize="small")
 
 
-def summary(source: Path, out_dir: Path) -> None:
-    """summary.csv, summary.md and figure.png in out_dir from the draw files of `source` (ROOT or a folder)."""
+def best_epochs(runs: Path) -> pd.DataFrame:
+    """Per protocol, fit (grid: on train; fold; final: on train + validation, fixed epochs) and net (arch and
+    tasks), over the kept runs' nets.csv under `runs`: nets, median epochs trained and best epoch, the cap, and
+    how many nets' best epoch was the last they trained (still improving when the budget ended)."""
+    found = sorted(runs.glob("draw-*/*/nets.csv"))
+    if not found:
+        return pd.DataFrame()
+    nets = pd.concat([pd.read_csv(path, dtype={"tasks": str}).assign(protocol=path.parent.name) for path in found])
+    nets["fit"] = nets["where"].map(lambda where: "final" if "final" in where else "fold" if "fold" in where
+                                    else "grid")
+    nets["net"] = nets["arch"].str.upper() + " " + nets["tasks"]
+    nets["best_is_last"] = nets["best_epoch"] == nets["epochs"]
+    return nets.groupby(["protocol", "fit", "net"]).agg(
+        nets=("best_epoch", "size"), cap=("max_epochs", "max"), median_epochs=("epochs", "median"),
+        median_best=("best_epoch", "median"), best_is_last=("best_is_last", "sum")).reset_index()
+
+
+def best_epochs_markdown(table: pd.DataFrame) -> str:
+    """The best-epoch table as a markdown section (empty without kept nets)."""
+    if table.empty:
+        return ""
+    lines = ["", "## Nets' best epochs (the training budget)", "",
+             "From the kept runs' nets.csv: per protocol and fit, the median best epoch (lowest validation loss) and "
+             "how many nets were at their best on the last epoch they trained. The final fit trains the epochs "
+             "chosen on the folds, so its best epoch is its last.", "",
+             "| protocol | fit | net | nets | cap | median epochs | median best | best = last |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.protocol} | {r.fit} | {r.net} | {r.nets} | {r.cap} | {r.median_epochs:g} | {r.median_best:g} | "
+              f"{r.best_is_last} of {r.nets} |" for r in table.itertuples()]
+    return "\n".join(lines) + "\n"
+
+
+def summary(source: Path, out_dir: Path, runs: Path = DATA_DIR / "runs") -> None:
+    """summary.csv, summary.md and figure.png in out_dir from the draw files of `source` (ROOT or a folder), with
+    the best epochs of the kept runs under `runs`."""
     draws = read_draws(source / "results" if (source / "results").is_dir() else source)
     found = summarize(draws)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "summary.csv", found.to_csv(index=False, float_format="%.6g"))
-    write_text_atomic(out_dir / "summary.md", summary_markdown(found, draws))
+    write_text_atomic(out_dir / "summary.md",
+                      summary_markdown(found, draws) + best_epochs_markdown(best_epochs(runs)))
     plot_draws(draws, out_dir / "figure.png")
     say(f"{out_dir}: summary of {draws['draw'].nunique()} draws")
 

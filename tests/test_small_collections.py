@@ -75,7 +75,7 @@ def test_summary_pairs_the_draws_and_writes_its_files(sc, tmp_path: Path) -> Non
         values = {"today": (today, 1.2), "new": (new, 1.0 + 0.1 * k), "logreg": (0.4, 1.5), "rbf-svm": (0.45, 1.4)}
         draw_file(sc, k, values).to_csv(data / f"draw-{k}.csv", index=False)
     out = tmp_path / "out"
-    sc.summary(data, out)
+    sc.summary(data, out, runs=tmp_path / "no-runs")
     found = pd.read_csv(out / "summary.csv", dtype={"labels": str}).set_index(["comparison", "metric"])
     assert len(found) == 6 and (found["draws"] == 3).all() and (found["labels"] == "true").all()
     differences = np.subtract(new_accuracy, today_accuracy)
@@ -124,3 +124,19 @@ def test_net_epochs_lists_the_nets_of_the_grid_the_folds_and_the_final_fit(sc, t
     found = sc.net_epochs(tmp_path).set_index("where")
     assert list(found.index) == ["crossval/final/nets", "crossval/fold1/nets", "nets"]
     assert found.loc["crossval/fold1/nets", "best_epoch"] == 60 and (found["tasks"] == "gm").all()
+
+
+def test_best_epochs_count_the_nets_still_improving_at_the_cap(sc, tmp_path: Path) -> None:
+    rows = "where,arch,tasks,seed,epochs,max_epochs,best_epoch,stopped_early\n"
+    (tmp_path / "draw-0" / "auto").mkdir(parents=True)
+    (tmp_path / "draw-0" / "auto" / "nets.csv").write_text(
+        rows + "crossval/fold0/nets,stn,m,0,60,60,60,False\ncrossval/fold1/nets,stn,m,0,60,60,41,False\n"
+        "crossval/final/nets,stn,m,0,50,60,50,False\n")
+    (tmp_path / "draw-1" / "validation").mkdir(parents=True)
+    (tmp_path / "draw-1" / "validation" / "nets.csv").write_text(rows + "nets,mtn,gm,0,120,120,16,False\n")
+    table = sc.best_epochs(tmp_path).set_index(["protocol", "fit", "net"])
+    fold = table.loc[("auto", "fold", "STN m")]
+    assert (fold["nets"], fold["best_is_last"], fold["median_best"]) == (2, 1, 50.5)
+    assert table.loc[("validation", "grid", "MTN gm"), "best_is_last"] == 0
+    assert "| auto | final | STN m | 1 | 60 | 50 | 50 | 1 of 1 |" in sc.best_epochs_markdown(table.reset_index())
+    assert sc.best_epochs_markdown(sc.best_epochs(tmp_path / "none")) == ""
