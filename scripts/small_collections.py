@@ -60,6 +60,8 @@ LABELS: tuple[str, ...] = ("given", "true")
 COMPARED_LABELS = "true"
 COMPARISONS: tuple[tuple[str, str], ...] = (("new", "today"), ("new", "logreg"), ("new", "rbf-svm"))
 PROTOCOLS: tuple[str, ...] = ("validation", "auto")
+NET_COLUMNS: tuple[str, ...] = ("where", "arch", "tasks", "seed", "epochs", "max_epochs", "best_epoch", "stopped_early",
+                                "chosen_on")
 DRAW_COLUMNS: tuple[str, ...] = ("draw", "model", "labels", "metric", "value", "n_tracks", "n_artists",
                                  "n_test_tracks", "n_test_artists", "seconds", "new_mode", "new_chosen", "commit")
 
@@ -190,16 +192,19 @@ def check_kept(out_dir: Path, manifest: Path) -> None:
 def net_epochs(workdir: Path) -> pd.DataFrame:
     """Every net trained under `workdir` (the grid's, each fold's, the final fit's): where (its folder's parent
     relative to the work directory: nets, crossval/fold0/nets, ...), arch, tasks, seed, epochs trained, the cap,
-    the best epoch and whether it stopped early; what the preset's training budget is read from."""
+    the best epoch, whether it stopped early, and the tasks whose validation loss chose that epoch ('' when none
+    had validation targets and the last epoch was kept by rule: artist groups have no targets for validation
+    artists); what the preset's training budget is read from."""
     rows = []
     for path in sorted(workdir.glob("**/nets/*/net.json")):
         meta = read_spec(path)["meta"]
+        tasks = meta["spec"]["tasks"]
         rows.append({"where": str(path.parent.parent.relative_to(workdir)), "arch": meta["spec"]["arch"],
-                     "tasks": "".join(meta["spec"]["tasks"]), "seed": meta["seed"], "epochs": meta["epochs"],
+                     "tasks": "".join(tasks), "seed": meta["seed"], "epochs": meta["epochs"],
                      "max_epochs": meta["max_epochs"], "best_epoch": meta["best_epoch"],
-                     "stopped_early": meta["stopped_early"]})
-    return pd.DataFrame(rows, columns=["where", "arch", "tasks", "seed", "epochs", "max_epochs", "best_epoch",
-                                       "stopped_early"])
+                     "stopped_early": meta["stopped_early"],
+                     "chosen_on": "".join(t for t in tasks if meta["val_tracks"].get(t, 0) > 0)})
+    return pd.DataFrame(rows, columns=list(NET_COLUMNS))
 
 
 def agf_run(config: Config, out_dir: Path) -> None:
@@ -409,18 +414,20 @@ def plot_draws(draws: pd.DataFrame, path: Path) -> None:
 
 
 def best_epochs(runs: Path) -> pd.DataFrame:
-    """Per protocol, fit (grid: on train; fold; final: on train + validation, fixed epochs) and net (arch and
-    tasks), over the kept runs' nets.csv under `runs`: nets, median epochs trained and best epoch, the cap, and
-    how many nets' best epoch was the last they trained (still improving when the budget ended)."""
+    """Per protocol, fit (grid: on train; fold; final: on train + validation, fixed epochs) and net (arch, tasks and
+    the tasks whose validation loss chose its epoch), over the kept runs' nets.csv under `runs`: nets, median epochs
+    trained and best epoch, the cap, and how many nets' best epoch was the last they trained."""
     found = sorted(runs.glob("draw-*/*/nets.csv"))
     if not found:
         return pd.DataFrame()
-    nets = pd.concat([pd.read_csv(path, dtype={"tasks": str}).assign(protocol=path.parent.name) for path in found])
+    nets = pd.concat([pd.read_csv(path, dtype={"tasks": str, "chosen_on": str}, keep_default_na=False)
+                      .assign(protocol=path.parent.name) for path in found])
     nets["fit"] = nets["where"].map(lambda where: "final" if "final" in where else "fold" if "fold" in where
                                     else "grid")
     nets["net"] = nets["arch"].str.upper() + " " + nets["tasks"]
+    nets["chosen_on"] = nets["chosen_on"].replace("", "-")
     nets["best_is_last"] = nets["best_epoch"] == nets["epochs"]
-    return nets.groupby(["protocol", "fit", "net"]).agg(
+    return nets.groupby(["protocol", "fit", "net", "chosen_on"]).agg(
         nets=("best_epoch", "size"), cap=("max_epochs", "max"), median_epochs=("epochs", "median"),
         median_best=("best_epoch", "median"), best_is_last=("best_is_last", "sum")).reset_index()
 
@@ -430,13 +437,14 @@ def best_epochs_markdown(table: pd.DataFrame) -> str:
     if table.empty:
         return ""
     lines = ["", "## Nets' best epochs (the training budget)", "",
-             "From the kept runs' nets.csv: per protocol and fit, the median best epoch (lowest validation loss) and "
-             "how many nets were at their best on the last epoch they trained. The final fit trains the epochs "
-             "chosen on the folds, so its best epoch is its last.", "",
-             "| protocol | fit | net | nets | cap | median epochs | median best | best = last |",
-             "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r.protocol} | {r.fit} | {r.net} | {r.nets} | {r.cap} | {r.median_epochs:g} | {r.median_best:g} | "
-              f"{r.best_is_last} of {r.nets} |" for r in table.itertuples()]
+             "From the kept runs' nets.csv: per protocol and fit, the tasks whose validation loss chose the epoch "
+             "('-': none has validation targets, so the last epoch is kept by rule; artist groups have no targets "
+             "for validation artists), the median best epoch and how many nets were at their best on the last "
+             "epoch they trained. The final fit trains the epochs chosen on the folds and keeps its last.", "",
+             "| protocol | fit | net | chosen on | nets | cap | median epochs | median best | best = last |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.protocol} | {r.fit} | {r.net} | {r.chosen_on} | {r.nets} | {r.cap} | {r.median_epochs:g} | "
+              f"{r.median_best:g} | {r.best_is_last} of {r.nets} |" for r in table.itertuples()]
     return "\n".join(lines) + "\n"
 
 

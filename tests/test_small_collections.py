@@ -119,24 +119,27 @@ def test_net_epochs_lists_the_nets_of_the_grid_the_folds_and_the_final_fit(sc, t
         net_dir = tmp_path / where / f"mtn-gm-{seed}"
         net_dir.mkdir(parents=True)
         meta = {"spec": {"arch": "mtn", "tasks": ["g", "m"]}, "seed": seed, "epochs": 120, "max_epochs": 120,
-                "best_epoch": best, "stopped_early": False}
+                "best_epoch": best, "stopped_early": False, "val_tracks": {"g": 39 * (seed != 2), "m": 0}}
         (net_dir / "net.json").write_text(json.dumps({"format": "agf-net/1", "kind": "mtn", "meta": meta}))
     found = sc.net_epochs(tmp_path).set_index("where")
     assert list(found.index) == ["crossval/final/nets", "crossval/fold1/nets", "nets"]
     assert found.loc["crossval/fold1/nets", "best_epoch"] == 60 and (found["tasks"] == "gm").all()
+    assert list(found["chosen_on"]) == ["", "g", "g"]  # no validation targets: the last epoch, by rule
 
 
 def test_best_epochs_count_the_nets_still_improving_at_the_cap(sc, tmp_path: Path) -> None:
-    rows = "where,arch,tasks,seed,epochs,max_epochs,best_epoch,stopped_early\n"
+    rows = "where,arch,tasks,seed,epochs,max_epochs,best_epoch,stopped_early,chosen_on\n"
     (tmp_path / "draw-0" / "auto").mkdir(parents=True)
     (tmp_path / "draw-0" / "auto" / "nets.csv").write_text(
-        rows + "crossval/fold0/nets,stn,m,0,60,60,60,False\ncrossval/fold1/nets,stn,m,0,60,60,41,False\n"
-        "crossval/final/nets,stn,m,0,50,60,50,False\n")
+        rows + "crossval/fold0/nets,stn,m,0,60,60,60,False,m\ncrossval/fold1/nets,stn,m,0,60,60,41,False,m\n"
+        "crossval/final/nets,stn,m,0,50,60,50,False,m\n")
     (tmp_path / "draw-1" / "validation").mkdir(parents=True)
-    (tmp_path / "draw-1" / "validation" / "nets.csv").write_text(rows + "nets,mtn,gm,0,120,120,16,False\n")
+    (tmp_path / "draw-1" / "validation" / "nets.csv").write_text(
+        rows + "nets,mtn,gm,0,120,120,16,False,g\nnets,stn,m,0,60,60,60,False,\n")
     table = sc.best_epochs(tmp_path).set_index(["protocol", "fit", "net"])
     fold = table.loc[("auto", "fold", "STN m")]
     assert (fold["nets"], fold["best_is_last"], fold["median_best"]) == (2, 1, 50.5)
     assert table.loc[("validation", "grid", "MTN gm"), "best_is_last"] == 0
-    assert "| auto | final | STN m | 1 | 60 | 50 | 50 | 1 of 1 |" in sc.best_epochs_markdown(table.reset_index())
+    assert table.loc[("validation", "grid", "STN m"), "chosen_on"] == "-"
+    assert "| auto | final | STN m | m | 1 | 60 | 50 | 50 | 1 of 1 |" in sc.best_epochs_markdown(table.reset_index())
     assert sc.best_epochs_markdown(sc.best_epochs(tmp_path / "none")) == ""
