@@ -462,3 +462,52 @@ def test_paper_quantile_normalisation_makes_every_column_normal_on_the_fit_track
     for column in (0, 1):
         np.testing.assert_allclose(np.sort(normalised[:, column]), norm.ppf(ranks), atol=1e-5)
     np.testing.assert_allclose(np.abs(normalised[:, 2]), norm.ppf(1 - 1e-7), rtol=1e-5)  # one-hot: the extremes
+
+
+def test_validation_tracks_get_targets_inferred_by_the_fitted_parts_which_they_do_not_change(built, tmp_path: Path) -> None:
+    tracks, store, out_dir, results = built
+    config = dataclasses.replace(CONFIG, val_targets=True)
+    inferred = build_factors(tracks, store, config, tmp_path / "inferred", progress=False)
+    val = tracks[tracks["split"] == "val"]
+    train = tracks[tracks["split"] == "train"]
+    for task in "mds":
+        result = inferred[task]
+        pd.testing.assert_frame_equal(result.artist_topics, results[task].artist_topics)  # nothing refitted
+        pd.testing.assert_frame_equal(result.track_targets, results[task].track_targets)
+        assert sorted(result.val_targets.index) == sorted(val["track_id"])
+        np.testing.assert_allclose(result.val_targets.sum(axis=1), 1.0, atol=1e-9)
+        assert result.summary["val_target_tracks"] == len(val)
+        loaded = load_track_targets(tmp_path / "inferred", task)  # what training reads: fit and validation tracks
+        assert sorted(loaded.index) == sorted(tracks["track_id"])  # no test tracks in this corpus
+        # each validation artist's groups resemble those of its genre's training artists more than the others'
+        genre_of = tracks.set_index("track_id")["genre"]
+        means = result.track_targets.groupby(genre_of.loc[result.track_targets.index].to_numpy()).mean()
+        found = result.val_targets.groupby(genre_of.loc[result.val_targets.index].to_numpy()).mean()
+        nearest = [(means - row).abs().sum(axis=1).idxmin() for _, row in found.iterrows()]
+        assert sum(genre == near for genre, near in zip(found.index, nearest)) >= 3, (task, nearest)
+    np.testing.assert_array_equal(np.load(tmp_path / "inferred" / "m" / "dictionary.npy"),
+                                  np.load(out_dir / "m" / "dictionary.npy"))
+    assert inferred["e"].val_targets.empty  # task e cannot give new tracks words: no inferred targets
+    assert len(train) == len(inferred["m"].track_targets)
+    # Turned off again: the inferred targets go with the rebuild.
+    rebuilt = build_factors(tracks, store, dataclasses.replace(config, tasks=("m",), val_targets=False),
+                            tmp_path / "inferred", progress=False)
+    assert rebuilt["m"].val_targets.empty and not (tmp_path / "inferred" / "m" / "val_targets.parquet").exists()
+    assert sorted(load_track_targets(tmp_path / "inferred", "m").index) == sorted(train["track_id"])
+
+
+@pytest.mark.parametrize("change", [{"leaky": True}, {"control": "random-groups"}])
+def test_no_targets_are_inferred_when_validation_tracks_are_fitted_or_groups_permuted(built, tmp_path: Path,
+                                                                                    change: dict) -> None:
+    tracks, store, _, _ = built
+    config = dataclasses.replace(CONFIG, tasks=("m",), val_targets=True, **change)
+    assert build_factors(tracks, store, config, tmp_path, progress=False)["m"].val_targets.empty
+
+
+def test_inferred_topics_of_the_fitted_bags_are_their_fitted_topics() -> None:
+    rng = np.random.default_rng(0)
+    bags = rng.poisson(3.0, (12, 20)).astype(float)
+    bags[4] = 0
+    model = fit_artist_topics(bags, 4, 10, seed=0)
+    np.testing.assert_allclose(model.infer(bags), model.topics, atol=1e-6)
+    np.testing.assert_allclose(model.infer(np.zeros((2, 20))), 0.25)

@@ -360,6 +360,13 @@ class FactorConfig(Section):
     control: Literal["none", "random-groups", "per-track"] = "none"
     # Seed of the dictionaries (K-means), the quantile normaliser, LDA and the controls.
     seed: int = 0
+    # Give the validation tracks of tasks m, d and s targets too, inferred from their own words (frames, labels)
+    # by the dictionaries and LDA fitted on the fit tracks, never fitted on: the nets can then choose their epoch
+    # and stop early on artist groups of new artists, not on genre alone (an MTN) or by rule (an artist-group STN
+    # keeps its last epoch). No effect with `leaky` (validation tracks are fit tracks) or under a control.
+    val_targets: bool = False
+
+    ADDED_SETTINGS: ClassVar[dict[str, Any]] = {"val_targets": False}
 
     def other_problems(self) -> list[str]:
         found = ["factors.n_topics = 1: give at least 2 topics, or 0 (sized to the data)"] if self.n_topics == 1 else []

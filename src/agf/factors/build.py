@@ -10,14 +10,17 @@ Per task, under OUT_DIR/<task>/:
     lda_components.npy      the LDA topic-word matrix (n_topics, n_words)
     artist_topics.parquet   artist_id, topic_0..topic_{K-1} (rows sum to 1)
     track_targets.parquet   track_id, topic_0..topic_{K-1}: the soft target of every fit track
+    val_targets.parquet     factors.val_targets (m, d, s): the same for the validation tracks, inferred from their
+                            words by the dictionary and LDA above (fitted without them)
     heatmap.png             mean topic mixture per genre
     summary.json            sizes, empty bags, perplexity, concentration, NMI with genre
     done.json               the completion marker (agf.workdir), written last, holding the key of the inputs
 
 Only plain arrays, Parquet and JSON are written: loading a model file never executes code.
 Fit tracks are the training tracks (FactorConfig.leaky = False) or the training and validation tracks (the
-authors' leaky protocol); dictionaries, normalisation and LDA see nothing else, and only fit tracks get
-targets. Test tracks are never fitted on.
+authors' leaky protocol); dictionaries, normalisation and LDA see nothing else. Fit tracks get targets; with
+factors.val_targets the validation tracks (not fitted on) get targets inferred by those fitted parts, for choosing
+epochs only. Test tracks never get targets and are never fitted on.
 This module is the only one of agf.factors that touches the feature store.
 """
 
@@ -37,7 +40,7 @@ from sklearn.preprocessing import QuantileTransformer
 from tqdm.auto import tqdm
 
 from agf.config import FactorConfig
-from agf.datasets.table import fit_splits, split_mask
+from agf.datasets.table import VAL, fit_splits, split_mask
 from agf.errors import FactorError, PipelineError, TaskUnavailable
 from agf.factors.bags import artist_bags
 from agf.factors.dictionary import (
@@ -47,7 +50,7 @@ from agf.factors.dictionary import (
     words_per_array,
 )
 from agf.factors.essentia_features import essentia_unavailable_reason, extract_many
-from agf.factors.lda import fit_artist_topics
+from agf.factors.lda import TopicModel, fit_artist_topics
 from agf.factors.plots import plot_genre_mixtures
 from agf.factors.summary import genre_information, topic_concentration
 from agf.fileio import (
@@ -64,6 +67,8 @@ from agf.workdir import clear_done, is_done, mark_done
 
 FORMAT = 1
 ESSENTIA_KIND = "essentia"
+# The fit tracks' targets, then the validation tracks' inferred ones (factors.val_targets; absent without).
+TARGET_FILES: tuple[str, ...] = ("track_targets.parquet", "val_targets.parquet")
 
 
 class Store(Protocol):
@@ -80,12 +85,14 @@ class Store(Protocol):
 
 @dataclass
 class FactorResult:
-    """One task's artist group factors: per artist, per fit track, and the summary."""
+    """One task's artist group factors: per artist, per fit track, and the summary; with factors.val_targets, the
+    validation tracks' inferred targets."""
 
     task: str
     artist_topics: pd.DataFrame
     track_targets: pd.DataFrame
     summary: dict[str, Any]
+    val_targets: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(index=pd.Index([], name="track_id")))
 
     @property
     def available(self) -> bool:
@@ -95,12 +102,14 @@ class FactorResult:
 
 @dataclass
 class Words:
-    """A task's vocabulary size and, lazily, the word indices of each fit track that has data."""
+    """A task's vocabulary size and, lazily, the word indices of each fit track that has data; `words_of` gives
+    those of other tracks (a frame of the table: track_id, ...) by the fitted vocabulary (None: the task cannot)."""
 
     n_words: int
     track_ids: list[str]
     words: Iterable[np.ndarray]
     info: dict[str, Any] = field(default_factory=dict)
+    words_of: Callable[[pd.DataFrame], Iterable[np.ndarray]] | None = None
 
 
 CONTROL_STREAM = 7  # the controls' random stream of factors.seed
@@ -111,6 +120,14 @@ def fit_tracks(tracks: pd.DataFrame, leaky: bool) -> pd.DataFrame:
     authors' protocol); never the test split."""
     chosen = tracks[split_mask(tracks, *fit_splits(leaky))]
     return chosen.sort_values("track_id").reset_index(drop=True)
+
+
+def inferred_tracks(tracks: pd.DataFrame, config: FactorConfig) -> pd.DataFrame:
+    """The tracks that get inferred targets: the validation split with factors.val_targets, unless they are fit
+    tracks (leaky) or a control permutes the groups; else none."""
+    if not config.val_targets or config.leaky or config.control != "none":
+        return tracks.iloc[:0]
+    return tracks[split_mask(tracks, VAL)].sort_values("track_id").reset_index(drop=True)
 
 
 def build_factors(
@@ -130,18 +147,20 @@ def build_factors(
     fit = fit_tracks(tracks, config.leaky)
     if fit.empty:
         raise FactorError("the track table has no training tracks to fit artist group factors on; check its split")
+    inferred = inferred_tracks(tracks, config)
     return {
-        task: _build_or_load(task, fit, store, config, Path(out_dir) / task, workers, progress, load_only, scheduler)
+        task: _build_or_load(task, fit, inferred, store, config, Path(out_dir) / task, workers, progress, load_only,
+                             scheduler)
         for task in config.tasks
     }
 
 
 def _build_or_load(
-    task: str, fit: pd.DataFrame, store: Store, config: FactorConfig, task_dir: Path, workers: int, progress: bool,
-    load_only: bool, scheduler: str,
+    task: str, fit: pd.DataFrame, inferred: pd.DataFrame, store: Store, config: FactorConfig, task_dir: Path,
+    workers: int, progress: bool, load_only: bool, scheduler: str,
 ) -> FactorResult:
     """Load a finished task whose inputs are unchanged; otherwise build it, marker last."""
-    key = _task_key(task, fit, store, config)
+    key = _task_key(task, fit, inferred, store, config)
     if is_done(task_dir, key):
         return _load_result(task, task_dir)
     if load_only:
@@ -155,17 +174,21 @@ def _build_or_load(
         words = _BUILDERS[task](fit, store, config, task_dir, workers, progress, scheduler)
     except TaskUnavailable as exc:
         return _unavailable_result(task, str(exc))
-    result = _fit_groups(task, fit, words, config, task_dir)
+    result = _fit_groups(task, fit, words, config, task_dir, inferred)
     _write_result(result, fit, task_dir)
     mark_done(task_dir, key, task=task)
     return result
 
 
-def _task_key(task: str, fit: pd.DataFrame, store: Store, config: FactorConfig) -> str:
-    """A hash of everything a task's output depends on: settings, fit tracks, and which have features."""
-    settings = {k: v for k, v in asdict(config).items() if k != "tasks"}
+def _task_key(task: str, fit: pd.DataFrame, inferred: pd.DataFrame, store: Store, config: FactorConfig) -> str:
+    """A hash of everything a task's output depends on: settings, fit tracks, the tracks given inferred targets,
+    and which have features (settings added later count only away from their neutral value)."""
+    added = FactorConfig.ADDED_SETTINGS
+    settings = {k: v for k, v in asdict(config).items() if k != "tasks" and not (k in added and v == added[k])}
     columns = ["track_id", "artist_id", "genre"] + (["subgenres"] if task == "s" else [])
     inputs = {c: fit[c].tolist() for c in columns}
+    if len(inferred):
+        inputs["inferred"] = {c: inferred[c].tolist() for c in columns if c != "genre"}
     if task != "s":
         inputs["store"] = Path(store.root).name
     return stable_key("factors", FORMAT, task, settings, inputs)
@@ -190,7 +213,11 @@ def _frame_words(
     reads = (read(t) for t in tqdm(ids, desc=f"{task}: words", unit="track", disable=not progress,
                                    dynamic_ncols=True))
     info = {"dictionary_note": dictionary.note, "dictionary_samples": len(samples), "sampled_frames": sampled}
-    return Words(dictionary.n_words, ids, words_per_array(reads, dictionary.centres), info)
+
+    def words_of(other: pd.DataFrame) -> Iterable[np.ndarray]:
+        return words_per_array((read(t) for t in other["track_id"]), dictionary.centres)
+
+    return Words(dictionary.n_words, ids, words_per_array(reads, dictionary.centres), info, words_of)
 
 
 @contextmanager
@@ -297,7 +324,12 @@ def _subgenre_words(fit: pd.DataFrame, store: Store, config: FactorConfig, task_
     index = {label: i for i, label in enumerate(vocabulary)}
     words = (np.array([index[label] for label in labels], dtype=np.intp) for labels in fit["subgenres"])
     note = "" if vocabulary else "no subgenre labels among the fit tracks: every bag is empty"
-    return Words(len(vocabulary), fit["track_id"].tolist(), words, {"dictionary_note": note})
+
+    def words_of(other: pd.DataFrame) -> Iterable[np.ndarray]:  # labels no fit track has are not words
+        return (np.array([index[label] for label in labels if label in index], dtype=np.intp)
+                for labels in other["subgenres"])
+
+    return Words(len(vocabulary), fit["track_id"].tolist(), words, {"dictionary_note": note}, words_of)
 
 
 _BUILDERS: dict[str, Callable[..., Words]] = {
@@ -356,13 +388,16 @@ def _cached_essentia(
 # -- bags, LDA, targets, summary --------------------------------------------------------
 
 
-def _fit_groups(task: str, fit: pd.DataFrame, words: Words, config: FactorConfig, task_dir: Path) -> FactorResult:
-    """Artist bags -> LDA -> artist topics, per-track soft targets, summary and heatmap."""
+def _fit_groups(task: str, fit: pd.DataFrame, words: Words, config: FactorConfig, task_dir: Path,
+                inferred: pd.DataFrame) -> FactorResult:
+    """Artist bags -> LDA -> artist topics, per-track soft targets, summary and heatmap; the `inferred` tracks'
+    targets from their artists' bags by the fitted LDA (when the task can give their words)."""
     artists = sorted(fit["artist_id"].unique())
     artist_of = dict(zip(fit["track_id"], fit["artist_id"]))
     pairs = zip((artist_of[t] for t in words.track_ids), words.words)
     bags, _ = artist_bags(artists, pairs, words.n_words, divide=task in config.divide_bags)
     model = fit_artist_topics(bags, config.n_topics, config.lda_max_iter, config.seed)
+    val_targets = _inferred_targets(task, inferred, words, model, config)
     write_npy_atomic(task_dir / "lda_components.npy", model.components)
     columns = [f"topic_{k}" for k in range(config.n_topics)]
     order = control_order(len(artists), config.seed) if config.control == "random-groups" else np.arange(len(artists))
@@ -389,9 +424,25 @@ def _fit_groups(task: str, fit: pd.DataFrame, words: Words, config: FactorConfig
         **genre_information(track_targets.to_numpy()[informed].argmax(axis=1), fit["genre"].to_numpy()[informed],
                             seed=config.seed),
         "target_tracks": len(track_targets),
+        "val_target_tracks": len(val_targets),
         **words.info,
     }
-    return FactorResult(task, artist_topics, track_targets, _json_safe(summary))
+    return FactorResult(task, artist_topics, track_targets, _json_safe(summary), val_targets)
+
+
+def _inferred_targets(task: str, inferred: pd.DataFrame, words: Words, model: TopicModel,
+                      config: FactorConfig) -> pd.DataFrame:
+    """Soft targets of the `inferred` tracks: each track its artist's topic mixture, inferred by the fitted LDA
+    from the bag of that artist's inferred tracks (its words by the fitted vocabulary); none when there are no
+    such tracks or the task cannot give their words (e)."""
+    columns = [f"topic_{k}" for k in range(config.n_topics)]
+    if inferred.empty or words.words_of is None:
+        return pd.DataFrame(columns=columns, index=pd.Index([], name="track_id"), dtype=np.float64)
+    artists = sorted(inferred["artist_id"].unique())
+    bags, _ = artist_bags(artists, zip(inferred["artist_id"], words.words_of(inferred)), words.n_words,
+                          divide=task in config.divide_bags)
+    topics = pd.DataFrame(model.infer(bags), index=pd.Index(artists), columns=columns)
+    return topics.loc[inferred["artist_id"]].set_axis(pd.Index(inferred["track_id"], name="track_id"))
 
 
 def control_order(n: int, seed: int) -> np.ndarray:
@@ -408,6 +459,10 @@ def _write_result(result: FactorResult, fit: pd.DataFrame, task_dir: Path) -> No
     """Write the tables, the heatmap and the summary of a built task (the marker comes after)."""
     write_parquet_atomic(task_dir / "artist_topics.parquet", result.artist_topics.reset_index())
     write_parquet_atomic(task_dir / "track_targets.parquet", result.track_targets.reset_index())
+    if len(result.val_targets):
+        write_parquet_atomic(task_dir / TARGET_FILES[1], result.val_targets.reset_index())
+    else:  # an earlier build's, with factors.val_targets
+        (task_dir / TARGET_FILES[1]).unlink(missing_ok=True)
     mixtures = result.track_targets.groupby(fit["genre"].to_numpy()).mean()
     nmi = result.summary["nmi_genre"]
     title = f"{result.task} ({TASK_TITLES[result.task]}): mean group mixture per genre"
@@ -418,8 +473,9 @@ def _write_result(result: FactorResult, fit: pd.DataFrame, task_dir: Path) -> No
 def _load_result(task: str, task_dir: Path) -> FactorResult:
     """A finished task read back from its directory."""
     artist_topics = pd.read_parquet(task_dir / "artist_topics.parquet").set_index("artist_id")
-    return FactorResult(task, artist_topics, load_track_targets(task_dir.parent, task),
-                        read_json(task_dir / "summary.json"))
+    fit_targets, *val_targets = (pd.read_parquet(task_dir / name).set_index("track_id") for name in TARGET_FILES
+                                 if (task_dir / name).is_file())
+    return FactorResult(task, artist_topics, fit_targets, read_json(task_dir / "summary.json"), *val_targets)
 
 
 def _unavailable_result(task: str, reason: str) -> FactorResult:
@@ -430,11 +486,13 @@ def _unavailable_result(task: str, reason: str) -> FactorResult:
 
 
 def load_track_targets(out_dir: Path, task: str) -> pd.DataFrame:
-    """The soft targets of a finished task: index track_id, one float column per artist group."""
+    """The soft targets of a finished task, the validation tracks' inferred ones included (factors.val_targets):
+    index track_id, one float column per artist group."""
     task_dir = Path(out_dir) / task
     if not is_done(task_dir):
         raise FactorError(f"{task_dir}: no finished artist group factors for task {task!r}; run `agf factors`")
-    return pd.read_parquet(task_dir / "track_targets.parquet").set_index("track_id")
+    return pd.concat([pd.read_parquet(task_dir / name).set_index("track_id") for name in TARGET_FILES
+                      if name == TARGET_FILES[0] or (task_dir / name).is_file()])
 
 
 def format_summary(results: dict[str, FactorResult]) -> str:

@@ -26,12 +26,25 @@ DOC_UPDATE_ITERATIONS = 20
 
 @dataclass(frozen=True)
 class TopicModel:
-    """Artist topic mixtures (rows sum to 1), which bags were empty, perplexity and topic-word weights."""
+    """Artist topic mixtures (rows sum to 1), which bags were empty, perplexity, topic-word weights and the fitted
+    LDA (None when every bag was empty)."""
 
     topics: np.ndarray
     empty: np.ndarray
     perplexity: float
     components: np.ndarray
+    lda: LatentDirichletAllocation | None = None
+
+    def infer(self, bags: np.ndarray) -> np.ndarray:
+        """Topic mixtures (rows sum to 1) of other bags by the fitted LDA, which they do not change; an empty bag,
+        or any bag when nothing was fitted, gets the uniform distribution."""
+        n_topics = self.components.shape[0]
+        topics = np.full((len(bags), n_topics), 1.0 / n_topics)
+        filled = bags.sum(axis=1) > 0
+        if self.lda is not None and filled.any():
+            mixtures = self.lda.transform(scipy.sparse.csr_matrix(bags[filled]))
+            topics[filled] = mixtures / mixtures.sum(axis=1, keepdims=True)
+        return topics
 
 
 def fit_artist_topics(bags: np.ndarray, n_topics: int, max_iter: int, seed: int) -> TopicModel:
@@ -52,4 +65,4 @@ def fit_artist_topics(bags: np.ndarray, n_topics: int, max_iter: int, seed: int)
     mixtures = lda.fit(filled).transform(filled)
     topics[~empty] = mixtures / mixtures.sum(axis=1, keepdims=True)
     # bound_ is the perplexity of the training bags after the last iteration.
-    return TopicModel(topics, empty, float(lda.bound_), lda.components_)
+    return TopicModel(topics, empty, float(lda.bound_), lda.components_, lda)
