@@ -5,7 +5,7 @@ validation, its test scores averaged over seeds) and two classical models on per
 regression and an RBF-SVM, fitted on train + validation); test accuracy and log loss against the true genres (the
 given ones recorded too).
 
-    python scripts/small_collections.py render ROOT --artists-per-genre 8 --tracks-per-album 3 --seconds 60
+    python scripts/small_collections.py render ROOT --artists-per-genre 10 --tracks-per-album 3 --seconds 60 -j 2
     python scripts/small_collections.py draw ROOT K       # collection K (seed K): ROOT/draws/draw-K/manifest.csv
     python scripts/small_collections.py run ROOT K        # both runs + classical models: ROOT/results/draw-K.csv
     python scripts/small_collections.py run ROOT K --protocol auto   # one protocol's run only (run two at once)
@@ -87,7 +87,7 @@ def track_table(corpus: Path) -> pd.DataFrame:
     })
 
 
-def render(root: Path, artists_per_genre: int, tracks_per_album: int, seconds: float) -> None:
+def render(root: Path, artists_per_genre: int, tracks_per_album: int, seconds: float, workers: int = 1) -> None:
     """The study's hard corpus (study-quick's [synth], 8 genres) under ROOT/corpus, and its table ROOT/tracks.csv."""
     table_path = root / "tracks.csv"
     if table_path.is_file():
@@ -97,7 +97,7 @@ def render(root: Path, artists_per_genre: int, tracks_per_album: int, seconds: f
     say(f"rendering {GENRES} genres x {artists_per_genre} artists, {tracks_per_album} tracks per album, {seconds} s")
     subprocess.run([sys.executable, "-m", "agf", "synth", str(root / "corpus"), "-c", "study-quick",
                     "--genres", str(GENRES), "--artists-per-genre", str(artists_per_genre),
-                    "--tracks-per-album", str(tracks_per_album), "--seconds", str(seconds), "-j", "1", "-q"],
+                    "--tracks-per-album", str(tracks_per_album), "--seconds", str(seconds), "-j", str(workers), "-q"],
                    check=True)
     table = track_table(root / "corpus")
     write_text_atomic(table_path, table.to_csv(index=False))
@@ -469,6 +469,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     render_parser.add_argument("--artists-per-genre", type=int, required=True)
     render_parser.add_argument("--tracks-per-album", type=int, required=True)
     render_parser.add_argument("--seconds", type=float, required=True)
+    render_parser.add_argument("-j", "--workers", type=int, default=1, help="render processes (default 1)")
     draw_parser = commands.add_parser("draw", help="draw collection K's manifest")
     draw_parser.add_argument("root", type=Path)
     draw_parser.add_argument("k", type=int)
@@ -485,7 +486,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     summary_parser.add_argument("--out", type=Path, default=DATA_DIR)
     args = parser.parse_args(argv)
     if args.command == "render":
-        render(args.root, args.artists_per_genre, args.tracks_per_album, args.seconds)
+        render(args.root, args.artists_per_genre, args.tracks_per_album, args.seconds, args.workers)
     elif args.command == "draw":
         draw(args.root, args.k, args.tracks, args.min_artists, args.max_artists)
     elif args.command == "run":
