@@ -488,6 +488,7 @@ def test_validation_tracks_get_targets_inferred_by_the_fitted_parts_which_they_d
     np.testing.assert_array_equal(np.load(tmp_path / "inferred" / "m" / "dictionary.npy"),
                                   np.load(out_dir / "m" / "dictionary.npy"))
     assert inferred["e"].val_targets.empty  # task e cannot give new tracks words: no inferred targets
+    assert f"m: groups of {len(val)} validation tracks inferred" in format_summary(inferred)
     assert len(train) == len(inferred["m"].track_targets)
     # Turned off again: the inferred targets go with the rebuild.
     rebuilt = build_factors(tracks, store, dataclasses.replace(config, tasks=("m",), val_targets=False),

@@ -523,9 +523,12 @@ def _number(value: float | None, width: int, digits: int) -> str:
 
 
 def _notes(task: str, summary: dict[str, Any]) -> Iterator[str]:
-    """Footnotes of a task: dictionary reductions and Essentia dimensions."""
+    """Footnotes of a task: dictionary reductions, inferred validation targets and Essentia dimensions."""
     if summary.get("dictionary_note"):
         yield f"  {task}: {summary['dictionary_note']}"
+    if summary.get("val_target_tracks"):
+        yield (f"  {task}: groups of {summary['val_target_tracks']} validation tracks inferred by the fitted factors "
+               "(factors.val_targets), for choosing epochs only")
     if "descriptors_kept" in summary:
         failed = summary["essentia_failed_tracks"]
         yield (f"  {task}: {summary['descriptors_kept']} of {summary['descriptors_total']} Essentia dimensions kept, "
