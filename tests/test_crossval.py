@@ -17,7 +17,7 @@ from agf.config import Config, SelectConfig, load_config
 from agf.datasets.table import genre_list
 from agf.factors import load_track_targets
 from agf.pipeline.choosing import out_of_fold, out_of_fold_temperatures, selection_labels
-from agf.pipeline.crossval import chosen_net_epochs, chosen_transfers, run_folds
+from agf.pipeline.crossval import chosen_transfers, run_folds
 from agf.selection import choose, crossval_cost, selection_mode
 from agf.pipeline.stages import open_prepared
 from agf.pipeline.times import StageTimes
@@ -109,7 +109,20 @@ def test_the_final_model_is_fitted_on_train_and_validation_with_the_chosen_epoch
         assert spec["n_train_tracks"] == len(labelled)
         assert spec["aggregation"] == record["crossval"]["transfers"][_setup(spec)]["aggregation"]
     epochs = sorted(json.loads(p.read_text())["epochs"] for p in final.glob("nets/*/done.json"))
-    assert epochs == sorted(record["crossval"]["net_epochs"] * 2)  # every net of both seeds, its chosen epochs
+    assert epochs == sorted(record["crossval"]["net_epochs"] * 2)  # every net of both seeds
+
+
+def test_every_net_trains_its_budget_and_keeps_its_last_epoch_in_the_folds_and_the_final_fit(
+        crossval_run: Path) -> None:
+    # The nets' epochs are not chosen on a few held-out artists: the final nets are trained as the scored ones.
+    budget = {"stn": 3, "mtn": 6}  # train.epochs, an MTN's times its 2 tasks
+    markers = {path: json.loads(path.read_text()) for path in (crossval_run / "crossval").glob("*/nets/*/done.json")}
+    assert {path.parts[-4] for path in markers} == {"fold0", "fold1", "fold2", "final"}
+    for path, marker in markers.items():
+        assert marker["epochs"] == marker["best_epoch"] == budget[path.parent.name.split("-")[0]], path
+    # Fold nets had validation targets (genre) and would have chosen their epoch by them otherwise.
+    fold_net = next(p.parent for p in markers if p.parts[-4] == "fold0" and p.parent.name.startswith("stn-g-"))
+    assert json.loads((fold_net / "net.json").read_text())["meta"]["selection"].startswith("last epoch: train.select_epoch")
 
 
 def _setup(spec: dict) -> str:
@@ -140,7 +153,6 @@ def test_poisoned_test_labels_change_no_choice(crossval_run: Path) -> None:
     assert all("test" not in set(table["split"]) for table in folds.tables)
     # The epochs and aggregations are read from the folds' runs alone.
     record = json.loads((crossval_run / "selection" / "selection.json").read_text())
-    assert list(chosen_net_epochs(folds.runs)) == record["crossval"]["net_epochs"]
     assert {" ".join(map(str, s)): t.epochs for s, t in chosen_transfers(folds.runs, config.transfer).items()} == {
         k: v["epochs"] for k, v in record["crossval"]["transfers"].items()}
 

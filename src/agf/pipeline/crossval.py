@@ -2,13 +2,14 @@
 
 The labelled tracks (train and validation) are dealt into select.folds folds by artist, stratified by genre
 (agf.datasets.splits.artist_folds). Fold k's run holds out fold k's artists as its validation split and trains on
-the others: its factors, nets (best epoch on the held-out artists) and transfers (MLP epoch and aggregation likewise)
-never see them, and it trains select.fold_seeds run seeds (grid.seeds in turn). Each held-out track so gets one out-of-fold
-prediction per model, from parts fitted without its artist; every choice is made on those: each net's and MLP's
-epoch count (the median of the folds' best epochs), each transfer's aggregation (the lowest mean calibrated
-log loss over folds), each model's temperature, and the model (agf.selection). The final run then fits every net
-and transfer on all of train + validation with those epochs and aggregations, for every run seed, and is scored on
-test. Test tracks take no part in the folds.
+the others: its factors, nets and transfers (MLP epoch and aggregation chosen on the held-out artists) never see
+them, and it trains select.fold_seeds run seeds (grid.seeds in turn). Each held-out track so gets one out-of-fold
+prediction per model, from parts fitted without its artist; every choice is made on those: each MLP's epoch count
+(the median of the folds' best epochs), each transfer's aggregation (the lowest mean calibrated log loss over
+folds), each model's temperature, and the model (agf.selection). The nets' epochs are not chosen: in the folds and
+the final fit alike every net trains its whole budget and keeps its last epoch (budget_training), so the final
+nets are trained as the scored ones were. The final run then fits every net and transfer on all of train +
+validation, for every run seed, and is scored on test. Test tracks take no part in the folds.
 
 WORKDIR/crossval/fold<k>/ holds fold k's factors, nets, transfers and evaluation; WORKDIR/crossval/final/ the final
 fit's. The cost, against the validation protocol's run: the folds train select.fold_seeds seeds each on
@@ -31,7 +32,7 @@ from agf.errors import PipelineError
 from agf.evaluation import classical_model
 from agf.fileio import read_json, stable_key, write_parquet_atomic
 from agf.grid import Case
-from agf.pipeline.grid_run import GridRun, run_grid
+from agf.pipeline.grid_run import GridRun, NetTraining, run_grid
 from agf.pipeline.stages import Log, Prepared
 from agf.pipeline.times import StageTimes
 from agf.training import NetSpec, net_train_config
@@ -105,16 +106,9 @@ def net_positions(run: GridRun) -> dict[int, list[Path]]:
     return found
 
 
-def chosen_net_epochs(runs: Sequence[GridRun]) -> tuple[int, ...]:
-    """Per net position (walk order), the median of the best epochs of that net in every fold and seed, rounded
-    up."""
-    positions = [net_positions(run) for run in runs]
-    if len({len(found) for found in positions}) != 1:
-        raise PipelineError("the cross-validation folds trained different nets (a task unavailable in some fold); "
-                            "set select.mode = 'validation'")
-    return tuple(int(np.ceil(np.median([int((read_marker(path) or {})["best_epoch"])
-                                        for found in positions for path in found[position]])))
-                 for position in range(len(positions[0])))
+def trained_epochs(run: GridRun) -> tuple[int, ...]:
+    """Per net position (walk order), the epochs its nets trained (the first seed's)."""
+    return tuple(int((read_marker(paths[0]) or {})["epochs"]) for _, paths in sorted(net_positions(run).items()))
 
 
 def chosen_transfers(runs: Sequence[GridRun], transfer: TransferConfig) -> dict[SETUP, TransferConfig]:
@@ -134,13 +128,16 @@ def chosen_transfers(runs: Sequence[GridRun], transfer: TransferConfig) -> dict[
     return chosen
 
 
-def final_net_training(config: Config, epochs: Sequence[int]):
-    """The final fit's net settings: the net at each position trains its chosen epochs, no early stopping, the
-    last epoch kept."""
+def budget_training(config: Config) -> NetTraining:
+    """Cross-validation's net settings, in the folds and the final fit alike: each net trains its whole budget
+    (net_train_config's epochs), no early stopping, and keeps its last epoch. On a few held-out artists a net's
+    own validation loss is lowest within its first epochs while its validation accuracy still rises to the end of
+    the budget (docs/selection.md), and a fold's best epoch cannot be reproduced by a final net trained on more
+    tracks: the epoch is not chosen, and the temperature and the MLPs fitted on the folds' nets fit the final
+    ones."""
 
     def training(position: int, spec: NetSpec) -> TrainConfig:
-        base = net_train_config(spec, config.train)
-        return replace(base, epochs=max(1, epochs[position]), patience=0, select_epoch="last")
+        return replace(net_train_config(spec, config.train), patience=0, select_epoch="last")
 
     return training
 
@@ -177,8 +174,12 @@ def run_folds(config: Config, prepared: Prepared, progress: bool, log: Log, must
             f"{held['artist_id'].nunique()} artists, seeds {', '.join(map(str, fold_seeds(config, fold)))}")
         fold_config = replace(config, grid=replace(config.grid, seeds=fold_seeds(config, fold)))
         fold_prepared = Prepared(WorkDir(crossval_root(prepared) / f"fold{fold}"), table, prepared.store)
-        runs.append(run_grid(fold_config, fold_prepared, progress, log, must_be_done, times))
+        runs.append(run_grid(fold_config, fold_prepared, progress, log, must_be_done, times,
+                             net_training=budget_training(config)))
         tables.append(table)
+    if len({frozenset(setup_of(case) for case in run.transfers) for run in runs}) != 1:
+        raise PipelineError("the cross-validation folds trained different models (a task unavailable in some "
+                            "fold); set select.mode = 'validation'")
     return Folds(of_track, tuple(runs), tuple(tables), classical_out_of_fold(config, prepared, tables, must_be_done))
 
 
@@ -186,20 +187,20 @@ def run_final(
     config: Config, prepared: Prepared, folds: Folds, temperatures: Mapping[str, float], progress: bool, log: Log,
     must_be_done: bool, times: StageTimes,
 ) -> FinalFit:
-    """The final fit on train + validation with the epochs and aggregations chosen on the folds, every run seed,
-    its evaluation scaling each model by its temperature in `temperatures` (chosen on out-of-fold predictions)."""
-    net_epochs = chosen_net_epochs(folds.runs)
+    """The final fit on train + validation with the nets' budget and the MLP epochs and aggregations chosen on the
+    folds, every run seed, its evaluation scaling each model by its temperature in `temperatures` (chosen on
+    out-of-fold predictions)."""
     transfers = chosen_transfers(folds.runs, config.transfer)
     final_prepared = Prepared(WorkDir(crossval_root(prepared) / FINAL_DIR), final_tracks(prepared.tracks),
                               prepared.store)
     tracks = final_prepared.tracks
     log(f"final fit on train + validation ({int(split_mask(tracks, TRAIN).sum())} tracks), scored on "
-        f"{int(split_mask(tracks, TEST).sum())} test tracks: net epochs {list(net_epochs)}; MLP epochs, aggregation: "
+        f"{int(split_mask(tracks, TEST).sum())} test tracks: each net its budget, last epoch kept; MLP epochs, aggregation: "
         + "; ".join(f"{' '.join(map(str, setup))}: {t.epochs}, {t.aggregations[0]}" for setup, t in transfers.items()))
     run = run_grid(config, final_prepared, progress, log, must_be_done, times,
-                   net_training=final_net_training(config, net_epochs),
+                   net_training=budget_training(config),
                    case_transfer=lambda case: transfers[setup_of(case)], temperatures=temperatures)
-    return FinalFit(run, final_prepared, net_epochs, transfers)
+    return FinalFit(run, final_prepared, trained_epochs(run), transfers)
 
 
 def crossval_root(prepared: Prepared) -> Path:
