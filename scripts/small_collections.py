@@ -9,6 +9,7 @@ given ones recorded too).
     python scripts/small_collections.py draw ROOT K       # collection K (seed K): ROOT/draws/draw-K/manifest.csv
     python scripts/small_collections.py run ROOT K        # both runs + classical models: ROOT/results/draw-K.csv
     python scripts/small_collections.py run ROOT K --protocol auto   # one protocol's run only (run two at once)
+    python scripts/small_collections.py curves ROOT K... -o CSV   # the folds' genre nets' validation curves
     python scripts/small_collections.py summary ROOT      # or the folder of draw files (docs/data/small-collections)
 
 Every step is resumable: a finished step is skipped (`agf run` reuses its finished stages). Each finished protocol
@@ -205,6 +206,26 @@ def net_epochs(workdir: Path) -> pd.DataFrame:
                      "stopped_early": meta["stopped_early"],
                      "chosen_on": "".join(t for t in tasks if meta["val_tracks"].get(t, 0) > 0)})
     return pd.DataFrame(rows, columns=list(NET_COLUMNS))
+
+
+def fold_curves(workdir: Path) -> pd.DataFrame:
+    """The cross-validation folds' finished genre-predicting nets under `workdir`, their genre validation loss and
+    accuracy on the held-out artists averaged per net (arch and tasks), epoch selection rule and epoch, with how
+    many nets each mean is over: how a net learns on artists it has not heard, epoch by epoch."""
+    curves = []
+    for path in sorted(workdir.glob("crossval/fold*/nets/*/net.json")):
+        meta = read_spec(path)["meta"]
+        if not (path.parent / "done.json").is_file() or "g" not in meta["spec"]["tasks"]:
+            continue
+        curve = pd.read_csv(path.parent / "curves.csv")
+        curves.append(curve[curve["task"] == "g"].assign(
+            net=f"{meta['spec']['arch'].upper()} {''.join(meta['spec']['tasks'])}",
+            select_epoch=meta["train_config"]["select_epoch"]))
+    if not curves:
+        return pd.DataFrame(columns=["net", "select_epoch", "epoch", "val_loss", "val_accuracy", "nets"])
+    return (pd.concat(curves).groupby(["net", "select_epoch", "epoch"])
+            .agg(val_loss=("val_loss", "mean"), val_accuracy=("val_accuracy", "mean"), nets=("val_loss", "size"))
+            .reset_index())
 
 
 def agf_run(config: Config, out_dir: Path) -> None:
@@ -481,6 +502,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     run_parser.add_argument("k", type=int)
     run_parser.add_argument("--protocol", choices=PROTOCOLS, action="append",
                             help="run only this protocol (repeatable; default both)")
+    curves_parser = commands.add_parser("curves", help="the folds' genre nets' validation curves, per draw")
+    curves_parser.add_argument("root", type=Path)
+    curves_parser.add_argument("k", type=int, nargs="+")
+    curves_parser.add_argument("-o", "--out", type=Path, required=True, help="CSV to write")
     summary_parser = commands.add_parser("summary", help="paired differences over the finished draws")
     summary_parser.add_argument("source", type=Path, help="ROOT, or a folder of draw-*.csv files")
     summary_parser.add_argument("--out", type=Path, default=DATA_DIR)
@@ -491,6 +516,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         draw(args.root, args.k, args.tracks, args.min_artists, args.max_artists)
     elif args.command == "run":
         run(args.root, args.k, args.protocol or PROTOCOLS)
+    elif args.command == "curves":
+        frames = [fold_curves(draw_dir(args.root, k) / "work-auto").assign(draw=k) for k in args.k]
+        write_text_atomic(args.out, pd.concat(frames).to_csv(index=False, float_format="%.6g"))
     else:
         summary(args.source, args.out)
 

@@ -143,3 +143,24 @@ def test_best_epochs_count_the_nets_still_improving_at_the_cap(sc, tmp_path: Pat
     assert table.loc[("validation", "grid", "STN m"), "chosen_on"] == "-"
     assert "| auto | final | STN m | m | 1 | 60 | 50 | 50 | 1 of 1 |" in sc.best_epochs_markdown(table.reset_index())
     assert sc.best_epochs_markdown(sc.best_epochs(tmp_path / "none")) == ""
+
+
+def test_fold_curves_average_the_finished_fold_genre_nets_per_epoch(sc, tmp_path: Path) -> None:
+    def net(fold: int, name: str, tasks: list[str], losses: list[float], done: bool = True) -> None:
+        net_dir = tmp_path / "crossval" / f"fold{fold}" / "nets" / name
+        net_dir.mkdir(parents=True)
+        meta = {"spec": {"arch": "stn", "tasks": tasks}, "train_config": {"select_epoch": "last"}}
+        (net_dir / "net.json").write_text(json.dumps({"format": "agf-net/1", "kind": "stn", "meta": meta}))
+        rows = [{"epoch": e + 1, "task": tasks[0], "val_loss": loss, "val_accuracy": 0.1 * (e + 1)}
+                for e, loss in enumerate(losses)]
+        pd.DataFrame(rows).to_csv(net_dir / "curves.csv", index=False)
+        if done:
+            (net_dir / "done.json").write_text("{}")
+
+    net(0, "stn-g-a", ["g"], [2.0, 1.0])
+    net(1, "stn-g-b", ["g"], [1.0, 3.0])
+    net(2, "stn-g-c", ["g"], [9.0, 9.0], done=False)  # still training: left out
+    net(0, "stn-m-a", ["m"], [5.0, 5.0])  # no genre task
+    found = sc.fold_curves(tmp_path)
+    assert list(found["net"].unique()) == ["STN g"] and list(found["nets"]) == [2, 2]
+    assert list(found["val_loss"]) == [1.5, 2.0] and found["val_accuracy"].tolist() == pytest.approx([0.1, 0.2])
