@@ -193,9 +193,10 @@ def check_kept(out_dir: Path, manifest: Path) -> None:
 def net_epochs(workdir: Path) -> pd.DataFrame:
     """Every net trained under `workdir` (the grid's, each fold's, the final fit's): where (its folder's parent
     relative to the work directory: nets, crossval/fold0/nets, ...), arch, tasks, seed, epochs trained, the cap,
-    the best epoch, whether it stopped early, and the tasks whose validation loss chose that epoch ('' when none
-    had validation targets and the last epoch was kept by rule: artist groups have no targets for validation
-    artists); what the preset's training budget is read from."""
+    the best epoch, whether it stopped early, and the tasks whose validation loss chose that epoch ('' when the
+    last epoch was kept: by train.select_epoch = 'last', as under cross-validation, or by rule when no task had
+    validation targets, artist groups having none for validation artists); what the preset's training budget is
+    read from."""
     rows = []
     for path in sorted(workdir.glob("**/nets/*/net.json")):
         meta = read_spec(path)["meta"]
@@ -204,7 +205,8 @@ def net_epochs(workdir: Path) -> pd.DataFrame:
                      "tasks": "".join(tasks), "seed": meta["seed"], "epochs": meta["epochs"],
                      "max_epochs": meta["max_epochs"], "best_epoch": meta["best_epoch"],
                      "stopped_early": meta["stopped_early"],
-                     "chosen_on": "".join(t for t in tasks if meta["val_tracks"].get(t, 0) > 0)})
+                     "chosen_on": "".join(t for t in tasks if meta["val_tracks"].get(t, 0) > 0)
+                     if meta["train_config"]["select_epoch"] == "best_val" else ""})
     return pd.DataFrame(rows, columns=list(NET_COLUMNS))
 
 
@@ -459,9 +461,9 @@ def best_epochs_markdown(table: pd.DataFrame) -> str:
         return ""
     lines = ["", "## Nets' best epochs (the training budget)", "",
              "From the kept runs' nets.csv: per protocol and fit, the tasks whose validation loss chose the epoch "
-             "('-': none has validation targets, so the last epoch is kept by rule; artist groups have no targets "
-             "for validation artists), the median best epoch and how many nets were at their best on the last "
-             "epoch they trained. The final fit trains the epochs chosen on the folds and keeps its last.", "",
+             "('-': the last epoch is kept, by rule when no task has validation targets, as artist groups have "
+             "none for validation artists, and for every net under cross-validation, folds and final fit alike), "
+             "the median best epoch and how many nets were at their best on the last epoch they trained.", "",
              "| protocol | fit | net | chosen on | nets | cap | median epochs | median best | best = last |",
              "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r.protocol} | {r.fit} | {r.net} | {r.chosen_on} | {r.nets} | {r.cap} | {r.median_epochs:g} | "

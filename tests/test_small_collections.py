@@ -115,16 +115,19 @@ def test_the_rbf_svm_gives_probabilities_of_every_genre(sc, recwarn) -> None:
 
 
 def test_net_epochs_lists_the_nets_of_the_grid_the_folds_and_the_final_fit(sc, tmp_path: Path) -> None:
-    for where, seed, best in (("nets", 0, 12), ("crossval/fold1/nets", 1, 60), ("crossval/final/nets", 2, 31)):
+    for where, seed, best, select in (("nets", 0, 12, "best_val"), ("crossval/fold1/nets", 1, 60, "best_val"),
+                                      ("crossval/fold2/nets", 3, 120, "last"), ("crossval/final/nets", 2, 31, "last")):
         net_dir = tmp_path / where / f"mtn-gm-{seed}"
         net_dir.mkdir(parents=True)
         meta = {"spec": {"arch": "mtn", "tasks": ["g", "m"]}, "seed": seed, "epochs": 120, "max_epochs": 120,
-                "best_epoch": best, "stopped_early": False, "val_tracks": {"g": 39 * (seed != 2), "m": 0}}
+                "best_epoch": best, "stopped_early": False, "val_tracks": {"g": 39 * (seed != 2), "m": 0},
+                "train_config": {"select_epoch": select}}
         (net_dir / "net.json").write_text(json.dumps({"format": "agf-net/1", "kind": "mtn", "meta": meta}))
     found = sc.net_epochs(tmp_path).set_index("where")
-    assert list(found.index) == ["crossval/final/nets", "crossval/fold1/nets", "nets"]
+    assert list(found.index) == ["crossval/final/nets", "crossval/fold1/nets", "crossval/fold2/nets", "nets"]
     assert found.loc["crossval/fold1/nets", "best_epoch"] == 60 and (found["tasks"] == "gm").all()
-    assert list(found["chosen_on"]) == ["", "g", "g"]  # no validation targets: the last epoch, by rule
+    # No validation targets, or the last epoch kept by train.select_epoch (cross-validation): chosen on none.
+    assert list(found["chosen_on"]) == ["", "g", "", "g"]
 
 
 def test_best_epochs_count_the_nets_still_improving_at_the_cap(sc, tmp_path: Path) -> None:
