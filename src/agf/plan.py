@@ -293,7 +293,8 @@ def selection_line(config: Config, tracks: pd.DataFrame) -> tuple[str, float]:
     return (f"{folds}-fold cross-validation by artist over train + validation ({reason}): about {cost:.1f}x the "
             f"nets, transfers and time above, which count one fit on train (the folds train {seeds} "
             f"seed{'s' if seeds > 1 else ''} each on {folds - 1}/{folds} of train + validation, then every seed is "
-            "fitted on all of it with the epochs chosen on the folds); every choice on out-of-fold predictions"), cost
+            "fitted on all of it, every net for its whole epoch budget as in the folds); every choice on out-of-fold "
+            "predictions"), cost
 
 
 def make_plan(config: Config, tracks: pd.DataFrame, store: FeatureStore | None,
