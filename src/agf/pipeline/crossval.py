@@ -195,7 +195,8 @@ def run_final(
                               prepared.store)
     tracks = final_prepared.tracks
     log(f"final fit on train + validation ({int(split_mask(tracks, TRAIN).sum())} tracks), scored on "
-        f"{int(split_mask(tracks, TEST).sum())} test tracks: each net its budget, last epoch kept; MLP epochs, aggregation: "
+        f"{int(split_mask(tracks, TEST).sum())} test tracks: each net its budget, last epoch kept; MLP epochs, "
+        "aggregation: "
         + "; ".join(f"{' '.join(map(str, setup))}: {t.epochs}, {t.aggregations[0]}" for setup, t in transfers.items()))
     run = run_grid(config, final_prepared, progress, log, must_be_done, times,
                    net_training=budget_training(config),
