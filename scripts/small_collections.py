@@ -11,6 +11,8 @@ given ones recorded too).
     python scripts/small_collections.py run ROOT K --protocol auto   # one protocol's run only (run two at once)
     python scripts/small_collections.py curves ROOT K... -o CSV   # the folds' genre nets' validation curves
     python scripts/small_collections.py summary ROOT      # or the folder of draw files (docs/data/small-collections)
+    python scripts/small_collections.py run ROOT K --protocol budget   # the new protocol, crops_per_track = 0
+    python scripts/small_collections.py variants          # each variant against the new protocol, paired by draw
 
 Every step is resumable: a finished step is skipped (`agf run` reuses its finished stages). Each finished protocol
 run is kept in docs/data/small-collections/runs/draw-K/<protocol>/ (its results.csv, selection.json, time, the agf
@@ -61,6 +63,12 @@ LABELS: tuple[str, ...] = ("given", "true")
 COMPARED_LABELS = "true"
 COMPARISONS: tuple[tuple[str, str], ...] = (("new", "today"), ("new", "logreg"), ("new", "rbf-svm"))
 PROTOCOLS: tuple[str, ...] = ("validation", "auto")
+# Runs measured against the new protocol ("auto"), each its settings over it: "budget", a training budget sized to
+# the audio (issue 27 item 2).
+VARIANTS: dict[str, dict[str, dict[str, object]]] = {"budget": {"train": {"crops_per_track": 0}}}
+VARIANT_BASE = "auto"
+RUN_KINDS: tuple[str, ...] = PROTOCOLS + tuple(VARIANTS)
+VARIANT_METRICS: tuple[str, ...] = ("oof_log_loss", "oof_accuracy", "test_log_loss", "test_accuracy")
 NET_COLUMNS: tuple[str, ...] = ("where", "arch", "tasks", "seed", "epochs", "max_epochs", "best_epoch", "stopped_early",
                                 "chosen_on")
 DRAW_COLUMNS: tuple[str, ...] = ("draw", "model", "labels", "metric", "value", "n_tracks", "n_artists",
@@ -159,15 +167,19 @@ def draw(root: Path, k: int, tracks: int, min_artists: int, max_artists: int) ->
 # -- run -------------------------------------------------------------------------------------------------------
 
 
-def run_config(manifest: Path, workdir: Path, k: int, mode: str) -> Config:
-    """The small-collection preset on this manifest, split seed k, model chosen by `mode`, one thread and worker."""
+def run_config(manifest: Path, workdir: Path, k: int, kind: str) -> Config:
+    """The small-collection preset on this manifest, split seed k, one thread and worker: a protocol's (the model
+    chosen by select.mode = `kind`) or a variant's (VARIANTS: the new protocol with the variant's settings)."""
     config = load_config(PRESET)
-    return dataclasses.replace(
+    config = dataclasses.replace(
         config,
         dataset=dataclasses.replace(config.dataset, manifest=str(manifest), seed=k),
-        select=dataclasses.replace(config.select, mode=mode),
+        select=dataclasses.replace(config.select, mode=VARIANT_BASE if kind in VARIANTS else kind),
         run=dataclasses.replace(config.run, threads=1, workers=1, workdir=str(workdir)),
     )
+    sections = {section: dataclasses.replace(getattr(config, section), **settings)
+                for section, settings in VARIANTS.get(kind, {}).items()}
+    return dataclasses.replace(config, **sections)
 
 
 def kept_run(k: int, mode: str) -> Path:
@@ -323,19 +335,19 @@ def commit() -> str:
 
 
 def run(root: Path, k: int, protocols: Sequence[str] = PROTOCOLS) -> None:
-    """Draw k's runs of `protocols` (each in its own work directory, so two may run at once), then, once both
-    protocols' runs are kept, the classical models and ROOT/results/draw-K.csv (last)."""
-    out = root / "results" / f"draw-{k}.csv"
-    if out.is_file():
-        say(f"{out} exists: draw {k} done")
-        return
+    """Draw k's runs of `protocols` (protocols or variants, each in its own work directory, so two may run at
+    once), then, once both protocols' runs are kept, the classical models and ROOT/results/draw-K.csv (last)."""
     directory = draw_dir(root, k)
     manifest = directory / "manifest.csv"
     if not manifest.is_file():
         raise SystemExit(f"{manifest} not found: run `draw {root} {k}` first")
-    configs = {mode: run_config(manifest, directory / f"work-{mode}", k, mode) for mode in PROTOCOLS}
-    for mode in protocols:
-        agf_run(configs[mode], kept_run(k, mode))
+    configs = {kind: run_config(manifest, directory / f"work-{kind}", k, kind) for kind in RUN_KINDS}
+    for kind in protocols:
+        agf_run(configs[kind], kept_run(k, kind))
+    out = root / "results" / f"draw-{k}.csv"
+    if out.is_file():
+        say(f"{out} exists: draw {k} done")
+        return
     missing = [mode for mode in PROTOCOLS if not (kept_run(k, mode) / "run.json").is_file()]
     if missing:
         say(f"draw {k}: waiting for the {', '.join(missing)} run")
@@ -484,6 +496,85 @@ def summary(source: Path, out_dir: Path, runs: Path = DATA_DIR / "runs") -> None
     say(f"{out_dir}: summary of {draws['draw'].nunique()} draws")
 
 
+# -- variants --------------------------------------------------------------------------------------------------
+
+
+def chosen_scores(selection: dict) -> dict[str, object]:
+    """The model a run chose, its pooled out-of-fold accuracy and log loss (what chose it: the ranking's first) and
+    its test scores against the true genres."""
+    first, chosen = selection["ranking"][0], selection["chosen"]
+    if (first["name"], first["combination"]) != (chosen["name"], chosen["combination"]):
+        raise SystemExit(f"selection.json: the chosen model {chosen['name']} is not the ranking's first")
+    test = selection["test"][COMPARED_LABELS]
+    return {"chosen": chosen["name"], "oof_log_loss": first["log_loss"], "oof_accuracy": first["accuracy"],
+            "test_log_loss": test["log_loss"], "test_accuracy": test["accuracy"]}
+
+
+def variant_rows(runs: Path) -> pd.DataFrame:
+    """Per draw whose new-protocol run and some variant's are kept under `runs`: each of those runs' chosen model
+    and scores (chosen_scores) and seconds."""
+    rows = []
+    for directory in sorted(runs.glob("draw-*"), key=lambda path: int(path.name.removeprefix("draw-"))):
+        kept = [kind for kind in (VARIANT_BASE, *VARIANTS) if (directory / kind / "run.json").is_file()]
+        if VARIANT_BASE not in kept or len(kept) == 1:
+            continue
+        for kind in kept:
+            record = json.loads((directory / kind / "run.json").read_text())
+            rows.append({"draw": int(directory.name.removeprefix("draw-")), "run": kind,
+                         **chosen_scores(json.loads((directory / kind / "selection.json").read_text())),
+                         "seconds": record["seconds"]})
+    return pd.DataFrame(rows, columns=["draw", "run", "chosen", *VARIANT_METRICS, "seconds"])
+
+
+def compare_variants(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per variant and score: the variant minus the new protocol, paired by draw, with its 95 % interval over draws
+    (agf.statistics.compare; one comparison per score, so Holm changes nothing)."""
+    found = []
+    for variant in VARIANTS:
+        for metric in VARIANT_METRICS:
+            table = rows.pivot_table(index="draw", columns="run", values=metric)
+            if variant not in table.columns:
+                continue
+            differences = (table[variant] - table[VARIANT_BASE]).dropna().to_numpy()
+            if len(differences) < 2:
+                continue
+            (result,) = compare({f"{variant} - {VARIANT_BASE}": differences})
+            found.append({"comparison": result.name, "score": metric, "draws": result.n, "mean": result.mean,
+                          "ci_low": result.ci_low, "ci_high": result.ci_high, "p": result.p_permutation})
+    return pd.DataFrame(found, columns=["comparison", "score", "draws", "mean", "ci_low", "ci_high", "p"])
+
+
+def variants_markdown(rows: pd.DataFrame, compared: pd.DataFrame) -> str:
+    """variants.md: each kept run's choice and scores per draw, and the paired differences."""
+    settings = "; ".join(f"{name}: " + ", ".join(f"{section}.{key} = {value}" for section, pairs in over.items()
+                                                  for key, value in pairs.items()) for name, over in VARIANTS.items())
+    lines = ["# Small collections: variants of the new protocol", "",
+             "Generated by `python scripts/small_collections.py variants`. Each variant is the new protocol "
+             f"(select.mode = {VARIANT_BASE}) with other settings ({settings}), run on the same draws. oof: the "
+             "chosen model's pooled out-of-fold score over train + validation (what chose it; selection data); "
+             f"test: the test split, {COMPARED_LABELS} genres.", "",
+             "| draw | run | chosen | oof log loss | oof accuracy | test log loss | test accuracy | seconds |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.draw} | {r.run} | {r.chosen} | {r.oof_log_loss:.4f} | {r.oof_accuracy:.4f} | "
+              f"{r.test_log_loss:.4f} | {r.test_accuracy:.4f} | {r.seconds:.0f} |" for r in rows.itertuples()]
+    lines += ["", "Paired over draws (95 % interval over draws; p: sign-flip permutation):", "",
+              "| comparison | score | draws | mean | 95 % interval | p |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r.comparison} | {r.score} | {r.draws} | {r.mean:+.4f} | [{r.ci_low:+.4f}, {r.ci_high:+.4f}] | "
+              f"{r.p:.3g} |" for r in compared.itertuples()]
+    return "\n".join(lines) + "\n"
+
+
+def variants(runs: Path, out_dir: Path) -> None:
+    """variants.csv (per draw and run) and variants.md in out_dir from the kept runs under `runs`."""
+    rows = variant_rows(runs)
+    if rows.empty:
+        raise SystemExit(f"{runs}: no draw with both a new-protocol run and a variant's kept")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_dir / "variants.csv", rows.to_csv(index=False, float_format="%.6g"))
+    write_text_atomic(out_dir / "variants.md", variants_markdown(rows, compare_variants(rows)))
+    say(f"{out_dir}: variants over {rows['draw'].nunique()} draws")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -502,15 +593,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     run_parser = commands.add_parser("run", help="run draw K: both protocols and the classical models")
     run_parser.add_argument("root", type=Path)
     run_parser.add_argument("k", type=int)
-    run_parser.add_argument("--protocol", choices=PROTOCOLS, action="append",
-                            help="run only this protocol (repeatable; default both)")
+    run_parser.add_argument("--protocol", choices=RUN_KINDS, action="append",
+                            help="run only this protocol or variant (repeatable; default both protocols)")
     curves_parser = commands.add_parser("curves", help="the folds' genre nets' validation curves, per draw")
     curves_parser.add_argument("root", type=Path)
     curves_parser.add_argument("k", type=int, nargs="+")
     curves_parser.add_argument("-o", "--out", type=Path, required=True, help="CSV to write")
+    curves_parser.add_argument("--protocol", choices=(VARIANT_BASE, *VARIANTS), default=VARIANT_BASE,
+                               help=f"whose folds (default {VARIANT_BASE})")
     summary_parser = commands.add_parser("summary", help="paired differences over the finished draws")
     summary_parser.add_argument("source", type=Path, help="ROOT, or a folder of draw-*.csv files")
     summary_parser.add_argument("--out", type=Path, default=DATA_DIR)
+    variants_parser = commands.add_parser("variants", help="each variant against the new protocol, paired by draw")
+    variants_parser.add_argument("--runs", type=Path, default=DATA_DIR / "runs", help="the kept runs")
+    variants_parser.add_argument("--out", type=Path, default=DATA_DIR)
     args = parser.parse_args(argv)
     if args.command == "render":
         render(args.root, args.artists_per_genre, args.tracks_per_album, args.seconds, args.workers)
@@ -519,8 +615,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "run":
         run(args.root, args.k, args.protocol or PROTOCOLS)
     elif args.command == "curves":
-        frames = [fold_curves(draw_dir(args.root, k) / "work-auto").assign(draw=k) for k in args.k]
+        frames = [fold_curves(draw_dir(args.root, k) / f"work-{args.protocol}").assign(draw=k) for k in args.k]
         write_text_atomic(args.out, pd.concat(frames).to_csv(index=False, float_format="%.6g"))
+    elif args.command == "variants":
+        variants(args.runs, args.out)
     else:
         summary(args.source, args.out)
 

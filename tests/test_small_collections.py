@@ -167,3 +167,54 @@ def test_fold_curves_average_the_finished_fold_genre_nets_per_epoch(sc, tmp_path
     found = sc.fold_curves(tmp_path)
     assert list(found["net"].unique()) == ["STN g"] and list(found["nets"]) == [2, 2]
     assert list(found["val_loss"]) == [1.5, 2.0] and found["val_accuracy"].tolist() == pytest.approx([0.1, 0.2])
+
+
+def test_a_variant_is_the_new_protocol_with_its_settings(sc, tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.csv"
+    budget = sc.run_config(manifest, tmp_path / "work-budget", 3, "budget")
+    new = sc.run_config(manifest, tmp_path / "work-auto", 3, "auto")
+    assert budget.select.mode == new.select.mode == "auto" and budget.dataset.seed == 3
+    assert (budget.train.crops_per_track, new.train.crops_per_track) == (0, 1)
+    assert sc.dataclasses.replace(budget.train, crops_per_track=1) == new.train
+    assert sc.run_config(manifest, tmp_path / "w", 3, "validation").select.mode == "validation"
+
+
+def kept_selection(sc, runs: Path, k: int, kind: str, oof_log_loss: float, test_log_loss: float) -> None:
+    """A made-up kept run: selection.json whose chosen model is the ranking's first, and run.json."""
+    directory = runs / f"draw-{k}" / kind
+    directory.mkdir(parents=True)
+    chosen = {"name": f"transfer MLP: {kind}", "combination": "probs"}
+    selection = {"chosen": chosen,
+                 "ranking": [{**chosen, "log_loss": oof_log_loss, "accuracy": 0.5},
+                             {"name": "other", "combination": "probs", "log_loss": 9.0, "accuracy": 0.1}],
+                 "test": {labels: {"log_loss": test_log_loss, "accuracy": 0.4} for labels in sc.LABELS}}
+    (directory / "selection.json").write_text(json.dumps(selection))
+    (directory / "run.json").write_text(json.dumps({"seconds": 100.0 * (1 + (kind == "budget"))}))
+
+
+def test_variants_pair_each_variant_with_the_new_protocol_by_draw(sc, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for k, (base, budget) in enumerate([(1.30, 1.20), (1.10, 1.05), (1.50, 1.30)]):
+        kept_selection(sc, runs, k, "auto", base, base + 0.2)
+        kept_selection(sc, runs, k, "budget", budget, budget + 0.1)
+    kept_selection(sc, runs, 3, "auto", 1.0, 1.0)  # no variant: not paired
+    kept_selection(sc, runs, 4, "budget", 1.0, 1.0)  # no new-protocol run: not paired
+    sc.variants(runs, tmp_path / "out")
+    rows = pd.read_csv(tmp_path / "out" / "variants.csv")
+    assert sorted(set(rows["draw"])) == [0, 1, 2] and len(rows) == 6
+    found = sc.compare_variants(rows).set_index("score")
+    oof = np.subtract([1.20, 1.05, 1.30], [1.30, 1.10, 1.50])
+    assert found.loc["oof_log_loss", "mean"] == pytest.approx(oof.mean())
+    assert found.loc["test_log_loss", "mean"] == pytest.approx(oof.mean() - 0.1)
+    assert found.loc["oof_log_loss", "ci_low"] == pytest.approx(mean_ci(oof)[0])
+    assert found.loc["test_accuracy", "mean"] == pytest.approx(0.0)
+    assert "| budget - auto | oof_log_loss | 3 |" in (tmp_path / "out" / "variants.md").read_text()
+
+
+def test_a_chosen_model_that_is_not_the_ranking_first_is_refused(sc, tmp_path: Path) -> None:
+    kept_selection(sc, tmp_path, 0, "auto", 1.0, 1.0)
+    path = tmp_path / "draw-0" / "auto" / "selection.json"
+    selection = json.loads(path.read_text())
+    selection["ranking"].reverse()
+    with pytest.raises(SystemExit, match="not the ranking's first"):
+        sc.chosen_scores(selection)
