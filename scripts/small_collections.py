@@ -67,6 +67,8 @@ PROTOCOLS: tuple[str, ...] = ("validation", "auto")
 # the audio (issue 27 item 2).
 VARIANTS: dict[str, dict[str, dict[str, object]]] = {"budget": {"train": {"crops_per_track": 0}}}
 VARIANT_BASE = "auto"
+# The draw files' models each variant's test scores are also paired with (issue 27 item 6 for a variant).
+VARIANT_BASELINES: tuple[str, ...] = ("today", "logreg", "rbf-svm")
 RUN_KINDS: tuple[str, ...] = PROTOCOLS + tuple(VARIANTS)
 VARIANT_METRICS: tuple[str, ...] = ("oof_log_loss", "oof_accuracy", "test_log_loss", "test_accuracy")
 NET_COLUMNS: tuple[str, ...] = ("where", "arch", "tasks", "seed", "epochs", "max_epochs", "best_epoch", "stopped_early",
@@ -526,21 +528,30 @@ def variant_rows(runs: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["draw", "run", "chosen", *VARIANT_METRICS, "seconds"])
 
 
+def baseline_rows(draws: pd.DataFrame) -> pd.DataFrame:
+    """The draw files' test scores (true genres) of VARIANT_BASELINES, one row per draw and model, as variant rows
+    (run = the model; no out-of-fold scores)."""
+    rows = draws[(draws["labels"] == COMPARED_LABELS) & draws["model"].isin(VARIANT_BASELINES)]
+    table = rows.pivot_table(index=["draw", "model"], columns="metric", values="value").reset_index()
+    return table.rename(columns={"model": "run", "accuracy": "test_accuracy", "log_loss": "test_log_loss"})
+
+
 def compare_variants(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per variant and score: the variant minus the new protocol, paired by draw, with its 95 % interval over draws
-    (agf.statistics.compare; one comparison per score, so Holm changes nothing)."""
+    """Per variant and score: the variant minus the new protocol and minus each of VARIANT_BASELINES found in
+    `rows` (test scores only), paired by draw, with its 95 % interval over draws (agf.statistics.compare; Holm over
+    a variant's comparisons of one score)."""
     found = []
     for variant in VARIANTS:
         for metric in VARIANT_METRICS:
             table = rows.pivot_table(index="draw", columns="run", values=metric)
             if variant not in table.columns:
                 continue
-            differences = (table[variant] - table[VARIANT_BASE]).dropna().to_numpy()
-            if len(differences) < 2:
-                continue
-            (result,) = compare({f"{variant} - {VARIANT_BASE}": differences})
-            found.append({"comparison": result.name, "score": metric, "draws": result.n, "mean": result.mean,
-                          "ci_low": result.ci_low, "ci_high": result.ci_high, "p": result.p_permutation})
+            differences = {f"{variant} - {base}": (table[variant] - table[base]).dropna().to_numpy()
+                           for base in (VARIANT_BASE, *VARIANT_BASELINES) if base in table.columns}
+            paired = {name: values for name, values in differences.items() if len(values) >= 2}
+            for result in compare(paired) if paired else ():
+                found.append({"comparison": result.name, "score": metric, "draws": result.n, "mean": result.mean,
+                              "ci_low": result.ci_low, "ci_high": result.ci_high, "p": result.p_holm})
     return pd.DataFrame(found, columns=["comparison", "score", "draws", "mean", "ci_low", "ci_high", "p"])
 
 
@@ -557,21 +568,25 @@ def variants_markdown(rows: pd.DataFrame, compared: pd.DataFrame) -> str:
              "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r.draw} | {r.run} | {r.chosen} | {r.oof_log_loss:.4f} | {r.oof_accuracy:.4f} | "
               f"{r.test_log_loss:.4f} | {r.test_accuracy:.4f} | {r.seconds:.0f} |" for r in rows.itertuples()]
-    lines += ["", "Paired over draws (95 % interval over draws; p: sign-flip permutation):", "",
+    lines += ["", "Paired over draws (95 % interval over draws; p: sign-flip permutation, Holm over a variant's "
+              f"comparisons of one score; {', '.join(VARIANT_BASELINES)}: the draw files' test scores):", "",
               "| comparison | score | draws | mean | 95 % interval | p |", "|---|---|---|---|---|---|"]
     lines += [f"| {r.comparison} | {r.score} | {r.draws} | {r.mean:+.4f} | [{r.ci_low:+.4f}, {r.ci_high:+.4f}] | "
               f"{r.p:.3g} |" for r in compared.itertuples()]
     return "\n".join(lines) + "\n"
 
 
-def variants(runs: Path, out_dir: Path) -> None:
-    """variants.csv (per draw and run) and variants.md in out_dir from the kept runs under `runs`."""
+def variants(runs: Path, out_dir: Path, draws_dir: Path = DATA_DIR) -> None:
+    """variants.csv (per draw and run) and variants.md in out_dir from the kept runs under `runs`, each variant
+    also paired with the draw files' (draws_dir/draw-*.csv) test scores of VARIANT_BASELINES."""
     rows = variant_rows(runs)
     if rows.empty:
         raise SystemExit(f"{runs}: no draw with both a new-protocol run and a variant's kept")
+    baselines = baseline_rows(read_draws(draws_dir)) if any(draws_dir.glob("draw-*.csv")) else rows.iloc[:0]
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "variants.csv", rows.to_csv(index=False, float_format="%.6g"))
-    write_text_atomic(out_dir / "variants.md", variants_markdown(rows, compare_variants(rows)))
+    compared = compare_variants(pd.concat([rows, baselines], ignore_index=True))
+    write_text_atomic(out_dir / "variants.md", variants_markdown(rows, compared))
     say(f"{out_dir}: variants over {rows['draw'].nunique()} draws")
 
 
@@ -604,9 +619,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     summary_parser = commands.add_parser("summary", help="paired differences over the finished draws")
     summary_parser.add_argument("source", type=Path, help="ROOT, or a folder of draw-*.csv files")
     summary_parser.add_argument("--out", type=Path, default=DATA_DIR)
-    variants_parser = commands.add_parser("variants", help="each variant against the new protocol, paired by draw")
+    variants_parser = commands.add_parser(
+        "variants", help="each variant against the new protocol, today's and the classical models, paired by draw")
     variants_parser.add_argument("--runs", type=Path, default=DATA_DIR / "runs", help="the kept runs")
     variants_parser.add_argument("--out", type=Path, default=DATA_DIR)
+    variants_parser.add_argument("--draws", type=Path, default=DATA_DIR, help="the draw-*.csv files")
     args = parser.parse_args(argv)
     if args.command == "render":
         render(args.root, args.artists_per_genre, args.tracks_per_album, args.seconds, args.workers)
@@ -618,7 +635,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         frames = [fold_curves(draw_dir(args.root, k) / f"work-{args.protocol}").assign(draw=k) for k in args.k]
         write_text_atomic(args.out, pd.concat(frames).to_csv(index=False, float_format="%.6g"))
     elif args.command == "variants":
-        variants(args.runs, args.out)
+        variants(args.runs, args.out, args.draws)
     else:
         summary(args.source, args.out)
 

@@ -199,9 +199,26 @@ def test_variants_pair_each_variant_with_the_new_protocol_by_draw(sc, tmp_path: 
         kept_selection(sc, runs, k, "budget", budget, budget + 0.1)
     kept_selection(sc, runs, 3, "auto", 1.0, 1.0)  # no variant: not paired
     kept_selection(sc, runs, 4, "budget", 1.0, 1.0)  # no new-protocol run: not paired
-    sc.variants(runs, tmp_path / "out")
+    data = tmp_path / "data"
+    data.mkdir()
+    today_log_loss = [1.60, 1.00, 1.20]
+    for k, today in enumerate(today_log_loss):
+        values = {"today": (0.5, today), "new": (0.4, 9.0), "logreg": (0.3, 2.0), "rbf-svm": (0.6, 3.0)}
+        draw_file(sc, k, values).to_csv(data / f"draw-{k}.csv", index=False)
+    sc.variants(runs, tmp_path / "out", data)
     rows = pd.read_csv(tmp_path / "out" / "variants.csv")
     assert sorted(set(rows["draw"])) == [0, 1, 2] and len(rows) == 6
+    against = sc.compare_variants(pd.concat([rows, sc.baseline_rows(sc.read_draws(data))]))
+    against = against.set_index(["comparison", "score"])
+    budget_test = np.add([1.20, 1.05, 1.30], 0.1)
+    expected = (budget_test - today_log_loss).mean()
+    assert against.loc[("budget - today", "test_log_loss"), "mean"] == pytest.approx(expected)
+    assert against.loc[("budget - rbf-svm", "test_accuracy"), "mean"] == pytest.approx(0.4 - 0.6)
+    assert ("budget - today", "oof_log_loss") not in against.index  # the draw files have no out-of-fold scores
+    p_raw = against.loc[("budget - auto", "oof_log_loss"), "p"]  # one comparison of its score: Holm changes nothing
+    (alone,) = sc.compare({"x": np.subtract([1.20, 1.05, 1.30], [1.30, 1.10, 1.50])})
+    assert p_raw == pytest.approx(alone.p_permutation)
+    assert "| budget - logreg | test_log_loss | 3 |" in (tmp_path / "out" / "variants.md").read_text()
     found = sc.compare_variants(rows).set_index("score")
     oof = np.subtract([1.20, 1.05, 1.30], [1.30, 1.10, 1.50])
     assert found.loc["oof_log_loss", "mean"] == pytest.approx(oof.mean())
