@@ -66,6 +66,9 @@ PROTOCOLS: tuple[str, ...] = ("validation", "auto")
 # Runs measured against the new protocol ("auto"), each its settings over it: "budget", a training budget sized to
 # the audio (issue 27 item 2).
 VARIANTS: dict[str, dict[str, dict[str, object]]] = {"budget": {"train": {"crops_per_track": 0}}}
+# Every run's settings over the preset before a variant's: the protocols as measured (one crop per track, the
+# preset's budget before item 2's measurement adopted the sized one).
+MEASURED: dict[str, dict[str, object]] = {"train": {"crops_per_track": 1}}
 VARIANT_BASE = "auto"
 # The draw files' models each variant's test scores are also paired with (issue 27 item 6 for a variant).
 VARIANT_BASELINES: tuple[str, ...] = ("today", "logreg", "rbf-svm")
@@ -171,7 +174,8 @@ def draw(root: Path, k: int, tracks: int, min_artists: int, max_artists: int) ->
 
 def run_config(manifest: Path, workdir: Path, k: int, kind: str) -> Config:
     """The small-collection preset on this manifest, split seed k, one thread and worker: a protocol's (the model
-    chosen by select.mode = `kind`) or a variant's (VARIANTS: the new protocol with the variant's settings)."""
+    chosen by select.mode = `kind`) or a variant's (VARIANTS: the new protocol with the variant's settings), each
+    over MEASURED."""
     config = load_config(PRESET)
     config = dataclasses.replace(
         config,
@@ -179,8 +183,10 @@ def run_config(manifest: Path, workdir: Path, k: int, kind: str) -> Config:
         select=dataclasses.replace(config.select, mode=VARIANT_BASE if kind in VARIANTS else kind),
         run=dataclasses.replace(config.run, threads=1, workers=1, workdir=str(workdir)),
     )
-    sections = {section: dataclasses.replace(getattr(config, section), **settings)
-                for section, settings in VARIANTS.get(kind, {}).items()}
+    variant = VARIANTS.get(kind, {})
+    sections = {section: dataclasses.replace(getattr(config, section),
+                                             **{**MEASURED.get(section, {}), **variant.get(section, {})})
+                for section in MEASURED.keys() | variant.keys()}
     return dataclasses.replace(config, **sections)
 
 
